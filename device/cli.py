@@ -1,0 +1,166 @@
+"""The command line: ``stretch-companion run | sim | config``.
+
+Imports stay inside the commands so ``--help`` is quick and a PC never loads a Pi
+backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from device.errors import ConfigError
+
+log = logging.getLogger("stretch_companion")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stretch-companion",
+        description="A box that coaches a hamstring stretch: button, breathing light, "
+        "buzzer, voice and (optionally) a strap tension sensor.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more logging (-vv for debug)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the box on its real pins (a Raspberry Pi)")
+    run.add_argument("--config", metavar="FILE", help="config file (TOML)")
+
+    sim = sub.add_parser("sim", help="the box on a laptop: mock pins, in the terminal")
+    sim.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    sim.add_argument("--headless", action="store_true",
+                     help="no screen: run a scripted session and print what happens")
+    sim.add_argument("--script", metavar="ITEMS",
+                     help="timed inputs, e.g. 'press@1,press@95,long@200' (press, long); "
+                     "without one a session starts at 1 s and switches legs by itself")
+    sim.add_argument("--events", metavar="FILE",
+                     help="write every event as JSON lines to FILE ('-' = stdout)")
+    sim.add_argument("--speed", type=float, metavar="N",
+                     help="N x real time (headless default: virtual time, as fast as it goes)")
+    sim.add_argument("--until", type=float, metavar="SECONDS",
+                     help="stop after this many simulated seconds")
+    sim.add_argument("--voice", action="store_true",
+                     help="headless: speak through pyttsx3 instead of a recording fake")
+    sim.add_argument("--quiet", action="store_true",
+                     help="headless: do not print the readable transcript")
+
+    config = sub.add_parser("config", help="show or check the configuration")
+    config.add_argument("--default", action="store_true", help="print a commented default file")
+    config.add_argument("--check", metavar="FILE", help="validate FILE and say so")
+    return parser
+
+
+def _logging(verbose: int) -> None:
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """``config --default`` / ``config --check FILE``."""
+    from device.config import default_config_text, load_config
+
+    if args.check:
+        load_config(args.check)
+        print(f"{args.check}: ok")
+        return 0
+    sys.stdout.write(default_config_text())
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    """The simulator: headless (scripted) or on screen."""
+    from device.config import load_config
+    from device.routine import load_routine
+
+    config = load_config(args.config)
+    load_routine(config.routine.file or None)  # a bad routine file stops here, not mid-run
+    if args.speed is not None and not 0.1 <= args.speed <= 1000:
+        raise ConfigError(f"--speed {args.speed:g}: must be from 0.1 to 1000")
+    if not args.headless:
+        from device.tui import run_tui
+
+        return run_tui(config, speed=args.speed or 1.0)
+    return _headless(args, config)
+
+
+def _headless(args: argparse.Namespace, config: object) -> int:
+    from device.sim import run_headless
+    from device.transcript import JsonLines, Readable
+
+    listeners = []
+    out = None
+    if args.events == "-":
+        listeners.append(JsonLines(sys.stdout))
+    elif args.events:
+        out = open(args.events, "w", encoding="utf-8")  # noqa: SIM115
+        listeners.append(JsonLines(out))
+    if not args.quiet and args.events != "-":
+        listeners.append(Readable(sys.stdout))
+    try:
+        run_headless(config, args.script, listeners, speed=args.speed, until=args.until,
+                     voice=args.voice)
+    finally:
+        if out is not None:
+            out.close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """The box on real pins, until SIGTERM or Ctrl-C."""
+    from device.box import build_loop, build_parts, close_parts
+    from device.clock import RealClock
+    from device.config import load_config
+    from drivers.pins import PinFactoryError, real_factory
+    from drivers.speech import make_speaker
+
+    config = load_config(args.config)
+    try:
+        factory = real_factory(config.pins.factory)
+    except PinFactoryError as exc:
+        print(f"stretch-companion: {exc}", file=sys.stderr)
+        return 1
+    voice = config.voice
+    speaker = make_speaker(voice.enabled, voice.rate, voice.volume, voice.voice)
+    parts = build_parts(config, factory, speaker, is_mock=config.pins.factory == "mock")
+    loop = build_loop(config, RealClock(), parts)
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        loop.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        loop.run()
+        loop.interrupt()
+    finally:
+        close_parts(parts)
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sim": cmd_sim, "config": cmd_config}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``stretch-companion`` command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _logging(args.verbose)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"stretch-companion: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

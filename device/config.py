@@ -1,0 +1,317 @@
+"""Settings: frozen dataclasses, read from TOML and validated once at start-up.
+
+Each field's ``metadata`` says what is allowed (``range``, ``choices``, ``doc``); the
+loader walks the tables, so a typo or a bad value names the key, the value and the
+allowed values in one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from device.errors import ConfigError
+
+LEGS = ("right", "left")
+
+
+def _f(default: Any, doc: str, **rules: Any) -> Any:
+    """A dataclass field with its validation rules and one line of documentation."""
+    if isinstance(default, (list, tuple)):
+        value = tuple(default)
+        return field(default=value, metadata={"doc": doc, **rules})
+    return field(default=default, metadata={"doc": doc, **rules})
+
+
+@dataclass(frozen=True)
+class Pins:
+    """BCM GPIO numbers of the parts."""
+
+    button: int = _f(17, "push button to GND (internal pull-up)", range=(0, 27))
+    led: int = _f(18, "breathing light LED (PWM)", range=(0, 27))
+    buzzer: int = _f(27, "buzzer", range=(0, 27))
+    factory: str = _f(
+        "", "gpiozero pin factory; empty = gpiozero's choice (GPIOZERO_PIN_FACTORY)",
+        choices=("", "lgpio", "rpigpio", "pigpio", "native", "mock"),
+    )
+
+
+@dataclass(frozen=True)
+class BuzzerSettings:
+    """The buzzer part."""
+
+    kind: str = _f("active", "active (on/off) or passive (driven with tones)",
+                   choices=("active", "passive"))
+
+
+@dataclass(frozen=True)
+class SessionSettings:
+    """How a session runs, in seconds."""
+
+    hold_seconds: float = _f(60, "length of each hold (s)", range=(60, 300))
+    legs: tuple[str, ...] = _f(LEGS, "order of the legs", legs=True)
+    rounds: int = _f(1, "times through both legs", range=(1, 10))
+    switch: str = _f("button", "button: wait for a press between legs; auto: go on by itself",
+                     choices=("button", "auto"))
+    switch_pause_seconds: float = _f(10, "pause before an auto switch (s)", range=(2, 120))
+    long_press_seconds: float = _f(2.0, "hold the button this long to cancel (s)",
+                                   range=(0.5, 10))
+    setup_pause_seconds: float = _f(1.5, "pause after each set-up step (s)", range=(0, 20))
+    reminder_seconds: float = _f(20, "time between mistake reminders in a hold (s); 0 = none",
+                                 range=(0, 300), zero_ok=True, min_nonzero=10)
+    tick_seconds: float = _f(0, "soft tick every N seconds in a hold; 0 = off",
+                             range=(0, 60), zero_ok=True, min_nonzero=1)
+
+
+@dataclass(frozen=True)
+class BreathSettings:
+    """Breath pacing (s); the whole breath must make 2..12 breaths per minute."""
+
+    inhale: float = _f(4, "breathe in (s)", range=(1, 15))
+    hold_in: float = _f(0, "pause full (s)", range=(0, 10))
+    exhale: float = _f(6, "breathe out (s)", range=(1, 20))
+    hold_out: float = _f(0, "pause empty (s)", range=(0, 10))
+
+    @property
+    def period(self) -> float:
+        """One whole breath (s)."""
+        return self.inhale + self.hold_in + self.exhale + self.hold_out
+
+
+@dataclass(frozen=True)
+class LightSettings:
+    """The breathing light."""
+
+    idle: str = _f("off", "light while idle: off or a faint glow", choices=("off", "glow"))
+    hz: float = _f(50, "updates per second while animating", range=(20, 200))
+    glow: float = _f(0.15, "faint glow level (perceived brightness 0..1)", range=(0.01, 1))
+    low: float = _f(0.04, "breath light at empty lungs (perceived 0..1)", range=(0, 0.5))
+    high: float = _f(1.0, "breath light at full lungs (perceived 0..1)", range=(0.2, 1))
+
+
+@dataclass(frozen=True)
+class VoiceSettings:
+    """Text-to-speech."""
+
+    enabled: bool = _f(True, "speak the cues")
+    rate: int = _f(160, "words per minute", range=(80, 300))
+    volume: float = _f(0.9, "0..1", range=(0, 1))
+    voice: str = _f("", "pyttsx3 voice id or name; empty = default")
+
+
+@dataclass(frozen=True)
+class RoutineSettings:
+    """Which routine to coach."""
+
+    file: str = _f("", "path to a routine TOML; empty = built-in hamstring stretch")
+
+
+@dataclass(frozen=True)
+class Config:
+    """All settings."""
+
+    pins: Pins = field(default_factory=Pins)
+    buzzer: BuzzerSettings = field(default_factory=BuzzerSettings)
+    session: SessionSettings = field(default_factory=SessionSettings)
+    breath: BreathSettings = field(default_factory=BreathSettings)
+    light: LightSettings = field(default_factory=LightSettings)
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
+    routine: RoutineSettings = field(default_factory=RoutineSettings)
+
+
+def _allowed(meta: dict[str, Any], kind: type) -> str:
+    if "choices" in meta:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    if meta.get("legs"):
+        return "a list of distinct legs from 'right', 'left'"
+    if "range" in meta:
+        lo, hi = meta["range"]
+        word = "a whole number" if kind is int else "a number"
+        text = f"{word} from {lo} to {hi}"
+        if meta.get("zero_ok"):
+            text = f"0 (off) or {word} from {meta.get('min_nonzero', lo)} to {hi}"
+        return text
+    if kind is bool:
+        return "true or false"
+    return "text"
+
+
+def _check_value(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
+    original = value
+
+    def bad() -> ConfigError:
+        return ConfigError(f"{key} = {original!r}: must be {_allowed(meta, kind)}")
+
+    if meta.get("legs"):
+        if (
+            not isinstance(value, (list, tuple))
+            or not value
+            or any(v not in LEGS for v in value)
+            or len(set(value)) != len(value)
+        ):
+            raise bad()
+        return tuple(value)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+    elif kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad()
+        value = float(value)
+    elif kind is str:
+        if not isinstance(value, str):
+            raise bad()
+    if "choices" in meta and value not in meta["choices"]:
+        raise bad()
+    if "range" in meta:
+        lo, hi = meta["range"]
+        if meta.get("zero_ok") and value == 0:
+            return value
+        lo = meta.get("min_nonzero", lo) if meta.get("zero_ok") else lo
+        if not lo <= value <= hi:
+            raise bad()
+    return value
+
+
+def _unknown(key: str, allowed: list[str]) -> ConfigError:
+    near = difflib.get_close_matches(key.rsplit(".", 1)[-1], allowed, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return ConfigError(f"unknown key {key}{hint}; allowed: {', '.join(allowed)}")
+
+
+def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
+    hints = get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        full = f"{prefix}{key}"
+        if key not in names:
+            raise _unknown(full, names)
+        kind = hints[key]
+        if is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{full} must be a table [{full}]")
+            values[key] = _build(kind, value, f"{full}.")
+            continue
+        meta = dict(next(f for f in fields(cls) if f.name == key).metadata)
+        values[key] = _check_value(full, value, kind, meta)
+    return cls(**values)
+
+
+def _cross_checks(config: Config) -> None:
+    breath = config.breath
+    per_minute = 60.0 / breath.period
+    if not 2 <= per_minute <= 12:
+        raise ConfigError(
+            f"breath = {breath.inhale:g}/{breath.hold_in:g}/{breath.exhale:g}/{breath.hold_out:g}"
+            f" s makes {per_minute:.1f} breaths per minute: must be 2 to 12"
+            " (a whole breath of 5 to 30 s)"
+        )
+    pins = config.pins
+    used = {"pins.button": pins.button, "pins.led": pins.led, "pins.buzzer": pins.buzzer}
+    seen: dict[int, str] = {}
+    for key, pin in used.items():
+        if pin in seen:
+            raise ConfigError(
+                f"{key} = {pin}: already used by {seen[pin]}; each part needs its own pin"
+            )
+        seen[pin] = key
+
+
+def parse_config(data: dict[str, Any]) -> Config:
+    """Validate parsed TOML into a ``Config`` (raises ``ConfigError``)."""
+    config = _build(Config, data, "")
+    _cross_checks(config)
+    return config
+
+
+def config_paths() -> list[Path]:
+    """Where the config is looked for, first found wins."""
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return [
+        Path(xdg) / "stretch-companion" / "config.toml",
+        Path("/etc/stretch-companion/config.toml"),
+    ]
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read ``path`` (or the first default location that exists, or built-in defaults)."""
+    if path is None:
+        for candidate in config_paths():
+            if candidate.is_file():
+                path = candidate
+                break
+        else:
+            return Config()
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--config {str(p)!r}: cannot read it ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{p}: {exc}") from None
+
+
+def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
+    """A copy of ``config`` with some keys changed, validated like the file."""
+    changes = {}
+    for name, values in sections.items():
+        section = getattr(config, name)
+        current = {f.name: getattr(section, f.name) for f in fields(section)}
+        current.update(values)
+        raw = {k: list(v) if isinstance(v, tuple) else v for k, v in current.items()}
+        changes[name] = _build(type(section), raw, f"{name}.")
+    new = replace(config, **changes)
+    _cross_checks(new)
+    return new
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return repr(value)
+
+
+def default_config_text() -> str:
+    """A commented config file holding every key at its default."""
+    lines = [
+        "# Stretch Companion configuration.",
+        "# Put it at ~/.config/stretch-companion/config.toml or",
+        "# /etc/stretch-companion/config.toml, or pass --config FILE.",
+        "# Every key is optional; these are the defaults.",
+    ]
+    config = Config()
+    hints = get_type_hints(Config)
+    for section in fields(Config):
+        cls = hints[section.name]
+        lines += ["", f"[{section.name}]"]
+        if cls.__doc__:
+            lines.append(f"# {cls.__doc__.strip().splitlines()[0]}")
+        value = getattr(config, section.name)
+        sub_hints = get_type_hints(cls)
+        for f in fields(cls):
+            meta = f.metadata
+            allowed = _allowed(dict(meta), sub_hints[f.name])
+            lines.append(f"# {meta.get('doc', '')} ({allowed})")
+            lines.append(f"{f.name} = {_toml_value(getattr(value, f.name))}")
+    return "\n".join(lines) + "\n"

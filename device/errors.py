@@ -1,0 +1,7 @@
+"""Errors the command line turns into one clear line."""
+
+
+class ConfigError(Exception):
+    """Bad configuration or routine: the message names the key, the value and what is allowed."""
+
+    exit_code = 78  # EX_CONFIG: systemd is told not to restart on it

@@ -1,0 +1,395 @@
+"""The device loop: wires the parts (button, light, buzzer, voice) to the state machine.
+
+One thread, one run loop. It sleeps on the injected clock until the next thing is due
+(a timer of the machine, a light frame, a beep's end, a scripted input) or a button
+edge wakes it. Idle, it does not tick at all; it animates the light at ``light.hz``
+only while a pattern moves. Every side effect goes through a small named hook.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from device.breath import Pattern, light_value
+from device.clock import Clock
+from device.config import Config
+from device.machine import (
+    Buzz,
+    Effect,
+    HoldEnded,
+    Hush,
+    Light,
+    Press,
+    Quiet,
+    SessionEnded,
+    SessionMachine,
+    Speak,
+    State,
+    StateChanged,
+)
+from device.presses import PressTracker
+from device.routine import Routine
+from device.voice import Cue, CueQueue
+from drivers.parts import Beeper, BreathLight, StrapButton
+from drivers.pins import trim_states
+from drivers.speech import Speaker
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[dict[str, Any]], None]
+TRIM_EVERY_FRAMES = 50  # mock pins: trim their state lists this often (memory stays flat)
+
+
+@dataclass
+class Parts:
+    """The hardware the loop drives; ``factory`` is the gpiozero pin factory used."""
+
+    button: StrapButton | None
+    light: BreathLight
+    beeper: Beeper
+    speaker: Speaker
+    factory: Any
+    is_mock: bool = False
+
+
+@dataclass
+class Snapshot:
+    """What a screen shows of the box right now."""
+
+    state: str
+    leg: str | None
+    round: int
+    rounds: int
+    hold_left_s: float | None
+    light: float
+    buzzing: str | None
+    spoken: list[str] = field(default_factory=list)
+
+
+def summary_text(holds: tuple[HoldEnded, ...]) -> str:
+    """A short spoken summary of the holds, e.g. 'Right leg 60 seconds, left leg 45.'"""
+    if not holds:
+        return ""
+    parts = []
+    for i, hold in enumerate(holds):
+        secs = round(hold.held_s)
+        unit = " seconds" if i == 0 else ""
+        parts.append(f"{hold.leg} leg {secs}{unit}")
+    text = ", ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
+class DeviceLoop:
+    """Runs sessions on ``clock`` with ``parts``; ``listeners`` get every event as a dict."""
+
+    def __init__(
+        self,
+        config: Config,
+        routine: Routine,
+        clock: Clock,
+        parts: Parts,
+        listeners: list[Listener] | None = None,
+        on_session_end: Callable[[SessionEnded], str] | None = None,
+        plan_hold: Callable[[str], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.routine = routine
+        self.clock = clock
+        self.parts = parts
+        self.listeners: list[Listener] = list(listeners or [])
+        self.on_session_end = on_session_end
+        idle = Pattern.GLOW if config.light.idle == "glow" else Pattern.OFF
+        self.idle_pattern = idle
+        self.machine = SessionMachine(
+            routine, config.session, config.voice.rate, idle_light=idle, plan_hold=plan_hold
+        )
+        self.cues = CueQueue(config.voice.rate)
+        self.origin = clock.now()
+        self.wake = threading.Event()
+        self.stop_event = threading.Event()
+        self._inbox: deque[tuple[float, bool]] = deque()
+        held = parts.button.is_pressed if parts.button else False
+        self.presses = PressTracker(config.session.long_press_seconds, held_at_start=held)
+        if held:
+            log.info("button held at start-up: ignored until released")
+        self._inputs: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._pattern = Pattern.OFF
+        self._since = 0.0
+        self._next_frame: float | None = None
+        self._frames = 0
+        self._last_led: float | None = None
+        self._buzz_off_at: float | None = None
+        self._voice_warned = False
+        self.sessions_ended = 0
+        self.holds: list[HoldEnded] = []
+        self.spoken: deque[str] = deque(maxlen=6)
+        self.hooks_per_wake: list[Callable[[float], float | None]] = []
+        if parts.button is not None:
+            parts.button.device.when_pressed = lambda: self.button_edge(True)
+            parts.button.device.when_released = lambda: self.button_edge(False)
+
+    # ---- inputs -----------------------------------------------------------------------
+
+    def button_edge(self, pressed: bool) -> None:
+        """A button edge (from gpiozero's callback thread): stamp it and wake the loop."""
+        self._inbox.append((self.clock.now(), pressed))
+        self.wake.set()
+
+    def schedule(self, at: float, action: Callable[[], None]) -> None:
+        """Run ``action`` in the loop at ``at`` seconds after the loop's origin."""
+        heapq.heappush(self._inputs, (self.origin + at, next(self._seq), action))
+        self.wake.set()
+
+    def inputs_left(self) -> int:
+        """Scheduled inputs not yet run."""
+        return len(self._inputs)
+
+    def stop(self) -> None:
+        """Ask the loop to finish (safe from any thread or a signal handler)."""
+        self.stop_event.set()
+        self.wake.set()
+
+    # ---- events out -------------------------------------------------------------------
+
+    def emit(self, kind: str, **details: Any) -> None:
+        """Send one event (``t`` in s since the loop's origin) to every listener."""
+        if not self.listeners:
+            return
+        event = {"t": round(self.clock.now() - self.origin, 4), "kind": kind, **details}
+        for listener in self.listeners:
+            listener(event)
+
+    # ---- the run loop -----------------------------------------------------------------
+
+    def run(self, until: float | None = None, stop_when_done: bool = False) -> None:
+        """Run until stopped, until ``until`` s after the origin, or (if asked) until a
+        session has ended and nothing is left to do."""
+        end = None if until is None else self.origin + until
+        self._on_light(Light(self.idle_pattern, self.clock.now()))
+        try:
+            while not self.stop_event.is_set():
+                now = self.clock.now()
+                if end is not None and now >= end - 1e-9:
+                    break
+                self.wake.clear()
+                self.step(now)
+                if stop_when_done and self._finished():
+                    break
+                deadline = self._deadline(now)
+                if end is not None:
+                    deadline = end if deadline is None else min(deadline, end)
+                if deadline is None and self._is_virtual():
+                    break  # nothing will ever happen on virtual time
+                if deadline is not None and deadline <= now:
+                    continue
+                self.clock.wait_until(self.wake, deadline)
+        finally:
+            self.shutdown()
+
+    @property
+    def frames(self) -> int:
+        """Light frames drawn so far (animated patterns only)."""
+        return self._frames
+
+    def _is_virtual(self) -> bool:
+        return hasattr(self.clock, "advance_to")
+
+    def step(self, now: float) -> None:
+        """Do everything due at ``now``."""
+        while self._inputs and self._inputs[0][0] <= now + 1e-9:
+            _, _, action = heapq.heappop(self._inputs)
+            action()
+        while self._inbox:
+            at, pressed = self._inbox.popleft()
+            press = self.presses.edge(pressed, at)
+            if press is not None:
+                self._press(press, at)
+        press = self.presses.check(now)
+        if press is not None:
+            self._press(press, now)
+        self.apply(self.machine.tick(now))
+        if self._buzz_off_at is not None and now >= self._buzz_off_at - 1e-9:
+            self._buzz_off_at = None
+            self.parts.beeper.off()
+        self._speech(now)
+        self._frame(now)
+        for hook in self.hooks_per_wake:
+            hook(now)
+
+    def _press(self, press: Press, at: float) -> None:
+        self.emit("button", action=press.value)
+        self.apply(self.machine.handle(press, at))
+
+    def _deadline(self, now: float) -> float | None:
+        times = [
+            self.machine.next_deadline(),
+            self.presses.deadline(),
+            self._buzz_off_at,
+            self._next_frame,
+            self.cues.deadline(now),
+            self._inputs[0][0] if self._inputs else None,
+        ]
+        if self.cues.pending and self.parts.speaker.busy():
+            times.append(now + 0.05)  # a real voice still talking: look again soon
+        for hook in self._deadline_hooks:
+            times.append(hook(now))
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
+
+    _deadline_hooks: list[Callable[[float], float | None]] = []
+
+    def add_deadline_hook(self, hook: Callable[[float], float | None]) -> None:
+        """Let a helper (sensor, watchdog) wake the loop at the time it returns."""
+        self._deadline_hooks = [*self._deadline_hooks, hook]
+
+    def _finished(self) -> bool:
+        return (
+            self.sessions_ended > 0
+            and self.machine.state is State.IDLE
+            and not self._inputs
+            and not self._inbox
+            and not self.cues.pending
+            and self.clock.now() >= self.cues.busy_until
+            and self._buzz_off_at is None
+        )
+
+    # ---- effects ----------------------------------------------------------------------
+
+    def apply(self, effects: list[Effect]) -> None:
+        """Carry out the machine's effects, each through its hook."""
+        for effect in effects:
+            if isinstance(effect, Speak):
+                self.cues.push(Cue(effect.text, effect.key, effect.not_after))
+            elif isinstance(effect, Hush):
+                self.cues.hush()
+            elif isinstance(effect, Quiet):
+                self.cues.quiet(effect.start, effect.end)
+            elif isinstance(effect, Buzz):
+                self._on_buzz(effect)
+            elif isinstance(effect, Light):
+                self._on_light(effect)
+            elif isinstance(effect, StateChanged):
+                self._on_state(effect)
+            elif isinstance(effect, HoldEnded):
+                self._on_hold_end(effect)
+            elif isinstance(effect, SessionEnded):
+                self._on_session_end(effect)
+        if effects:
+            self._speech(self.clock.now())
+
+    def _on_state(self, change: StateChanged) -> None:
+        if change.state is not State.HOLD:
+            self.cues.clear_quiet()
+        self.emit("state", state=change.state.value, leg=change.leg, round=change.round)
+        log.info("state %s %s", change.state.value, change.leg or "")
+
+    def _on_buzz(self, buzz: Buzz) -> None:
+        self.parts.beeper.on(buzz.name)
+        self._buzz_off_at = self.clock.now() + buzz.seconds
+        self.emit("buzz", name=buzz.name, seconds=buzz.seconds)
+
+    def _on_light(self, light: Light) -> None:
+        self._pattern = light.pattern
+        self._since = light.since
+        self._next_frame = None
+        self._frame(self.clock.now(), force=True)
+
+    def _on_hold_end(self, hold: HoldEnded) -> None:
+        self.holds.append(hold)
+        self.emit(
+            "hold", leg=hold.leg, round=hold.round, planned_s=round(hold.planned_s, 3),
+            held_s=round(hold.held_s, 3), ended=hold.ended,
+        )
+
+    def _on_session_end(self, ended: SessionEnded) -> None:
+        self.sessions_ended += 1
+        self.emit("session", outcome=ended.outcome, holds=len(ended.holds))
+        extra = ""
+        if self.on_session_end is not None:
+            try:
+                extra = self.on_session_end(ended)
+            except Exception:  # the record keeper must never stop the box
+                log.exception("session-end hook failed")
+        if ended.outcome == "complete":
+            text = " ".join(t for t in (summary_text(ended.holds), extra) if t)
+            if text:
+                self.cues.push(Cue(text, "summary"))
+
+    def _speech(self, now: float) -> None:
+        speaker = self.parts.speaker
+        started, dropped = self.cues.next_cue(now, speaker.busy())
+        for cue in dropped:
+            log.debug("dropped stale cue %s", cue.key)
+            self.emit("speak_dropped", key=cue.key, text=cue.text)
+        if started is None:
+            return
+        self.spoken.append(started.cue.text)
+        self.emit("speak", text=started.cue.text, key=started.cue.key,
+                  duration_s=started.duration_s)
+        try:
+            speaker.say(started.cue.text)
+        except Exception as exc:  # a broken voice never stops a session
+            if not self._voice_warned:
+                self._voice_warned = True
+                log.warning("voice failed (%s); going on with light and buzzer", exc)
+
+    def _frame(self, now: float, force: bool = False) -> None:
+        pattern = self._pattern
+        if not force and (self._next_frame is None or now < self._next_frame - 1e-9):
+            return
+        value = light_value(pattern, now - self._since, self.config.breath, self.config.light)
+        self.parts.light.value = value
+        shown = round(self.parts.light.value, 4)
+        if shown != self._last_led:
+            self._last_led = shown
+            self.emit("led", value=shown)
+        if pattern.animated:
+            hz = self.config.light.hz
+            k = math.floor((now - self._since) * hz + 1e-6) + 1
+            self._next_frame = self._since + k / hz
+            self._frames += 1
+            if self.parts.is_mock and self._frames % TRIM_EVERY_FRAMES == 0:
+                trim_states(self.parts.factory)
+        else:
+            self._next_frame = None
+
+    # ---- status and shutdown ----------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The box as a screen would show it."""
+        ends = self.machine.hold_ends_at
+        return Snapshot(
+            state=self.machine.state.value,
+            leg=self.machine.leg,
+            round=self.machine.round,
+            rounds=self.config.session.rounds,
+            hold_left_s=None if ends is None else max(0.0, ends - self.clock.now()),
+            light=self.parts.light.value,
+            buzzing=self.parts.beeper.sounding,
+            spoken=list(self.spoken),
+        )
+
+    def interrupt(self) -> None:
+        """End a running session as interrupted (SIGTERM, Ctrl-C, quit)."""
+        self.apply(self.machine.interrupt(self.clock.now()))
+
+    def shutdown(self) -> None:
+        """Outputs safe: light and buzzer off, voice stopped."""
+        try:
+            self.parts.beeper.off()
+        finally:
+            self._pattern = Pattern.OFF
+            self._next_frame = None
+            self.parts.light.off()
+            if self._last_led != 0.0:
+                self._last_led = 0.0
+                self.emit("led", value=0.0)

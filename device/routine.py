@@ -1,0 +1,157 @@
+"""The routine as data: what the voice says in each part of a session.
+
+The built-in hamstring routine lives in ``routines/hamstring.toml``; a user can point
+the config at another file with the same keys.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from device.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Reminder:
+    """One common mistake to remind of during a hold."""
+
+    key: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Routine:
+    """Every spoken line of a session; ``{leg}``/``{other}``/``{next}`` are filled in."""
+
+    name: str
+    title: str
+    intro: str
+    steps: tuple[str, ...]
+    ready: str
+    hold_start: str
+    ten_left: str
+    reminders: tuple[Reminder, ...]
+    switch: str
+    switch_auto: str
+    next_round: str
+    next_round_auto: str
+    finish: str
+    cancel: str
+
+    def fixed_lines(self, legs: tuple[str, ...] = ("right", "left")) -> list[str]:
+        """Every line this routine can speak for these legs (for caching speech)."""
+        lines: list[str] = []
+        for leg in legs:
+            other = "left" if leg == "right" else "right"
+            for text in (self.intro, *self.steps, *(r.text for r in self.reminders)):
+                lines.append(fill(text, leg=leg, other=other))
+            lines.append(fill(self.switch, leg=leg, other=other, next=other))
+            lines.append(fill(self.switch_auto, leg=leg, other=other, next=other))
+        lines += [self.ready, self.hold_start, self.ten_left, self.finish, self.cancel]
+        return list(dict.fromkeys(lines))
+
+
+def fill(text: str, **values: object) -> str:
+    """Fill ``{leg}``-style placeholders; ``{Leg}`` gives the capitalised word."""
+    full: dict[str, object] = dict(values)
+    for key, value in values.items():
+        if isinstance(value, str):
+            full[key.capitalize()] = value.capitalize()
+    try:
+        return text.format(**full)
+    except (KeyError, IndexError, ValueError):
+        return text
+
+
+_KNOWN = {
+    "name": str,
+    "title": str,
+    "setup": ("intro", "steps", "ready"),
+    "hold": ("start", "ten_left", "reminders"),
+    "switch": ("text", "auto", "next_round", "next_round_auto"),
+    "finish": ("text",),
+    "cancel": ("text",),
+}
+
+
+def _need_str(where: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"routine {where} = {value!r}: must be non-empty text")
+    return value
+
+
+def parse_routine(data: dict, source: str = "routine") -> Routine:
+    """Build a routine from parsed TOML, naming the bad key on error."""
+    for key in data:
+        if key not in _KNOWN:
+            raise ConfigError(
+                f"{source}: unknown key {key!r}; allowed: {', '.join(_KNOWN)}"
+            )
+    sections: dict[str, dict] = {}
+    for section, keys in _KNOWN.items():
+        if isinstance(keys, tuple):
+            table = data.get(section)
+            if not isinstance(table, dict):
+                raise ConfigError(f"{source}: missing table [{section}]")
+            for key in table:
+                if key not in keys:
+                    raise ConfigError(
+                        f"{source}: unknown key {section}.{key}; allowed: {', '.join(keys)}"
+                    )
+            sections[section] = table
+
+    def text(section: str, key: str) -> str:
+        return _need_str(f"{section}.{key}", sections[section].get(key))
+
+    steps = sections["setup"].get("steps")
+    if not isinstance(steps, list) or not steps:
+        raise ConfigError(f"{source}: setup.steps must be a non-empty list of text")
+    reminders_raw = sections["hold"].get("reminders", [])
+    if not isinstance(reminders_raw, list):
+        raise ConfigError(f"{source}: hold.reminders must be a list of {{key, text}} tables")
+    reminders = []
+    for i, item in enumerate(reminders_raw):
+        if not isinstance(item, dict) or set(item) != {"key", "text"}:
+            raise ConfigError(f"{source}: hold.reminders[{i}] must have exactly key and text")
+        reminders.append(Reminder(_need_str(f"hold.reminders[{i}].key", item["key"]),
+                                  _need_str(f"hold.reminders[{i}].text", item["text"])))
+    return Routine(
+        name=_need_str("name", data.get("name")),
+        title=_need_str("title", data.get("title", data.get("name"))),
+        intro=text("setup", "intro"),
+        steps=tuple(_need_str(f"setup.steps[{i}]", s) for i, s in enumerate(steps)),
+        ready=text("setup", "ready"),
+        hold_start=text("hold", "start"),
+        ten_left=text("hold", "ten_left"),
+        reminders=tuple(reminders),
+        switch=text("switch", "text"),
+        switch_auto=text("switch", "auto"),
+        next_round=text("switch", "next_round"),
+        next_round_auto=text("switch", "next_round_auto"),
+        finish=text("finish", "text"),
+        cancel=text("cancel", "text"),
+    )
+
+
+def load_routine(path: str | Path | None = None) -> Routine:
+    """The routine at ``path``, or the built-in hamstring routine."""
+    if path:
+        p = Path(path)
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"routine.file = {str(p)!r}: cannot read it ({exc.strerror})"
+            ) from None
+        source = str(p)
+    else:
+        raw = resources.files("device.routines").joinpath("hamstring.toml").read_bytes()
+        source = "built-in routine"
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
+    return parse_routine(data, source)

@@ -1,0 +1,55 @@
+"""Headless scripts: ``ACTION@SECONDS`` items that stand in for a person at the box."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from device.errors import ConfigError
+
+PRESS_S = 0.1  # a short press is held this long (s)
+
+
+class ScriptError(ConfigError):
+    """A script item that cannot be understood."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Action:
+    """One scripted input: ``name`` at ``at`` seconds, with an optional ``arg``."""
+
+    name: str
+    at: float
+    arg: str = ""
+
+
+ACTIONS: dict[str, str] = {
+    "press": "a short press (0.1 s)",
+    "long": "a long press (long-press time + 0.1 s)",
+}
+
+
+def parse_script(text: str, known: dict[str, str] | None = None) -> list[Action]:
+    """Parse ``press@1,long@200,...`` into actions sorted by time."""
+    known = known or ACTIONS
+    actions: list[Action] = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, sep, when = item.partition("@")
+        arg = ""
+        if ":" in when:
+            when, arg = when.split(":", 1)
+        if not sep or name not in known:
+            allowed = ", ".join(f"{k}@SECONDS" for k in known)
+            raise ScriptError(f"script item {item!r}: must be one of {allowed}")
+        try:
+            at = float(when)
+        except ValueError:
+            raise ScriptError(f"script item {item!r}: {when!r} is not a number of seconds") from None
+        if at < 0:
+            raise ScriptError(f"script item {item!r}: time must be >= 0 s")
+        actions.append(Action(name, at, arg))
+    return sorted(actions, key=lambda a: a.at)

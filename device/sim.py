@@ -1,0 +1,130 @@
+"""The simulator: the real device loop and gpiozero devices on mock pins.
+
+Headless, it runs on virtual time (as fast as the CPU allows) unless a speed is asked
+for, and is driven by a script of timed inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from device.box import build_loop, build_parts, close_parts
+from device.clock import Clock, RealClock, VirtualClock
+from device.config import Config, with_overrides
+from device.loop import DeviceLoop, Listener
+from device.script import ACTIONS, PRESS_S, Action, parse_script
+from drivers.pins import mock_factory
+from drivers.speech import Pyttsx3Speaker, RecordingSpeaker, SilentSpeaker, Speaker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCRIPT = "press@1"
+SAFETY_UNTIL_S = 6 * 3600.0  # a headless run on virtual time never runs past this
+
+
+@dataclass
+class SimBox:
+    """A simulated box: the loop, its mock pin factory, and handles to drive it."""
+
+    loop: DeviceLoop
+    factory: Any
+    config: Config
+    speaker: Speaker
+    handlers: dict[str, Callable[[Action], None]] = field(default_factory=dict)
+
+    @property
+    def button_pin(self) -> Any:
+        """The mock pin under the button (drive_low = pressed)."""
+        return self.factory.pin(self.config.pins.button)
+
+    @property
+    def led_pin(self) -> Any:
+        """The mock PWM pin under the light."""
+        return self.factory.pin(self.config.pins.led)
+
+    @property
+    def buzzer_pin(self) -> Any:
+        """The mock pin under the buzzer."""
+        return self.factory.pin(self.config.pins.buzzer)
+
+    def press_now(self, seconds: float = PRESS_S) -> None:
+        """Press the button now and release it ``seconds`` later (loop time)."""
+        pin = self.button_pin
+        pin.drive_low()
+        now = self.loop.clock.now() - self.loop.origin
+        self.loop.schedule(now + seconds, pin.drive_high)
+
+    def long_press_now(self) -> None:
+        """Hold the button past the long-press time."""
+        self.press_now(self.config.session.long_press_seconds + PRESS_S)
+
+    def add_script(self, actions: list[Action]) -> None:
+        """Schedule each scripted action at its time."""
+        for action in actions:
+            handler = self.handlers[action.name]
+            self.loop.schedule(action.at, lambda a=action, h=handler: h(a))
+
+    def close(self) -> None:
+        """Outputs off, pins released."""
+        close_parts(self.loop.parts)
+
+
+def make_sim(
+    config: Config,
+    clock: Clock | None = None,
+    speaker: Speaker | None = None,
+    listeners: list[Listener] | None = None,
+    **loop_kwargs: Any,
+) -> SimBox:
+    """A box on fresh mock pins; virtual time and a recording voice unless given."""
+    factory = mock_factory()
+    speaker = speaker if speaker is not None else RecordingSpeaker()
+    parts = build_parts(config, factory, speaker, is_mock=True)
+    loop = build_loop(config, clock or VirtualClock(), parts, listeners, **loop_kwargs)
+    box = SimBox(loop=loop, factory=factory, config=config, speaker=speaker)
+    pin_button = factory.pin(config.pins.button)
+
+    def press(action: Action, hold_s: float) -> None:
+        pin_button.drive_low()
+        loop.schedule(action.at + hold_s, pin_button.drive_high)
+
+    box.handlers["press"] = lambda a: press(a, PRESS_S)
+    box.handlers["long"] = lambda a: press(a, config.session.long_press_seconds + PRESS_S)
+    return box
+
+
+def sim_speaker(voice: bool, config: Config) -> Speaker:
+    """The headless voice: a recording fake, or real pyttsx3 with ``voice``."""
+    if not voice:
+        return RecordingSpeaker()
+    if not config.voice.enabled:
+        return SilentSpeaker()
+    return Pyttsx3Speaker(config.voice.rate, config.voice.volume, config.voice.voice)
+
+
+def run_headless(
+    config: Config,
+    script: str | None,
+    listeners: list[Listener],
+    speed: float | None = None,
+    until: float | None = None,
+    voice: bool = False,
+) -> SimBox:
+    """Run a scripted session to its end; returns the box (for its records)."""
+    if script is None:
+        # No script: start a session and let it run through by itself.
+        script = DEFAULT_SCRIPT
+        config = with_overrides(config, session={"switch": "auto"})
+    actions = parse_script(script, ACTIONS)
+    clock: Clock = RealClock(speed) if speed else VirtualClock()
+    box = make_sim(config, clock=clock, speaker=sim_speaker(voice, config), listeners=listeners)
+    box.add_script(actions)
+    limit = until if until is not None else (None if speed else SAFETY_UNTIL_S)
+    try:
+        box.loop.run(until=limit, stop_when_done=until is None)
+    finally:
+        box.close()
+    return box

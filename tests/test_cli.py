@@ -1,0 +1,98 @@
+"""The command line: a scripted headless session and its JSON-lines transcript."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from device.cli import main
+
+SCHEMA = {
+    "state": {"state", "leg", "round"},
+    "button": {"action"},
+    "speak": {"text", "key", "duration_s"},
+    "buzz": {"name", "seconds"},
+    "led": {"value"},
+    "hold": {"leg", "round", "planned_s", "held_s", "ended"},
+    "session": {"outcome", "holds"},
+    "speak_dropped": {"key", "text"},
+}
+
+
+def read_events(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_headless_full_session_transcript(tmp_path: Path, capsys) -> None:
+    events_file = tmp_path / "events.jsonl"
+    code = main(["sim", "--headless", "--script", "press@1,press@200",
+                 "--events", str(events_file)])
+    assert code == 0
+    events = read_events(events_file)
+    for e in events:
+        assert set(e) - {"t", "kind"} == SCHEMA[e["kind"]], e
+    times = [e["t"] for e in events]
+    assert times == sorted(times)
+    holds = [e for e in events if e["kind"] == "hold"]
+    assert [(h["leg"], h["held_s"], h["ended"]) for h in holds] == [
+        ("right", 60.0, "complete"), ("left", 60.0, "complete")]
+    assert [e["state"] for e in events if e["kind"] == "state"][-2:] == ["done", "idle"]
+    assert all(0.0 <= e["value"] <= 1.0 for e in events if e["kind"] == "led")
+    out = capsys.readouterr().out
+    assert "hold complete: right leg, 60.000 s of 60 s" in out
+    assert "voice: " in out
+
+
+def test_headless_without_script_runs_a_whole_session(tmp_path: Path) -> None:
+    events_file = tmp_path / "e.jsonl"
+    assert main(["sim", "--headless", "--quiet", "--events", str(events_file)]) == 0
+    holds = [e for e in read_events(events_file) if e["kind"] == "hold"]
+    assert [h["leg"] for h in holds] == ["right", "left"]
+
+
+def test_headless_until_stops_early(tmp_path: Path) -> None:
+    events_file = tmp_path / "e.jsonl"
+    assert main(["sim", "--headless", "--quiet", "--script", "press@1", "--until", "30",
+                 "--events", str(events_file)]) == 0
+    events = read_events(events_file)
+    assert max(e["t"] for e in events) <= 30 and not [e for e in events if e["kind"] == "hold"]
+
+
+def test_headless_long_press_cancels(tmp_path: Path) -> None:
+    events_file = tmp_path / "e.jsonl"
+    main(["sim", "--headless", "--quiet", "--script", "press@1,long@30",
+          "--events", str(events_file)])
+    events = read_events(events_file)
+    assert [e["outcome"] for e in events if e["kind"] == "session"] == ["cancelled"]
+
+
+@pytest.mark.parametrize("script", ["jump@3", "press@soon", "press", "press@-1"])
+def test_bad_script_is_a_clear_error(script: str, capsys) -> None:
+    assert main(["sim", "--headless", "--script", script]) == 2
+    err = capsys.readouterr().err
+    assert "script item" in err and "Traceback" not in err
+
+
+def test_console_entry_point_runs_in_a_child_process(tmp_path: Path) -> None:
+    events_file = tmp_path / "e.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "device", "sim", "--headless", "--quiet",
+         "--script", "press@1,press@2,press@70", "--events", str(events_file)],
+        capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    holds = [e for e in read_events(events_file) if e["kind"] == "hold"]
+    assert [h["leg"] for h in holds] == ["right", "left"]
+
+
+def test_help_lists_the_commands(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("run", "sim", "config"):
+        assert word in out

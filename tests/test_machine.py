@@ -1,0 +1,187 @@
+"""The pure state machine, driven by events and times alone."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from device.breath import Pattern
+from device.config import SessionSettings
+from device.machine import (
+    Buzz,
+    HoldEnded,
+    Light,
+    Press,
+    SessionEnded,
+    SessionMachine,
+    Speak,
+    State,
+    StateChanged,
+)
+from device.routine import load_routine
+
+ROUTINE = load_routine()
+
+
+def run_until(machine: SessionMachine, now: float, until: float) -> tuple[list, float]:
+    """Fire every timer up to ``until``; returns the effects and the new time."""
+    out = []
+    while (d := machine.next_deadline()) is not None and d <= until:
+        now = d
+        out += machine.tick(now)
+    return out, max(now, until)
+
+
+def states(effects: list) -> list[tuple[str, str | None]]:
+    return [(e.state.value, e.leg) for e in effects if isinstance(e, StateChanged)]
+
+
+def test_full_session_both_legs() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    out = m.handle(Press.SHORT, 0.0)
+    assert m.state is State.SETUP and m.leg == "right"
+    more, now = run_until(m, 0.0, 500.0)
+    out += more
+    assert m.state is State.SWITCH
+    out += m.handle(Press.SHORT, now)
+    more, now = run_until(m, now, now + 500.0)
+    out += more
+    assert states(out) == [
+        ("setup", "right"), ("hold", "right"), ("switch", "right"),
+        ("setup", "left"), ("hold", "left"), ("done", "left"), ("idle", None),
+    ]
+    holds = [e for e in out if isinstance(e, HoldEnded)]
+    assert [(h.leg, h.ended, round(h.held_s, 6)) for h in holds] == [
+        ("right", "complete", 60.0), ("left", "complete", 60.0)]
+    ended = [e for e in out if isinstance(e, SessionEnded)]
+    assert len(ended) == 1 and ended[0].outcome == "complete" and len(ended[0].holds) == 2
+    spoken = [e.text for e in out if isinstance(e, Speak)]
+    assert any("right foot" in s for s in spoken) and any("left foot" in s for s in spoken)
+
+
+def test_setup_walks_every_step_in_order_then_holds() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    out = m.handle(Press.SHORT, 0.0)
+    more, _ = run_until(m, 0.0, 200.0)
+    out += more
+    keys = [e.key for e in out if isinstance(e, Speak)]
+    steps = [k for k in keys if k.startswith("setup.")]
+    expected = [f"setup.{i}" for i in range(1, len(ROUTINE.steps) + 1)]
+    assert steps == ["setup.intro", *expected, "setup.ready"]
+
+
+def test_press_in_setup_skips_to_hold() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    m.handle(Press.SHORT, 0.0)
+    out = m.handle(Press.SHORT, 3.0)
+    assert m.state is State.HOLD and m.hold_started_at == 3.0
+    assert Buzz("start", 0.4) in out
+    assert Light(Pattern.BREATH, 3.0) in out
+
+
+def hold_now(m: SessionMachine) -> float:
+    m.handle(Press.SHORT, 0.0)
+    m.handle(Press.SHORT, 1.0)
+    assert m.state is State.HOLD
+    return 1.0
+
+
+def test_hold_timeline_beeps_and_ten_seconds_left() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings(tick_seconds=5))
+    t0 = hold_now(m)
+    timeline = []
+    while (d := m.next_deadline()) is not None and m.state is State.HOLD:
+        timeline += [(round(d - t0, 6), e) for e in m.tick(d)]
+    buzz = [(t, e.name) for t, e in timeline if isinstance(e, Buzz)]
+    assert [b for b in buzz if b[1] != "tick"] == [(57.0, "count"), (58.0, "count"),
+                                                   (59.0, "count"), (60.0, "end")]
+    ticks = [t for t, n in buzz if n == "tick"]
+    assert ticks == [5.0 * k for k in range(1, 12)]  # none inside the countdown
+    ten = [t for t, e in timeline if isinstance(e, Speak) and e.key == "hold.ten_left"]
+    assert ten == [50.0]
+
+
+def test_reminders_spaced_never_twice_in_a_row_and_not_near_the_end() -> None:
+    m = SessionMachine(ROUTINE, replace(SessionSettings(), hold_seconds=300))
+    t0 = hold_now(m)
+    said = []
+    while (d := m.next_deadline()) is not None and m.state is State.HOLD:
+        said += [(d - t0, e.key) for e in m.tick(d)
+                 if isinstance(e, Speak) and e.key.startswith("reminder.")]
+    keys = [k for _, k in said]
+    assert len(keys) >= 10
+    assert all(a != b for a, b in zip(keys, keys[1:], strict=False))
+    assert {k.split(".")[1] for k in keys} == {"breath", "bounce", "knee", "foot"}
+    times = [t for t, _ in said]
+    assert all(b - a >= 20 - 1e-9 for a, b in zip(times, times[1:], strict=False))
+    assert max(times) < 300 - 10
+
+
+def test_press_in_hold_ends_it_early() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    t0 = hold_now(m)
+    out = m.handle(Press.SHORT, t0 + 42.5)
+    hold = next(e for e in out if isinstance(e, HoldEnded))
+    assert hold.ended == "early" and hold.held_s == pytest.approx(42.5)
+    assert m.state is State.SWITCH
+
+
+@pytest.mark.parametrize("where", ["setup", "hold", "switch"])
+def test_long_press_cancels_in_each_state(where: str) -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    m.handle(Press.SHORT, 0.0)
+    now = 1.0
+    if where in ("hold", "switch"):
+        m.handle(Press.SHORT, now)
+    if where == "switch":
+        now += 61
+        m.tick(now)
+    assert m.state.value == where
+    out = m.handle(Press.LONG, now + 0.5)
+    assert m.state is State.CANCELLED
+    ended = [e for e in out if isinstance(e, SessionEnded)]
+    assert ended and ended[0].outcome == "cancelled"
+    assert Light(Pattern.OFF, now + 0.5) in out
+    more, _ = run_until(m, now, now + 30)
+    assert m.state is State.IDLE and m.next_deadline() is None
+    assert not any(isinstance(e, Speak) for e in more)  # nothing of the old session goes on
+
+
+def test_long_press_in_idle_does_nothing() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    assert m.handle(Press.LONG, 5.0) == [] and m.state is State.IDLE
+
+
+def test_auto_switch_goes_on_by_itself() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings(switch="auto", switch_pause_seconds=10))
+    m.handle(Press.SHORT, 0.0)
+    out, _ = run_until(m, 0.0, 1000.0)
+    assert [s for s in states(out) if s[0] == "hold"] == [("hold", "right"), ("hold", "left")]
+    assert m.state is State.IDLE
+
+
+def test_rounds_and_leg_order() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings(switch="auto", rounds=2, legs=("left", "right")))
+    m.handle(Press.SHORT, 0.0)
+    out, _ = run_until(m, 0.0, 5000.0)
+    holds = [(e.leg, e.round) for e in out if isinstance(e, HoldEnded)]
+    assert holds == [("left", 1), ("right", 1), ("left", 2), ("right", 2)]
+    assert any(isinstance(e, Speak) and "round 2" in e.text.lower() for e in out)
+
+
+def test_interrupt_records_the_session() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    hold_now(m)
+    out = m.interrupt(20.0)
+    assert [e.outcome for e in out if isinstance(e, SessionEnded)] == ["interrupted"]
+    assert m.state is State.IDLE and m.interrupt(21.0) == []
+
+
+def test_per_leg_hold_plan() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings(switch="auto"),
+                       plan_hold=lambda leg: 75 if leg == "right" else 60)
+    m.handle(Press.SHORT, 0.0)
+    out, _ = run_until(m, 0.0, 1000.0)
+    assert [(e.leg, e.planned_s) for e in out if isinstance(e, HoldEnded)] == [
+        ("right", 75.0), ("left", 60.0)]

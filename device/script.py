@@ -48,7 +48,9 @@ def parse_script(text: str, known: dict[str, str] | None = None) -> list[Action]
         try:
             at = float(when)
         except ValueError:
-            raise ScriptError(f"script item {item!r}: {when!r} is not a number of seconds") from None
+            raise ScriptError(
+                f"script item {item!r}: {when!r} is not a number of seconds"
+            ) from None
         if at < 0:
             raise ScriptError(f"script item {item!r}: time must be >= 0 s")
         actions.append(Action(name, at, arg))

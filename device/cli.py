@@ -136,7 +136,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         loop.run()
-        loop.interrupt()
     finally:
         close_parts(parts)
     return 0

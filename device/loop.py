@@ -121,6 +121,7 @@ class DeviceLoop:
         if held:
             log.info("button held at start-up: ignored until released")
         self._inputs: list[tuple[float, int, Callable[[], None]]] = []
+        self._inputs_lock = threading.Lock()
         self._seq = itertools.count()
         self._pattern = Pattern.OFF
         self._since = 0.0
@@ -145,9 +146,16 @@ class DeviceLoop:
         self.wake.set()
 
     def schedule(self, at: float, action: Callable[[], None]) -> None:
-        """Run ``action`` in the loop at ``at`` seconds after the loop's origin."""
-        heapq.heappush(self._inputs, (self.origin + at, next(self._seq), action))
+        """Run ``action`` in the loop at ``at`` seconds after the loop's origin.
+
+        Safe from any thread (a screen's key handler, a test)."""
+        with self._inputs_lock:
+            heapq.heappush(self._inputs, (self.origin + at, next(self._seq), action))
         self.wake.set()
+
+    def call_soon(self, action: Callable[[], None]) -> None:
+        """Run ``action`` in the loop's thread as soon as it wakes."""
+        self.schedule(self.clock.now() - self.origin, action)
 
     def inputs_left(self) -> int:
         """Scheduled inputs not yet run."""
@@ -193,6 +201,8 @@ class DeviceLoop:
                     continue
                 self.clock.wait_until(self.wake, deadline)
         finally:
+            if self.stop_event.is_set():
+                self.interrupt()
             self.shutdown()
 
     @property
@@ -205,8 +215,11 @@ class DeviceLoop:
 
     def step(self, now: float) -> None:
         """Do everything due at ``now``."""
-        while self._inputs and self._inputs[0][0] <= now + 1e-9:
-            _, _, action = heapq.heappop(self._inputs)
+        while True:
+            with self._inputs_lock:
+                if not self._inputs or self._inputs[0][0] > now + 1e-9:
+                    break
+                _, _, action = heapq.heappop(self._inputs)
             action()
         while self._inbox:
             at, pressed = self._inbox.popleft()
@@ -380,6 +393,7 @@ class DeviceLoop:
 
     def interrupt(self) -> None:
         """End a running session as interrupted (SIGTERM, Ctrl-C, quit)."""
+        self.cues.hush()
         self.apply(self.machine.interrupt(self.clock.now()))
 
     def shutdown(self) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 from collections.abc import Sequence
 
@@ -96,13 +95,14 @@ def _headless(args: argparse.Namespace, config: object) -> int:
     if args.events == "-":
         listeners.append(JsonLines(sys.stdout))
     elif args.events:
-        out = open(args.events, "w", encoding="utf-8")  # noqa: SIM115
+        # line-buffered in real time, so a watcher sees each event as it happens
+        out = open(args.events, "w", encoding="utf-8", buffering=1 if args.speed else -1)  # noqa: SIM115
         listeners.append(JsonLines(out))
     if not args.quiet and args.events != "-":
         listeners.append(Readable(sys.stdout))
     try:
         run_headless(config, args.script, listeners, speed=args.speed, until=args.until,
-                     voice=args.voice)
+                     voice=args.voice, handle_signals=True)
     finally:
         if out is not None:
             out.close()
@@ -123,22 +123,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     except PinFactoryError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
+    from device.service import run_service
+
     voice = config.voice
     speaker = make_speaker(voice.enabled, voice.rate, voice.volume, voice.voice)
     parts = build_parts(config, factory, speaker, is_mock=config.pins.factory == "mock")
-    loop = build_loop(config, RealClock(), parts)
-
-    def on_signal(signum: int, frame: object) -> None:
-        log.info("signal %d: stopping", signum)
-        loop.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     try:
-        loop.run()
+        loop = build_loop(config, RealClock(), parts)
+        return run_service(loop)
     finally:
         close_parts(parts)
-    return 0
 
 
 COMMANDS = {"run": cmd_run, "sim": cmd_sim, "config": cmd_config}

@@ -112,6 +112,7 @@ def run_headless(
     speed: float | None = None,
     until: float | None = None,
     voice: bool = False,
+    handle_signals: bool = False,
 ) -> SimBox:
     """Run a scripted session to its end; returns the box (for its records)."""
     if script is None:
@@ -122,6 +123,10 @@ def run_headless(
     clock: Clock = RealClock(speed) if speed else VirtualClock()
     box = make_sim(config, clock=clock, speaker=sim_speaker(voice, config), listeners=listeners)
     box.add_script(actions)
+    if handle_signals:
+        from device.service import stop_on_signals
+
+        stop_on_signals(box.loop.stop)
     limit = until if until is not None else (None if speed else SAFETY_UNTIL_S)
     try:
         box.loop.run(until=limit, stop_when_done=until is None)

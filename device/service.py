@@ -1,0 +1,78 @@
+"""Running the box as a service: signals, sd_notify (ready, status, watchdog, stopping).
+
+The watchdog is pinged from the device loop itself, so a stalled loop stops the pings
+and systemd restarts the box.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from device.loop import DeviceLoop
+from device.notify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+def supervise(loop: DeviceLoop, notifier: Notifier) -> None:
+    """Report the loop's state to systemd and ping the watchdog from inside the loop."""
+    interval = notifier.watchdog_interval_s
+    last = {"ping": float("-inf")}
+
+    def on_event(event: dict[str, Any]) -> None:
+        if event["kind"] == "state":
+            leg = f" ({event['leg']} leg)" if event.get("leg") else ""
+            notifier.status(f"{event['state']}{leg}")
+
+    loop.listeners.append(on_event)
+    if interval is None:
+        return
+    real_interval = interval * getattr(loop.clock, "speed", 1.0)
+
+    def ping(now: float) -> None:
+        if now - last["ping"] >= real_interval - 1e-6:
+            last["ping"] = now
+            notifier.watchdog()
+
+    loop.hooks_per_wake.append(ping)
+    loop.add_deadline_hook(lambda now: last["ping"] + real_interval)
+
+
+def stop_on_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and SIGINT ask ``stop`` (only from the main thread, where Python allows it)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_service(loop: DeviceLoop, notifier: Notifier | None = None) -> int:
+    """Run ``loop`` until a signal; 0 on a clean stop, 1 if the loop crashed."""
+    notifier = notifier or Notifier()
+    if sys.stderr is not None:
+        faulthandler.enable()  # a watchdog abort leaves a Python traceback in the journal
+    supervise(loop, notifier)
+    stop_on_signals(loop.stop)
+    notifier.ready(status="idle")
+    try:
+        loop.run()
+    except Exception:
+        log.exception(
+            "device loop failed in state %s (leg %s); outputs made safe, exiting for a restart",
+            loop.machine.state.value, loop.machine.leg,
+        )
+        return 1
+    finally:
+        notifier.stopping()
+    return 0

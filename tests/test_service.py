@@ -1,0 +1,129 @@
+"""The box as a service: SIGTERM mid-hold, sd_notify from a real child process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out waiting")
+
+
+def events_of(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
+
+def test_sigterm_mid_hold_turns_outputs_off_and_exits_0(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "device", "sim", "--headless", "--quiet", "--speed", "20",
+         "--script", "press@0.5,press@1", "--events", str(events)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        wait_for(lambda: any(e["kind"] == "state" and e["state"] == "hold"
+                             for e in events_of(events)))
+        time.sleep(0.3)  # a few seconds of simulated hold: the light is breathing
+        sent = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        code = child.wait(timeout=5)
+        took = time.monotonic() - sent
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert code == 0, child.stderr.read() if child.stderr else ""
+    assert took < 1.0
+    got = events_of(events)
+    assert [e["outcome"] for e in got if e["kind"] == "session"] == ["interrupted"]
+    leds = [e for e in got if e["kind"] == "led"]
+    assert leds[-1]["value"] == 0.0 and max(e["value"] for e in leds) > 0.1
+    assert got[-1]["kind"] in ("led", "state", "session")
+
+
+def test_run_notifies_ready_watchdog_status_and_stopping(tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(sock_path))
+    server.settimeout(10)
+    config = tmp_path / "config.toml"
+    config.write_text('[pins]\nfactory = "mock"\n[voice]\nenabled = false\n')
+    env = dict(os.environ, NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="200000")
+    env.pop("WATCHDOG_PID", None)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "device", "run", "--config", str(config)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    messages: list[str] = []
+    try:
+        while sum(m == "WATCHDOG=1" for m in messages) < 3:
+            messages.append(server.recv(4096).decode())
+        first_ready = next(i for i, m in enumerate(messages) if m.startswith("READY=1"))
+        assert first_ready < messages.index("WATCHDOG=1") or "READY=1" in messages[0]
+        child.send_signal(signal.SIGTERM)
+        while not any(m.startswith("STOPPING=1") for m in messages):
+            messages.append(server.recv(4096).decode())
+        assert child.wait(timeout=5) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+        server.close()
+    assert any("STATUS=idle" in m for m in messages)
+
+
+def test_bad_config_exits_78_before_ready(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[session]\nhold_seconds = 5\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "device", "run", "--config", str(config)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 78
+    assert "session.hold_seconds = 5" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_run_off_a_pi_says_what_to_do(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[voice]\nenabled = false\n")
+    env = dict(os.environ)
+    env.pop("GPIOZERO_PIN_FACTORY", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "device", "run", "--config", str(config)],
+        cwd=ROOT, capture_output=True, text=True, timeout=30, env=env,
+    )
+    assert result.returncode == 1
+    assert "sim" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_loop_crash_makes_outputs_safe_and_exits_nonzero(make_box, caplog) -> None:
+    from device.notify import Notifier
+    from device.service import run_service
+
+    box = make_box()
+    box.loop.schedule(1.0, box.press_now)
+    box.loop.schedule(1.5, box.press_now)
+
+    def broken(now: float) -> None:
+        if now > 5.0:
+            raise RuntimeError("sensor maths exploded")
+
+    box.loop.hooks_per_wake.append(broken)
+    assert run_service(box.loop, Notifier(environ={})) == 1
+    assert box.led_pin.state == 0.0 and box.buzzer_pin.state == 0
+    assert "device loop failed in state hold" in caplog.text

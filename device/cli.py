@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the box on its real pins (a Raspberry Pi)")
     run.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    run.add_argument("--history", metavar="FILE", help="history database (SQLite)")
 
     sim = sub.add_parser("sim", help="the box on a laptop: mock pins, in the terminal")
     sim.add_argument("--config", metavar="FILE", help="config file (TOML)")
@@ -46,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="headless: speak through pyttsx3 instead of a recording fake")
     sim.add_argument("--quiet", action="store_true",
                      help="headless: do not print the readable transcript")
+    sim.add_argument("--history", metavar="FILE",
+                     help="history database (default: a simulator file of its own)")
+    sim.add_argument("--no-history", action="store_true", help="keep no history")
+    sim.add_argument("--start", metavar="ISO-TIME",
+                     help="headless: the wall-clock time the run starts at, e.g. "
+                     "2026-11-26T07:30:00+01:00 (default: now)")
+
+    history = sub.add_parser("history", help="past sessions, streak, progress; export")
+    from device.history_report import add_history_arguments
+
+    add_history_arguments(history)
 
     config = sub.add_parser("config", help="show or check the configuration")
     config.add_argument("--default", action="store_true", help="print a commented default file")
@@ -101,8 +113,24 @@ def _headless(args: argparse.Namespace, config: object) -> int:
     if not args.quiet and args.events != "-":
         listeners.append(Readable(sys.stdout))
     try:
+        history = None
+        if not args.no_history:
+            from device.habit import history_path
+
+            history = history_path(config, args.history, simulator=True)
+        start = None
+        if args.start:
+            from datetime import datetime
+
+            try:
+                start = datetime.fromisoformat(args.start)
+            except ValueError:
+                raise ConfigError(f"--start {args.start!r}: must be an ISO time such as "
+                                  "2026-11-26T07:30:00+01:00") from None
+            if start.tzinfo is None:
+                start = start.astimezone()
         run_headless(config, args.script, listeners, speed=args.speed, until=args.until,
-                     voice=args.voice, handle_signals=True)
+                     voice=args.voice, handle_signals=True, history=history, start=start)
     finally:
         if out is not None:
             out.close()
@@ -129,13 +157,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     speaker = make_speaker(voice.enabled, voice.rate, voice.volume, voice.voice)
     parts = build_parts(config, factory, speaker, is_mock=config.pins.factory == "mock")
     try:
-        loop = build_loop(config, RealClock(), parts)
-        return run_service(loop)
+        from device.clock import wall_clock
+        from device.habit import attach_history, history_path
+
+        clock = RealClock()
+        loop = build_loop(config, clock, parts)
+        habit = attach_history(loop, config, loop.routine,
+                               history_path(config, args.history, simulator=False),
+                               wall_clock(clock))
+        try:
+            return run_service(loop)
+        finally:
+            habit.history.close()
     finally:
         close_parts(parts)
 
 
-COMMANDS = {"run": cmd_run, "sim": cmd_sim, "config": cmd_config}
+def cmd_history(args: argparse.Namespace) -> int:
+    """``history``: a table, JSON, CSV or a plot of past sessions."""
+    from device.history_report import history_main
+
+    return history_main(args)
+
+
+COMMANDS = {"run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

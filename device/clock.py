@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Protocol
 
 
@@ -112,3 +114,17 @@ class VirtualClock:
         if when is not None:
             self.advance_to(when)
         return wake.is_set()
+
+
+def wall_clock(clock: Clock, start: datetime | None = None) -> Callable[[], datetime]:
+    """Aware local date-times that follow ``clock`` from ``start`` (default: now).
+
+    On the Pi at real speed this is just the system time; in the simulator and tests it
+    moves with the (virtual or sped-up) clock, so days and weeks can be crossed in
+    milliseconds.
+    """
+    if isinstance(clock, RealClock) and clock.speed == 1.0 and start is None:
+        return lambda: datetime.now().astimezone()
+    begin = start or datetime.now().astimezone()
+    origin = clock.now()
+    return lambda: begin + timedelta(seconds=clock.now() - origin)

@@ -110,6 +110,50 @@ class RoutineSettings:
     file: str = _f("", "path to a routine TOML; empty = built-in hamstring stretch")
 
 
+def _clock_time(value: str) -> str | None:
+    """'' or HH:MM (24 h)."""
+    if value == "":
+        return None
+    hh, sep, mm = value.partition(":")
+    if sep and hh.isdigit() and mm.isdigit() and len(mm) == 2:
+        if 0 <= int(hh) <= 23 and 0 <= int(mm) <= 59:
+            return None
+    return "empty (off) or a time of day HH:MM, e.g. \"19:30\""
+
+
+def _time_zone(value: str) -> str | None:
+    """'' or an IANA zone name."""
+    if value == "":
+        return None
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return "empty (the system's zone) or an IANA time zone such as \"Europe/Berlin\""
+    return None
+
+
+@dataclass(frozen=True)
+class HistorySettings:
+    """Session history, progression and the daily nudge."""
+
+    file: str = _f("", "history database; empty = the default (state directory)")
+    progression: str = _f("off", "steady: a leg's hold grows after steady complete sessions",
+                          choices=("off", "steady"))
+    step_seconds: float = _f(15, "how much a hold grows (s)", range=(5, 60))
+    sessions_to_grow: int = _f(3, "complete sessions in a row before a hold grows",
+                               range=(1, 20))
+    max_seconds: float = _f(300, "longest a hold grows to (s)", range=(60, 300))
+    min_steadiness: float = _f(0, "with a strap sensor: steadiness (0..100) needed to grow; "
+                               "0 = not checked", range=(0, 100))
+    nudge_at: str = _f("", "time of day after which, with no session yet, the idle light "
+                       "shows a slow nudge; empty = off", check=_clock_time)
+    nudge_voice: bool = _f(False, "also say a line when the nudge starts")
+    timezone: str = _f("", "time zone for days and weeks; empty = the system's",
+                       check=_time_zone)
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings."""
@@ -121,6 +165,7 @@ class Config:
     light: LightSettings = field(default_factory=LightSettings)
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     routine: RoutineSettings = field(default_factory=RoutineSettings)
+    history: HistorySettings = field(default_factory=HistorySettings)
 
 
 def _allowed(meta: dict[str, Any], kind: type) -> str:
@@ -137,6 +182,8 @@ def _allowed(meta: dict[str, Any], kind: type) -> str:
         return text
     if kind is bool:
         return "true or false"
+    if "check" in meta:
+        return meta["check"].__doc__ or "text"
     return "text"
 
 
@@ -171,6 +218,10 @@ def _check_value(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
             raise bad()
     if "choices" in meta and value not in meta["choices"]:
         raise bad()
+    if "check" in meta:
+        problem = meta["check"](value)
+        if problem:
+            raise ConfigError(f"{key} = {original!r}: must be {problem}")
     if "range" in meta:
         lo, hi = meta["range"]
         if meta.get("zero_ok") and value == 0:

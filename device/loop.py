@@ -97,7 +97,7 @@ class DeviceLoop:
         clock: Clock,
         parts: Parts,
         listeners: list[Listener] | None = None,
-        on_session_end: Callable[[SessionEnded], str] | None = None,
+        on_session_end: Callable[[SessionEnded], str | None] | None = None,
         plan_hold: Callable[[str], float] | None = None,
     ) -> None:
         self.config = config
@@ -133,6 +133,9 @@ class DeviceLoop:
         self.sessions_ended = 0
         self.holds: list[HoldEnded] = []
         self.spoken: deque[str] = deque(maxlen=6)
+        self.on_setup: Callable[[str, int], str | None] | None = None
+        # strap figures per finished hold, (leg, round) -> {"mean", "peak", "steadiness"}
+        self.strap_figures: dict[tuple[str, int], dict[str, float]] = {}
         self.hooks_per_wake: list[Callable[[float], float | None]] = []
         if parts.button is not None:
             parts.button.device.when_pressed = lambda: self.button_edge(True)
@@ -182,7 +185,8 @@ class DeviceLoop:
         """Run until stopped, until ``until`` s after the origin, or (if asked) until a
         session has ended and nothing is left to do."""
         end = None if until is None else self.origin + until
-        self._on_light(Light(self.idle_pattern, self.clock.now()))
+        if self.machine.state is State.IDLE:
+            self._on_light(Light(self.idle_pattern, self.clock.now()))
         try:
             while not self.stop_event.is_set():
                 now = self.clock.now()
@@ -304,6 +308,23 @@ class DeviceLoop:
             self.cues.clear_quiet()
         self.emit("state", state=change.state.value, leg=change.leg, round=change.round)
         log.info("state %s %s", change.state.value, change.leg or "")
+        if change.state is State.SETUP and change.leg and self.on_setup is not None:
+            try:
+                line = self.on_setup(change.leg, change.round)
+            except Exception:
+                log.exception("set-up hook failed")
+                line = None
+            if line:
+                self.cues.push(Cue(line, "progress"))
+
+    def set_idle_pattern(self, pattern: Pattern) -> None:
+        """What the light shows while idle (off, glow, or the nudge); applied at once if idle."""
+        if pattern is self.idle_pattern:
+            return
+        self.idle_pattern = pattern
+        self.machine.idle_light = pattern
+        if self.machine.state is State.IDLE:
+            self._on_light(Light(pattern, self.clock.now()))
 
     def _on_buzz(self, buzz: Buzz) -> None:
         self.parts.beeper.on(buzz.name)
@@ -326,16 +347,15 @@ class DeviceLoop:
     def _on_session_end(self, ended: SessionEnded) -> None:
         self.sessions_ended += 1
         self.emit("session", outcome=ended.outcome, holds=len(ended.holds))
-        extra = ""
+        text: str | None = summary_text(ended.holds)
         if self.on_session_end is not None:
             try:
-                extra = self.on_session_end(ended)
+                said = self.on_session_end(ended)
+                text = said if said is not None else text
             except Exception:  # the record keeper must never stop the box
                 log.exception("session-end hook failed")
-        if ended.outcome == "complete":
-            text = " ".join(t for t in (summary_text(ended.holds), extra) if t)
-            if text:
-                self.cues.push(Cue(text, "summary"))
+        if ended.outcome == "complete" and text:
+            self.cues.push(Cue(text, "summary"))
 
     def _speech(self, now: float) -> None:
         speaker = self.parts.speaker

@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from device.box import build_loop, build_parts, close_parts
@@ -113,6 +115,8 @@ def run_headless(
     until: float | None = None,
     voice: bool = False,
     handle_signals: bool = False,
+    history: Path | None = None,
+    start: datetime | None = None,
 ) -> SimBox:
     """Run a scripted session to its end; returns the box (for its records)."""
     if script is None:
@@ -123,6 +127,13 @@ def run_headless(
     clock: Clock = RealClock(speed) if speed else VirtualClock()
     box = make_sim(config, clock=clock, speaker=sim_speaker(voice, config), listeners=listeners)
     box.add_script(actions)
+    habit = None
+    if history is not None:
+        from device.clock import wall_clock
+        from device.habit import attach_history
+
+        habit = attach_history(box.loop, config, box.loop.routine, history,
+                               wall_clock(clock, start))
     if handle_signals:
         from device.service import stop_on_signals
 
@@ -132,4 +143,6 @@ def run_headless(
         box.loop.run(until=limit, stop_when_done=until is None)
     finally:
         box.close()
+        if habit is not None:
+            habit.history.close()
     return box

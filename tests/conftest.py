@@ -26,6 +26,17 @@ class Events(list):
 
 
 @pytest.fixture(autouse=True)
+def private_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test (nor a child process it starts) writes to the real state or cache folders."""
+    base = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_STATE_HOME", str(base / "state"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(base / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(base / "config"))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.delenv("CACHE_DIRECTORY", raising=False)
+
+
+@pytest.fixture(autouse=True)
 def no_global_pin_factory() -> Iterator[None]:
     """Every device gets its factory passed in; make sure none leaks into the global one."""
     saved = Device.pin_factory

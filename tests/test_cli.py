@@ -20,6 +20,8 @@ SCHEMA = {
     "hold": {"leg", "round", "planned_s", "held_s", "ended"},
     "session": {"outcome", "holds"},
     "speak_dropped": {"key", "text"},
+    "history": {"outcome", "saved"},
+    "nudge": {"on"},
 }
 
 

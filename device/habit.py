@@ -1,0 +1,191 @@
+"""History and habit wired into the box: records, summaries, progression and the nudge."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from device.breath import Pattern
+from device.config import Config
+from device.history import (
+    HoldRecord,
+    SafeHistory,
+    SessionRecord,
+    growth_line,
+    local_zone,
+    next_hold_seconds,
+    summary_line,
+)
+from device.loop import DeviceLoop
+from device.machine import SessionEnded, State
+from device.routine import Routine
+
+log = logging.getLogger(__name__)
+
+NUDGE_CHECK_S = 600.0  # while idle with a nudge set, look at the time every 10 minutes
+NUDGE_LINE = "Your hamstrings are waiting. One short stretch today?"
+
+
+def zone_of(config: Config) -> tzinfo:
+    """The configured time zone, or the system's."""
+    return ZoneInfo(config.history.timezone) if config.history.timezone else local_zone()
+
+
+class Habit:
+    """Keeps every session, plans each leg's hold, and nudges when a day has none."""
+
+    def __init__(
+        self,
+        loop: DeviceLoop,
+        history: SafeHistory,
+        config: Config,
+        routine: Routine,
+        wall: Callable[[], datetime],
+        tz: tzinfo | None = None,
+    ) -> None:
+        self.loop = loop
+        self.history = history
+        self.config = config
+        self.routine = routine
+        self.wall = wall
+        self.tz = tz or zone_of(config)
+        self._plans: dict[str, float] = {}
+        self._grew: dict[str, bool] = {}
+        self._nudging = False
+        self.history.flush()
+        loop.machine.plan_hold = self.plan_hold
+        loop.on_setup = self.on_setup
+        loop.on_session_end = self.on_session_end
+        if config.history.nudge_at:
+            loop.hooks_per_wake.append(self._nudge_check)
+            loop.add_deadline_hook(self._nudge_deadline)
+
+    # ---- progression ------------------------------------------------------------------
+
+    def _plan(self, leg: str) -> tuple[float, bool]:
+        base = self.config.session.hold_seconds
+        settings = self.config.history
+        if settings.progression == "off":
+            return base, False
+        steady = settings.min_steadiness or None
+        progress = next_hold_seconds(
+            self.history.leg_progress(leg), base, step_s=settings.step_seconds,
+            max_s=max(settings.max_seconds, base), sessions_needed=settings.sessions_to_grow,
+            require_steady=steady,
+        )
+        return progress.hold_s, progress.grew
+
+    def on_setup(self, leg: str, round_: int) -> str | None:
+        """At each leg's first set-up: plan its hold; say so when it grows."""
+        if round_ == 1 and leg == self.loop.machine.plan[0][0]:
+            self._plans.clear()
+            self._grew.clear()
+        if leg not in self._plans:
+            self._plans[leg], self._grew[leg] = self._plan(leg)
+            if self._grew[leg]:
+                return growth_line(leg, self._plans[leg])
+        return None
+
+    def plan_hold(self, leg: str) -> float:
+        """This session's hold for ``leg`` (s)."""
+        if leg not in self._plans:
+            self._plans[leg], self._grew[leg] = self._plan(leg)
+        return self._plans[leg]
+
+    # ---- records ----------------------------------------------------------------------
+
+    def _wall_at(self, clock_t: float) -> datetime:
+        return self.wall() - timedelta(seconds=self.loop.clock.now() - clock_t)
+
+    def on_session_end(self, ended: SessionEnded) -> str | None:
+        """Write the session; for a complete one, return the spoken summary."""
+        holds = []
+        for h in ended.holds:
+            figures = self.loop.strap_figures.get((h.leg, h.round), {})
+            holds.append(HoldRecord(
+                leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
+                ended=h.ended, mean=figures.get("mean"), peak=figures.get("peak"),
+                steadiness=figures.get("steadiness"),
+            ))
+        record = SessionRecord(
+            started=self._wall_at(ended.started_at), ended=self._wall_at(ended.ended_at),
+            outcome=ended.outcome, routine=self.routine.name, holds=tuple(holds),
+        )
+        saved = self.history.record(record)
+        self.loop.emit("history", outcome=ended.outcome, saved=saved)
+        self._plans.clear()
+        if ended.outcome != "complete":
+            return None
+        now = self.wall()
+        return summary_line(holds, self.history.sessions_this_week(now, self.tz),
+                            self.history.streak_days(now, self.tz))
+
+    # ---- the nudge --------------------------------------------------------------------
+
+    def _nudge_due(self, now: datetime) -> bool:
+        hh, mm = (int(x) for x in self.config.history.nudge_at.split(":"))
+        local = now.astimezone(self.tz)
+        after = (local.hour, local.minute) >= (hh, mm)
+        return after and not self.history.done_today(now, self.tz)
+
+    def _nudge_check(self, now_clock: float) -> None:
+        idle = self.loop.machine.state is State.IDLE
+        due = idle and self._nudge_due(self.wall())
+        if due and not self._nudging:
+            self._nudging = True
+            self.loop.set_idle_pattern(Pattern.NUDGE)
+            self.loop.emit("nudge", on=True)
+            if self.config.history.nudge_voice:
+                from device.voice import Cue
+
+                self.loop.cues.push(Cue(NUDGE_LINE, "nudge"))
+        elif not due and self._nudging and idle:
+            self._nudging = False
+            normal = Pattern.GLOW if self.config.light.idle == "glow" else Pattern.OFF
+            self.loop.set_idle_pattern(normal)
+            self.loop.emit("nudge", on=False)
+        elif not idle and self._nudging:
+            self._nudging = False
+            normal = Pattern.GLOW if self.config.light.idle == "glow" else Pattern.OFF
+            self.loop.idle_pattern = normal
+            self.loop.machine.idle_light = normal
+            self.loop.emit("nudge", on=False)
+
+    def _nudge_deadline(self, now_clock: float) -> float | None:
+        if self.loop.machine.state is not State.IDLE:
+            return None
+        hh, mm = (int(x) for x in self.config.history.nudge_at.split(":"))
+        local = self.wall().astimezone(self.tz)
+        target = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if target <= local:
+            target += timedelta(days=1)
+        until = (target - local).total_seconds()
+        return now_clock + min(NUDGE_CHECK_S, until)
+
+
+def history_path(config: Config, override: str | None, simulator: bool) -> Path:
+    """Where the history lives: --history, the config, or the default (the simulator
+    keeps its own file so trying it out never mixes with real sessions)."""
+    from device.history import default_history_path
+
+    if override:
+        return Path(override)
+    if config.history.file:
+        return Path(config.history.file)
+    path = default_history_path(service=False)
+    return path.with_name("sim-history.db") if simulator else path
+
+
+def attach_history(
+    loop: DeviceLoop, config: Config, routine: Routine, path: Path,
+    wall: Callable[[], datetime],
+) -> Habit:
+    """Wire a (fault-proof) history at ``path`` into ``loop``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
+    return Habit(loop, SafeHistory(path), config, routine, wall)

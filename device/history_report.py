@@ -1,0 +1,265 @@
+"""The ``history`` command: a table, JSON, CSV and a PNG plot of past sessions.
+
+JSON (``to_json``): a list of sessions, oldest first, each::
+
+    {"started": ISO 8601 with offset, "ended": ISO 8601 with offset,
+     "outcome": "complete" | "cancelled" | "interrupted", "routine": str,
+     "holds": [{"leg": "right" | "left", "round": int (1-based), "planned_s": float,
+                "held_s": float, "ended": "complete" | "early",
+                "mean": float | null, "peak": float | null, "steadiness": float | null}]}
+
+CSV (``to_csv``): one row per hold with the session's columns repeated (``CSV_COLUMNS``);
+a session without holds (cancelled during set-up) has one row with empty hold columns.
+Strap figures are empty when no sensor was fitted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import Any, TextIO
+
+from device.history import (
+    LEGS,
+    History,
+    HistoryError,
+    SessionRecord,
+    default_fallback_path,
+    default_history_path,
+    local_zone,
+    session_to_dict,
+)
+
+CSV_COLUMNS = ("started", "ended", "outcome", "routine", "leg", "round", "planned_s",
+               "held_s", "hold_ended", "mean", "peak", "steadiness")
+PLOT_HINT = "pip install 'stretch-companion[plot]'"
+
+
+class PlotUnavailable(HistoryError):
+    """matplotlib is not installed."""
+
+
+def to_json(sessions: Sequence[SessionRecord]) -> str:
+    """Sessions as a JSON list (shape in the module docstring)."""
+    return json.dumps([session_to_dict(s) for s in sessions], indent=2)
+
+
+def _csv_rows(sessions: Sequence[SessionRecord]) -> list[list[Any]]:
+    rows: list[list[Any]] = []
+    for s in sessions:
+        head = [s.started.isoformat(), s.ended.isoformat(), s.outcome, s.routine]
+        if not s.holds:
+            rows.append(head + [""] * 8)
+        for h in s.holds:
+            rows.append(head + [h.leg, h.round, h.planned_s, h.held_s, h.ended]
+                        + ["" if v is None else v for v in (h.mean, h.peak, h.steadiness)])
+    return rows
+
+
+def to_csv(sessions: Sequence[SessionRecord], path: Path | str | TextIO) -> int:
+    """Write one row per hold to ``path`` ("-" or a text stream for a stream); rows written."""
+    rows = _csv_rows(sessions)
+    if isinstance(path, io.TextIOBase) or hasattr(path, "write"):
+        out: Any = path
+        close = False
+    elif str(path) == "-":
+        out, close = sys.stdout, False
+    else:
+        out, close = open(path, "w", encoding="utf-8", newline=""), True
+    try:
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(CSV_COLUMNS)
+        w.writerows(rows)
+    finally:
+        if close:
+            out.close()
+    return len(rows)
+
+
+def _leg_cell(s: SessionRecord, leg: str) -> str:
+    hs = [h for h in s.holds if h.leg == leg]
+    if not hs:
+        return "-"
+    text = "+".join(f"{h.held_s:.0f}" for h in hs) + " s"
+    return text + (" early" if any(h.ended == "early" for h in hs) else "")
+
+
+def _steady_cell(s: SessionRecord) -> str:
+    parts = []
+    for leg in LEGS:
+        vals = [h.steadiness for h in s.holds if h.leg == leg and h.steadiness is not None]
+        if vals:
+            parts.append(f"{leg[0].upper()} {sum(vals) / len(vals):.0f}")
+    return " ".join(parts) or "-"
+
+
+def history_table(history: History, now: datetime, tz: tzinfo, limit: int = 10,
+                  weeks: int = 8) -> str:
+    """The text report: recent sessions, then today's minutes, streak and weekly counts."""
+    recent = history.recent(limit)
+    lines = [f"Recent sessions ({getattr(tz, 'key', None) or tz}):"]
+    if not recent:
+        lines.append("  none yet")
+    else:
+        lines.append(f"  {'date':16}  {'outcome':11}  {'right':13}  {'left':13}  steadiness")
+        for s in recent:
+            when = s.started.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+            lines.append(f"  {when:16}  {s.outcome:11}  {_leg_cell(s, 'right'):13}  "
+                         f"{_leg_cell(s, 'left'):13}  {_steady_cell(s)}")
+    streak = history.streak_days(now, tz)
+    week = history.sessions_this_week(now, tz)
+    lines += ["", f"Today: {history.minutes_today(now, tz):.1f} min held. "
+                  f"Streak: {streak} day{'s' if streak != 1 else ''}. "
+                  f"This week: {week} complete session{'s' if week != 1 else ''}.",
+              "Complete sessions per week (weeks start on Monday):"]
+    for monday, n in history.sessions_per_week(now, weeks, tz):
+        lines.append(f"  {monday.isoformat()}  {'#' * min(n, 40):<14} {n}")
+    return "\n".join(lines)
+
+
+def plot(sessions: Sequence[SessionRecord], path: Path | str, tz: tzinfo) -> None:
+    """Save a PNG: hold seconds per leg over time, and strap steadiness when recorded."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.dates import MO, DateFormatter, WeekdayLocator
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise PlotUnavailable(f"plotting needs matplotlib: {PLOT_HINT}") from e
+
+    def local(dt: datetime) -> datetime:
+        return dt.astimezone(tz).replace(tzinfo=None)
+
+    steady = any(h.steadiness is not None for s in sessions for h in s.holds)
+    fig = Figure(figsize=(9, 6.5 if steady else 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2 if steady else 1, 1, sharex=True, squeeze=False)[:, 0]
+    fig.suptitle("Stretch Companion: hold time per leg")
+    colours = {"right": "tab:blue", "left": "tab:orange"}
+    early_labelled = False
+    for leg in LEGS:
+        xs, held, planned, early_x, early_y, sx, sy = [], [], [], [], [], [], []
+        for s in sessions:
+            hs = [h for h in s.holds if h.leg == leg]
+            if not hs:
+                continue
+            x, mean_held = local(s.started), sum(h.held_s for h in hs) / len(hs)
+            xs.append(x)
+            held.append(mean_held)
+            planned.append(max(h.planned_s for h in hs))
+            if any(h.ended == "early" for h in hs):
+                early_x.append(x)
+                early_y.append(mean_held)
+            vals = [h.steadiness for h in hs if h.steadiness is not None]
+            if vals:
+                sx.append(x)
+                sy.append(sum(vals) / len(vals))
+        c = colours[leg]
+        axes[0].plot(xs, held, "o-", color=c, label=f"{leg} leg, held")
+        axes[0].step(xs, planned, "--", where="post", color=c, alpha=0.5,
+                     label=f"{leg} leg, planned")
+        if early_x:
+            axes[0].plot(early_x, early_y, "x", color="tab:red", markersize=9,
+                         label="_" if early_labelled else "ended early")
+            early_labelled = True
+        if steady:
+            axes[1].plot(sx, sy, "o-", color=c, label=f"{leg} leg")
+    axes[0].set_ylabel("hold (seconds)")
+    axes[0].set_ylim(bottom=0)
+    if steady:
+        axes[1].set_ylabel("strap steadiness (0-100)")
+        axes[1].set_ylim(0, 100)
+        axes[1].legend(loc="lower right", fontsize="small")
+    if sessions:
+        axes[0].legend(loc="lower right", fontsize="small")
+        axes[-1].xaxis.set_major_locator(WeekdayLocator(byweekday=MO))
+        axes[-1].xaxis.set_major_formatter(DateFormatter("%d %b"))
+    else:
+        axes[0].text(0.5, 0.5, "no sessions yet", ha="center", va="center",
+                     transform=axes[0].transAxes)
+    axes[-1].set_xlabel(f"date (ticks on Mondays, {getattr(tz, 'key', None) or tz})")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.savefig(path, format="png", dpi=100)
+
+
+def add_history_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of the ``history`` subcommand."""
+    parser.add_argument("--history", metavar="FILE", type=Path,
+                        help="history database (default: the per-user or service state dir)")
+    parser.add_argument("--service", action="store_true",
+                        help="use the service's history (/var/lib/stretch-companion)")
+    parser.add_argument("--json", action="store_true", help="print all sessions as JSON")
+    parser.add_argument("--csv", metavar="FILE", help="write one row per hold to FILE (- = stdout)")
+    parser.add_argument("--plot", metavar="FILE", help="write a PNG chart to FILE (needs [plot])")
+    parser.add_argument("--limit", type=int, default=10, help="sessions in the table (10)")
+    parser.add_argument("--weeks", type=int, default=8, help="weeks in the weekly counts (8)")
+
+
+def _open_for_reading(path: Path) -> History:
+    """Writable if allowed (so an old schema is upgraded), else read-only."""
+    try:
+        return History(path)
+    except HistoryError as e:
+        try:
+            return History(path, read_only=True)
+        except HistoryError:
+            raise e from None
+
+
+def history_main(args: argparse.Namespace, now: datetime | None = None,
+                 tz: tzinfo | None = None, out: TextIO | None = None,
+                 err: TextIO | None = None) -> int:
+    """Run ``history`` with the options of ``add_history_arguments``; the exit code.
+
+    Prints the table (or JSON with --json; nothing more with --csv -); --csv/--plot write
+    files. Times are shown in ``tz`` (default: the machine's zone). Exit 0, or 1 with
+    one line on stderr when the file cannot be read or matplotlib is missing.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    tz = tz or local_zone()
+    now = (now or datetime.now(tz)).astimezone(tz)
+    path = getattr(args, "history", None)
+    path = Path(path) if path else default_history_path(getattr(args, "service", False))
+    want_json = getattr(args, "json", False)
+    csv_path, plot_path = getattr(args, "csv", None), getattr(args, "plot", None)
+    fallback = default_fallback_path(path)
+    try:
+        if not path.exists():
+            if want_json:
+                print("[]", file=out)
+            else:
+                print(f"No sessions recorded yet ({path}).", file=out)
+            sessions: list[SessionRecord] = []
+            if csv_path:
+                to_csv(sessions, csv_path if csv_path != "-" else out)
+            if plot_path:
+                plot(sessions, plot_path, tz)
+            return 0
+        with _open_for_reading(path) as h:
+            sessions = h.sessions() if want_json or csv_path or plot_path else []
+            if want_json:
+                print(to_json(sessions), file=out)
+            elif csv_path != "-":
+                print(history_table(h, now, tz, getattr(args, "limit", 10),
+                                    getattr(args, "weeks", 8)), file=out)
+            if csv_path:
+                n = to_csv(sessions, csv_path if csv_path != "-" else out)
+                if csv_path != "-":
+                    print(f"Wrote {n} row(s) to {csv_path}.", file=err)
+            if plot_path:
+                plot(sessions, plot_path, tz)
+                print(f"Wrote chart to {plot_path}.", file=err)
+    except (HistoryError, OSError) as e:
+        print(f"stretch-companion: {e}", file=err)
+        return 1
+    if fallback.exists():
+        print(f"Note: sessions the database could not take are waiting in {fallback}; "
+              "the box imports them when it next saves.", file=err)
+    return 0

@@ -1,0 +1,136 @@
+"""History wired into the box: sessions recorded, summary spoken, holds grow, nudge."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from device.breath import Pattern
+from device.cli import main
+from device.clock import VirtualClock, wall_clock
+from device.config import Config, with_overrides
+from device.habit import attach_history
+from device.sim import make_sim
+from tests.conftest import Events
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def run_session(path: Path, start: datetime, config: Config | None = None,
+                script: str = "press@1,press@2,press@70,press@71") -> Events:
+    events = Events()
+    config = config or Config()
+    clock = VirtualClock()
+    box = make_sim(config, clock=clock, listeners=[events])
+    habit = attach_history(box.loop, config, box.loop.routine, path, wall_clock(clock, start))
+    for item in script.split(","):
+        at = float(item.split("@")[1])
+        box.loop.schedule(at, box.press_now)
+    box.loop.run(stop_when_done=True, until=3000)
+    box.close()
+    habit.history.close()
+    return events
+
+
+def test_two_headless_sessions_show_in_history_json(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "history.db"
+    for day in ("2026-11-24T07:00:00+01:00", "2026-11-25T07:00:00+01:00"):
+        assert main(["sim", "--headless", "--quiet", "--script", "press@1,press@2,press@70,"
+                     "press@71", "--history", str(db), "--start", day]) == 0
+    capsys.readouterr()
+    assert main(["history", "--history", str(db), "--json"]) == 0
+    sessions = json.loads(capsys.readouterr().out)
+    assert len(sessions) == 2
+    for s in sessions:
+        assert s["outcome"] == "complete"
+        assert [(h["leg"], h["held_s"]) for h in s["holds"]] == [("right", 60.0), ("left", 60.0)]
+    assert main(["history", "--history", str(db)]) == 0
+    assert "streak" in capsys.readouterr().out.lower()
+
+
+def test_summary_counts_this_week_and_streak(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    start = datetime(2026, 11, 23, 7, 0, tzinfo=BERLIN)  # a Monday
+    config = with_overrides(Config(), history={"timezone": "Europe/Berlin"})
+    for day in range(3):
+        events = run_session(db, start + timedelta(days=day), config)
+    summary = [e["text"] for e in events.kind("speak") if e["key"] == "summary"]
+    assert len(summary) == 1
+    assert "3 sessions this week" in summary[0] and "3 day streak" in summary[0]
+    assert "right leg" in summary[0].lower()
+
+
+def test_cancelled_session_is_recorded_and_not_summarised(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "h.db"
+    events = run_session(db, datetime(2026, 11, 23, 7, 0, tzinfo=BERLIN),
+                         script="press@1,press@2")
+    # stop the box mid-hold by a long press: do it with the CLI instead
+    assert main(["sim", "--headless", "--quiet", "--script", "press@1,long@20",
+                 "--history", str(db)]) == 0
+    capsys.readouterr()
+    main(["history", "--history", str(db), "--json"])
+    outcomes = sorted(s["outcome"] for s in json.loads(capsys.readouterr().out))
+    assert outcomes == ["cancelled"]
+    assert not [e for e in events.kind("speak") if e["key"] == "summary"]
+
+
+def test_holds_grow_after_steady_sessions_per_leg(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    config = with_overrides(Config(), history={"progression": "steady", "sessions_to_grow": 2,
+                                               "step_seconds": 15})
+    start = datetime(2026, 11, 23, 7, 0, tzinfo=BERLIN)
+    # session 1 and 2: right complete, left ended early at 30 s
+    script = "press@1,press@2,press@70,press@71,press@101"
+    for day in range(2):
+        run_session(db, start + timedelta(days=day), config, script)
+    events = run_session(db, start + timedelta(days=2), config,
+                         "press@1,press@2,press@90,press@91")
+    holds = [(h["leg"], h["planned_s"]) for h in events.kind("hold")]
+    assert holds == [("right", 75.0), ("left", 60.0)]
+    lines = [e["text"] for e in events.kind("speak") if e["key"] == "progress"]
+    assert lines == ["Your right-leg hold grows to 75 seconds."]
+
+
+def test_progression_off_keeps_the_configured_hold(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    start = datetime(2026, 11, 23, 7, 0, tzinfo=BERLIN)
+    for day in range(4):
+        events = run_session(db, start + timedelta(days=day))
+    assert {h["planned_s"] for h in events.kind("hold")} == {60.0}
+
+
+def test_unwritable_history_never_stops_a_session(tmp_path: Path) -> None:
+    db = tmp_path / "is-a-folder.db"
+    db.mkdir()
+    events = run_session(db, datetime(2026, 11, 23, 7, 0, tzinfo=BERLIN))
+    assert [h["ended"] for h in events.kind("hold")] == ["complete", "complete"]
+    assert events.kind("history")[0]["saved"] is False
+    assert [e for e in events.kind("speak") if e["key"] == "summary"]
+
+
+def test_nudge_light_when_no_session_by_the_set_time(tmp_path: Path) -> None:
+    events = Events()
+    config = with_overrides(Config(), history={"nudge_at": "19:00",
+                                               "timezone": "Europe/Berlin"})
+    clock = VirtualClock()
+    box = make_sim(config, clock=clock, listeners=[events])
+    start = datetime(2026, 11, 23, 18, 0, tzinfo=BERLIN)
+    attach_history(box.loop, config, box.loop.routine, tmp_path / "h.db",
+                   wall_clock(clock, start))
+    box.loop.run(until=3590)  # 18:59:50
+    assert box.loop.idle_pattern is Pattern.OFF and box.led_pin.state == 0.0
+    box.loop.run(until=3700)
+    nudges = events.kind("nudge")
+    assert nudges and nudges[0]["on"] is True and abs(nudges[0]["t"] - 3600) < 1e-6
+    assert box.loop.idle_pattern is Pattern.NUDGE
+    # a session today stops the nudge afterwards
+    box.loop.schedule(3800, box.press_now)
+    box.loop.schedule(3801, box.press_now)
+    box.loop.schedule(3870, box.press_now)
+    box.loop.schedule(3871, box.press_now)
+    box.loop.run(until=4500)
+    assert [n["on"] for n in events.kind("nudge")][-1] is False
+    assert box.led_pin.state == 0.0
+    box.close()

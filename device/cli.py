@@ -47,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="headless: speak through pyttsx3 instead of a recording fake")
     sim.add_argument("--quiet", action="store_true",
                      help="headless: do not print the readable transcript")
+    sim.add_argument("--sensor", action="store_true",
+                     help="fit the simulated strap tension sensor (script: tension@S:KG, "
+                     "bounce@S:SECONDS, unplug@S, replug@S)")
     sim.add_argument("--history", metavar="FILE",
                      help="history database (default: a simulator file of its own)")
     sim.add_argument("--no-history", action="store_true", help="keep no history")
@@ -58,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     from device.history_report import add_history_arguments
 
     add_history_arguments(history)
+
+    cal = sub.add_parser("calibrate", help="calibrate the strap sensor with a known weight")
+    cal.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    cal.add_argument("--kg", type=float, required=True, help="the known weight, in kg")
+    cal.add_argument("--mock", action="store_true", help="on the simulated sensor")
 
     config = sub.add_parser("config", help="show or check the configuration")
     config.add_argument("--default", action="store_true", help="print a commented default file")
@@ -130,7 +138,8 @@ def _headless(args: argparse.Namespace, config: object) -> int:
             if start.tzinfo is None:
                 start = start.astimezone()
         run_headless(config, args.script, listeners, speed=args.speed, until=args.until,
-                     voice=args.voice, handle_signals=True, history=history, start=start)
+                     voice=args.voice, handle_signals=True, history=history, start=start,
+                     sensor=args.sensor)
     finally:
         if out is not None:
             out.close()
@@ -165,12 +174,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         habit = attach_history(loop, config, loop.routine,
                                history_path(config, args.history, simulator=False),
                                wall_clock(clock))
+        if config.sensor.enabled:
+            from device.strap import StrapSensor, load_strap_calibration, pi_adc_factory
+
+            sensor = StrapSensor(loop, config.sensor, pi_adc_factory(config.sensor, clock),
+                                 load_strap_calibration(config.sensor))
+            if not sensor.connect():
+                log.warning("strap sensor not found; the box goes on without it")
         try:
             return run_service(loop)
         finally:
             habit.history.close()
     finally:
         close_parts(parts)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    """``calibrate --kg X``: tare, then a known weight."""
+    from device.calibrate import calibrate_main
+    from device.config import load_config
+
+    return calibrate_main(load_config(args.config), args.kg, mock=args.mock)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -180,7 +204,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     return history_main(args)
 
 
-COMMANDS = {"run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history}
+COMMANDS = {
+    "run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history,
+    "calibrate": cmd_calibrate,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

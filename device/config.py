@@ -110,6 +110,32 @@ class RoutineSettings:
     file: str = _f("", "path to a routine TOML; empty = built-in hamstring stretch")
 
 
+@dataclass(frozen=True)
+class SensorSettings:
+    """Strap tension sensor: a load cell on a NAU7802 over I2C (optional)."""
+
+    enabled: bool = _f(False, "a strap sensor is fitted")
+    i2c_bus: int = _f(1, "I2C bus number (/dev/i2c-N)", range=(0, 20))
+    address: int = _f(0x2A, "I2C address of the NAU7802 (42 = 0x2A)", range=(0x08, 0x77))
+    sps: int = _f(10, "samples per second", choices=(10, 20, 40, 80, 320))
+    gain: int = _f(128, "amplifier gain", choices=(1, 2, 4, 8, 16, 32, 64, 128))
+    calibration_file: str = _f("", "calibration (tare and scale); empty = state directory")
+    retry_seconds: float = _f(5, "after a sensor error, try again this often (s)",
+                              range=(1, 60))
+    hold_clock: str = _f("time", "time: holds run by the clock; strap: the hold clock counts "
+                         "only while the strap is loaded", choices=("time", "strap"))
+    loaded_kg: float = _f(1.0, "the strap counts as loaded from this tension (kg)",
+                          range=(0.1, 20))
+    cue_gap_seconds: float = _f(15, "at most one strap cue this often (s)", range=(5, 120))
+    bounce_min_kg: float = _f(1.0, "bouncing: smallest swing that counts (kg)",
+                              range=(0.2, 20))
+    slack_seconds: float = _f(2.0, "slack: tension lost this long (s)", range=(0.5, 10))
+    overpull_ratio: float = _f(1.5, "over-pulling: this many times the hold's own level",
+                               range=(1.1, 5))
+    overpull_margin_kg: float = _f(2.0, "over-pulling: and at least this far above it (kg)",
+                                   range=(0.2, 50))
+
+
 def _clock_time(value: str) -> str | None:
     """'' or HH:MM (24 h)."""
     if value == "":
@@ -166,6 +192,7 @@ class Config:
     voice: VoiceSettings = field(default_factory=VoiceSettings)
     routine: RoutineSettings = field(default_factory=RoutineSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
+    sensor: SensorSettings = field(default_factory=SensorSettings)
 
 
 def _allowed(meta: dict[str, Any], kind: type) -> str:

@@ -134,8 +134,12 @@ class DeviceLoop:
         self.holds: list[HoldEnded] = []
         self.spoken: deque[str] = deque(maxlen=6)
         self.on_setup: Callable[[str, int], str | None] | None = None
+        self.state_hooks: list[Callable[[StateChanged, float], None]] = []
+        self.hold_figures: Callable[[HoldEnded], dict[str, float | None] | None] | None = None
+        self.tension_kg: float | None = None  # latest strap reading, for screens
+        self.sensor_status = "absent"  # absent, ok or lost
         # strap figures per finished hold, (leg, round) -> {"mean", "peak", "steadiness"}
-        self.strap_figures: dict[tuple[str, int], dict[str, float]] = {}
+        self.strap_figures: dict[tuple[str, int], dict[str, float | None]] = {}
         self.hooks_per_wake: list[Callable[[float], float | None]] = []
         if parts.button is not None:
             parts.button.device.when_pressed = lambda: self.button_edge(True)
@@ -289,7 +293,10 @@ class DeviceLoop:
             elif isinstance(effect, Hush):
                 self.cues.hush()
             elif isinstance(effect, Quiet):
-                self.cues.quiet(effect.start, effect.end)
+                if effect.reset:
+                    self.cues.clear_quiet()
+                if effect.end > effect.start:
+                    self.cues.quiet(effect.start, effect.end)
             elif isinstance(effect, Buzz):
                 self._on_buzz(effect)
             elif isinstance(effect, Light):
@@ -308,6 +315,8 @@ class DeviceLoop:
             self.cues.clear_quiet()
         self.emit("state", state=change.state.value, leg=change.leg, round=change.round)
         log.info("state %s %s", change.state.value, change.leg or "")
+        for hook in self.state_hooks:
+            hook(change, self.clock.now())
         if change.state is State.SETUP and change.leg and self.on_setup is not None:
             try:
                 line = self.on_setup(change.leg, change.round)
@@ -339,9 +348,18 @@ class DeviceLoop:
 
     def _on_hold_end(self, hold: HoldEnded) -> None:
         self.holds.append(hold)
+        figures: dict[str, float | None] = {}
+        if self.hold_figures is not None:
+            try:
+                figures = self.hold_figures(hold) or {}
+            except Exception:
+                log.exception("strap figures failed")
+        if figures:
+            self.strap_figures[(hold.leg, hold.round)] = {
+                k: v for k, v in figures.items() if v is not None}
         self.emit(
             "hold", leg=hold.leg, round=hold.round, planned_s=round(hold.planned_s, 3),
-            held_s=round(hold.held_s, 3), ended=hold.ended,
+            held_s=round(hold.held_s, 3), ended=hold.ended, **figures,
         )
 
     def _on_session_end(self, ended: SessionEnded) -> None:
@@ -354,6 +372,7 @@ class DeviceLoop:
                 text = said if said is not None else text
             except Exception:  # the record keeper must never stop the box
                 log.exception("session-end hook failed")
+        self.strap_figures.clear()
         if ended.outcome == "complete" and text:
             self.cues.push(Cue(text, "summary"))
 
@@ -400,12 +419,15 @@ class DeviceLoop:
     def snapshot(self) -> Snapshot:
         """The box as a screen would show it."""
         ends = self.machine.hold_ends_at
+        now = self.clock.now()
+        if ends is not None and self.machine.paused_at is not None:
+            ends += now - self.machine.paused_at  # the hold clock is waiting
         return Snapshot(
             state=self.machine.state.value,
             leg=self.machine.leg,
             round=self.machine.round,
             rounds=self.config.session.rounds,
-            hold_left_s=None if ends is None else max(0.0, ends - self.clock.now()),
+            hold_left_s=None if ends is None else max(0.0, ends - now),
             light=self.parts.light.value,
             buzzing=self.parts.beeper.sounding,
             spoken=list(self.spoken),

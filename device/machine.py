@@ -59,10 +59,12 @@ class Hush:
 
 @dataclass(frozen=True)
 class Quiet:
-    """No speech from ``start`` to ``end`` (clock s): the countdown."""
+    """No speech from ``start`` to ``end`` (clock s): the countdown. ``reset`` first
+    forgets earlier windows (the hold clock moved)."""
 
     start: float
     end: float
+    reset: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +167,8 @@ class SessionMachine:
         self.session_started_at: float | None = None
         self.hold_started_at: float | None = None
         self.hold_planned_s = 0.0
+        self.paused_at: float | None = None
+        self._paused_timers: list[_Timer] = []
 
     # ---- public interface -------------------------------------------------------------
 
@@ -204,6 +208,34 @@ class SessionMachine:
         while self._timers and self._timers[0].at <= now:
             timer = heapq.heappop(self._timers)
             out += self._fire(timer)
+        return out
+
+    def pause_hold(self, now: float, line: str | None = None) -> list[Effect]:
+        """Stop the hold clock (the strap went slack); ``line`` is said as a prompt."""
+        if self.state is not State.HOLD or self.paused_at is not None:
+            return []
+        self.paused_at = now
+        self._paused_timers, self._timers = self._timers, []
+        out: list[Effect] = [Quiet(now, now, reset=True)]
+        if line:
+            out.append(Speak(line, "hold.paused", now + REMINDER_GRACE_S))
+        return out
+
+    def resume_hold(self, now: float, line: str | None = None) -> list[Effect]:
+        """Start the hold clock again where it stopped."""
+        if self.state is not State.HOLD or self.paused_at is None:
+            return []
+        shift = now - self.paused_at
+        self.paused_at = None
+        assert self.hold_started_at is not None
+        self.hold_started_at += shift
+        for timer in self._paused_timers:
+            self._at(timer.at + shift, timer.kind, timer.arg)
+        self._paused_timers = []
+        end = self.hold_started_at + self.hold_planned_s
+        out: list[Effect] = [Quiet(end - COUNTDOWN_S - 0.2, end + END_BEEP_S + 0.2, reset=True)]
+        if line:
+            out.append(Speak(line, "hold.resumed", now + REMINDER_GRACE_S))
         return out
 
     def interrupt(self, now: float) -> list[Effect]:
@@ -287,6 +319,8 @@ class SessionMachine:
 
     def _begin_hold(self, now: float) -> list[Effect]:
         self._timers.clear()
+        self.paused_at = None
+        self._paused_timers = []
         assert self.leg is not None
         planned = float(self.plan_hold(self.leg))
         self.hold_planned_s = planned
@@ -332,6 +366,10 @@ class SessionMachine:
     def _end_hold(self, now: float, ended: str) -> list[Effect]:
         self._timers.clear()
         assert self.leg is not None and self.hold_started_at is not None
+        if self.paused_at is not None:  # ended while paused: the paused time is not held
+            self.hold_started_at += now - self.paused_at
+            self.paused_at = None
+            self._paused_timers = []
         record = HoldEnded(
             leg=self.leg,
             round=self.round,
@@ -381,6 +419,8 @@ class SessionMachine:
     def _cancel(self, now: float) -> list[Effect]:
         if self.state in (State.IDLE, State.CANCELLED):
             return []
+        self.paused_at = None
+        self._paused_timers = []
         if self.state is State.DONE:
             return self._to_idle(now)
         out: list[Effect] = [Hush()]

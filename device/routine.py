@@ -7,7 +7,7 @@ the config at another file with the same keys.
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -40,6 +40,7 @@ class Routine:
     next_round_auto: str
     finish: str
     cancel: str
+    strap: dict[str, str] = field(default_factory=lambda: dict(STRAP_LINES))
 
     def fixed_lines(self, legs: tuple[str, ...] = ("right", "left")) -> list[str]:
         """Every line this routine can speak for these legs (for caching speech)."""
@@ -51,6 +52,7 @@ class Routine:
             lines.append(fill(self.switch, leg=leg, other=other, next=other))
             lines.append(fill(self.switch_auto, leg=leg, other=other, next=other))
         lines += [self.ready, self.hold_start, self.ten_left, self.finish, self.cancel]
+        lines += list(self.strap.values())
         return list(dict.fromkeys(lines))
 
 
@@ -66,6 +68,16 @@ def fill(text: str, **values: object) -> str:
         return text
 
 
+STRAP_LINES: dict[str, str] = {
+    "bounce": "Ease off the bouncing. Find a place you can stay, and stay there.",
+    "slack": "The strap has gone loose. Lift the leg back up gently, knee long.",
+    "overpull": "That's a big pull. Back off a little; a stretch should never hurt.",
+    "lost": "I've lost touch with the strap sensor. Carrying on without it.",
+    "restored": "Strap sensor back.",
+    "paused": "The hold clock waits while the strap is loose. Take up the strap again.",
+    "resumed": "Good, the clock is running again.",
+}
+
 _KNOWN = {
     "name": str,
     "title": str,
@@ -74,7 +86,9 @@ _KNOWN = {
     "switch": ("text", "auto", "next_round", "next_round_auto"),
     "finish": ("text",),
     "cancel": ("text",),
+    "strap": tuple(STRAP_LINES),
 }
+_OPTIONAL = {"strap"}
 
 
 def _need_str(where: str, value: object) -> str:
@@ -93,7 +107,7 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
     sections: dict[str, dict] = {}
     for section, keys in _KNOWN.items():
         if isinstance(keys, tuple):
-            table = data.get(section)
+            table = data.get(section, {} if section in _OPTIONAL else None)
             if not isinstance(table, dict):
                 raise ConfigError(f"{source}: missing table [{section}]")
             for key in table:
@@ -133,6 +147,8 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
         next_round_auto=text("switch", "next_round_auto"),
         finish=text("finish", "text"),
         cancel=text("cancel", "text"),
+        strap={key: _need_str(f"strap.{key}", sections["strap"].get(key, default))
+               for key, default in STRAP_LINES.items()},
     )
 
 

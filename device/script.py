@@ -30,6 +30,15 @@ ACTIONS: dict[str, str] = {
 }
 
 
+SENSOR_ACTIONS: dict[str, str] = {
+    **ACTIONS,
+    "tension": "tension@SECONDS:KG, a steady pull from then on",
+    "bounce": "bounce@SECONDS:DURATION, bouncing for DURATION seconds",
+    "unplug": "unplug@SECONDS, the sensor's cable pulled",
+    "replug": "replug@SECONDS, plugged back in",
+}
+
+
 def parse_script(text: str, known: dict[str, str] | None = None) -> list[Action]:
     """Parse ``press@1,long@200,...`` into actions sorted by time."""
     known = known or ACTIONS
@@ -44,6 +53,8 @@ def parse_script(text: str, known: dict[str, str] | None = None) -> list[Action]
             when, arg = when.split(":", 1)
         if not sep or name not in known:
             allowed = ", ".join(f"{k}@SECONDS" for k in known)
+            if name in SENSOR_ACTIONS:
+                allowed += f" ({name} needs --sensor)"
             raise ScriptError(f"script item {item!r}: must be one of {allowed}")
         try:
             at = float(when)
@@ -53,5 +64,12 @@ def parse_script(text: str, known: dict[str, str] | None = None) -> list[Action]
             ) from None
         if at < 0:
             raise ScriptError(f"script item {item!r}: time must be >= 0 s")
+        if name in ("tension", "bounce") and arg:
+            try:
+                float(arg)
+            except ValueError:
+                raise ScriptError(f"script item {item!r}: {arg!r} is not a number") from None
+        if name == "tension" and not arg:
+            raise ScriptError(f"script item {item!r}: must be tension@SECONDS:KG")
         actions.append(Action(name, at, arg))
     return sorted(actions, key=lambda a: a.at)

@@ -17,7 +17,7 @@ from device.box import build_loop, build_parts, close_parts
 from device.clock import Clock, RealClock, VirtualClock
 from device.config import Config, with_overrides
 from device.loop import DeviceLoop, Listener
-from device.script import ACTIONS, PRESS_S, Action, parse_script
+from device.script import ACTIONS, PRESS_S, SENSOR_ACTIONS, Action, parse_script
 from drivers.pins import mock_factory
 from drivers.speech import Pyttsx3Speaker, RecordingSpeaker, SilentSpeaker, Speaker
 
@@ -25,6 +25,54 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCRIPT = "press@1"
 SAFETY_UNTIL_S = 6 * 3600.0  # a headless run on virtual time never runs past this
+
+
+class SimStrap:
+    """A strap you can pull on: the fake NAU7802's strap model, driven by keys or a script."""
+
+    STEP_KG = 1.0
+    RAMP_S = 0.5
+
+    def __init__(self, fake: Any, clock: Clock) -> None:
+        self.fake = fake
+        self.model = fake.strap
+        self.clock = clock
+        self.level_kg = 0.0
+        self.plugged = True
+
+    def set_level(self, kg: float) -> None:
+        """From now on a steady ``kg`` (reached over half a second)."""
+        self.level_kg = max(0.0, kg)
+        self.model.set_level(self.clock.now(), self.level_kg, ramp_s=self.RAMP_S)
+
+    def harder(self) -> None:
+        """Pull a kilogram harder."""
+        self.set_level(self.level_kg + self.STEP_KG)
+
+    def softer(self) -> None:
+        """Ease off a kilogram."""
+        self.set_level(self.level_kg - self.STEP_KG)
+
+    def bounce(self, seconds: float = 4.0) -> None:
+        """A few seconds of bouncing."""
+        self.model.bounce(self.clock.now(), seconds)
+
+    def unplug(self) -> None:
+        """Pull the sensor's cable."""
+        self.plugged = False
+        self.fake.unplug()
+
+    def replug(self) -> None:
+        """Plug it back (it powers up afresh)."""
+        self.plugged = True
+        self.fake.replug()
+
+    def toggle_plug(self) -> None:
+        """Unplug or replug."""
+        if self.plugged:
+            self.unplug()
+        else:
+            self.replug()
 
 
 @dataclass
@@ -36,6 +84,8 @@ class SimBox:
     config: Config
     speaker: Speaker
     handlers: dict[str, Callable[[Action], None]] = field(default_factory=dict)
+    strap: SimStrap | None = None
+    sensor: Any = None
 
     @property
     def button_pin(self) -> Any:
@@ -79,6 +129,8 @@ def make_sim(
     clock: Clock | None = None,
     speaker: Speaker | None = None,
     listeners: list[Listener] | None = None,
+    sensor: bool = False,
+    seed: int = 1,
     **loop_kwargs: Any,
 ) -> SimBox:
     """A box on fresh mock pins; virtual time and a recording voice unless given."""
@@ -95,7 +147,44 @@ def make_sim(
 
     box.handlers["press"] = lambda a: press(a, PRESS_S)
     box.handlers["long"] = lambda a: press(a, config.session.long_press_seconds + PRESS_S)
+    if sensor:
+        add_strap(box, seed=seed)
     return box
+
+
+def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
+    """Fit the simulated strap sensor: the real driver over a register-level fake chip."""
+    from device.strap import StrapSensor, thresholds_of  # noqa: F401
+    from drivers.fake_nau7802 import FakeNAU7802, StrapModel
+    from drivers.nau7802 import NAU7802
+
+    loop = box.loop
+    settings = box.config.sensor
+    fake = FakeNAU7802(loop.clock, StrapModel(seed=seed), address=settings.address,
+                       log_limit=1000)
+    strap = SimStrap(fake, loop.clock)
+
+    def make_adc() -> NAU7802:
+        return NAU7802(fake, loop.clock, settings.address, gain=settings.gain, sps=settings.sps)
+
+    box.sensor = StrapSensor(loop, settings, make_adc)
+    box.sensor.connect()
+    box.strap = strap
+
+    def arg(action: Action) -> float:
+        try:
+            return float(action.arg)
+        except ValueError:
+            from device.script import ScriptError
+
+            raise ScriptError(f"script item {action.name}@{action.at:g}:{action.arg}: "
+                              "needs a number after the colon") from None
+
+    box.handlers["tension"] = lambda a: strap.set_level(arg(a))
+    box.handlers["bounce"] = lambda a: strap.bounce(arg(a) if a.arg else 4.0)
+    box.handlers["unplug"] = lambda a: strap.unplug()
+    box.handlers["replug"] = lambda a: strap.replug()
+    return strap
 
 
 def sim_speaker(voice: bool, config: Config) -> Speaker:
@@ -117,15 +206,18 @@ def run_headless(
     handle_signals: bool = False,
     history: Path | None = None,
     start: datetime | None = None,
+    sensor: bool = False,
 ) -> SimBox:
     """Run a scripted session to its end; returns the box (for its records)."""
     if script is None:
         # No script: start a session and let it run through by itself.
         script = DEFAULT_SCRIPT
         config = with_overrides(config, session={"switch": "auto"})
-    actions = parse_script(script, ACTIONS)
+    sensor = sensor or config.sensor.enabled
+    actions = parse_script(script, SENSOR_ACTIONS if sensor else ACTIONS)
     clock: Clock = RealClock(speed) if speed else VirtualClock()
-    box = make_sim(config, clock=clock, speaker=sim_speaker(voice, config), listeners=listeners)
+    box = make_sim(config, clock=clock, speaker=sim_speaker(voice, config), listeners=listeners,
+                   sensor=sensor)
     box.add_script(actions)
     habit = None
     if history is not None:

@@ -1,0 +1,309 @@
+"""The strap sensor in the box: tare at set-up, coaching in a hold, surviving unplugs.
+
+Reads the NAU7802 from the device loop's own thread on the loop's clock (polling
+only in set-up and holds, so idle stays idle). Any ``SensorError`` means "go on
+without it": the box says so once per session and tries again every few seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from device.config import SensorSettings
+from device.loop import DeviceLoop
+from device.machine import HoldEnded, Speak, State, StateChanged
+from device.tension import CoachThresholds, TensionCoach
+from device.voice import Cue
+from drivers.nau7802 import NAU7802, NOMINAL_COUNTS_PER_UNIT, Calibration, SensorError
+
+log = logging.getLogger(__name__)
+
+TARE_S = 2.0  # at the start of each set-up, the slack strap is averaged this long (s)
+TRANSCRIPT_HZ = 10.0  # tension events in the transcript
+PAUSE_AFTER_S = 1.0  # hold clock "strap": slack this long pauses the clock (s)
+CUE_GRACE_S = 2.0  # a strap cue that cannot start this soon is dropped
+STATUS_GRACE_S = 8.0  # "sensor lost/back" may wait this long behind another line
+COUNTDOWN_QUIET_S = 11.0  # no strap cue in a hold's last seconds ("ten seconds to go" on)
+RETARE_LIMIT = 1.0  # a re-tare further than this (kg or rel) from the last zero is refused
+
+
+def thresholds_of(settings: SensorSettings) -> CoachThresholds:
+    """Coaching thresholds from the config."""
+    return CoachThresholds(
+        loaded_kg=settings.loaded_kg, cue_gap_s=settings.cue_gap_seconds,
+        bounce_min_kg=settings.bounce_min_kg, slack_s=settings.slack_seconds,
+        overpull_ratio=settings.overpull_ratio, overpull_margin_kg=settings.overpull_margin_kg,
+    )
+
+
+class StrapSensor:
+    """Connects the strap's ADC to the loop: samples, tare, coaching, figures, retries."""
+
+    def __init__(
+        self,
+        loop: DeviceLoop,
+        settings: SensorSettings,
+        make_adc: Callable[[], NAU7802],
+        calibration: Calibration | None = None,
+        background_connect: bool | None = None,
+    ) -> None:
+        self.loop = loop
+        self.settings = settings
+        self.make_adc = make_adc
+        self.calibration = calibration or Calibration(offset=0.0)
+        self.thresholds = thresholds_of(settings)
+        self.adc: NAU7802 | None = None
+        self.status = "absent"
+        self._said_lost = False
+        self._next_retry: float | None = None
+        self._next_poll: float | None = None
+        self._connecting = False
+        self._lock = threading.Lock()
+        self._background = (
+            not hasattr(loop.clock, "advance_to") if background_connect is None
+            else background_connect)
+        self._tare: list[int] | None = None
+        self._tared = calibration is not None
+        self._tare_until = 0.0
+        self.coach: TensionCoach | None = None
+        self._last_emit = float("-inf")
+        self._last_t = float("-inf")
+        self._slack_since: float | None = None
+        self._said_paused = False
+        loop.state_hooks.append(self._on_state)
+        loop.hooks_per_wake.append(self._on_wake)
+        loop.add_deadline_hook(self._deadline)
+        loop.hold_figures = self._figures
+
+    @property
+    def units(self) -> str:
+        """kg once calibrated, else relative units."""
+        return "kg" if self.calibration.scale is not None else "rel"
+
+    # ---- connection -------------------------------------------------------------------
+
+    def connect(self) -> bool:
+        """Find and set up the sensor now (blocking on the clock); True if it answers."""
+        try:
+            adc = self.make_adc()
+            adc.begin()
+        except (SensorError, OSError, ValueError) as exc:
+            self._failed(exc)
+            return False
+        with self._lock:
+            self.adc = adc
+        self._up()
+        return True
+
+    def _connect_soon(self) -> None:
+        if self._connecting:
+            return
+        if not self._background:
+            self.connect()
+            return
+        self._connecting = True
+
+        def work() -> None:
+            try:
+                self.connect()
+            finally:
+                self._connecting = False
+                self.loop.wake.set()
+
+        threading.Thread(target=work, name="strap-connect", daemon=True).start()
+
+    def _up(self) -> None:
+        was = self.status
+        self.status = "ok"
+        self.loop.sensor_status = "ok"
+        self._next_retry = None
+        if was == "lost":
+            self.loop.emit("sensor", status="restored")
+            log.info("strap sensor back")
+            if self.loop.machine.state in (State.SETUP, State.HOLD):
+                self.loop.cues.push(Cue(self.loop.routine.strap["restored"], "sensor.restored",
+                                        self.loop.clock.now() + STATUS_GRACE_S))
+
+    def _failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.adc = None
+        now = self.loop.clock.now()
+        self._next_retry = now + self.settings.retry_seconds
+        self.loop.tension_kg = None
+        if self.status == "ok":
+            self.status = "lost"
+            self.loop.sensor_status = "lost"
+            self.loop.emit("sensor", status="lost")
+            log.warning("strap sensor lost (%s); going on without it", exc)
+            if not self._said_lost and self.loop.machine.state is not State.IDLE:
+                self._said_lost = True
+                self.loop.cues.push(Cue(self.loop.routine.strap["lost"], "sensor.lost",
+                                        now + STATUS_GRACE_S))
+        elif self.status == "absent":
+            log.info("no strap sensor (%s)", exc)
+
+    # ---- the loop's hooks -------------------------------------------------------------
+
+    def _active(self) -> bool:
+        return self.loop.machine.state in (State.SETUP, State.HOLD)
+
+    def _on_state(self, change: StateChanged, now: float) -> None:
+        if change.state is State.SETUP:
+            if change.round == 1 and change.leg == self.loop.machine.plan[0][0]:
+                self._said_lost = False
+            self._tare = []
+            self._tare_until = now + TARE_S
+            self.coach = None
+            if self.adc is None and not self._connecting:
+                self._connect_soon()
+        elif change.state is State.HOLD:
+            self.coach = TensionCoach(self.thresholds)
+            self._slack_since = None
+            self._said_paused = False
+        elif change.state is State.IDLE:
+            self.coach = None
+            self.loop.tension_kg = None
+        if self._active():
+            self._next_poll = now
+        else:
+            self._next_poll = None
+
+    def _deadline(self, now: float) -> float | None:
+        if not self._active():
+            return None
+        if self.adc is None:
+            return self._next_retry
+        return self._next_poll
+
+    def _on_wake(self, now: float) -> None:
+        if not self._active():
+            return
+        if self.adc is None:
+            if self._next_retry is not None and now >= self._next_retry - 1e-9:
+                self._next_retry = now + self.settings.retry_seconds
+                self._connect_soon()
+            return
+        if self._next_poll is None or now < self._next_poll - 1e-9:
+            return
+        self._next_poll = now + min(0.05, 0.5 / self.settings.sps)
+        with self._lock:
+            adc = self.adc
+        if adc is None:
+            return
+        try:
+            counts = adc.read()
+        except SensorError as exc:
+            self._failed(exc)
+            return
+        if counts is not None:
+            self._sample(now, counts)
+
+    # ---- samples ----------------------------------------------------------------------
+
+    def to_units(self, counts: float) -> float:
+        """Counts as tension (kg, or relative units when uncalibrated)."""
+        scale = self.calibration.scale or NOMINAL_COUNTS_PER_UNIT
+        return (counts - self.calibration.offset) / scale
+
+    def _sample(self, now: float, counts: int) -> None:
+        state = self.loop.machine.state
+        if state is State.SETUP and self._tare is not None:
+            if now <= self._tare_until:
+                self._tare.append(counts)
+            elif self._tare:
+                offset = statistics.fmean(self._tare)
+                self._tare = None
+                if self._tared and abs(self.to_units(offset)) > RETARE_LIMIT:
+                    # the strap is not slack (still pulled from the last leg): keep the zero
+                    self.loop.emit("sensor", status="tare_kept")
+                else:
+                    self._tared = True
+                    self.calibration = Calibration(offset=offset, scale=self.calibration.scale)
+                    self.loop.emit("sensor", status="tared")
+        kg = self.to_units(counts)
+        self.loop.tension_kg = kg
+        if now - self._last_emit >= 1.0 / TRANSCRIPT_HZ - 1e-6:
+            self._last_emit = now
+            self.loop.emit("tension", value=round(kg, 3), units=self.units)
+        if state is State.HOLD and self.coach is not None and now > self._last_t:
+            self._last_t = now
+            self._coach(now, kg)
+
+    def _coach(self, now: float, kg: float) -> None:
+        coach = self.coach
+        assert coach is not None
+        machine = self.loop.machine
+        paused = machine.paused_at is not None
+        ends = machine.hold_ends_at
+        countdown = ends is not None and now >= ends - COUNTDOWN_QUIET_S
+        for cue in coach.add(now, kg, allow_cues=not paused and not countdown):
+            self.loop.emit("coach", cue=cue)
+            self.loop.apply([Speak(self.loop.routine.strap[cue], f"coach.{cue}",
+                                   now + CUE_GRACE_S)])
+        if self.settings.hold_clock != "strap":
+            return
+        if coach.loaded:
+            self._slack_since = None
+            if paused:
+                self.loop.emit("hold_clock", running=True)
+                self.loop.apply(machine.resume_hold(now, self.loop.routine.strap["resumed"]))
+        else:
+            if self._slack_since is None:
+                self._slack_since = now
+            if not paused and now - self._slack_since >= PAUSE_AFTER_S:
+                line = None if self._said_paused else self.loop.routine.strap["paused"]
+                self._said_paused = True
+                self.loop.emit("hold_clock", running=False)
+                self.loop.apply(machine.pause_hold(now, line))
+
+    def _figures(self, hold: HoldEnded) -> dict[str, float | None] | None:
+        coach, self.coach = self.coach, None
+        if coach is None:
+            return None
+        summary = coach.summary()
+        if summary.samples == 0:
+            return None
+        def r(v: float | None) -> float | None:
+            return None if v is None else round(v, 2)
+        return {"mean": r(summary.mean_kg), "peak": r(summary.peak_kg),
+                "steadiness": r(summary.steadiness)}
+
+
+def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], NAU7802]:
+    """Make the real sensor on its I2C bus (the bus is opened once it is there)."""
+    from drivers.nau7802 import open_bus
+
+    bus: list[object] = []
+
+    def make() -> NAU7802:
+        if not bus:
+            bus.append(open_bus(settings.i2c_bus))
+        return NAU7802(bus[0], clock, settings.address, gain=settings.gain,  # type: ignore[arg-type]
+                       sps=settings.sps)
+
+    return make
+
+
+def load_strap_calibration(settings: SensorSettings) -> Calibration | None:
+    """The saved calibration, or None (logged) when there is none or it is unreadable."""
+    from drivers.nau7802 import load_calibration
+
+    path = calibration_path(settings)
+    try:
+        return load_calibration(path)
+    except ValueError as exc:
+        log.warning("%s; using relative units until `stretch-companion calibrate`", exc)
+        return None
+
+
+def calibration_path(settings: SensorSettings) -> Path:
+    """Where the strap calibration is kept."""
+    if settings.calibration_file:
+        return Path(settings.calibration_file)
+    from device.history import default_history_path
+
+    return default_history_path(service=False).with_name("strap-calibration.json")

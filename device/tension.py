@@ -1,0 +1,368 @@
+"""Tension coaching: pure functions over strap samples, and a clock-free coach.
+
+A sample is ``(t, kg)``: time in seconds on the session clock and strap tension in kg
+(relative units when the strap is not calibrated; the absolute thresholds then apply to
+those units). Samples arrive at about 10 Hz. Everything works on a causal median filter
+of the tension, which removes single-sample spikes but keeps 1-2 Hz bounces.
+
+Cues: "bounce" (repeated rise and fall), "slack" (tension lost for a few seconds: leg
+lowered or knee bent), "overpull" (held well above the hold's own level: a stretch
+should never hurt).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+
+Sample = tuple[float, float]
+"""(time s, tension kg)."""
+
+CUES: tuple[str, ...] = ("overpull", "bounce", "slack")
+"""Cue names, most urgent first."""
+
+_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class CoachThresholds:
+    """When coaching fires. Times in seconds, tensions in kg (or relative units)."""
+
+    filter_width: int = 3
+    """Median filter length, samples (odd). 3 at 10 Hz: drops 1-sample spikes, keeps 2 Hz."""
+    loaded_kg: float = 1.0
+    """The strap counts as loaded at or above this tension."""
+    level_window_s: float = 10.0
+    """The hold's own level: median of the filtered tension over this window ..."""
+    level_lag_s: float = 2.0
+    """... ending this long ago (so the event being judged does not move its reference)."""
+    level_min_s: float = 3.0
+    """No slack or over-pull judgement until the level window holds this much data."""
+    bounce_window_s: float = 4.0
+    """Turning points are counted over this window."""
+    bounce_min_turns: int = 4
+    """Bouncing: at least this many turning points in the window (2 full rise-and-falls)."""
+    bounce_min_kg: float = 1.0
+    """A swing counts only if at least this big ..."""
+    bounce_rel: float = 0.15
+    """... and at least this fraction of the hold's level."""
+    slack_fraction: float = 0.4
+    """Slack: below this fraction of the hold's level (or below ``slack_floor_kg``) ..."""
+    slack_floor_kg: float = 0.5
+    """... the absolute floor ..."""
+    slack_s: float = 2.0
+    """... for this long."""
+    overpull_ratio: float = 1.5
+    """Over-pull: above this multiple of the hold's level ..."""
+    overpull_margin_kg: float = 2.0
+    """... and at least this much above it ..."""
+    overpull_s: float = 0.5
+    """... for this long (a jerk within a bounce is shorter) ..."""
+    settle_kg: float = 1.0
+    """... once the hold has settled: the medians of the two halves of the level window
+    differ by at most this ...
+    """
+    settle_rel: float = 0.2
+    """... or this fraction of the level, and its lowest tenth is at least half the level
+    (so easing into the stretch is not over-pulling)."""
+    cue_gap_s: float = 15.0
+    """At most one cue per this many seconds."""
+    steadiness_cv_zero: float = 0.25
+    """Steadiness falls linearly from 100 (perfectly steady) to 0 at this coefficient of
+    variation (residual standard deviation / mean, after removing a linear trend)."""
+
+    def __post_init__(self) -> None:
+        if self.filter_width < 1 or self.filter_width % 2 == 0:
+            raise ValueError(f"filter_width {self.filter_width}: must be an odd number >= 1")
+        if self.bounce_min_turns < 2:
+            raise ValueError(f"bounce_min_turns {self.bounce_min_turns}: must be >= 2")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name not in ("filter_width", "bounce_min_turns") and not value > 0:
+                raise ValueError(f"{f.name} {value!r}: must be > 0")
+        if not 0 < self.slack_fraction < 1:
+            raise ValueError(f"slack_fraction {self.slack_fraction}: must be between 0 and 1")
+        if self.overpull_ratio <= 1:
+            raise ValueError(f"overpull_ratio {self.overpull_ratio}: must be > 1")
+
+
+DEFAULT_THRESHOLDS = CoachThresholds()
+
+
+@dataclass(frozen=True)
+class HoldSummary:
+    """One hold's tension figures (kg or relative units). None: not enough loaded data."""
+
+    mean_kg: float | None
+    """Mean filtered tension while loaded."""
+    peak_kg: float | None
+    """Highest filtered tension (single-sample spikes removed)."""
+    steadiness: float | None
+    """0..100, 100 = perfectly steady."""
+    loaded_s: float
+    """Seconds the strap was loaded."""
+    samples: int
+
+
+# --- pure functions -----------------------------------------------------------------------
+
+
+def median_filter(values: Sequence[float], width: int = 3) -> list[float]:
+    """Causal running median: output i is the median of values[i-width+1 .. i]."""
+    return [statistics.median(values[max(0, i - width + 1) : i + 1]) for i in range(len(values))]
+
+
+def strap_loaded(kg: float, thresholds: CoachThresholds = DEFAULT_THRESHOLDS) -> bool:
+    """Whether a (filtered) tension counts as the strap being loaded, for the hold clock."""
+    return kg >= thresholds.loaded_kg
+
+
+def _between(samples: Sequence[Sample], start: float, end: float) -> list[float]:
+    return [v for t, v in samples if start - _EPS <= t <= end + _EPS]
+
+
+def _covers(samples: Sequence[Sample], start: float) -> bool:
+    return bool(samples) and samples[0][0] <= start + _EPS
+
+
+def reference_level(
+    filtered: Sequence[Sample], now: float, th: CoachThresholds = DEFAULT_THRESHOLDS
+) -> float | None:
+    """The hold's own level: median over ``level_window_s`` ending ``level_lag_s`` before
+    ``now``; None until that window spans ``level_min_s``."""
+    end = now - th.level_lag_s
+    window = [(t, v) for t, v in filtered if end - th.level_window_s - _EPS <= t <= end + _EPS]
+    if not window or window[-1][0] - window[0][0] < th.level_min_s - _EPS:
+        return None
+    return statistics.median(v for _, v in window)
+
+
+def level_settled(
+    filtered: Sequence[Sample], now: float, level: float, th: CoachThresholds = DEFAULT_THRESHOLDS
+) -> bool:
+    """Whether the level window is a settled hold rather than the pull into it: the medians
+    of its earlier and later halves differ by at most ``max(settle_kg, settle_rel * level)``
+    and its lowest tenth is at least half the level."""
+    end = now - th.level_lag_s
+    values = _between(filtered, end - th.level_window_s, end)
+    half = len(values) // 2
+    if half == 0:
+        return False
+    shift = abs(statistics.median(values[half:]) - statistics.median(values[:half]))
+    low = sorted(values)[len(values) // 10]
+    return shift <= max(th.settle_kg, th.settle_rel * level) and low >= 0.5 * level
+
+
+def count_turns(values: Sequence[float], min_swing: float) -> int:
+    """Turning points between swings of at least ``min_swing`` (hysteresis zig-zag): a peak
+    or trough counts once the signal has come back from it by ``min_swing``."""
+    if not values:
+        return 0
+    low = high = extreme = values[0]
+    direction = 0
+    turns = 0
+    for x in values[1:]:
+        if direction == 0:
+            low, high = min(low, x), max(high, x)
+            if x - low >= min_swing:
+                direction, extreme = 1, x
+            elif high - x >= min_swing:
+                direction, extreme = -1, x
+        elif direction * (x - extreme) > 0:
+            extreme = x
+        elif abs(x - extreme) >= min_swing:
+            turns += 1
+            direction, extreme = -direction, x
+    return turns
+
+
+def bounce_turns(
+    filtered: Sequence[Sample], now: float, level: float, th: CoachThresholds = DEFAULT_THRESHOLDS
+) -> int:
+    """Turning points in the last ``bounce_window_s`` with swings above the noise."""
+    min_swing = max(th.bounce_min_kg, th.bounce_rel * level)
+    return count_turns(_between(filtered, now - th.bounce_window_s, now), min_swing)
+
+
+def is_bouncing(
+    filtered: Sequence[Sample], now: float, level: float, th: CoachThresholds = DEFAULT_THRESHOLDS
+) -> bool:
+    """Repeated rise and fall: at least ``bounce_min_turns`` turning points in the window."""
+    return bounce_turns(filtered, now, level, th) >= th.bounce_min_turns
+
+
+def is_slack(
+    filtered: Sequence[Sample], now: float, level: float, th: CoachThresholds = DEFAULT_THRESHOLDS
+) -> bool:
+    """Tension below ``slack_fraction`` of ``level`` (or the floor) for ``slack_s``."""
+    limit = max(th.slack_floor_kg, th.slack_fraction * level)
+    start = now - th.slack_s
+    recent = _between(filtered, start, now)
+    return _covers(filtered, start) and bool(recent) and max(recent) < limit
+
+
+def is_overpulling(
+    filtered: Sequence[Sample], now: float, level: float, th: CoachThresholds = DEFAULT_THRESHOLDS
+) -> bool:
+    """Tension above ``overpull_ratio`` x ``level`` and ``level + overpull_margin_kg``,
+    for ``overpull_s``."""
+    limit = max(th.overpull_ratio * level, level + th.overpull_margin_kg)
+    start = now - th.overpull_s
+    recent = _between(filtered, start, now)
+    return _covers(filtered, start) and bool(recent) and min(recent) > limit
+
+
+def steadiness(samples: Sequence[Sample], cv_zero: float = 0.25) -> float | None:
+    """0..100 from the coefficient of variation about a linear trend (so slowly deepening
+    a stretch is not unsteady); None with fewer than 3 samples or a mean <= 0."""
+    n = len(samples)
+    if n < 3:
+        return None
+    t_mean = statistics.fmean(t for t, _ in samples)
+    x_mean = statistics.fmean(x for _, x in samples)
+    if x_mean <= 0:
+        return None
+    stt = sum((t - t_mean) ** 2 for t, _ in samples)
+    slope = 0.0 if stt == 0 else sum((t - t_mean) * (x - x_mean) for t, x in samples) / stt
+    ss = sum((x - x_mean - slope * (t - t_mean)) ** 2 for t, x in samples)
+    cv = math.sqrt(ss / (n - 2)) / x_mean
+    return 100.0 * max(0.0, 1.0 - cv / cv_zero)
+
+
+def hold_stats(samples: Sequence[Sample], th: CoachThresholds = DEFAULT_THRESHOLDS) -> HoldSummary:
+    """Mean and peak (filtered, while loaded) and steadiness of one hold's raw samples.
+
+    Steadiness uses the samples at or above half the loaded median, so the pull at the
+    start and the release at the end are not counted as unsteadiness (slack has its own
+    cue). It needs 2 s of such samples.
+    """
+    times = [t for t, _ in samples]
+    smooth = median_filter([kg for _, kg in samples], th.filter_width)
+    loaded = [(t, f) for t, f in zip(times, smooth, strict=True) if strap_loaded(f, th)]
+    loaded_s = sum(
+        min(1.0, t1 - t0)
+        for t0, t1, f in zip(times, times[1:], smooth, strict=False)
+        if strap_loaded(f, th)
+    )
+    if not loaded:
+        return HoldSummary(None, max(smooth) if smooth else None, None, loaded_s, len(samples))
+    middle = statistics.median(f for _, f in loaded)
+    holding = [(t, f) for t, f in loaded if f >= 0.5 * middle]
+    steady = None
+    if holding[-1][0] - holding[0][0] >= 2.0 - _EPS:
+        steady = steadiness(holding, th.steadiness_cv_zero)
+    return HoldSummary(
+        mean_kg=statistics.fmean(f for _, f in loaded),
+        peak_kg=max(smooth),
+        steadiness=steady,
+        loaded_s=loaded_s,
+        samples=len(samples),
+    )
+
+
+# --- the coach ----------------------------------------------------------------------------
+
+
+class TensionCoach:
+    """Feeds on samples in time order and returns cues; knows no clock. One per hold.
+
+    A cue is returned once per episode (the condition must clear before it can be cued
+    again), at most one per ``cue_gap_s``, and never while quiet (``quiet(until_t)`` or
+    ``add(..., allow_cues=False)``, e.g. during the countdown).
+    """
+
+    def __init__(self, thresholds: CoachThresholds = DEFAULT_THRESHOLDS) -> None:
+        self.thresholds = thresholds
+        th = thresholds
+        self._keep_s = (
+            max(th.level_window_s + th.level_lag_s, th.bounce_window_s, th.slack_s, th.overpull_s)
+            + 1.0
+        )
+        self._samples: list[Sample] = []
+        self._tail: deque[float] = deque(maxlen=th.filter_width)
+        self._recent: deque[Sample] = deque()
+        self._quiet_until = -math.inf
+        self._last_cue_t: float | None = None
+        self._latched: set[str] = set()
+        self.active: frozenset[str] = frozenset()
+        """Conditions detected at the last sample (cued or not), for display."""
+
+    @property
+    def filtered(self) -> float | None:
+        """The latest filtered tension, or None before the first sample."""
+        return self._recent[-1][1] if self._recent else None
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the strap is loaded now (filtered), for a hold clock that counts only
+        while it is."""
+        value = self.filtered
+        return value is not None and strap_loaded(value, self.thresholds)
+
+    @property
+    def level(self) -> float | None:
+        """The hold's own level now (see ``reference_level``)."""
+        if not self._recent:
+            return None
+        return reference_level(self._recent, self._recent[-1][0], self.thresholds)
+
+    def quiet(self, until_t: float) -> None:
+        """Return no cue for samples before ``until_t`` (s)."""
+        self._quiet_until = until_t
+
+    def add(self, t: float, kg: float, allow_cues: bool = True) -> list[str]:
+        """Take one sample (time s, tension kg); return the cue names to speak now."""
+        if not math.isfinite(kg) or not math.isfinite(t):
+            raise ValueError(f"sample ({t}, {kg}) is not finite")
+        if self._samples and t <= self._samples[-1][0]:
+            raise ValueError(f"sample at {t} s is not after {self._samples[-1][0]} s")
+        th = self.thresholds
+        self._samples.append((t, kg))
+        self._tail.append(kg)
+        self._recent.append((t, statistics.median(self._tail)))
+        while self._recent[0][0] < t - self._keep_s:
+            self._recent.popleft()
+
+        self.active = frozenset(self._detect(t))
+        self._latched &= self.active
+        if not allow_cues or t < self._quiet_until:
+            return []
+        if self._last_cue_t is not None and t - self._last_cue_t < th.cue_gap_s - _EPS:
+            return []
+        for cue in CUES:
+            if cue in self.active and cue not in self._latched:
+                self._latched.add(cue)
+                self._last_cue_t = t
+                return [cue]
+        return []
+
+    def _detect(self, now: float) -> list[str]:
+        th, recent = self.thresholds, self._recent
+        found: list[str] = []
+        level = reference_level(recent, now, th)
+        bounce_level = level
+        if bounce_level is None:
+            bounce_level = statistics.median(_between(recent, now - th.bounce_window_s, now))
+        turns = 0
+        if strap_loaded(bounce_level, th):
+            turns = bounce_turns(recent, now, bounce_level, th)
+            if turns >= th.bounce_min_turns:
+                found.append("bounce")
+        if level is not None and strap_loaded(level, th):
+            # Over-pull is a rise above a settled hold; within a bounce it is the bounce.
+            if (
+                turns < 2
+                and is_overpulling(recent, now, level, th)
+                and level_settled(recent, now, level, th)
+            ):
+                found.append("overpull")
+            if is_slack(recent, now, level, th):
+                found.append("slack")
+        return found
+
+    def summary(self) -> HoldSummary:
+        """Mean, peak and steadiness over every sample so far."""
+        return hold_stats(self._samples, self.thresholds)

@@ -1,0 +1,168 @@
+"""The strap sensor in the box: the real NAU7802 driver over the fake chip, on virtual time."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from device.calibrate import calibrate_main
+from device.cli import main
+from device.config import Config, with_overrides
+from device.script import SENSOR_ACTIONS, parse_script
+from device.sim import make_sim
+from drivers.fake_nau7802 import COUNTS_PER_KG
+from tests.conftest import Events
+
+# press at 1 s starts, at 8 s skips to the hold (8.1 .. 68.1); the person pulls at 6 kg,
+# releases between legs, the second hold runs 88.1 .. 148.1.
+TWO_HOLDS = "press@1,press@8,tension@9:6,tension@69:0,press@80,press@88,tension@89:6"
+
+
+def run(script: str, config: Config | None = None, until: float = 400) -> tuple[Events, object]:
+    events = Events()
+    box = make_sim(config or Config(), listeners=[events], sensor=True)
+    box.add_script(parse_script(script, SENSOR_ACTIONS))
+    box.loop.run(until=until, stop_when_done=True)
+    box.close()
+    return events, box
+
+
+def in_span(events: list[dict], start: float, end: float) -> list[dict]:
+    return [e for e in events if start <= e["t"] < end]
+
+
+def test_one_bounce_cue_in_the_bouncy_hold_none_in_the_steady_one() -> None:
+    events, _ = run(TWO_HOLDS + ",bounce@25:6")
+    cues = events.kind("coach")
+    assert [c["cue"] for c in in_span(cues, 8.1, 68.1)] == ["bounce"]
+    assert in_span(cues, 88.1, 148.1) == []
+    assert any(e["key"] == "coach.bounce" for e in events.kind("speak"))
+    first, second = events.kind("hold")
+    assert second["steadiness"] > first["steadiness"]
+    assert second["mean"] == pytest.approx(6.0, abs=0.3) and second["peak"] < 7
+
+
+def test_steady_noisy_holds_give_no_cue_for_many_seeds() -> None:
+    for seed in range(6):
+        events = Events()
+        box = make_sim(Config(), listeners=[events], sensor=True, seed=seed)
+        box.add_script(parse_script(TWO_HOLDS, SENSOR_ACTIONS))
+        box.loop.run(until=400, stop_when_done=True)
+        box.close()
+        assert events.kind("coach") == [], seed
+        assert len(events.kind("hold")) == 2
+
+
+def test_slack_and_overpull_are_coached() -> None:
+    events, _ = run("press@1,press@8,tension@9:6,tension@30:0,tension@36:6,"
+                    "tension@52:14,tension@55:6,tension@69:0")
+    cues = [(c["cue"], c["t"]) for c in events.kind("coach")]
+    names = [c for c, _ in cues]
+    assert "slack" in names and "overpull" in names
+    slack_t = next(t for c, t in cues if c == "slack")
+    assert 30 < slack_t < 35
+    # rate limited: never two cues within 15 s
+    times = [t for _, t in cues]
+    assert all(b - a >= 15 - 1e-6 for a, b in zip(times, times[1:], strict=False))
+
+
+def test_no_strap_cue_over_the_countdown() -> None:
+    events, _ = run("press@1,press@8,tension@9:6,bounce@60:6,tension@69:0")
+    assert in_span(events.kind("coach"), 57.1, 70) == []
+
+
+def test_unplug_mid_hold_completes_with_lost_then_restored() -> None:
+    events, _ = run(TWO_HOLDS + ",unplug@30,replug@40")
+    assert [s["status"] for s in events.kind("sensor") if s["status"] in ("lost", "restored")] \
+        == ["lost", "restored"]
+    lost = [e["t"] for e in events.kind("sensor") if e["status"] == "lost"][0]
+    restored = [e["t"] for e in events.kind("sensor") if e["status"] == "restored"][0]
+    assert 30 <= lost < 30.2 and 40 <= restored < 46
+    assert [(h["held_s"], h["ended"]) for h in events.kind("hold")] == [
+        (60.0, "complete"), (60.0, "complete")]
+    said = [e["key"] for e in events.kind("speak")]
+    assert said.count("sensor.lost") == 1
+    # tension readings stop while unplugged and come back
+    tension_t = [e["t"] for e in events.kind("tension")]
+    assert not [t for t in tension_t if 30.2 < t < 40]
+    assert [t for t in tension_t if 47 < t < 60]
+
+
+def test_sensor_unplugged_for_good_still_finishes_and_says_so_once() -> None:
+    events, _ = run(TWO_HOLDS + ",unplug@20")
+    assert len(events.kind("hold")) == 2
+    assert [e["key"] for e in events.kind("speak")].count("sensor.lost") == 1
+    assert [s["status"] for s in events.kind("sensor")].count("lost") == 1
+
+
+def test_no_sensor_at_all_goes_on(tmp_path: Path) -> None:
+    events = Events()
+    box = make_sim(Config(), listeners=[events], sensor=True)
+    box.strap.fake.address = 0x55  # nothing answers at 0x2A any more
+    box.sensor.adc = None
+    box.sensor.status = "absent"
+    box.add_script(parse_script("press@1,press@8,press@80,press@88", SENSOR_ACTIONS))
+    box.loop.run(until=400, stop_when_done=True)
+    box.close()
+    assert len(events.kind("hold")) == 2 and events.kind("tension") == []
+    assert "mean" not in events.kind("hold")[0]
+
+
+def test_strap_hold_clock_waits_while_the_strap_is_slack() -> None:
+    config = with_overrides(Config(), sensor={"hold_clock": "strap"})
+    events, _ = run("press@1,press@8,tension@9:6,tension@30:0,tension@40:6,tension@90:0",
+                    config, until=200)
+    first = events.kind("hold")[0]
+    assert first["held_s"] == pytest.approx(60.0, abs=1e-6)
+    assert first["t"] > 68.1 + 5  # the hold ran longer than 60 s of clock time
+    running = [e["running"] for e in events.kind("hold_clock")]
+    assert running[:2] == [False, True]
+    keys = [e["key"] for e in events.kind("speak")]
+    assert "hold.paused" in keys and "hold.resumed" in keys
+
+
+def test_tare_is_kept_when_the_strap_is_not_slack_at_set_up() -> None:
+    events, _ = run("press@1,press@8,tension@9:6,press@80,press@88")
+    statuses = [s["status"] for s in events.kind("sensor")]
+    assert statuses[:2] == ["tared", "tare_kept"]
+    second = events.kind("hold")[1]
+    assert second["mean"] == pytest.approx(6.0, abs=0.5)
+
+
+def test_transcript_tension_at_10_hz_in_holds() -> None:
+    events, _ = run(TWO_HOLDS)
+    times = [e["t"] for e in in_span(events.kind("tension"), 10, 60)]
+    assert 480 <= len(times) <= 510
+    assert all(e["units"] == "rel" for e in events.kind("tension"))
+
+
+def test_cli_sensor_session_transcript(tmp_path: Path) -> None:
+    path = tmp_path / "e.jsonl"
+    assert main(["sim", "--headless", "--quiet", "--no-history", "--sensor",
+                 "--script", TWO_HOLDS + ",bounce@25:6,unplug@100,replug@110",
+                 "--events", str(path)]) == 0
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    kinds = {e["kind"] for e in events}
+    assert {"tension", "coach", "sensor", "hold"} <= kinds
+    assert [e["cue"] for e in events if e["kind"] == "coach"] == ["bounce"]
+    holds = [e for e in events if e["kind"] == "hold"]
+    assert all({"mean", "peak", "steadiness"} <= set(h) for h in holds)
+
+
+def test_sensor_actions_need_the_sensor(capsys) -> None:
+    assert main(["sim", "--headless", "--script", "press@1,tension@5:3"]) == 2
+    assert "--sensor" in capsys.readouterr().err
+
+
+def test_calibrate_against_the_fake_with_a_known_weight(tmp_path: Path, capsys) -> None:
+    config = with_overrides(Config(), sensor={"calibration_file": str(tmp_path / "cal.json")})
+    assert calibrate_main(config, 5.0, mock=True, ask=lambda prompt: "") == 0
+    saved = json.loads((tmp_path / "cal.json").read_text())
+    assert saved["scale"] == pytest.approx(COUNTS_PER_KG, rel=0.01)
+    from device.strap import load_strap_calibration
+
+    cal = load_strap_calibration(config.sensor)
+    assert cal is not None and cal.scale == pytest.approx(saved["scale"])
+    assert "counts per kg" in capsys.readouterr().out

@@ -67,6 +67,12 @@ def _parser() -> argparse.ArgumentParser:
     cal.add_argument("--kg", type=float, required=True, help="the known weight, in kg")
     cal.add_argument("--mock", action="store_true", help="on the simulated sensor")
 
+    st = sub.add_parser("selftest", help="try each part once (light, buzzer, button, voice, "
+                        "strap sensor) and say how to fix what fails")
+    st.add_argument("--config", metavar="FILE", help="config file (TOML)")
+    st.add_argument("--mock", action="store_true",
+                    help="mock pins, virtual time, fake voice and sensor (any PC)")
+
     config = sub.add_parser("config", help="show or check the configuration")
     config.add_argument("--default", action="store_true", help="print a commented default file")
     config.add_argument("--check", metavar="FILE", help="validate FILE and say so")
@@ -160,17 +166,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     except PinFactoryError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
+    from device.routine import load_routine
     from device.service import run_service
 
+    routine = load_routine(config.routine.file or None)
     voice = config.voice
-    speaker = make_speaker(voice.enabled, voice.rate, voice.volume, voice.voice)
+    speaker = make_speaker(voice.enabled, voice.rate, voice.volume, voice.voice,
+                           fixed_lines=routine.fixed_lines(config.session.legs),
+                           audio_device=voice.audio_device, player=voice.player)
     parts = build_parts(config, factory, speaker, is_mock=config.pins.factory == "mock")
     try:
         from device.clock import wall_clock
         from device.habit import attach_history, history_path
 
         clock = RealClock()
-        loop = build_loop(config, clock, parts)
+        loop = build_loop(config, clock, parts, routine=routine)
         habit = attach_history(loop, config, loop.routine,
                                history_path(config, args.history, simulator=False),
                                wall_clock(clock))
@@ -187,6 +197,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             habit.history.close()
     finally:
         close_parts(parts)
+
+
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """``selftest``: each part once, pass/fail and the fix."""
+    from device.config import load_config
+    from device.selftest import selftest_main
+
+    return selftest_main(load_config(args.config), args.mock)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -206,7 +224,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history,
-    "calibrate": cmd_calibrate,
+    "calibrate": cmd_calibrate, "selftest": cmd_selftest,
 }
 
 

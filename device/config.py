@@ -93,6 +93,16 @@ class LightSettings:
     high: float = _f(1.0, "breath light at full lungs (perceived 0..1)", range=(0.2, 1))
 
 
+def _command(value: str) -> str | None:
+    """a command line such as "aplay -q"."""
+    import shlex
+
+    try:
+        return None if shlex.split(value) else "a command such as \"aplay -q\""
+    except ValueError:
+        return "a command such as \"aplay -q\" (check the quotes)"
+
+
 @dataclass(frozen=True)
 class VoiceSettings:
     """Text-to-speech."""
@@ -101,6 +111,10 @@ class VoiceSettings:
     rate: int = _f(160, "words per minute", range=(80, 300))
     volume: float = _f(0.9, "0..1", range=(0, 1))
     voice: str = _f("", "pyttsx3 voice id or name; empty = default")
+    audio_device: str = _f("", "ALSA device for the voice (aplay -D), e.g. "
+                           "'plughw:CARD=Headphones'; empty = default; `aplay -L` lists them")
+    player: str = _f("aplay -q", "command that plays a WAV; the file is appended",
+                     check=_command)
 
 
 @dataclass(frozen=True)

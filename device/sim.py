@@ -193,7 +193,13 @@ def sim_speaker(voice: bool, config: Config) -> Speaker:
         return RecordingSpeaker()
     if not config.voice.enabled:
         return SilentSpeaker()
-    return Pyttsx3Speaker(config.voice.rate, config.voice.volume, config.voice.voice)
+    from device.routine import load_routine
+
+    routine = load_routine(config.routine.file or None)
+    v = config.voice
+    return Pyttsx3Speaker(v.rate, v.volume, v.voice,
+                          fixed_lines=routine.fixed_lines(config.session.legs),
+                          audio_device=v.audio_device, player=v.player)
 
 
 def run_headless(

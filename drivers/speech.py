@@ -36,7 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from drivers.wavcache import WavCache, cue_key, default_cache_dir, discard, scratch_cache, wav_seconds
+from drivers.wavcache import (
+    WavCache,
+    cue_key,
+    default_cache_dir,
+    discard,
+    scratch_cache,
+    wav_seconds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +144,20 @@ def _engine_info(engine: Any, voice: str) -> tuple[str, str]:
     except Exception:  # fakes and odd drivers: the configured voice will do
         current = None
     return name, str(current or voice)
+
+
+def _finished_event(engine: Any) -> threading.Event | None:
+    """An Event set on pyttsx3's ``finished-utterance`` (None if the engine has no
+    callbacks, like the test fakes)."""
+    connect = getattr(engine, "connect", None)
+    if not callable(connect):
+        return None
+    finished = threading.Event()
+    try:
+        connect("finished-utterance", lambda **_: finished.set())
+    except Exception:
+        return None
+    return finished
 
 
 def _forget_save_target(engine: Any) -> None:
@@ -286,6 +307,7 @@ class _Job:
     kind: str
     text: str
     path: str = ""
+    wait_s: float = 60.0
     done: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
 
@@ -321,6 +343,7 @@ class _EngineWorker:
             with self._quiet():
                 engine = factory()
                 self.info = _engine_info(engine, self._voice)
+                finished = _finished_event(engine)
         except Exception as exc:  # no espeak, no audio: any error here means no engine
             self.error = exc
             self.ready.set()
@@ -333,13 +356,19 @@ class _EngineWorker:
                 return
             try:
                 with self._quiet():
+                    if finished is not None:
+                        finished.clear()
                     if job.kind == "render":
                         engine.save_to_file(job.text, job.path)
-                        engine.runAndWait()
-                        _forget_save_target(engine)
                     else:
                         engine.say(job.text)
-                        engine.runAndWait()
+                    engine.runAndWait()
+                    # pyttsx3 2.99 + espeak-ng: runAndWait returns while espeak's own
+                    # thread is still synthesising (and writing the file, or playing).
+                    if finished is not None and not finished.wait(job.wait_s):
+                        raise TimeoutError("the engine never reported the line finished")
+                    if job.kind == "render":
+                        _forget_save_target(engine)
             except Exception as exc:
                 job.error = exc
             finally:
@@ -634,15 +663,16 @@ class Pyttsx3Speaker:
         worker = self._worker
         if worker is None:
             return "off"
-        worker.jobs.put(job)
         limit = self._timeout_s(job.text)
+        job.wait_s = limit + 1.0  # the worker gives up just after the dispatcher does
+        worker.jobs.put(job)
         if not job.done.wait(limit):
             self._failures += 1
             why = f"hung for {limit:.1f} s on {job.text[:40]!r}"
             self.last_error = f"the speech engine {why}"
             self._warn_once("hung", f"the speech engine {why}; abandoning it and starting "
                             "a fresh one", else_level=logging.INFO)
-            self._replace_worker(why, hung=True)
+            self._replace_worker(why)
             return "hung"
         if job.error is not None:
             self._failures += 1
@@ -650,12 +680,12 @@ class Pyttsx3Speaker:
             self.last_error = f"the speech engine failed: {why}"
             self._warn_once("error", f"the speech engine failed ({why}); starting a fresh one",
                             else_level=logging.INFO)
-            self._replace_worker(why, hung=False)
+            self._replace_worker(why)
             return "error"
         self._failures = 0
         return "ok"
 
-    def _replace_worker(self, why: str, hung: bool) -> None:
+    def _replace_worker(self, why: str) -> None:
         old, self._worker = self._worker, None
         if old is not None:
             old.retire()  # a hung one never reads this; it is simply left behind
@@ -748,7 +778,8 @@ class Pyttsx3Speaker:
 
     def _key(self, text: str) -> str:
         engine, voice_id = self._key_base
-        return cue_key(text, self._rate, self._volume, voice_id, engine)
+        # both: pyttsx3 may report the voice before a queued setProperty has taken effect
+        return cue_key(text, self._rate, self._volume, f"{self._voice}|{voice_id}", engine)
 
     def _warn_once(self, key: str, message: str, else_level: int = logging.DEBUG) -> None:
         if key in self._warned:

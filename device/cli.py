@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="stop after this many simulated seconds")
     sim.add_argument("--voice", action="store_true",
                      help="headless: speak through pyttsx3 instead of a recording fake")
+    sim.add_argument("--mute", action="store_true",
+                     help="on screen: start with the voice and bell muted (m toggles)")
     sim.add_argument("--quiet", action="store_true",
                      help="headless: do not print the readable transcript")
     sim.add_argument("--sensor", action="store_true",
@@ -106,9 +108,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.speed is not None and not 0.1 <= args.speed <= 1000:
         raise ConfigError(f"--speed {args.speed:g}: must be from 0.1 to 1000")
     if not args.headless:
+        from device.habit import history_path
         from device.tui import run_tui
 
-        return run_tui(config, speed=args.speed or 1.0)
+        history = None if args.no_history else history_path(config, args.history, True)
+        return run_tui(config, speed=args.speed or 1.0, mute=args.mute, sensor=args.sensor,
+                       history=history)
     return _headless(args, config)
 
 

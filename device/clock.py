@@ -36,26 +36,27 @@ class RealClock:
     def __init__(self, speed: float = 1.0) -> None:
         if speed <= 0:
             raise ValueError("speed must be > 0")
-        self._speed = speed
-        self._origin_real = time.monotonic()
-        self._origin = 0.0
+        # (real origin, clock origin, speed) swapped as one tuple: safe to read from any thread
+        self._base = (time.monotonic(), 0.0, speed)
+
+    @property
+    def _speed(self) -> float:
+        return self._base[2]
 
     @property
     def speed(self) -> float:
         """Virtual seconds per real second."""
-        return self._speed
+        return self._base[2]
 
     @speed.setter
     def speed(self, value: float) -> None:
         if value <= 0:
             raise ValueError("speed must be > 0")
-        now = self.now()
-        self._origin_real = time.monotonic()
-        self._origin = now
-        self._speed = value
+        self._base = (time.monotonic(), self.now(), value)
 
     def now(self) -> float:
-        return self._origin + (time.monotonic() - self._origin_real) * self._speed
+        real, origin, speed = self._base
+        return origin + (time.monotonic() - real) * speed
 
     def sleep(self, seconds: float) -> None:
         if seconds > 0:

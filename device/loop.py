@@ -196,7 +196,8 @@ class DeviceLoop:
                 now = self.clock.now()
                 if end is not None and now >= end - 1e-9:
                     break
-                self.wake.clear()
+                if self.wake.is_set():  # clear() takes a lock: skip it when not set
+                    self.wake.clear()
                 self.step(now)
                 if stop_when_done and self._finished():
                     break
@@ -377,6 +378,8 @@ class DeviceLoop:
             self.cues.push(Cue(text, "summary"))
 
     def _speech(self, now: float) -> None:
+        if not self.cues.pending:  # nothing to start or drop (called at every wake)
+            return
         speaker = self.parts.speaker
         started, dropped = self.cues.next_cue(now, speaker.busy())
         for cue in dropped:
@@ -405,7 +408,8 @@ class DeviceLoop:
             self._last_led = shown
             self.emit("led", value=shown)
         if pattern.animated:
-            hz = self.config.light.hz
+            # hz frames per real second: sped-up clocks (the simulator) get no more
+            hz = self.config.light.hz / max(1.0, getattr(self.clock, "speed", 1.0))
             k = math.floor((now - self._since) * hz + 1e-6) + 1
             self._next_frame = self._since + k / hz
             self._frames += 1

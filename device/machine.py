@@ -175,9 +175,10 @@ class SessionMachine:
     @property
     def hold_ends_at(self) -> float | None:
         """Clock time the current hold ends, or None outside a hold."""
-        if self.state is not State.HOLD or self.hold_started_at is None:
+        started = self.hold_started_at  # read once: screens call this from another thread
+        if self.state is not State.HOLD or started is None:
             return None
-        return self.hold_started_at + self.hold_planned_s
+        return started + self.hold_planned_s
 
     def next_deadline(self) -> float | None:
         """Clock time of the next thing the machine will do by itself, or None."""

@@ -1,0 +1,714 @@
+"""``stretch-companion sim``: the whole box in a terminal, drawn with Textual.
+
+The real device loop runs in a background thread on gpiozero mock pins and a real clock
+(sped up on request). The screen reads the box as a person would see it: the light's
+brightness comes from the mock PWM pin itself, the buzzer from its pin, the words from the
+loop's record of what was said. Keys stand in for the button and, when a sensor is fitted,
+for the strap. Events reach the screen through a bounded deque; nothing here grows with
+time, so the simulator can run for hours.
+
+Textual is an optional dependency (the ``sim`` extra): without it ``run_tui`` says how to
+get it and returns 1, and the rest of this module still imports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from device.breath import breath_phase, perceived
+from device.clock import RealClock
+from device.config import Config
+from device.loop import Snapshot
+from device.sim import SimBox, make_sim
+from drivers.speech import Pyttsx3Speaker, Speaker
+
+try:
+    from rich.console import Console
+    from rich.text import Text
+    from textual.app import App, ComposeResult
+    from textual.binding import Binding
+    from textual.containers import Horizontal, Vertical
+    from textual.widgets import Static
+
+    HAVE_TEXTUAL = True
+except ImportError:  # the `sim` extra is not installed: run_tui says so
+    HAVE_TEXTUAL = False
+
+    class App:  # type: ignore[no-redef]  # a stand-in, so the classes below still define
+        def __class_getitem__(cls, item: Any) -> Any:
+            return cls
+
+    Static = Horizontal = Vertical = object  # type: ignore[assignment,misc]
+
+    def Binding(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef]  # noqa: N802
+        return None
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "stretch-companion: the terminal simulator needs Textual: "
+    "pip install 'stretch-companion[sim]' (or use `stretch-companion sim --headless`)"
+)
+SPEEDS = (1.0, 2.0, 5.0, 10.0, 30.0)  # what + and - step through
+FPS = 25.0  # screen refreshes per second
+EVENTS_KEPT = 64  # events waiting for the screen (a bounded hand-over from the loop thread)
+CUES_SHOWN = 6  # spoken lines shown: the current one and the ones before it (all the loop keeps)
+BUZZ_FLASH_S = 0.2  # a beep stays visible at least this long (ticks are 50 ms)
+NOTICE_S = 4.0  # transient messages (no strap sensor, a key's effect) stay this long
+LED_RGB = (255, 183, 64)  # the breathing light's colour at full duty (a warm amber LED)
+GAUGE_MAX_KG = 10.0
+NO_STRAP = "no strap sensor (start with --sensor)"
+WATCHED_EVENTS = frozenset({"buzz", "button", "session"})  # not the 50 Hz led events
+STATE_NAMES = {
+    "idle": "idle",
+    "setup": "set-up",
+    "hold": "hold",
+    "switch": "switch legs",
+    "done": "done",
+    "cancelled": "cancelled",
+}
+STATE_HINTS = {
+    "idle": "press to start a session",
+    "setup": "press to skip to the hold",
+    "hold": "press to end the hold early",
+    "switch": "press to switch legs",
+    "done": "well done",
+    "cancelled": "press to go back to idle",
+}
+PHASE_NAMES = {"in": "breathe in", "full": "hold the breath in", "out": "breathe out",
+               "empty": "rest"}
+PHASE_ARROWS = {"in": "▲", "full": "■", "out": "▼", "empty": "·"}
+KEY_HELP = "space/enter press · l long · m mute · +/- speed · ↑↓ b u strap · q quit"
+KEY_HELP_SHORT = "space press · l long · m mute · +/- speed · ↑↓ b u strap · q quit"
+SHADES = " ░▒▓█"  # the glow's texture by perceived brightness (so a text capture shows it)
+
+
+# ---- pieces that need no Textual ----------------------------------------------------------
+
+
+def next_speed(current: float, step: int) -> float:
+    """The next simulator speed up (``step`` > 0) or down through ``SPEEDS``.
+
+    A speed off the list (``--speed 3``) moves to its neighbour on the list; at either end
+    the speed stays where it is."""
+    if step > 0:
+        faster = [s for s in SPEEDS if s > current + 1e-9]
+        return faster[0] if faster else current
+    slower = [s for s in SPEEDS if s < current - 1e-9]
+    return slower[-1] if slower else current
+
+
+def format_duty(value: float) -> str:
+    """The light's PWM duty as the screen shows it."""
+    return f"{value:.3f}"
+
+
+def format_left(seconds: float) -> str:
+    """Time left in a hold as m:ss, rounded up (a hold 'has 0:01 left' until it ends)."""
+    whole = max(0, math.ceil(seconds - 1e-6))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def _srgb_encode(linear: float) -> float:
+    if linear <= 0.0031308:
+        return 12.92 * linear
+    return 1.055 * linear ** (1 / 2.4) - 0.055
+
+
+def _srgb_decode(value: float) -> float:
+    if value <= 0.04045:
+        return value / 12.92
+    return ((value + 0.055) / 1.055) ** 2.4
+
+
+def led_rgb(duty: float) -> tuple[int, int, int]:
+    """Screen colour of the LED at PWM ``duty``: its light output is linear in the duty,
+    so scale the colour in linear light and encode it for the (sRGB) screen."""
+    duty = min(1.0, max(0.0, duty))
+    rgb = (round(255 * _srgb_encode(_srgb_decode(c / 255) * duty)) for c in LED_RGB)
+    return tuple(rgb)  # type: ignore[return-value]
+
+
+def bar(fraction: float, width: int) -> str:
+    """A horizontal bar ``width`` cells wide, ``fraction`` full (eighths of a cell)."""
+    width = max(0, width)
+    fraction = min(1.0, max(0.0, fraction))
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    partial = " ▏▎▍▌▋▊▉"[part] if part else ""
+    return ("█" * full + partial).ljust(width, "░")[:width]
+
+
+class SwitchableVoice:
+    """The simulator's voice: the real one (or a fake) behind a mute switch.
+
+    ``make`` builds the real voice; it runs in a thread of its own, so a slow speech engine
+    never holds up the screen. While muted (or before the engine is up, or when it could
+    not start) lines are dropped here: the screen still shows them."""
+
+    def __init__(
+        self,
+        inner: Speaker | None = None,
+        make: Callable[[], Speaker] | None = None,
+        muted: bool = False,
+    ) -> None:
+        self._inner = inner
+        self._make = make
+        self.muted = muted
+        self.available: bool | None = True
+        self.notice: str | None = None
+        self._lock = threading.Lock()
+        self._starting = False
+        self._box_closed = False
+        if inner is None and make is not None and not muted:
+            self._start()
+
+    @property
+    def has_voice(self) -> bool:
+        """True when a voice could speak (there is one or one can be made)."""
+        return self._inner is not None or self._make is not None
+
+    @property
+    def status(self) -> str:
+        """One word or two for the screen."""
+        if self.notice:
+            return "text only"
+        if not self.has_voice:
+            return "voice off (text only)"
+        if self.muted:
+            return "muted"
+        if self._inner is None:
+            return "voice starting"
+        return "voice on"
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._starting or self._inner is not None or self._make is None:
+                return
+            self._starting = True
+        threading.Thread(target=self._build, name="voice-start", daemon=True).start()
+
+    def _build(self) -> None:
+        assert self._make is not None
+        try:
+            inner = self._make()
+        except Exception as exc:  # any failure to make a voice means text only
+            inner = None
+            why = f"{type(exc).__name__}: {exc}"
+        else:
+            why = "no speech engine"
+        with self._lock:
+            self._starting = False
+            if inner is None or not inner.available:
+                self._make = None  # never try again: one notice, not one per unmute
+                self.notice = f"voice unavailable ({why}): showing the words only"
+                if inner is not None:
+                    inner.close()
+                return
+            if self._box_closed:
+                inner.close()
+                return
+            self._inner = inner
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute (drop lines) or unmute (and start the real voice if not yet done)."""
+        self.muted = muted
+        if not muted and self._inner is None:
+            self._start()
+
+    def say(self, text: str) -> None:
+        """Say ``text`` unless muted or voiceless."""
+        inner = self._inner
+        if self.muted or inner is None:
+            return
+        inner.say(text)
+
+    def busy(self) -> bool:
+        """True while the real voice is talking (never while muted)."""
+        inner = self._inner
+        return not self.muted and inner is not None and inner.busy()
+
+    def close(self) -> None:
+        """Stop the voice."""
+        with self._lock:
+            self._box_closed = True
+            inner = self._inner
+        if inner is not None:
+            inner.close()
+
+
+def real_voice(config: Config) -> Callable[[], Speaker] | None:
+    """How to make the real pyttsx3 voice for ``config`` (None: voice.enabled is false)."""
+    voice = config.voice
+    if not voice.enabled:
+        return None
+    return lambda: Pyttsx3Speaker(voice.rate, voice.volume, voice.voice)
+
+
+class ScreenLog(logging.Handler):
+    """Keeps the last few warnings for the screen (a log line on stderr would tear it)."""
+
+    def __init__(self, keep: int = 3) -> None:
+        super().__init__(logging.WARNING)
+        self.lines: deque[str] = deque(maxlen=keep)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("drivers.speech"):
+            return  # the voice's state is on screen already, once
+        try:
+            self.lines.append(record.getMessage())
+        except Exception:  # a bad log call must not break the screen
+            pass
+
+
+@contextlib.contextmanager
+def _logs_on_screen(handler: ScreenLog) -> Iterator[None]:
+    """While the screen is up, warnings go to ``handler`` instead of the terminal."""
+    root = logging.getLogger()
+    streams = [h for h in root.handlers if isinstance(h, logging.StreamHandler)
+               and not isinstance(h, logging.FileHandler)]
+    for h in streams:
+        root.removeHandler(h)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        for h in streams:
+            root.addHandler(h)
+
+
+@contextlib.contextmanager
+def _stray_output_hidden() -> Iterator[None]:
+    """Keep what child processes and C libraries write to fd 2 (aplay, ALSA) off the screen.
+
+    Textual draws on ``sys.__stderr__``: it gets its own copy of the terminal, and fd 2
+    goes to /dev/null until the screen closes. Only where fd 2 is a terminal (POSIX)."""
+    try:
+        is_tty = os.name == "posix" and os.isatty(2) and sys.__stderr__ is not None
+    except (OSError, ValueError):
+        is_tty = False
+    if not is_tty:
+        yield
+        return
+    saved_stream = sys.__stderr__
+    assert saved_stream is not None
+    screen_fd = os.dup(2)
+    screen = os.fdopen(screen_fd, "w", encoding=saved_stream.encoding or "utf-8",
+                       errors="replace", buffering=1)
+    sink = os.open(os.devnull, os.O_WRONLY)
+    saved_stream.flush()
+    os.dup2(sink, 2)
+    os.close(sink)
+    sys.__stderr__ = screen
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            screen.flush()
+        os.dup2(screen_fd, 2)
+        sys.__stderr__ = saved_stream
+        with contextlib.suppress(Exception):
+            screen.close()
+
+
+def run_tui(config: Config, speed: float = 1.0, mute: bool = False, sensor: bool = False,
+            history: Path | None = None) -> int:
+    """The simulator on screen until ``q``; returns the exit code."""
+    if not HAVE_TEXTUAL:
+        print(INSTALL_HINT, file=sys.stderr)
+        return 1
+    screen_log = ScreenLog()
+    with _logs_on_screen(screen_log), _stray_output_hidden():
+        app = StretchApp(config, speed=speed, mute=mute, screen_log=screen_log, sensor=sensor,
+                         history=history)
+        try:
+            app.run()
+        finally:
+            if app.habit is not None:
+                app.habit.history.close()
+    return app.return_code or 0
+
+
+# ---- the screen ---------------------------------------------------------------------------
+
+
+class _Box(Vertical):  # type: ignore[misc,valid-type]
+    """A bordered column (the light: its glow above its value)."""
+
+
+class StretchApp(App[int]):  # type: ignore[misc,valid-type]
+    """The box in the terminal: light, buzzer, voice, state, strap, and keys for the button.
+
+    Pass ``box`` (e.g. on a hand-driven clock, with a recording voice) to drive it from
+    tests; otherwise a box is built on mock pins with a ``RealClock(speed)``."""
+
+    TITLE = "Stretch Companion"
+    CSS = """
+    Screen { layout: vertical; overflow: hidden; }
+    #title { height: 1; background: $primary-darken-2; color: $text; padding: 0 1; }
+    #state { height: auto; border: round $secondary; padding: 0 1; }
+    #middle { height: auto; }
+    #light-box { width: 1fr; height: auto; border: round $secondary; }
+    #glow { height: 2; content-align: center middle; }
+    #light-value { height: 1; padding: 0 1; }
+    #buzzer { width: 1fr; height: 4; border: round $secondary; padding: 0 1; }
+    #buzzer.sounding { background: $warning 40%; }
+    #tension { height: auto; border: round $secondary; padding: 0 1; }
+    #voice { height: 1fr; border: round $secondary; padding: 0 1; }
+    #help { dock: bottom; height: auto; background: $panel; padding: 0 1; }
+    Screen.compact #state, Screen.compact #light-box, Screen.compact #buzzer,
+    Screen.compact #tension, Screen.compact #voice { border: none; padding: 0; }
+    Screen.compact #glow { height: 1; }
+    Screen.compact #buzzer { height: 2; padding: 0 1; }
+    Screen.compact #title, Screen.compact #light-value { padding: 0; }
+    """
+    BINDINGS = [
+        Binding("space,enter", "press", "press", priority=True),
+        Binding("l", "long_press", "long press"),
+        Binding("m", "mute", "mute"),
+        Binding("plus,equals_sign", "speed(1)", "faster"),
+        Binding("minus,underscore", "speed(-1)", "slower"),
+        Binding("up", "strap('harder')", "strap harder", priority=True),
+        Binding("down", "strap('softer')", "strap softer", priority=True),
+        Binding("b", "strap('bounce')", "bounce"),
+        Binding("u", "strap('toggle_plug')", "plug"),
+        Binding("q", "quit", "quit"),
+        Binding("ctrl+c", "quit", "quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        config: Config,
+        speed: float = 1.0,
+        mute: bool = False,
+        box: SimBox | None = None,
+        speaker: Speaker | None = None,
+        screen_log: ScreenLog | None = None,
+        fps: float = FPS,
+        sensor: bool = False,
+        history: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.fps = fps
+        self.screen_log = screen_log
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
+        if box is not None:
+            self.voice = SwitchableVoice(inner=box.loop.parts.speaker, muted=mute)
+            box.loop.parts.speaker = self.voice
+            box.loop.listeners.append(self._on_event)
+        else:
+            if speaker is not None:
+                self.voice = SwitchableVoice(inner=speaker, muted=mute)
+            else:
+                self.voice = SwitchableVoice(make=real_voice(config), muted=mute)
+            clock = RealClock(speed)
+            box = make_sim(config, clock=clock, speaker=self.voice,
+                           listeners=[self._on_event], sensor=sensor or config.sensor.enabled)
+        self.habit = None
+        if history is not None:
+            from device.clock import wall_clock
+            from device.habit import attach_history
+
+            self.habit = attach_history(box.loop, config, box.loop.routine, history,
+                                        wall_clock(box.loop.clock, datetime.now().astimezone()))
+        self.box = box
+        self.loop = box.loop
+        self.led_pin = box.led_pin
+        self.buzzer_pin = box.buzzer_pin
+        self.thread: threading.Thread | None = None
+        self.crashed: str | None = None
+        self._box_closed = False
+        self._last_snapshot: Snapshot | None = None
+        self._buzz_until = 0.0
+        self._buzz_name = ""
+        self._notice = ""
+        self._notice_until = 0.0
+        self._last_session = ""
+        self._fitted_to: Any = None
+
+    # ---- the loop thread ------------------------------------------------------------------
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        """A listener, called in the loop's thread: hand the event over, bounded."""
+        if event.get("kind") in WATCHED_EVENTS:
+            self.events.append(event)
+
+    def _run_loop(self) -> None:
+        try:
+            self.loop.run()
+        except Exception as exc:  # show it rather than die silently in a thread
+            log.exception("the device loop stopped")
+            self.crashed = f"{type(exc).__name__}: {exc}"
+
+    def start_box(self) -> None:
+        """Run the device loop in a background thread (once)."""
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run_loop, name="box-loop", daemon=True)
+            self.thread.start()
+
+    def stop_box(self, timeout: float = 5.0) -> None:
+        """Stop the loop (it records an interrupted session, light and buzzer off), wait for
+        its thread, release the pins. Safe to call twice."""
+        if self._box_closed:
+            return
+        self._box_closed = True
+        self.loop.stop()
+        if self.thread is not None:
+            self.thread.join(timeout)
+        self.box.close()
+
+    # ---- layout ---------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="title")
+        yield Static(id="state")
+        with Horizontal(id="middle"):
+            with _Box(id="light-box"):
+                yield Static(id="glow")
+                yield Static(id="light-value")
+            yield Static(id="buzzer")
+        yield Static(id="tension")
+        yield Static(id="voice")
+        yield Static(KEY_HELP, id="help")
+
+    def fit_to_size(self) -> None:
+        """Small terminals: no borders, a shorter key line (nothing may crash at 40x12)."""
+        if self.size == self._fitted_to:
+            return
+        self._fitted_to = self.size
+        width, height = self.size
+        compact = width < 70 or height < 22
+        self.screen.set_class(compact, "compact")
+        self.query_one("#help", Static).update(KEY_HELP_SHORT if width < 80 else KEY_HELP)
+
+    def on_mount(self) -> None:
+        self.query_one("#state").border_title = "state"
+        self.query_one("#light-box").border_title = "light"
+        self.query_one("#buzzer").border_title = "buzzer"
+        self.query_one("#tension").border_title = "strap tension"
+        self.query_one("#voice").border_title = "voice"
+        self.fit_to_size()
+        self.start_box()
+        self.refresh_view()
+        self.set_interval(1.0 / self.fps, self.refresh_view)
+
+    def on_unmount(self) -> None:
+        self.stop_box()
+
+    # ---- keys -----------------------------------------------------------------------------
+
+    def _box_running(self) -> bool:
+        return not self._box_closed and self.thread is not None and self.thread.is_alive()
+
+    def action_press(self) -> None:
+        if self._box_running():
+            self.box.press_now()
+
+    def action_long_press(self) -> None:
+        if self._box_running():
+            self.box.long_press_now()
+
+    def action_mute(self) -> None:
+        self.voice.set_muted(not self.voice.muted)
+        self.flash("muted: words on screen only" if self.voice.muted else "voice on")
+
+    def action_speed(self, step: int) -> None:
+        clock = self.loop.clock
+        if not isinstance(getattr(type(clock), "speed", None), property):
+            self.flash("this clock has no speed")
+            return
+        new = next_speed(clock.speed, step)
+        if new == clock.speed:
+            return
+
+        def set_speed() -> None:  # in the loop's thread: the clock never changes under it
+            clock.speed = new
+
+        self.loop.call_soon(set_speed)  # and wakes the loop, so its waits are re-timed
+        self.flash(f"speed {new:g}x")
+
+    def action_strap(self, what: str) -> None:
+        strap = getattr(self.box, "strap", None)
+        if strap is None:
+            self.flash(NO_STRAP)
+            return
+        self.loop.call_soon(getattr(strap, what))
+
+    async def action_quit(self) -> None:
+        self.stop_box()
+        self.exit(0)
+
+    def flash(self, text: str) -> None:
+        """Show ``text`` on the title line for a few seconds."""
+        self._notice = text
+        self._notice_until = time.monotonic() + NOTICE_S
+
+    # ---- drawing --------------------------------------------------------------------------
+
+    def _snapshot(self) -> Snapshot | None:
+        # Read from the screen's thread while the loop runs: a torn read (the machine
+        # mid-change) is skipped, the next frame gets it right.
+        try:
+            self._last_snapshot = self.loop.snapshot()
+        except Exception:
+            pass
+        return self._last_snapshot
+
+    def _drain_events(self) -> None:
+        ring = False
+        while self.events:
+            event = self.events.popleft()
+            kind = event["kind"]
+            if kind == "buzz":
+                ring = True
+                self._buzz_name = str(event.get("name", ""))
+                self._buzz_until = time.monotonic() + BUZZ_FLASH_S
+            elif kind == "session":
+                self._last_session = f"last session: {event.get('outcome')}"
+            elif kind == "button":
+                self.flash(f"button: {event.get('action')}")
+        if ring and not self.voice.muted:
+            self.bell()
+
+    def refresh_view(self) -> None:
+        """Read the box and redraw every panel (called ~25 times a second)."""
+        self._drain_events()
+        snap = self._snapshot()
+        now_real = time.monotonic()
+        if snap is None:
+            return
+        try:
+            self._draw(snap, now_real)
+        except Exception:  # the screen went away mid-frame (quitting)
+            if self.is_running and not self._box_closed:
+                raise
+
+    def _draw(self, snap: Snapshot, now_real: float) -> None:
+        self.fit_to_size()
+        self._draw_title(now_real)
+        self._draw_state(snap)
+        self._draw_light(snap)
+        self._draw_buzzer(now_real)
+        self._draw_tension()
+        self._draw_voice(snap)
+
+    def _draw_title(self, now_real: float) -> None:
+        speed = getattr(self.loop.clock, "speed", None)
+        title = Text("Stretch Companion", style="bold")
+        if speed:
+            title.append(f" · speed {speed:g}x", style="bold")
+        title.append(f" · {self.voice.status}")
+        if self.crashed:
+            title.append(f" · the box stopped: {self.crashed}", style="bold red")
+        elif now_real < self._notice_until:
+            title.append(f" · {self._notice}", style="italic")
+        elif self.screen_log is not None and self.screen_log.lines:
+            title.append(f" · {self.screen_log.lines[-1]}", style="yellow")
+        self.query_one("#title", Static).update(title)
+
+    def _draw_state(self, snap: Snapshot) -> None:
+        text = Text()
+        text.append(STATE_NAMES.get(snap.state, snap.state).upper(), style="bold reverse")
+        if snap.leg:
+            text.append(f"  {snap.leg} leg · round {snap.round}/{snap.rounds}")
+        if snap.hold_left_s is not None:
+            text.append(" · ")
+            text.append(format_left(snap.hold_left_s), style="bold")
+            text.append(" left")
+            if not self.screen.has_class("compact"):
+                planned = self.loop.machine.hold_planned_s or 1.0
+                text.append("  " + bar(1.0 - snap.hold_left_s / planned, 20), style="cyan")
+        hint = STATE_HINTS.get(snap.state, "")
+        line2 = hint
+        if self._last_session and snap.state in ("idle", "done", "cancelled"):
+            line2 = f"{hint} · {self._last_session}" if hint else self._last_session
+        text.append(f"\n{line2}", style="dim")
+        self.query_one("#state", Static).update(text)
+
+    def _draw_light(self, snap: Snapshot) -> None:
+        value = float(self.led_pin.state or 0.0)  # the pin itself, not what the loop meant
+        glow = self.query_one("#glow", Static)
+        if value > 0:
+            shade = SHADES[max(1, min(4, math.ceil(perceived(value) * 4 - 1e-9)))]
+            rows = glow.size.height or 1
+            fill = "\n".join([shade * max(1, glow.size.width)] * rows)
+            glow.update(Text(fill, style=f"rgb({','.join(map(str, led_rgb(value)))})"))
+        else:
+            glow.update(Text("off", style="dim"))
+        line = Text("" if self.screen.has_class("compact") else "PWM ")
+        line.append(format_duty(value), style="bold")
+        started = self.loop.machine.hold_started_at
+        if snap.state == "hold" and started is not None:
+            phase, _ = breath_phase(self.loop.clock.now() - started, self.config.breath)
+            line.append(f"  {PHASE_ARROWS[phase]} {PHASE_NAMES[phase]}", style="bold")
+        self.query_one("#light-value", Static).update(line)
+
+    def _draw_buzzer(self, now_real: float) -> None:
+        on = bool(self.buzzer_pin.state) or self.loop.parts.beeper.sounding is not None
+        shown = on or now_real < self._buzz_until
+        widget = self.query_one("#buzzer", Static)
+        widget.set_class(shown, "sounding")
+        if shown:
+            name = self.loop.parts.beeper.sounding or self._buzz_name
+            widget.update(Text.assemble(("♪ BEEP", "bold"), f"  {name}"))
+        else:
+            widget.update(Text("quiet", style="dim"))
+
+    def _draw_tension(self) -> None:
+        status = str(getattr(self.loop, "sensor_status", "absent"))
+        kg = getattr(self.loop, "tension_kg", None)
+        widget = self.query_one("#tension", Static)
+        if status == "absent":
+            widget.update(Text(NO_STRAP, style="dim"))
+            return
+        if kg is None:
+            widget.update(Text(f"strap sensor: {status}", style="yellow"))
+            return
+        kg = float(kg)
+        width = max(4, widget.size.width - 22)
+        line = Text(f"{kg:5.1f} kg ")
+        line.append(bar(kg / GAUGE_MAX_KG, width), style="green")
+        if status != "ok":
+            line.append(f" {status}", style="yellow")
+        widget.update(line)
+
+    def _draw_voice(self, snap: Snapshot) -> None:
+        lines = snap.spoken[-CUES_SHOWN:]
+        text = Text()
+        if self.voice.notice:
+            text.append(self.voice.notice + "\n", style="yellow")
+        if not lines:
+            text.append("(nothing said yet)", style="dim")
+        for i, line in enumerate(reversed(lines)):
+            if i:
+                text.append("\n")
+            if i == 0:
+                text.append("» " + line, style="bold")
+            else:
+                text.append("  " + line, style="dim")
+        self.query_one("#voice", Static).update(text)
+
+    # ---- a text picture of the screen --------------------------------------------------------
+
+    def screen_text(self) -> str:
+        """The screen as plain text (for tests and the README)."""
+        width, height = self.size
+        console = Console(width=width, height=height, file=io.StringIO(), record=True,
+                          force_terminal=True, color_system="truecolor", legacy_windows=False,
+                          safe_box=False)
+        console.print(self.screen._compositor.render_update(full=True))
+        return "\n".join(line.rstrip() for line in console.export_text().splitlines())

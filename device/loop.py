@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from device.breath import Pattern, light_value
+from device.breath import NUDGE_PERIOD, SWITCH_PERIOD, Pattern, light_value
 from device.clock import Clock
 from device.config import Config
 from device.machine import (
@@ -46,6 +46,11 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]
 TRIM_EVERY_FRAMES = 50  # mock pins: trim their state lists this often (memory stays flat)
+PERIODS: dict[Pattern, Callable[[Any], float]] = {  # repeating patterns: one period (s)
+    Pattern.BREATH: lambda breath: breath.period,
+    Pattern.SWITCH: lambda breath: SWITCH_PERIOD,
+    Pattern.NUDGE: lambda breath: NUDGE_PERIOD,
+}
 
 
 @dataclass
@@ -124,9 +129,12 @@ class DeviceLoop:
         self._inputs_lock = threading.Lock()
         self._seq = itertools.count()
         self._pattern = Pattern.OFF
+        self._animated = False
         self._since = 0.0
         self._next_frame: float | None = None
         self._frames = 0
+        self._table_key: tuple[Pattern, float] | None = None
+        self._table: list[float | None] = []
         self._last_led: float | None = None
         self._buzz_off_at: float | None = None
         self._voice_warned = False
@@ -260,6 +268,8 @@ class DeviceLoop:
             self.cues.deadline(now),
             self._inputs[0][0] if self._inputs else None,
         ]
+        if self.cues.busy_until > now:
+            times.append(self.cues.busy_until)  # the line being said ends
         if self.cues.pending and self.parts.speaker.busy():
             times.append(now + 0.05)  # a real voice still talking: look again soon
         for hook in self._deadline_hooks:
@@ -343,6 +353,7 @@ class DeviceLoop:
 
     def _on_light(self, light: Light) -> None:
         self._pattern = light.pattern
+        self._animated = light.pattern.animated
         self._since = light.since
         self._next_frame = None
         self._frame(self.clock.now(), force=True)
@@ -401,15 +412,15 @@ class DeviceLoop:
         pattern = self._pattern
         if not force and (self._next_frame is None or now < self._next_frame - 1e-9):
             return
-        value = light_value(pattern, now - self._since, self.config.breath, self.config.light)
-        self.parts.light.value = value
-        shown = round(self.parts.light.value, 4)
+        # hz frames per real second: sped-up clocks (the simulator) get no more
+        hz = self.config.light.hz / max(1.0, getattr(self.clock, "speed", 1.0))
+        light = self.parts.light
+        light.value = self._frame_value(pattern, now - self._since, hz)
+        shown = round(light.duty, 4)
         if shown != self._last_led:
             self._last_led = shown
             self.emit("led", value=shown)
-        if pattern.animated:
-            # hz frames per real second: sped-up clocks (the simulator) get no more
-            hz = self.config.light.hz / max(1.0, getattr(self.clock, "speed", 1.0))
+        if self._animated:
             k = math.floor((now - self._since) * hz + 1e-6) + 1
             self._next_frame = self._since + k / hz
             self._frames += 1
@@ -417,6 +428,31 @@ class DeviceLoop:
                 trim_states(self.parts.factory)
         else:
             self._next_frame = None
+
+    def _frame_value(self, pattern: Pattern, t: float, hz: float) -> float:
+        """The light's duty ``t`` s into ``pattern``; frames on the ``hz`` grid of a
+        repeating pattern are computed once per period and then looked up."""
+        if self._table_key != (pattern, hz):
+            self._table_key = (pattern, hz)
+            self._table = []
+            period = PERIODS.get(pattern)
+            if period is not None:
+                per = period(self.config.breath) * hz
+                n = round(per)
+                if abs(per - n) < 1e-6 and 0 < n <= 100_000:
+                    self._table = [None] * n
+        table = self._table
+        if table:
+            x = t * hz
+            k = round(x)
+            if abs(x - k) < 1e-3:
+                i = k % len(table)
+                value = table[i]
+                if value is None:
+                    value = table[i] = light_value(pattern, i / hz, self.config.breath,
+                                                   self.config.light)
+                return value
+        return light_value(pattern, t, self.config.breath, self.config.light)
 
     # ---- status and shutdown ----------------------------------------------------------
 
@@ -448,6 +484,7 @@ class DeviceLoop:
             self.parts.beeper.off()
         finally:
             self._pattern = Pattern.OFF
+            self._animated = False
             self._next_frame = None
             self.parts.light.off()
             if self._last_led != 0.0:

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per line
+
 
 class JsonLines:
     """Writes each event as one JSON line to ``stream``."""
 
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
+        self._write = stream.write
 
     def __call__(self, event: dict[str, Any]) -> None:
-        self.stream.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self._write(_ENCODE(event) + "\n")
 
 
 def describe(event: dict[str, Any]) -> str | None:

@@ -51,6 +51,11 @@ class BreathLight:
         """Duty cycle the pin is driven at (read back from the pin)."""
         return float(self.device.value)
 
+    @property
+    def duty(self) -> float:
+        """The duty cycle last written (no pin access: cheap enough for every frame)."""
+        return self._value
+
     @value.setter
     def value(self, duty: float) -> None:
         duty = min(1.0, max(0.0, duty))

@@ -1,0 +1,7 @@
+"""``python -m bench``: run the benchmarks, print the table, write bench/results.json."""
+
+import sys
+
+from bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,126 @@
+"""``python -m bench [--quick] [--long] [--only NAME[,NAME]] [--side-by-side] [--out FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import suite
+from bench.report import Bench, machine, machine_line, summary, table, write_json
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Measure the box on this machine beside the obvious alternatives; print "
+        "a table and write every figure, its target and the machine to a JSON file.",
+    )
+    parser.add_argument("--quick", action="store_true",
+                        help="seconds in all: a 3 s hold, short idle, a few presses (CI smoke)")
+    parser.add_argument("--long", action="store_true", help="add a 300 s hold")
+    parser.add_argument("--only", metavar="NAME[,NAME]",
+                        help=f"run only these: {', '.join(suite.NAMES)}")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="run the real-time measurements all at once: about a minute "
+                        "quicker, but CPU figures read low (other processes keep the cores "
+                        "awake)")
+    parser.add_argument("--out", metavar="FILE", default=str(DEFAULT_OUT),
+                        help="where to write the JSON (default: bench/results.json)")
+    return parser
+
+
+def _names(only: str | None) -> list[str]:
+    if not only:
+        return list(suite.NAMES)
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in suite.NAMES]
+    if unknown:
+        raise SystemExit(f"python -m bench: unknown benchmark {', '.join(unknown)}; "
+                         f"choose from {', '.join(suite.NAMES)}")
+    return [n for n in suite.NAMES if n in names]
+
+
+def _progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run(names: list[str], plan: suite.Plan, scratch: Path) -> list[Bench]:
+    """Every chosen benchmark, in order; a failure is recorded, never fatal."""
+    env = suite.worker_env(scratch)
+    benches = {n: Bench(n, suite.TITLES[n]) for n in names}
+
+    realtime = [n for n in names if n in suite.NEEDS]
+    if realtime:
+        waves = suite.realtime_waves(plan, realtime)
+        total = sum(max(spec[2] - 60 for spec in wave.values()) for wave in waves)
+        _progress(f"real time: {len(waves)} wave(s), ~{total:.0f} s ...")
+        t0 = time.monotonic()
+        results = suite.run_waves(waves, scratch, env, _progress)
+        took = time.monotonic() - t0
+        compose = {"hold": suite.bench_hold, "light": suite.bench_light, "cpu": suite.bench_cpu}
+        for name in realtime:
+            bench = benches[name]
+            bench.seconds = took
+            try:
+                compose[name](plan, results, bench)
+            except Exception as exc:
+                bench.status, bench.error = "error", f"{type(exc).__name__}: {exc}"
+        if plan.side_by_side or plan.quick:
+            for name in realtime:
+                benches[name].notes.append(
+                    "every real-time worker ran at once (--quick / --side-by-side): "
+                    "CPU figures read low")
+
+    others = {"button": suite.bench_button, "voice": suite.bench_voice,
+              "startup": suite.bench_startup, "virtual": suite.bench_virtual}
+    for name in names:
+        if name not in others:
+            continue
+        bench = benches[name]
+        _progress(f"{name} ...")
+        t0 = time.monotonic()
+        try:
+            others[name](plan, scratch, env, bench)
+        except Exception as exc:
+            bench.status, bench.error = "error", f"{type(exc).__name__}: {exc}"
+            _progress("".join(traceback.format_exception_only(exc)).strip())
+        bench.seconds = time.monotonic() - t0
+    return [benches[n] for n in names]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    names = _names(args.only)
+    plan = suite.Plan(quick=args.quick, long=args.long, side_by_side=args.side_by_side)
+    info = machine()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="stretch-bench-") as tmp:
+        benches = run(names, plan, Path(tmp))
+    info["loadavg_end"] = list(os.getloadavg())
+    options = {"quick": plan.quick, "long": plan.long, "side_by_side": plan.side_by_side,
+               "only": names,
+               "wall_s": round(time.monotonic() - started, 1)}
+    out = Path(args.out)
+    write_json(out, info, options, benches)
+    mode = "quick" if plan.quick else "full" + (" + 300 s hold" if plan.long else "")
+    print(f"Stretch Companion benchmarks ({mode}) on {machine_line(info)}")
+    print(f"load average {info['loadavg_start'][0]:.2f} at start, "
+          f"{info['loadavg_end'][0]:.2f} at end; {options['wall_s']:.0f} s in all")
+    print()
+    print(table(benches))
+    print()
+    s = summary(benches)
+    missed = ", ".join(s["missed"]) or "none"
+    print(f"targets met: {s['met']} of {s['targets']}; missed: {missed}")
+    if s["errors"]:
+        print(f"errors: {', '.join(s['errors'])}")
+    print(f"JSON: {out}")
+    return 1 if s["errors"] else 0

@@ -1,0 +1,729 @@
+"""The benchmarks: which workers each needs, and the figures made from their results."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.report import REPO, Bench, Figure
+
+NAMES = ("hold", "light", "cpu", "button", "voice", "startup", "virtual")
+TITLES = {
+    "hold": "hold timing, real-time device loop (mock pins, RealClock, recording voice)",
+    "light": "breathing light during a hold vs gpiozero PWMLED.pulse(4, 6)",
+    "cpu": "whole-device CPU (process CPU time / wall time)",
+    "button": "button latency: drive_low()+drive_high() on the mock pin -> state event",
+    "voice": "voice: cue queued -> player (aplay) process start",
+    "startup": "start-up time and memory",
+    "virtual": "virtual time: 2 rounds x 2 legs x 300 s holds, JSON lines to /dev/null",
+}
+# Real-time workers each benchmark needs (they run side by side: all mostly asleep).
+NEEDS = {
+    "hold": ("device_hold", "naive"),
+    "light": ("device_hold", "pulse", "device_idle", "wait_floor", "device_hold_25hz"),
+    "cpu": ("device_hold", "device_idle", "tick_idle", "naive", "pulse"),
+}
+
+
+@dataclass
+class Plan:
+    """How long and how many, by mode."""
+
+    quick: bool = False
+    long: bool = False
+    side_by_side: bool = False
+
+    @property
+    def hold_s(self) -> float:
+        return 3.0 if self.quick else 60.0
+
+    @property
+    def pulse_s(self) -> float:
+        return 3.0 if self.quick else 30.0
+
+    @property
+    def idle_s(self) -> float:
+        return 2.0 if self.quick else 30.0
+
+    @property
+    def short_s(self) -> float:
+        """The empty wait loop, the polling loop, the box at 25 Hz (a short hold)."""
+        return 2.0 if self.quick else 20.0
+
+    @property
+    def presses(self) -> int:
+        return 14 if self.quick else 200
+
+    @property
+    def alt_presses(self) -> int:
+        return 7 if self.quick else 100
+
+    @property
+    def cues(self) -> int:
+        return 1 if self.quick else 8
+
+    @property
+    def cold_cues(self) -> int:
+        return 1 if self.quick else 3
+
+    @property
+    def runs(self) -> int:
+        return 2 if self.quick else 10
+
+    @property
+    def sim_s(self) -> float:
+        return 1.5 if self.quick else 5.0
+
+    @property
+    def virtual_runs(self) -> int:
+        return 1 if self.quick else 5
+
+
+class WorkerError(RuntimeError):
+    """A worker process failed; the message ends with its stderr."""
+
+
+def worker_env(scratch: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every child: this repo importable, and no user config, history
+    or voice cache read or written (XDG folders point into ``scratch``)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"]
+                                     if env.get("PYTHONPATH") else "")
+    for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME"):
+        folder = scratch / name.lower()
+        folder.mkdir(parents=True, exist_ok=True)
+        env[name] = str(folder)
+    env.pop("GPIOZERO_PIN_FACTORY", None)
+    env.update(extra or {})
+    return env
+
+
+class Job:
+    """One worker process, started at once; ``result()`` waits for its JSON."""
+
+    def __init__(self, worker: str, params: dict[str, Any], timeout: float, scratch: Path,
+                 env: dict[str, str]) -> None:
+        fd, out = tempfile.mkstemp(prefix=f"{worker}-", suffix=".json", dir=scratch)
+        os.close(fd)
+        self.worker = worker
+        self.out = Path(out)
+        self.timeout = timeout
+        self.err = tempfile.TemporaryFile(dir=scratch)
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.workers", worker, json.dumps(params), str(self.out)],
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=self.err,
+        )
+
+    def result(self) -> dict[str, Any]:
+        left = max(1.0, self.timeout - (time.monotonic() - self.started))
+        try:
+            code = self.proc.wait(timeout=left)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise WorkerError(f"{self.worker}: no result within {self.timeout:.0f} s") from None
+        self.err.seek(0)
+        stderr = self.err.read().decode("utf-8", "replace").strip()
+        self.err.close()
+        if code != 0 or not self.out.stat().st_size:
+            tail = "\n".join(stderr.splitlines()[-6:])
+            raise WorkerError(f"{self.worker} exited {code}: {tail}")
+        return json.loads(self.out.read_text())
+
+
+# ---- real time: hold, light, cpu --------------------------------------------------------
+
+
+Spec = tuple[str, dict[str, Any], float]  # worker, params, timeout (s)
+
+
+def realtime_waves(plan: Plan, names: list[str]) -> list[dict[str, Spec]]:
+    """The real-time workers the chosen benchmarks need, in waves: the workers of a wave
+    run side by side, the waves one after another.
+
+    CPU figures need a process to itself: with other processes waking the cores, each
+    wake-up costs less (measured here: 30-60 % less CPU per wake), so every CPU-measuring
+    worker gets its own wave. Only the naive countdown (one wake a second, its error the
+    figure) runs beside the device's hold. ``side_by_side`` (and ``--quick``, whose
+    seconds-long figures are only a smoke test) puts everything in one wave: quicker, and
+    its CPU figures read low."""
+    wanted = {key for name in names for key in NEEDS.get(name, ())}
+    hold, short = plan.hold_s, plan.short_s
+    waves: list[dict[str, Spec]] = [
+        {"device_hold": ("device_hold", {"hold_s": hold}, hold + 60),
+         "naive": ("naive_countdown", {"seconds": int(hold)}, hold + 60)},
+        {"pulse": ("stock_pulse", {"seconds": plan.pulse_s}, plan.pulse_s + 60)},
+        {"device_idle": ("device_idle", {"idle_s": plan.idle_s}, plan.idle_s + 60)},
+        {"tick_idle": ("tick_idle", {"idle_s": short}, short + 60)},
+        {"wait_floor": ("wait_floor", {"seconds": short}, short + 60)},
+        {"device_hold_25hz": ("device_hold", {"hold_s": short, "hz": 25.0}, short + 60)},
+    ]
+    if plan.long and "hold" in names:
+        wanted |= {"device_hold_long", "naive_long"}
+        waves.append({"device_hold_long": ("device_hold", {"hold_s": 300.0}, 360),
+                      "naive_long": ("naive_countdown", {"seconds": 300}, 360)})
+    waves = [{k: v for k, v in wave.items() if k in wanted} for wave in waves]
+    waves = [wave for wave in waves if wave]
+    if plan.side_by_side or plan.quick:
+        return [{k: v for wave in waves for k, v in wave.items()}]
+    return waves
+
+
+def run_waves(waves: list[dict[str, Spec]], scratch: Path, env: dict[str, str],
+              progress: Callable[[str], None]) -> dict[str, dict[str, Any] | Exception]:
+    """Run each wave's workers side by side, wave after wave; key -> result or error."""
+    results: dict[str, dict[str, Any] | Exception] = {}
+    for wave in waves:
+        longest = max(spec[2] - 60 for spec in wave.values())
+        progress(f"  {', '.join(wave)} (~{longest:.0f} s)")
+        jobs: dict[str, Job] = {}
+        for key, (worker, params, timeout) in wave.items():
+            try:
+                jobs[key] = Job(worker, params, timeout, scratch, env)
+            except Exception as exc:
+                results[key] = exc
+        for key, job in jobs.items():
+            try:
+                results[key] = job.result()
+            except Exception as exc:
+                results[key] = exc
+    return results
+
+
+def _need(results: dict[str, Any], *keys: str) -> list[dict[str, Any]]:
+    out = []
+    for key in keys:
+        value = results.get(key)
+        if isinstance(value, Exception):
+            raise value
+        if value is None:
+            raise WorkerError(f"{key}: not run")
+        out.append(value)
+    return out
+
+
+def bench_hold(plan: Plan, results: dict[str, Any], bench: Bench) -> None:
+    dev, naive = _need(results, "device_hold", "naive")
+    bench.raw = {"device": dev, "naive": naive}
+    holds = [(plan.hold_s, dev, naive)]
+    if plan.long:
+        dev_long, naive_long = _need(results, "device_hold_long", "naive_long")
+        bench.raw.update({"device_300s": dev_long, "naive_300s": naive_long})
+        holds.append((300.0, dev_long, naive_long))
+    for seconds, d, n in holds:
+        bench.figures.append(Figure(
+            key=f"hold.error_{seconds:g}s",
+            label=f"{seconds:g} s hold: |held - planned|",
+            value=abs(d["error_ms"]), unit="ms",
+            alt_label=f"for _ in range({seconds:g}): sleep(1)", alt_value=abs(n["error_ms"]),
+            target_op="<=", target=2.0,
+        ))
+    bench.notes.append(
+        f"held = start beep -> end beep, stamped on time.monotonic() as the loop sounds them "
+        f"(device: {dev['held_wall_s']:.5f} s of {dev['planned_s']:g} s). The hold event's "
+        f"own held_s ({dev['held_s_event']}) is exact by construction: the machine stamps "
+        "timer times, not when the loop woke")
+    if plan.quick:
+        bench.notes.append("quick: a 3 s hold (config bypassed with dataclasses.replace)")
+
+
+def bench_light(plan: Plan, results: dict[str, Any], bench: Bench) -> None:
+    dev, pulse, idle, floor, dev25 = _need(results, "device_hold", "pulse", "device_idle",
+                                           "wait_floor", "device_hold_25hz")
+    bench.raw = {"device_hold": dev, "stock_pulse": pulse, "device_idle": idle,
+                 "wait_floor_50hz": floor, "device_hold_25hz": dev25}
+    dl, pl = dev["light"], pulse["light"]
+    bench.figures.append(Figure(
+        key="light.updates_per_s", label="pin changes per second in a hold",
+        value=dl["per_s"], unit="/s", better="higher",
+        alt_label="pulse()", alt_value=pl["per_s"], target_op=">=", target=50.0,
+    ))
+    bench.figures.append(Figure(
+        key="light.max_perceived_step", label="largest step in perceived brightness",
+        value=dl["max_step"], unit="", alt_label="pulse()", alt_value=pl["max_step"],
+        note="device.breath.perceived (CIE L*, 0..1) of consecutive pin values",
+    ))
+    bench.figures.append(Figure(
+        key="light.max_gap_ms", label="longest gap between pin changes",
+        value=dl["max_gap_ms"], unit="ms", alt_label="pulse()", alt_value=pl["max_gap_ms"],
+    ))
+
+    # CPU of the light: the loop's CPU in a hold minus its CPU while idle (the idle cost
+    # is gpiozero's button hold thread, there in both). pulse() runs alone in its process.
+    def per_min(r: dict[str, Any]) -> float:
+        return r["cpu_s"] / r["wall_s"] * 60
+
+    idle_min = per_min(idle)
+    bench.figures.append(Figure(
+        key="light.cpu_s_per_min", label="CPU s per minute of breathing (hold - idle)",
+        value=per_min(dev) - idle_min, unit="s", alt_label="pulse()",
+        alt_value=per_min(pulse), target_op="<=", target_alt=True,
+    ))
+    bench.figures.append(Figure(
+        key="light.cpu_us_per_update", label="CPU per pin change",
+        value=(per_min(dev) - idle_min) / 60 / dl["per_s"] * 1e6, unit="us",
+        alt_label="pulse()", alt_value=per_min(pulse) / 60 / pl["per_s"] * 1e6,
+    ))
+    bench.figures.append(Figure(
+        key="light.wait_floor_s_per_min", label="floor: empty 50 Hz Event.wait loop, CPU s/min",
+        value=per_min(floor), unit="s", alt_label="pulse()", alt_value=per_min(pulse),
+        note="no work at all: what waking 50 times a second costs on this machine",
+    ))
+    bench.figures.append(Figure(
+        key="light.cpu_s_per_min_25hz",
+        label=f"box at light.hz = 25 ({plan.short_s:g} s hold): CPU s/min (hold - idle)",
+        value=per_min(dev25) - idle_min, unit="s", alt_label="pulse()",
+        alt_value=per_min(pulse),
+    ))
+    bench.figures.append(Figure(
+        key="light.max_perceived_step_25hz", label="box at light.hz = 25: largest step",
+        value=dev25["light"]["max_step"], unit="", alt_label="pulse()",
+        alt_value=pl["max_step"],
+    ))
+    bench.notes.append(
+        f"device: whole loop in a hold {per_min(dev):.3f} CPU s/min (idle {idle_min:.4f}), "
+        f"{dev['loop_wakes_per_s']:.1f} loop wakes/s; an event listener is attached (as in "
+        "the simulator; `run` on the Pi has none)")
+    bench.notes.append(
+        "pulse() steps duty linearly at 25 fps: near dark one 1% duty step is a 9% "
+        "perceived jump; the box eases and gamma-corrects at 50 Hz")
+
+
+def bench_cpu(plan: Plan, results: dict[str, Any], bench: Bench) -> None:
+    dev, idle, tick, naive, pulse = _need(results, "device_hold", "device_idle", "tick_idle",
+                                          "naive", "pulse")
+    bench.raw = {"device_idle": idle, "tick_idle": tick, "device_hold": dev}
+    bench.figures.append(Figure(
+        key="cpu.idle_pct", label=f"idle {plan.idle_s:g} s, % of one core",
+        value=idle["cpu_pct"], unit="%", alt_label="50 Hz polling loop",
+        alt_value=tick["cpu_pct"], target_op="<=", target=0.2,
+    ))
+    naive_pct = naive["cpu_pct"] + pulse["cpu_pct"]
+    bench.figures.append(Figure(
+        key="cpu.hold_pct", label=f"in a {plan.hold_s:g} s hold, % of one core",
+        value=dev["cpu_pct"], unit="%", alt_label="sleep(1) countdown + pulse()",
+        alt_value=naive_pct, target_op="<=", target=2.0,
+    ))
+    bench.notes.append(
+        f"idle: the loop woke {idle['loop_wakes']} times in {idle['wall_s']:.0f} s; the "
+        f"process still wakes {idle['process_wakeups_per_s']:.1f}/s: gpiozero's Button "
+        "hold thread polls every 0.1 s (gpiozero/mixins.py HoldThread.held)")
+    bench.notes.append("voice is the recording fake: a real cue's synthesis and player "
+                       "are extra (see voice)")
+
+
+# ---- button -----------------------------------------------------------------------------
+
+
+def bench_button(plan: Plan, scratch: Path, env: dict[str, str], bench: Bench) -> None:
+    res = Job("button", {"presses": plan.presses, "alt_presses": plan.alt_presses},
+              120 + plan.presses, scratch, env).result()
+    bench.raw = res
+    d, a = res["device"], res["poll_50hz"]
+    bench.figures.append(Figure(
+        key="button.median_ms", label=f"median of {d['n']} presses",
+        value=d["median_ms"], unit="ms", alt_label="50 Hz polling loop",
+        alt_value=a["median_ms"], target_op="<=", target=5.0,
+    ))
+    bench.figures.append(Figure(
+        key="button.p99_ms", label="p99", value=d["p99_ms"], unit="ms",
+        alt_label="50 Hz polling loop", alt_value=a["p99_ms"],
+    ))
+    bench.figures.append(Figure(
+        key="button.max_ms", label="max", value=d["max_ms"], unit="ms",
+        alt_label="50 Hz polling loop", alt_value=a["max_ms"],
+    ))
+    if res["device_missed"]:
+        bench.notes.append(f"{res['device_missed']} presses gave no state change in 2 s")
+    bench.notes.append("presses walk idle -> setup -> hold -> switch -> setup -> hold -> "
+                       "done -> idle, 10-40 ms apart; the loop runs in its own thread")
+
+
+# ---- voice ------------------------------------------------------------------------------
+
+SHIM = """#!/bin/bash
+# bench: stamp the player's start, then run the real aplay.
+printf '%s\\n' "$EPOCHREALTIME" >> "$BENCH_APLAY_LOG"
+[ -n "$BENCH_REAL_APLAY" ] || exit 0
+if [ -n "$BENCH_APLAY_DEVICE" ]; then
+  case " $* " in *" -D "*) ;; *) set -- -D "$BENCH_APLAY_DEVICE" "$@" ;; esac
+fi
+exec "$BENCH_REAL_APLAY" "$@" 2>>"$BENCH_APLAY_ERR"
+"""
+
+
+def _sound_card() -> tuple[str | None, bool]:
+    """(path of the real aplay or None, whether ALSA lists a playback card)."""
+    real = shutil.which("aplay")
+    if real is None:
+        return None, False
+    try:
+        done = subprocess.run([real, "-l"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return real, False
+    return real, done.returncode == 0 and "card " in done.stdout
+
+
+def _shim_overhead(shim_dir: Path, env: dict[str, str], runs: int = 5) -> float | None:
+    """Median time from Popen to the shim's stamp with a do-nothing player (s)."""
+    log = Path(env["BENCH_APLAY_LOG"])
+    probe_env = dict(env, BENCH_REAL_APLAY="")
+    out = []
+    for _ in range(runs):
+        n = len(log.read_text().splitlines()) if log.exists() else 0
+        t0 = time.time()
+        subprocess.run([str(shim_dir / "aplay")], env=probe_env, timeout=10)
+        lines = log.read_text().splitlines()
+        if len(lines) > n:
+            out.append(float(lines[n].replace(",", ".")) - t0)
+    return statistics.median(out) if out else None
+
+
+def bench_voice(plan: Plan, scratch: Path, base_env: dict[str, str], bench: Bench) -> None:
+    if shutil.which("bash") is None:
+        bench.status = "skipped"
+        bench.notes.append("no bash here for the aplay shim that stamps the player's start")
+        return
+    shim_dir = scratch / "shim"
+    shim_dir.mkdir(exist_ok=True)
+    shim = shim_dir / "aplay"
+    shim.write_text(SHIM)
+    shim.chmod(0o755)
+    real, card = _sound_card()
+    env = dict(base_env)
+    env.update({
+        "PATH": f"{shim_dir}{os.pathsep}{base_env.get('PATH', '')}",
+        "BENCH_APLAY_LOG": str(scratch / "aplay.log"),
+        "BENCH_APLAY_ERR": str(scratch / "aplay.err"),
+        "BENCH_REAL_APLAY": real or "",
+        "BENCH_APLAY_DEVICE": "" if card else "null",
+    })
+    overhead = _shim_overhead(shim_dir, env)
+    cache = scratch / "voice-cache"
+    wav_dir = scratch / "wav"
+    for folder in (cache, wav_dir):
+        folder.mkdir(exist_ok=True)
+    n, timeout = plan.cues, 120 + 20 * plan.cues
+    runs = {
+        "cached": ("voice_device", {"cues": n, "mode": "cached", "cache_dir": str(cache)}),
+        "uncached": ("voice_device", {"cues": n, "mode": "uncached",
+                                      "cache_dir": str(cache / "u")}),
+        "live": ("voice_device", {"cues": n, "mode": "live", "cache_dir": str(cache / "l")}),
+        "per_cue": ("voice_per_cue", {"cues": n}),
+        "wav": ("voice_wav", {"cues": n, "cache_dir": str(wav_dir)}),
+        "cold": ("voice_cold", {"cues": plan.cold_cues}),
+    }
+    res: dict[str, Any] = {}
+    for key, (worker, params) in runs.items():
+        try:
+            res[key] = Job(worker, params, timeout, scratch, env).result()
+        except WorkerError as exc:
+            res[key] = {"error": str(exc)}
+    bench.raw = {"runs": res, "shim_overhead_ms": None if overhead is None else overhead * 1e3,
+                 "sound_card": card, "aplay": real}
+    skipped = [r.get("skipped") for r in res.values() if r.get("skipped")]
+    if len(skipped) == len(res):
+        bench.status = "skipped"
+        bench.notes.append(f"no voice here: {skipped[0]}")
+        return
+
+    def med(key: str, what: str = "player_start") -> float | None:
+        r = res.get(key, {})
+        return r.get(what, {}).get("median_ms") if isinstance(r.get(what), dict) else None
+
+    def worst(key: str, what: str = "player_start") -> float | None:
+        r = res.get(key, {})
+        return r.get(what, {}).get("max_ms") if isinstance(r.get(what), dict) else None
+
+    bench.figures.append(Figure(
+        key="voice.warm_cue_ms", label="box voice, cue from WAV cache: median",
+        value=med("cached"), unit="ms", alt_label="pyttsx3.init() per cue",
+        alt_value=med("per_cue"), target_op="<=", target=100.0,
+    ))
+    bench.figures.append(Figure(
+        key="voice.warm_cue_max_ms", label="box voice, cue from WAV cache: max",
+        value=worst("cached"), unit="ms", alt_label="pyttsx3.init() per cue",
+        alt_value=worst("per_cue"),
+    ))
+    bench.figures.append(Figure(
+        key="voice.uncached_cue_ms", label="box voice, line not cached: median",
+        value=med("uncached"), unit="ms", alt_label="pyttsx3.init() per cue",
+        alt_value=med("per_cue"), target_op="<=", target=100.0,
+    ))
+    bench.figures.append(Figure(
+        key="voice.live_say_ms", label="box voice, live_say (warm engine say): median",
+        value=med("live"), unit="ms", alt_label="pyttsx3.init() per cue",
+        alt_value=med("per_cue"), target_op="<=", target=100.0,
+    ))
+    bench.figures.append(Figure(
+        key="voice.bare_aplay_ms", label="cached WAV, bare Popen(aplay): median",
+        value=med("wav"), unit="ms", alt_label="new python process per cue",
+        alt_value=med("cold"),
+    ))
+    bench.figures.append(Figure(
+        key="voice.started_utterance_ms", label="pyttsx3 'started-utterance' callback: median",
+        value=med("live", "started_utterance"), unit="ms",
+        alt_label="same, engine per cue", alt_value=med("per_cue", "started_utterance"),
+    ))
+    for key, r in res.items():
+        if r.get("skipped"):
+            bench.notes.append(f"{key}: skipped: {r['skipped']}")
+        if r.get("error"):
+            bench.notes.append(f"{key}: error: {r['error']}")
+    if not card:
+        bench.notes.append(
+            "no sound card here (aplay -l lists none): the shim gives aplay -D null, "
+            "which discards samples at once; every figure is cue -> player process start"
+            if real else "no aplay here: figures are to the (shim) player's start only")
+    if overhead is not None:
+        bench.notes.append(f"player start is stamped by a bash shim for aplay on PATH: "
+                           f"~{overhead * 1e3:.1f} ms of bash start-up is in every figure")
+    bench.notes.append(
+        "pyttsx3 2.99 (espeak) fires 'started-utterance' before it synthesises; it then "
+        "writes the whole line to a WAV and runs aplay: the callback is not playback start")
+    cpu = res.get("cached", {}).get("cpu_per_cue_ms")
+    if cpu is not None:
+        bench.notes.append(f"CPU per cached cue (process + aplay): {cpu:.1f} ms; "
+                           f"pre-rendering {res['cached'].get('fixed_lines')} fixed lines "
+                           f"took {res['cached'].get('ready_s', 0):.2f} s at start-up")
+
+
+# ---- start-up ---------------------------------------------------------------------------
+
+
+def _wall(argv: list[str], runs: int, env: dict[str, str]) -> list[float]:
+    out = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _hwm_kb(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _watch_rss(proc: subprocess.Popen[bytes], seconds: float) -> int | None:
+    """Peak RSS (KB, VmHWM) of ``proc`` over ``seconds`` or until it exits."""
+    peak = None
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and proc.poll() is None:
+        kb = _hwm_kb(proc.pid)
+        if kb is not None:
+            peak = kb if peak is None else max(peak, kb)
+        time.sleep(0.05)
+    return peak
+
+
+def _sim_flags(env: dict[str, str]) -> list[str]:
+    """The options of this ``sim`` that the benchmark can use."""
+    done = subprocess.run([sys.executable, "-m", "device", "sim", "--help"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
+    return [f for f in ("--no-history", "--mute") if f in done.stdout]
+
+
+def _headless_sim(seconds: float, env: dict[str, str], flags: list[str]) -> dict[str, Any]:
+    """Spawn the headless sim at --speed 1 (a press into set-up, one into the hold): time
+    to its first event (ready), then peak RSS while the light breathes."""
+    argv = [sys.executable, "-m", "device", "sim", "--headless", "--speed", "1",
+            "--events", "-", "--script", "press@0.2,press@0.5", "--until", f"{seconds:g}",
+            *flags]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    ready = time.perf_counter() - t0 if first else None
+    lines = [1 if first else 0]
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        for _ in proc.stdout:
+            lines[0] += 1
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    peak = _watch_rss(proc, seconds + 30)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    reader.join(5)
+    return {"ready_s": ready, "peak_kb": peak, "events": lines[0], "exit": proc.returncode}
+
+
+def _tui_sim(seconds: float, env: dict[str, str], extra: list[str] | None = None
+             ) -> dict[str, Any]:
+    """The interactive simulator in a pseudo-terminal: press once, peak RSS, then q."""
+    import pty
+    import select
+
+    if not (REPO / "device" / "tui.py").exists():
+        return {"skipped": "no device/tui.py"}
+    master, slave = pty.openpty()
+    try:
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    except OSError:
+        pass
+    tui_env = dict(env, TERM="xterm-256color", COLUMNS="120", LINES="40")
+    proc = subprocess.Popen([sys.executable, "-m", "device", "sim", *(extra or [])],
+                            cwd=REPO, env=tui_env,
+                            stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    if not os.read(master, 65536):
+                        return
+                except OSError:
+                    return
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    peak = _watch_rss(proc, 1.5)
+    with_press = None
+    if proc.poll() is None:
+        os.write(master, b" ")
+        with_press = _watch_rss(proc, seconds)
+    alive = proc.poll() is None
+    if alive:
+        os.write(master, b"q")
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    stop.set()
+    reader.join(2)
+    os.close(master)
+    values = [v for v in (peak, with_press) if v is not None]
+    if not alive:
+        return {"skipped": f"the interactive sim exited by itself (exit {proc.returncode}; "
+                "is textual installed?)", "peak_kb": None}
+    return {"peak_kb": max(values) if values else None, "ran": alive, "exit": proc.returncode}
+
+
+def bench_startup(plan: Plan, scratch: Path, env: dict[str, str], bench: Bench) -> None:
+    py = sys.executable
+    help_s = _wall([py, "-m", "device", "--help"], plan.runs, env)
+    eager = ("import importlib, sys\n"
+             "for m in ('device.sim', 'device.tui', 'drivers.speech', 'device.history',"
+             " 'device.config', 'pyttsx3', 'textual.app'):\n"
+             "    try: importlib.import_module(m)\n"
+             "    except Exception: pass\n"
+             "from device.cli import main; sys.argv = ['stretch-companion', '--help']; main()\n")
+    eager_s = _wall([py, "-c", eager], plan.runs, env)
+    bare_s = _wall([py, "-c", "pass"], plan.runs, env)
+    flags = _sim_flags(env)
+    headless_flags = [f for f in flags if f == "--no-history"]
+    sims = [_headless_sim(plan.sim_s, env, headless_flags) for _ in range(1 if plan.quick else 3)]
+    bare_proc = subprocess.Popen([py, "-c", "import time; time.sleep(1)"], cwd=REPO, env=env)
+    bare_kb = _watch_rss(bare_proc, 3)
+    bare_proc.wait()
+    tui = _tui_sim(plan.sim_s, env)
+    muted = _tui_sim(plan.sim_s, env, ["--mute"]) if "--mute" in flags else {
+        "skipped": "no --mute"}
+    bench.raw = {"help_s": help_s, "eager_help_s": eager_s, "bare_python_s": bare_s,
+                 "headless": sims, "bare_python_kb": bare_kb, "tui": tui, "tui_mute": muted,
+                 "sim_flags": flags}
+    ready = [s["ready_s"] for s in sims if s["ready_s"] is not None]
+    bench.figures.append(Figure(
+        key="startup.help_s", label=f"stretch-companion --help, median of {plan.runs}",
+        value=statistics.median(help_s), unit="s", alt_label="importing everything first",
+        alt_value=statistics.median(eager_s), target_op="<=", target=0.3,
+    ))
+    bench.figures.append(Figure(
+        key="startup.sim_ready_s", label="sim --headless --speed 1: first event",
+        value=statistics.median(ready) if ready else None, unit="s",
+        alt_label="python -c pass", alt_value=statistics.median(bare_s),
+    ))
+    peaks = [s["peak_kb"] for s in sims if s["peak_kb"]]
+    bench.figures.append(Figure(
+        key="startup.headless_rss_mb", label="peak RSS, headless sim in a hold",
+        value=max(peaks) / 1024 if peaks else None, unit="MiB",
+        alt_label="python -c (bare)", alt_value=(bare_kb or 0) / 1024 or None,
+        target_op="<=", target=50.0,
+    ))
+    if tui.get("peak_kb"):
+        bench.figures.append(Figure(
+            key="startup.tui_rss_mb", label="peak RSS, interactive sim (textual, in a pty)",
+            value=tui["peak_kb"] / 1024, unit="MiB", alt_label="python -c (bare)",
+            alt_value=(bare_kb or 0) / 1024 or None, target_op="<=", target=50.0,
+        ))
+    else:
+        bench.notes.append(f"interactive sim not measured: {tui.get('skipped') or tui}")
+    if muted.get("peak_kb"):
+        bench.figures.append(Figure(
+            key="startup.tui_mute_rss_mb", label="same with --mute (no speech engine)",
+            value=muted["peak_kb"] / 1024, unit="MiB", alt_label="python -c (bare)",
+            alt_value=(bare_kb or 0) / 1024 or None,
+        ))
+    bench.notes.append("RSS is VmHWM from /proc/PID/status, polled every 50 ms while it runs; "
+                       "the interactive sim gets one press, so its light breathes")
+
+
+# ---- virtual time -----------------------------------------------------------------------
+
+
+def bench_virtual(plan: Plan, scratch: Path, env: dict[str, str], bench: Bench) -> None:
+    res = Job("virtual_session", {"runs": plan.virtual_runs}, 300, scratch, env).result()
+    bench.raw = res
+    runs = res["runs"]
+    first = runs[0]
+    real_s = res["session_end_t"]
+    bench.figures.append(Figure(
+        key="virtual.session_s", label=f"whole session, median of {len(runs)}",
+        value=res["session_s_median"], unit="s", alt_label="the same on real time",
+        alt_value=real_s, target_op="<=", target=0.5,
+    ))
+    bench.figures.append(Figure(
+        key="virtual.no_transcript_s", label="same, no listener",
+        value=res["no_listener_session_s_median"], unit="s",
+    ))
+    bench.figures.append(Figure(
+        key="virtual.close_ms", label="closing the pins afterwards (not in the above)",
+        value=res["close_s_median"] * 1000, unit="ms",
+    ))
+    holds = first["holds"]
+    bench.notes.append(
+        f"{len(holds)} holds ({', '.join(f'{h[0]} r{h[1]} {h[2]:g} s' for h in holds)}), "
+        f"{res['events']} events ({res['event_kinds'].get('led', 0)} led), "
+        f"{first['frames']} light frames, back to idle at {real_s} s")
+    if len(holds) != 4 or any(h[3] != "complete" for h in holds):
+        bench.notes.append("WARNING: the session did not run 4 complete holds")

@@ -180,3 +180,15 @@ def test_mock_pin_history_stays_small(make_box) -> None:
     box.loop.schedule(2.0, box.press_now)
     box.loop.run(until=290.0)
     assert len(box.led_pin.states) < 200  # 14,000 light frames went through it
+
+
+def test_passive_buzzer_plays_tones(make_box, events) -> None:
+    box = make_box(buzzer={"kind": "passive"})
+    box.loop.schedule(1.0, box.press_now)
+    box.loop.schedule(2.0, box.press_now)
+    seen = {}
+    box.loop.schedule(2.2, lambda: seen.setdefault("start", box.buzzer_pin.frequency))
+    box.loop.schedule(62.2, lambda: seen.setdefault("end", box.buzzer_pin.frequency))
+    box.loop.schedule(64.0, lambda: seen.setdefault("after", box.buzzer_pin.state))
+    box.loop.run(until=65.0)
+    assert seen["start"] == 880.0 and seen["end"] == 1320.0 and seen["after"] == 0

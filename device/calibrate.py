@@ -45,7 +45,7 @@ def calibrate_main(
             print(f"calibrate: {exc} (is I2C on? sudo raspi-config nonint do_i2c 0)",
                   file=sys.stderr)
             return 1
-    path = calibration_path(settings)
+    path = calibration_path(settings, simulated=mock)  # --mock never touches the real one
     try:
         adc = NAU7802(bus, clock, settings.address, gain=settings.gain,  # type: ignore[arg-type]
                       sps=settings.sps)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from device.errors import ConfigError
+from device.errors import ConfigError, UsageError
 
 log = logging.getLogger("stretch_companion")
 
@@ -91,7 +92,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     from device.config import default_config_text, load_config
 
     if args.check:
-        load_config(args.check)
+        from device.routine import load_routine
+
+        config = load_config(args.check)
+        load_routine(config.routine.file or None)
         print(f"{args.check}: ok")
         return 0
     sys.stdout.write(default_config_text())
@@ -105,8 +109,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     load_routine(config.routine.file or None)  # a bad routine file stops here, not mid-run
-    if args.speed is not None and not 0.1 <= args.speed <= 1000:
-        raise ConfigError(f"--speed {args.speed:g}: must be from 0.1 to 1000")
+    if args.speed is not None and not 0.1 <= args.speed <= 1000:  # NaN fails too
+        raise UsageError(f"--speed {args.speed:g}: must be from 0.1 to 1000")
+    if args.until is not None and not 0 < args.until <= 7 * 24 * 3600:
+        raise UsageError(f"--until {args.until:g}: must be a number of seconds from 0 to "
+                          "604800 (a week)")
     if not args.headless:
         from device.habit import history_path
         from device.tui import run_tui
@@ -127,7 +134,12 @@ def _headless(args: argparse.Namespace, config: object) -> int:
         listeners.append(JsonLines(sys.stdout))
     elif args.events:
         # line-buffered in real time, so a watcher sees each event as it happens
-        out = open(args.events, "w", encoding="utf-8", buffering=1 if args.speed else -1)  # noqa: SIM115
+        try:
+            out = open(args.events, "w", encoding="utf-8",  # noqa: SIM115
+                       buffering=1 if args.speed else -1)
+        except OSError as exc:
+            raise UsageError(f"--events {args.events}: cannot write it ({exc.strerror})"
+                              ) from None
         listeners.append(JsonLines(out))
     if not args.quiet and args.events != "-":
         listeners.append(Readable(sys.stdout))
@@ -144,7 +156,7 @@ def _headless(args: argparse.Namespace, config: object) -> int:
             try:
                 start = datetime.fromisoformat(args.start)
             except ValueError:
-                raise ConfigError(f"--start {args.start!r}: must be an ISO time such as "
+                raise UsageError(f"--start {args.start!r}: must be an ISO time such as "
                                   "2026-11-26T07:30:00+01:00") from None
             if start.tzinfo is None:
                 start = start.astimezone()
@@ -247,6 +259,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:  # e.g. `| head`: the reader left; nothing more to say
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except OSError:
+            pass
         return 0
 
 

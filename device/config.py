@@ -307,7 +307,21 @@ def _cross_checks(config: Config) -> None:
             f" s makes {per_minute:.1f} breaths per minute: must be 2 to 12"
             " (a whole breath of 5 to 30 s)"
         )
+    light = config.light
+    if light.low >= light.high:
+        raise ConfigError(
+            f"light.low = {light.low:g}: must be below light.high = {light.high:g} "
+            "(the breath light rises from low to high)"
+        )
     pins = config.pins
+    if config.sensor.enabled and config.sensor.i2c_bus == 1:
+        for key, pin in (("pins.button", pins.button), ("pins.led", pins.led),
+                         ("pins.buzzer", pins.buzzer)):
+            if pin in (2, 3):
+                raise ConfigError(
+                    f"{key} = {pin}: GPIO2 and GPIO3 are the I2C bus the strap sensor uses; "
+                    "pick another pin"
+                )
     used = {"pins.button": pins.button, "pins.led": pins.led, "pins.buzzer": pins.buzzer}
     seen: dict[int, str] = {}
     for key, pin in used.items():

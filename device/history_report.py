@@ -197,8 +197,20 @@ def add_history_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print all sessions as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write one row per hold to FILE (- = stdout)")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG chart to FILE (needs [plot])")
-    parser.add_argument("--limit", type=int, default=10, help="sessions in the table (10)")
-    parser.add_argument("--weeks", type=int, default=8, help="weeks in the weekly counts (8)")
+    parser.add_argument("--limit", type=_positive, default=10, help="sessions in the table (10)")
+    parser.add_argument("--weeks", type=_positive, default=8,
+                        help="weeks in the weekly counts (8)")
+
+
+def _positive(text: str) -> int:
+    """A whole number >= 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    return value
 
 
 def _open_for_reading(path: Path) -> History:
@@ -234,7 +246,7 @@ def history_main(args: argparse.Namespace, now: datetime | None = None,
         if not path.exists():
             if want_json:
                 print("[]", file=out)
-            else:
+            elif csv_path != "-":
                 print(f"No sessions recorded yet ({path}).", file=out)
             sessions: list[SessionRecord] = []
             if csv_path:

@@ -139,12 +139,13 @@ class DeviceLoop:
         self._buzz_off_at: float | None = None
         self._voice_warned = False
         self.sessions_ended = 0
-        self.holds: list[HoldEnded] = []
+        self.holds: deque[HoldEnded] = deque(maxlen=100)  # the latest holds
         self.spoken: deque[str] = deque(maxlen=6)
         self.on_setup: Callable[[str, int], str | None] | None = None
         self.state_hooks: list[Callable[[StateChanged, float], None]] = []
         self.hold_figures: Callable[[HoldEnded], dict[str, float | None] | None] | None = None
         self.tension_kg: float | None = None  # latest strap reading, for screens
+        self.tension_units = "kg"  # kg, or rel before the strap is calibrated
         self.sensor_status = "absent"  # absent, ok or lost
         # strap figures per finished hold, (leg, round) -> {"mean", "peak", "steadiness"}
         self.strap_figures: dict[tuple[str, int], dict[str, float | None]] = {}
@@ -257,7 +258,8 @@ class DeviceLoop:
 
     def _press(self, press: Press, at: float) -> None:
         self.emit("button", action=press.value)
-        self.apply(self.machine.handle(press, at))
+        began = self.presses.last_down_at if press is Press.SHORT else None
+        self.apply(self.machine.handle(press, at, pressed_at=began))
 
     def _deadline(self, now: float) -> float | None:
         times = [

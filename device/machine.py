@@ -184,24 +184,32 @@ class SessionMachine:
         """Clock time of the next thing the machine will do by itself, or None."""
         return self._timers[0].at if self._timers else None
 
-    def handle(self, event: Press, now: float) -> list[Effect]:
-        """React to a button event at ``now`` (clock s)."""
-        out = self.tick(now)
+    def handle(self, event: Press, now: float, pressed_at: float | None = None) -> list[Effect]:
+        """React to a button event at ``now`` (clock s).
+
+        A short press counts on release but acts on the state it was pressed in
+        (``pressed_at``): a press that began in a hold ends that hold, even if the hold
+        ran out while the button was down, and does not also switch legs."""
+        out = self.tick(now if pressed_at is None else min(pressed_at, now))
         if event is Press.LONG:
             out += self._cancel(now)
-            return out
+            return out + self.tick(now)
         if self.state is State.IDLE:
             out += self._start(now)
         elif self.state is State.SETUP:
             out.append(Hush())
             out += self._begin_hold(now)
         elif self.state is State.HOLD:
-            out += self._end_hold(now, "early")
+            ends = self.hold_ends_at
+            if ends is not None and now >= ends and self.paused_at is None:
+                out += self._end_hold(ends, "complete")  # it ran out as the button went up
+            else:
+                out += self._end_hold(now, "early")
         elif self.state is State.SWITCH:
             out += self._next_setup(now)
         else:  # done, cancelled: straight back to idle
             out += self._to_idle(now)
-        return out
+        return out + self.tick(now)
 
     def tick(self, now: float) -> list[Effect]:
         """Do everything due at or before ``now`` (clock s), in time order."""
@@ -239,6 +247,12 @@ class SessionMachine:
             out.append(Speak(line, "hold.resumed", now + REMINDER_GRACE_S))
         return out
 
+    def end_hold_early(self, now: float) -> list[Effect]:
+        """End the current hold now, as a press would."""
+        if self.state is not State.HOLD:
+            return []
+        return self._end_hold(now, "early")
+
     def interrupt(self, now: float) -> list[Effect]:
         """The program is stopping (SIGTERM, Ctrl-C): end any session as interrupted."""
         if self.state in (State.IDLE, State.DONE, State.CANCELLED):
@@ -274,7 +288,7 @@ class SessionMachine:
             text = self._words(self.routine.steps[timer.arg])
             return [Speak(text, f"setup.{timer.arg + 1}")]
         if kind == "ready":
-            return [Speak(self.routine.ready, "setup.ready")]
+            return [Speak(self._words(self.routine.ready), "setup.ready")]
         if kind == "hold":
             return self._begin_hold(now)
         if kind == "reminder":
@@ -282,7 +296,8 @@ class SessionMachine:
         if kind == "tick":
             return [Buzz("tick", TICK_S)]
         if kind == "ten_left":
-            return [Speak(self.routine.ten_left, "hold.ten_left", now + REMINDER_GRACE_S)]
+            text = self._words(self.routine.ten_left)
+            return [Speak(text, "hold.ten_left", now + REMINDER_GRACE_S)]
         if kind == "count":
             return [Buzz("count", COUNT_BEEP_S)]
         if kind == "end":
@@ -315,7 +330,7 @@ class SessionMachine:
         else:
             at += LATER_ROUND_SETUP_S
         self._at(at, "ready")
-        self._at(at + self._secs(self.routine.ready) + 0.3, "hold")
+        self._at(at + self._secs(self._words(self.routine.ready)) + 0.3, "hold")
         return out
 
     def _begin_hold(self, now: float) -> list[Effect]:
@@ -332,7 +347,7 @@ class SessionMachine:
             Buzz("start", START_BEEP_S),
             Light(Pattern.BREATH, now),
             Quiet(end - COUNTDOWN_S - 0.2, end + END_BEEP_S + 0.2),
-            Speak(self.routine.hold_start, "hold.start", now + REMINDER_GRACE_S),
+            Speak(self._words(self.routine.hold_start), "hold.start", now + REMINDER_GRACE_S),
         ]
         every = self.settings.reminder_seconds
         if every > 0 and self.routine.reminders:
@@ -413,7 +428,7 @@ class SessionMachine:
             self._beep_quiet(now),
         ]
         out += self._stop_session(now, "complete")  # the summary is spoken first
-        out.append(Speak(self.routine.finish, "finish"))
+        out.append(Speak(self._words(self.routine.finish), "finish"))
         self._at(now + DONE_LINGER_S, "idle")
         return out
 
@@ -428,7 +443,7 @@ class SessionMachine:
         self._timers.clear()
         out += [self._enter(State.CANCELLED), Light(Pattern.OFF, now)]
         out.append(Buzz("cancel", CANCEL_BEEP_S))
-        out.append(Speak(self.routine.cancel, "cancel"))
+        out.append(Speak(self._words(self.routine.cancel), "cancel"))
         out += self._stop_session(now, "cancelled")
         self._at(now + DONE_LINGER_S / 2, "idle")
         return out

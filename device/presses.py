@@ -18,6 +18,7 @@ class PressTracker:
         self._down_at: float | None = None
         self._long_fired = False
         self._ignoring = held_at_start
+        self.last_down_at: float | None = None  # when the last completed press began
 
     def edge(self, pressed: bool, at: float) -> Press | None:
         """A button edge at clock time ``at``; returns the press it completes, if any."""
@@ -33,6 +34,7 @@ class PressTracker:
         down_at, self._down_at = self._down_at, None
         if down_at is None or self._long_fired:
             return None
+        self.last_down_at = down_at
         return Press.LONG if at - down_at >= self.long_s else Press.SHORT
 
     def check(self, now: float) -> Press | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from device.errors import ConfigError
@@ -39,6 +40,12 @@ SENSOR_ACTIONS: dict[str, str] = {
 }
 
 
+ARG_LIMITS = {
+    "tension": (0.0, 200.0, "the pull (kg)"),
+    "bounce": (0.1, 600.0, "the bouncing time (s)"),
+}
+
+
 def parse_script(text: str, known: dict[str, str] | None = None) -> list[Action]:
     """Parse ``press@1,long@200,...`` into actions sorted by time."""
     known = known or ACTIONS
@@ -62,13 +69,16 @@ def parse_script(text: str, known: dict[str, str] | None = None) -> list[Action]
             raise ScriptError(
                 f"script item {item!r}: {when!r} is not a number of seconds"
             ) from None
-        if at < 0:
-            raise ScriptError(f"script item {item!r}: time must be >= 0 s")
+        if not math.isfinite(at) or at < 0:
+            raise ScriptError(f"script item {item!r}: time must be a number of seconds >= 0")
         if name in ("tension", "bounce") and arg:
             try:
-                float(arg)
+                value = float(arg)
             except ValueError:
                 raise ScriptError(f"script item {item!r}: {arg!r} is not a number") from None
+            lo, hi, what = ARG_LIMITS[name]
+            if not (math.isfinite(value) and lo <= value <= hi):
+                raise ScriptError(f"script item {item!r}: {what} must be from {lo:g} to {hi:g}")
         if name == "tension" and not arg:
             raise ScriptError(f"script item {item!r}: must be tension@SECONDS:KG")
         actions.append(Action(name, at, arg))

@@ -154,7 +154,7 @@ def make_sim(
 
 def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
     """Fit the simulated strap sensor: the real driver over a register-level fake chip."""
-    from device.strap import StrapSensor, thresholds_of  # noqa: F401
+    from device.strap import StrapSensor
     from drivers.fake_nau7802 import FakeNAU7802, StrapModel
     from drivers.nau7802 import NAU7802
 
@@ -167,7 +167,10 @@ def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
     def make_adc() -> NAU7802:
         return NAU7802(fake, loop.clock, settings.address, gain=settings.gain, sps=settings.sps)
 
-    box.sensor = StrapSensor(loop, settings, make_adc)
+    from device.strap import load_strap_calibration
+
+    box.sensor = StrapSensor(loop, settings, make_adc,
+                             load_strap_calibration(settings, simulated=True))
     box.sensor.connect()
     box.strap = strap
 
@@ -239,6 +242,7 @@ def run_headless(
     limit = until if until is not None else (None if speed else SAFETY_UNTIL_S)
     try:
         box.loop.run(until=limit, stop_when_done=until is None)
+        box.loop.interrupt()  # a session still going when the run ends is kept, interrupted
     finally:
         box.close()
         if habit is not None:

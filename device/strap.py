@@ -26,8 +26,11 @@ TARE_S = 2.0  # at the start of each set-up, the slack strap is averaged this lo
 TRANSCRIPT_HZ = 10.0  # tension events in the transcript
 PAUSE_AFTER_S = 1.0  # hold clock "strap": slack this long pauses the clock (s)
 CUE_GRACE_S = 2.0  # a strap cue that cannot start this soon is dropped
-STATUS_GRACE_S = 8.0  # "sensor lost/back" may wait this long behind another line
+STATUS_GRACE_S = 8.0  # "the clock waits" may wait this long behind another line
 COUNTDOWN_QUIET_S = 11.0  # no strap cue in a hold's last seconds ("ten seconds to go" on)
+PROMPT_CLEAR_S = 12.0  # "clock running again" only with this much hold left (the countdown)
+REPROMPT_S = 20.0  # while the hold clock waits, say why again this often (s)
+GIVE_UP_PAUSED_S = 120.0  # a hold whose clock has waited this long ends early
 RETARE_LIMIT = 1.0  # a re-tare further than this (kg or rel) from the last zero is refused
 
 
@@ -73,7 +76,7 @@ class StrapSensor:
         self._last_emit = float("-inf")
         self._last_t = float("-inf")
         self._slack_since: float | None = None
-        self._said_paused = False
+        self._prompted_at: float | None = None
         loop.state_hooks.append(self._on_state)
         loop.hooks_per_wake.append(self._on_wake)
         loop.add_deadline_hook(self._deadline)
@@ -125,8 +128,7 @@ class StrapSensor:
             self.loop.emit("sensor", status="restored")
             log.info("strap sensor back")
             if self.loop.machine.state in (State.SETUP, State.HOLD):
-                self.loop.cues.push(Cue(self.loop.routine.strap["restored"], "sensor.restored",
-                                        self.loop.clock.now() + STATUS_GRACE_S))
+                self.loop.cues.push(Cue(self.loop.routine.strap["restored"], "sensor.restored"))
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
@@ -141,8 +143,8 @@ class StrapSensor:
             log.warning("strap sensor lost (%s); going on without it", exc)
             if not self._said_lost and self.loop.machine.state is not State.IDLE:
                 self._said_lost = True
-                self.loop.cues.push(Cue(self.loop.routine.strap["lost"], "sensor.lost",
-                                        now + STATUS_GRACE_S))
+                # never stale: if the countdown holds it back, it is said just after
+                self.loop.cues.push(Cue(self.loop.routine.strap["lost"], "sensor.lost"))
         elif self.status == "absent":
             log.info("no strap sensor (%s)", exc)
 
@@ -161,10 +163,12 @@ class StrapSensor:
             if self.adc is None and not self._connecting:
                 self._connect_soon()
         elif change.state is State.HOLD:
+            self._finish_tare()  # set-up skipped early: use what was gathered
             self.coach = TensionCoach(self.thresholds)
             self._slack_since = None
-            self._said_paused = False
-        elif change.state is State.IDLE:
+            self._prompted_at = None
+        else:
+            self._tare = None
             self.coach = None
             self.loop.tension_kg = None
         if self._active():
@@ -214,24 +218,39 @@ class StrapSensor:
         if state is State.SETUP and self._tare is not None:
             if now <= self._tare_until:
                 self._tare.append(counts)
-            elif self._tare:
-                offset = statistics.fmean(self._tare)
-                self._tare = None
-                if self._tared and abs(self.to_units(offset)) > RETARE_LIMIT:
-                    # the strap is not slack (still pulled from the last leg): keep the zero
-                    self.loop.emit("sensor", status="tare_kept")
-                else:
-                    self._tared = True
-                    self.calibration = Calibration(offset=offset, scale=self.calibration.scale)
-                    self.loop.emit("sensor", status="tared")
+            else:
+                self._finish_tare()
         kg = self.to_units(counts)
         self.loop.tension_kg = kg
+        self.loop.tension_units = self.units
         if now - self._last_emit >= 1.0 / TRANSCRIPT_HZ - 1e-6:
             self._last_emit = now
             self.loop.emit("tension", value=round(kg, 3), units=self.units)
         if state is State.HOLD and self.coach is not None and now > self._last_t:
             self._last_t = now
             self._coach(now, kg)
+
+    def _hold_left(self) -> float:
+        """Seconds of hold still to go (while the clock waits: as it stopped)."""
+        machine = self.loop.machine
+        if machine.hold_started_at is None:
+            return 0.0
+        at = machine.paused_at if machine.paused_at is not None else self.loop.clock.now()
+        return machine.hold_planned_s - (at - machine.hold_started_at)
+
+    def _finish_tare(self) -> None:
+        """Zero on the slack samples of this set-up (however few a quick press left)."""
+        samples, self._tare = self._tare, None
+        if not samples:
+            return
+        offset = statistics.fmean(samples)
+        if self._tared and abs(self.to_units(offset)) > RETARE_LIMIT:
+            # the strap is not slack (still pulled from the last leg): keep the zero
+            self.loop.emit("sensor", status="tare_kept")
+        else:
+            self._tared = True
+            self.calibration = Calibration(offset=offset, scale=self.calibration.scale)
+            self.loop.emit("sensor", status="tared")
 
     def _coach(self, now: float, kg: float) -> None:
         coach = self.coach
@@ -246,19 +265,33 @@ class StrapSensor:
                                    now + CUE_GRACE_S)])
         if self.settings.hold_clock != "strap":
             return
+        strap = self.loop.routine.strap
         if coach.loaded:
             self._slack_since = None
             if paused:
+                line = strap["resumed"] if self._hold_left() > PROMPT_CLEAR_S else None
                 self.loop.emit("hold_clock", running=True)
-                self.loop.apply(machine.resume_hold(now, self.loop.routine.strap["resumed"]))
-        else:
-            if self._slack_since is None:
-                self._slack_since = now
-            if not paused and now - self._slack_since >= PAUSE_AFTER_S:
-                line = None if self._said_paused else self.loop.routine.strap["paused"]
-                self._said_paused = True
-                self.loop.emit("hold_clock", running=False)
-                self.loop.apply(machine.pause_hold(now, line))
+                self.loop.apply(machine.resume_hold(now, line))
+            return
+        if self._slack_since is None:
+            self._slack_since = now
+        if not paused and now - self._slack_since >= PAUSE_AFTER_S:
+            # the clock stops from when the strap went slack: that time is not held
+            since = max(self._slack_since, machine.hold_started_at or self._slack_since)
+            self.loop.emit("hold_clock", running=False)
+            self.loop.apply(machine.pause_hold(since))
+            self._prompted_at = None
+            paused = True
+        if paused and machine.paused_at is not None:
+            if now - machine.paused_at >= GIVE_UP_PAUSED_S:
+                # nobody took the strap up again: end the hold rather than wait for ever
+                self.loop.emit("hold_clock", running=False, gave_up=True)
+                self.loop.apply(machine.end_hold_early(now))
+            elif self._prompted_at is None or now - self._prompted_at >= REPROMPT_S:
+                self._prompted_at = now
+                if self._hold_left() > PROMPT_CLEAR_S + 8.0:  # never into the countdown
+                    self.loop.apply([Speak(strap["paused"], "hold.paused",
+                                           now + STATUS_GRACE_S)])
 
     def _figures(self, hold: HoldEnded) -> dict[str, float | None] | None:
         coach, self.coach = self.coach, None
@@ -288,11 +321,12 @@ def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], NAU7
     return make
 
 
-def load_strap_calibration(settings: SensorSettings) -> Calibration | None:
+def load_strap_calibration(settings: SensorSettings, simulated: bool = False
+                           ) -> Calibration | None:
     """The saved calibration, or None (logged) when there is none or it is unreadable."""
     from drivers.nau7802 import load_calibration
 
-    path = calibration_path(settings)
+    path = calibration_path(settings, simulated)
     try:
         return load_calibration(path)
     except ValueError as exc:
@@ -300,10 +334,11 @@ def load_strap_calibration(settings: SensorSettings) -> Calibration | None:
         return None
 
 
-def calibration_path(settings: SensorSettings) -> Path:
-    """Where the strap calibration is kept."""
-    if settings.calibration_file:
+def calibration_path(settings: SensorSettings, simulated: bool = False) -> Path:
+    """Where the strap calibration is kept (the simulated strap has a file of its own)."""
+    if settings.calibration_file and not simulated:
         return Path(settings.calibration_file)
     from device.history import default_history_path
 
-    return default_history_path(service=False).with_name("strap-calibration.json")
+    name = "sim-strap-calibration.json" if simulated else "strap-calibration.json"
+    return default_history_path(service=False).with_name(name)

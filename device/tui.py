@@ -191,6 +191,8 @@ class SwitchableVoice:
             return "muted"
         if self._inner is None:
             return "voice starting"
+        if not self._inner.available:
+            return "voice failed (text only)"
         return "voice on"
 
     def _start(self) -> None:
@@ -436,6 +438,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self._buzz_until = 0.0
         self._buzz_name = ""
         self._notice = ""
+        self._speed: float | None = None  # the speed last asked for (applied by the loop)
         self._notice_until = 0.0
         self._last_session = ""
         self._fitted_to: Any = None
@@ -531,9 +534,11 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         if not isinstance(getattr(type(clock), "speed", None), property):
             self.flash("this clock has no speed")
             return
-        new = next_speed(clock.speed, step)
-        if new == clock.speed:
+        current = self._speed if self._speed is not None else clock.speed
+        new = next_speed(current, step)  # from the last asked-for speed: quick presses add up
+        if new == current:
             return
+        self._speed = new
 
         def set_speed() -> None:  # in the loop's thread: the clock never changes under it
             clock.speed = new
@@ -680,7 +685,8 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
             return
         kg = float(kg)
         width = max(4, widget.size.width - 22)
-        line = Text(f"{kg:5.1f} kg ")
+        units = getattr(self.loop, "tension_units", "kg")
+        line = Text(f"{kg:5.1f} {units} ")
         line.append(bar(kg / GAUGE_MAX_KG, width), style="green")
         if status != "ok":
             line.append(f" {status}", style="yellow")

@@ -47,7 +47,7 @@ class CueQueue:
         self._pending: deque[Cue] = deque()
         self._quiet: list[tuple[float, float]] = []
         self.busy_until = float("-inf")
-        self.dropped: list[Cue] = []
+        self.dropped: deque[Cue] = deque(maxlen=100)  # the latest dropped, for tests and logs
 
     def push(self, cue: Cue) -> None:
         """Queue ``cue`` behind any others."""

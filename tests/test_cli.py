@@ -98,3 +98,51 @@ def test_help_lists_the_commands(capsys) -> None:
     out = capsys.readouterr().out
     for word in ("run", "sim", "config"):
         assert word in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--events", "/nonexistent/dir/e.jsonl"], "--events /nonexistent/dir/e.jsonl"),
+    (["--until", "nan"], "--until nan"),
+    (["--until", "-5"], "--until -5"),
+    (["--speed", "nan"], "--speed nan"),
+    (["--script", "press@nan"], "press@nan"),
+    (["--script", "press@inf"], "press@inf"),
+    (["--sensor", "--script", "press@1,tension@5:1e308"], "the pull (kg)"),
+    (["--sensor", "--script", "press@1,bounce@5:-2"], "the bouncing time"),
+    (["--start", "yesterday"], "--start"),
+])
+def test_bad_options_are_one_clear_line(argv: list[str], words: str, capsys) -> None:
+    assert main(["sim", "--headless", "--no-history", *argv]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_history_weeks_must_be_positive(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["history", "--weeks", "0"])
+    assert exit_.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
+
+
+def test_config_check_also_checks_the_routine(tmp_path: Path, capsys) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[routine]\nfile = "/nonexistent/routine.toml"\n')
+    assert main(["config", "--check", str(cfg)]) == 78
+    assert "routine.file" in capsys.readouterr().err
+
+
+def test_output_closed_early_is_not_a_traceback(tmp_path: Path) -> None:
+    result = subprocess.run(
+        f"{sys.executable} -m device sim --headless --no-history | head -2",
+        shell=True, capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
+    assert len(result.stdout.splitlines()) == 2
+    assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
+
+
+def test_headless_run_ending_mid_session_records_it_interrupted(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "h.db"
+    assert main(["sim", "--headless", "--quiet", "--history", str(db), "--until", "30"]) == 0
+    capsys.readouterr()
+    main(["history", "--history", str(db), "--json"])
+    assert [s["outcome"] for s in json.loads(capsys.readouterr().out)] == ["interrupted"]

@@ -121,3 +121,14 @@ def test_custom_routine_with_same_schema_is_used(tmp_path: Path) -> None:
     path.write_text(text.replace("[finish]", "[finish]\nloud = true"))
     with pytest.raises(ConfigError, match="finish.loud"):
         load_routine(path)
+
+
+def test_light_low_must_be_below_high() -> None:
+    with pytest.raises(ConfigError, match="light.low = 0.5: must be below light.high = 0.2"):
+        parse_config(tomllib.loads("[light]\nlow = 0.5\nhigh = 0.2\n"))
+
+
+def test_parts_cannot_sit_on_the_sensors_i2c_pins() -> None:
+    with pytest.raises(ConfigError, match="pins.button = 2: GPIO2 and GPIO3"):
+        parse_config(tomllib.loads("[pins]\nbutton = 2\n[sensor]\nenabled = true\n"))
+    parse_config(tomllib.loads("[pins]\nbutton = 2\n"))  # fine without the sensor

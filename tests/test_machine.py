@@ -185,3 +185,29 @@ def test_per_leg_hold_plan() -> None:
     out, _ = run_until(m, 0.0, 1000.0)
     assert [(e.leg, e.planned_s) for e in out if isinstance(e, HoldEnded)] == [
         ("right", 75.0), ("left", 60.0)]
+
+
+def test_press_begun_in_a_hold_ends_it_and_does_not_also_switch() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    t0 = hold_now(m)
+    out = m.handle(Press.SHORT, t0 + 60.05, pressed_at=t0 + 59.95)  # released after the end
+    holds = [e for e in out if isinstance(e, HoldEnded)]
+    assert [(h.ended, round(h.held_s, 6)) for h in holds] == [("complete", 60.0)]
+    assert m.state is State.SWITCH
+
+
+def test_every_line_fills_the_leg_placeholders() -> None:
+    from dataclasses import replace as dc_replace
+
+    routine = dc_replace(ROUTINE, ready="{Leg} ready.", hold_start="{leg} hold.",
+                         ten_left="{Leg}: ten.", finish="{leg} done.", cancel="{leg} off.")
+    m = SessionMachine(routine, SessionSettings(switch="auto"))
+    out = m.handle(Press.SHORT, 0.0)
+    more, _ = run_until(m, 0.0, 1000.0)
+    texts = [e.text for e in out + more if isinstance(e, Speak)]
+    assert not [t for t in texts if "{" in t]
+    assert "Right ready." in texts and "Left: ten." in texts and "left done." in texts
+    m2 = SessionMachine(routine, SessionSettings())
+    m2.handle(Press.SHORT, 0.0)
+    cancel = [e.text for e in m2.handle(Press.LONG, 5.0) if isinstance(e, Speak)]
+    assert cancel[-1] == "right off."

@@ -157,12 +157,17 @@ def test_sensor_actions_need_the_sensor(capsys) -> None:
 
 
 def test_calibrate_against_the_fake_with_a_known_weight(tmp_path: Path, capsys) -> None:
-    config = with_overrides(Config(), sensor={"calibration_file": str(tmp_path / "cal.json")})
+    real = tmp_path / "cal.json"
+    config = with_overrides(Config(), sensor={"calibration_file": str(real)})
     assert calibrate_main(config, 5.0, mock=True, ask=lambda prompt: "") == 0
-    saved = json.loads((tmp_path / "cal.json").read_text())
-    assert saved["scale"] == pytest.approx(COUNTS_PER_KG, rel=0.01)
-    from device.strap import load_strap_calibration
+    assert not real.exists()  # --mock never touches the real strap's calibration
+    from device.strap import calibration_path, load_strap_calibration
 
-    cal = load_strap_calibration(config.sensor)
+    saved = json.loads(calibration_path(config.sensor, simulated=True).read_text())
+    assert saved["scale"] == pytest.approx(COUNTS_PER_KG, rel=0.01)
+    cal = load_strap_calibration(config.sensor, simulated=True)
     assert cal is not None and cal.scale == pytest.approx(saved["scale"])
     assert "counts per kg" in capsys.readouterr().out
+    # the simulated strap now reads in kg
+    events, _ = run("press@1,press@8,tension@9:6,tension@62:0")
+    assert {e["units"] for e in events.kind("tension")} == {"kg"}

@@ -15,7 +15,7 @@ from drivers.speech import Speaker
 def build_parts(config: Config, factory: Any, speaker: Speaker, is_mock: bool) -> Parts:
     """Button, light and buzzer on ``factory`` at the configured pins, plus ``speaker``."""
     pins = config.pins
-    button = StrapButton(pins.button, factory, lambda pressed: None)
+    button = StrapButton(pins.button, factory)
     try:
         light = BreathLight(pins.led, factory)
         beeper = Beeper(pins.buzzer, config.buzzer.kind, factory)

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 from device.breath import Pattern
 from device.config import Config
 from device.history import (
-    HoldRecord,
     SafeHistory,
     SessionRecord,
     growth_line,
@@ -102,14 +101,7 @@ class Habit:
 
     def on_session_end(self, ended: SessionEnded) -> str | None:
         """Write the session; for a complete one, return the spoken summary."""
-        holds = []
-        for h in ended.holds:
-            figures = self.loop.strap_figures.get((h.leg, h.round), {})
-            holds.append(HoldRecord(
-                leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
-                ended=h.ended, mean=figures.get("mean"), peak=figures.get("peak"),
-                steadiness=figures.get("steadiness"),
-            ))
+        holds = self.loop.hold_records(ended.holds)
         record = SessionRecord(
             started=self._wall_at(ended.started_at), ended=self._wall_at(ended.ended_at),
             outcome=ended.outcome, routine=self.routine.name, holds=tuple(holds),

@@ -21,6 +21,7 @@ from typing import Any
 from device.breath import NUDGE_PERIOD, SWITCH_PERIOD, Pattern, light_value
 from device.clock import Clock
 from device.config import Config
+from device.history import HoldRecord, summary_line
 from device.machine import (
     Buzz,
     Effect,
@@ -77,19 +78,6 @@ class Snapshot:
     light: float
     buzzing: str | None
     spoken: list[str] = field(default_factory=list)
-
-
-def summary_text(holds: tuple[HoldEnded, ...]) -> str:
-    """A short spoken summary of the holds, e.g. 'Right leg 60 seconds, left leg 45.'"""
-    if not holds:
-        return ""
-    parts = []
-    for i, hold in enumerate(holds):
-        secs = round(hold.held_s)
-        unit = " seconds" if i == 0 else ""
-        parts.append(f"{hold.leg} leg {secs}{unit}")
-    text = ", ".join(parts)
-    return text[0].upper() + text[1:] + "."
 
 
 class DeviceLoop:
@@ -149,10 +137,10 @@ class DeviceLoop:
         self.sensor_status = "absent"  # absent, ok or lost
         # strap figures per finished hold, (leg, round) -> {"mean", "peak", "steadiness"}
         self.strap_figures: dict[tuple[str, int], dict[str, float | None]] = {}
-        self.hooks_per_wake: list[Callable[[float], float | None]] = []
+        self.hooks_per_wake: list[Callable[[float], None]] = []
+        self._deadline_hooks: list[Callable[[float], float | None]] = []
         if parts.button is not None:
-            parts.button.device.when_pressed = lambda: self.button_edge(True)
-            parts.button.device.when_released = lambda: self.button_edge(False)
+            parts.button.listen(self.button_edge)
 
     # ---- inputs -----------------------------------------------------------------------
 
@@ -172,10 +160,6 @@ class DeviceLoop:
     def call_soon(self, action: Callable[[], None]) -> None:
         """Run ``action`` in the loop's thread as soon as it wakes."""
         self.schedule(self.clock.now() - self.origin, action)
-
-    def inputs_left(self) -> int:
-        """Scheduled inputs not yet run."""
-        return len(self._inputs)
 
     def stop(self) -> None:
         """Ask the loop to finish (safe from any thread or a signal handler)."""
@@ -279,11 +263,9 @@ class DeviceLoop:
         due = [t for t in times if t is not None]
         return min(due) if due else None
 
-    _deadline_hooks: list[Callable[[float], float | None]] = []
-
     def add_deadline_hook(self, hook: Callable[[float], float | None]) -> None:
         """Let a helper (sensor, watchdog) wake the loop at the time it returns."""
-        self._deadline_hooks = [*self._deadline_hooks, hook]
+        self._deadline_hooks.append(hook)
 
     def _finished(self) -> bool:
         return (
@@ -379,7 +361,7 @@ class DeviceLoop:
     def _on_session_end(self, ended: SessionEnded) -> None:
         self.sessions_ended += 1
         self.emit("session", outcome=ended.outcome, holds=len(ended.holds))
-        text: str | None = summary_text(ended.holds)
+        text: str | None = summary_line(self.hold_records(ended.holds), 0, 0)
         if self.on_session_end is not None:
             try:
                 said = self.on_session_end(ended)
@@ -389,6 +371,18 @@ class DeviceLoop:
         self.strap_figures.clear()
         if ended.outcome == "complete" and text:
             self.cues.push(Cue(text, "summary"))
+
+    def hold_records(self, holds: tuple[HoldEnded, ...]) -> list[HoldRecord]:
+        """The holds as history records, with the strap's figures where there were any."""
+        records = []
+        for h in holds:
+            figures = self.strap_figures.get((h.leg, h.round), {})
+            records.append(HoldRecord(
+                leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
+                ended=h.ended, mean=figures.get("mean"), peak=figures.get("peak"),
+                steadiness=figures.get("steadiness"),
+            ))
+        return records
 
     def _speech(self, now: float) -> None:
         if not self.cues.pending:  # nothing to start or drop (called at every wake)

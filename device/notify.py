@@ -151,6 +151,13 @@ class Notifier:
         self._last_ping = now  # also after a failed send: retry next interval, not next tick
         return self.watchdog()
 
+    def watchdog_due_at(self, now: float) -> float | None:
+        """When ``watchdog_if_due`` will next ping (same time scale as ``now``); None if off."""
+        interval = self.watchdog_interval_s
+        if interval is None:
+            return None
+        return now if self._last_ping is None else self._last_ping + interval
+
     def stopping(self, status: str | None = None) -> bool:
         """Shutting down: ``STOPPING=1``."""
         message = "STOPPING=1"

@@ -234,7 +234,7 @@ def check_button(config: Config, factory: Any, host: Host) -> PartResult:
 
     pin = config.pins.button
     try:
-        button = StrapButton(pin, factory, lambda pressed: None)
+        button = StrapButton(pin, factory)
     except Exception as exc:
         return PartResult("button", False, f"GPIO{pin}: {exc}", gpio_fix(host, exc))
     try:

@@ -21,9 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def supervise(loop: DeviceLoop, notifier: Notifier) -> None:
-    """Report the loop's state to systemd and ping the watchdog from inside the loop."""
-    interval = notifier.watchdog_interval_s
-    last = {"ping": float("-inf")}
+    """Report the loop's state to systemd and ping the watchdog from inside the loop
+    (whose clock runs at real speed in the service)."""
 
     def on_event(event: dict[str, Any]) -> None:
         if event["kind"] == "state":
@@ -31,17 +30,10 @@ def supervise(loop: DeviceLoop, notifier: Notifier) -> None:
             notifier.status(f"{event['state']}{leg}")
 
     loop.listeners.append(on_event)
-    if interval is None:
+    if notifier.watchdog_interval_s is None:
         return
-    real_interval = interval * getattr(loop.clock, "speed", 1.0)
-
-    def ping(now: float) -> None:
-        if now - last["ping"] >= real_interval - 1e-6:
-            last["ping"] = now
-            notifier.watchdog()
-
-    loop.hooks_per_wake.append(ping)
-    loop.add_deadline_hook(lambda now: last["ping"] + real_interval)
+    loop.hooks_per_wake.append(notifier.watchdog_if_due)
+    loop.add_deadline_hook(notifier.watchdog_due_at)
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:
@@ -49,7 +41,7 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(signum: int, _frame: object) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop()
 

@@ -139,14 +139,8 @@ def make_sim(
     parts = build_parts(config, factory, speaker, is_mock=True)
     loop = build_loop(config, clock or VirtualClock(), parts, listeners, **loop_kwargs)
     box = SimBox(loop=loop, factory=factory, config=config, speaker=speaker)
-    pin_button = factory.pin(config.pins.button)
-
-    def press(action: Action, hold_s: float) -> None:
-        pin_button.drive_low()
-        loop.schedule(action.at + hold_s, pin_button.drive_high)
-
-    box.handlers["press"] = lambda a: press(a, PRESS_S)
-    box.handlers["long"] = lambda a: press(a, config.session.long_press_seconds + PRESS_S)
+    box.handlers["press"] = lambda a: box.press_now()
+    box.handlers["long"] = lambda a: box.long_press_now()
     if sensor:
         add_strap(box, seed=seed)
     return box

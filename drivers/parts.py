@@ -19,11 +19,14 @@ TONES = {"start": 880.0, "tick": 660.0, "count": 880.0, "end": 1320.0, "cancel":
 
 
 class StrapButton:
-    """The one push button (to GND, internal pull-up), reporting edges to a callback."""
+    """The one push button (to GND, internal pull-up); ``listen`` reports its edges."""
 
-    def __init__(self, pin: int, pin_factory: Any, on_change: Callable[[bool], None]) -> None:
+    def __init__(self, pin: int, pin_factory: Any) -> None:
         self.device = Button(pin, pull_up=True, bounce_time=BUTTON_BOUNCE_S,
                              pin_factory=pin_factory)
+
+    def listen(self, on_change: Callable[[bool], None]) -> None:
+        """Call ``on_change(True)`` on press and ``on_change(False)`` on release."""
         self.device.when_pressed = lambda: on_change(True)
         self.device.when_released = lambda: on_change(False)
 
@@ -34,8 +37,9 @@ class StrapButton:
 
     def close(self) -> None:
         """Release the pin."""
-        self.device.when_pressed = None
-        self.device.when_released = None
+        if self.device.when_pressed is not None:
+            self.device.when_pressed = None
+            self.device.when_released = None
         self.device.close()
 
 

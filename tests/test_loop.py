@@ -15,7 +15,6 @@ def session_done(events) -> bool:
 
 def test_full_session_on_mock_pins(make_box, events) -> None:
     box = make_box()
-    box.add_script_text = None
     loop = box.loop
     loop.schedule(1.0, box.press_now)  # the button pin is driven low: gpiozero's Button fires
     loop.run(until=250.0)

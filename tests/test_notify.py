@@ -229,3 +229,11 @@ def test_unreachable_socket_does_not_raise(
     failures = [r for r in caplog.records if r.name == notify_mod.__name__]
     assert len(failures) == 1  # logged once, not once per message
     assert failures[0].levelno == logging.DEBUG
+
+
+def test_watchdog_due_at_follows_the_last_ping() -> None:
+    notifier = Notifier(environ={"WATCHDOG_USEC": "4000000"})
+    assert notifier.watchdog_due_at(10.0) == 10.0  # never pinged: due now
+    notifier.watchdog_if_due(10.0)
+    assert notifier.watchdog_due_at(11.0) == 12.0
+    assert Notifier(environ={}).watchdog_due_at(5.0) is None

@@ -8,7 +8,6 @@ without it": the box says so once per session and tries again every few seconds.
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from device.loop import DeviceLoop
 from device.machine import HoldEnded, Speak, State, StateChanged
 from device.tension import CoachThresholds, TensionCoach
 from device.voice import Cue
-from drivers.nau7802 import NAU7802, NOMINAL_COUNTS_PER_UNIT, Calibration, SensorError
+from drivers.loadcell import Calibration, LoadCell, SensorError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class StrapSensor:
         self,
         loop: DeviceLoop,
         settings: SensorSettings,
-        make_adc: Callable[[], NAU7802],
+        make_adc: Callable[[], LoadCell],
         calibration: Calibration | None = None,
         background_connect: bool | None = None,
     ) -> None:
@@ -59,7 +58,7 @@ class StrapSensor:
         self.make_adc = make_adc
         self.calibration = calibration or Calibration(offset=0.0)
         self.thresholds = thresholds_of(settings)
-        self.adc: NAU7802 | None = None
+        self.adc: LoadCell | None = None
         self.status = "absent"
         self._said_lost = False
         self._next_retry: float | None = None
@@ -85,7 +84,7 @@ class StrapSensor:
     @property
     def units(self) -> str:
         """kg once calibrated, else relative units."""
-        return "kg" if self.calibration.scale is not None else "rel"
+        return self.calibration.units
 
     # ---- connection -------------------------------------------------------------------
 
@@ -210,8 +209,7 @@ class StrapSensor:
 
     def to_units(self, counts: float) -> float:
         """Counts as tension (kg, or relative units when uncalibrated)."""
-        scale = self.calibration.scale or NOMINAL_COUNTS_PER_UNIT
-        return (counts - self.calibration.offset) / scale
+        return self.calibration.to_units(counts)
 
     def _sample(self, now: float, counts: int) -> None:
         state = self.loop.machine.state
@@ -243,13 +241,13 @@ class StrapSensor:
         samples, self._tare = self._tare, None
         if not samples:
             return
-        offset = statistics.fmean(samples)
-        if self._tared and abs(self.to_units(offset)) > RETARE_LIMIT:
+        tared = self.calibration.tared(samples)
+        if self._tared and abs(self.to_units(tared.offset)) > RETARE_LIMIT:
             # the strap is not slack (still pulled from the last leg): keep the zero
             self.loop.emit("sensor", status="tare_kept")
         else:
             self._tared = True
-            self.calibration = Calibration(offset=offset, scale=self.calibration.scale)
+            self.calibration = tared
             self.loop.emit("sensor", status="tared")
 
     def _coach(self, now: float, kg: float) -> None:
@@ -306,13 +304,13 @@ class StrapSensor:
                 "steadiness": r(summary.steadiness)}
 
 
-def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], NAU7802]:
+def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], LoadCell]:
     """Make the real sensor on its I2C bus (the bus is opened once it is there)."""
-    from drivers.nau7802 import open_bus
+    from drivers.nau7802 import NAU7802, open_bus
 
     bus: list[object] = []
 
-    def make() -> NAU7802:
+    def make() -> LoadCell:
         if not bus:
             bus.append(open_bus(settings.i2c_bus))
         return NAU7802(bus[0], clock, settings.address, gain=settings.gain,  # type: ignore[arg-type]
@@ -324,7 +322,7 @@ def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], NAU7
 def load_strap_calibration(settings: SensorSettings, simulated: bool = False
                            ) -> Calibration | None:
     """The saved calibration, or None (logged) when there is none or it is unreadable."""
-    from drivers.nau7802 import load_calibration
+    from drivers.loadcell import load_calibration
 
     path = calibration_path(settings, simulated)
     try:

@@ -10,22 +10,18 @@ from zoneinfo import ZoneInfo
 
 from device.breath import Pattern
 from device.config import Config
-from device.history import (
-    SafeHistory,
-    SessionRecord,
-    growth_line,
-    local_zone,
-    next_hold_seconds,
-    summary_line,
-)
 from device.loop import DeviceLoop
 from device.machine import SessionEnded, State
+from device.progression import next_hold_seconds
+from device.records import SessionRecord
 from device.routine import Routine
+from device.store.safe import SafeHistory
+from device.streaks import local_zone
+from device.summary import growth_line, summary_line
 
 log = logging.getLogger(__name__)
 
 NUDGE_CHECK_S = 600.0  # while idle with a nudge set, look at the time every 10 minutes
-NUDGE_LINE = "Your hamstrings are waiting. One short stretch today?"
 
 
 def zone_of(config: Config) -> tzinfo:
@@ -85,7 +81,7 @@ class Habit:
         if leg not in self._plans:
             self._plans[leg], self._grew[leg] = self._plan(leg)
             if self._grew[leg]:
-                return growth_line(leg, self._plans[leg])
+                return growth_line(self.routine, leg, self._plans[leg])
         return None
 
     def plan_hold(self, leg: str) -> float:
@@ -112,7 +108,7 @@ class Habit:
         if ended.outcome != "complete":
             return None
         now = self.wall()
-        return summary_line(holds, self.history.sessions_this_week(now, self.tz),
+        return summary_line(self.routine, holds, self.history.sessions_this_week(now, self.tz),
                             self.history.streak_days(now, self.tz))
 
     # ---- the nudge --------------------------------------------------------------------
@@ -133,7 +129,7 @@ class Habit:
             if self.config.history.nudge_voice:
                 from device.voice import Cue
 
-                self.loop.cues.push(Cue(NUDGE_LINE, "nudge"))
+                self.loop.cues.push(Cue(self.routine.nudge, "nudge"))
         elif not due and self._nudging and idle:
             self._nudging = False
             normal = Pattern.GLOW if self.config.light.idle == "glow" else Pattern.OFF
@@ -161,7 +157,7 @@ class Habit:
 def history_path(config: Config, override: str | None, simulator: bool) -> Path:
     """Where the history lives: --history, the config, or the default (the simulator
     keeps its own file so trying it out never mixes with real sessions)."""
-    from device.history import default_history_path
+    from device.store.paths import default_history_path
 
     if override:
         return Path(override)

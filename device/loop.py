@@ -21,7 +21,6 @@ from typing import Any
 from device.breath import NUDGE_PERIOD, SWITCH_PERIOD, Pattern, light_value
 from device.clock import Clock
 from device.config import Config
-from device.history import HoldRecord, summary_line
 from device.machine import (
     Buzz,
     Effect,
@@ -37,7 +36,9 @@ from device.machine import (
     StateChanged,
 )
 from device.presses import PressTracker
+from device.records import HoldRecord
 from device.routine import Routine
+from device.summary import summary_line
 from device.voice import Cue, CueQueue
 from drivers.parts import Beeper, BreathLight, StrapButton
 from drivers.pins import trim_states
@@ -361,7 +362,7 @@ class DeviceLoop:
     def _on_session_end(self, ended: SessionEnded) -> None:
         self.sessions_ended += 1
         self.emit("session", outcome=ended.outcome, holds=len(ended.holds))
-        text: str | None = summary_line(self.hold_records(ended.holds), 0, 0)
+        text: str | None = summary_line(self.routine, self.hold_records(ended.holds), 0, 0)
         if self.on_session_end is not None:
             try:
                 said = self.on_session_end(ended)

@@ -336,7 +336,7 @@ def calibration_path(settings: SensorSettings, simulated: bool = False) -> Path:
     """Where the strap calibration is kept (the simulated strap has a file of its own)."""
     if settings.calibration_file and not simulated:
         return Path(settings.calibration_file)
-    from device.history import default_history_path
+    from device.store.paths import default_history_path
 
     name = "sim-strap-calibration.json" if simulated else "strap-calibration.json"
     return default_history_path(service=False).with_name(name)

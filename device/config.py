@@ -46,6 +46,8 @@ class BuzzerSettings:
 
     kind: str = _f("active", "active (on/off) or passive (driven with tones)",
                    choices=("active", "passive"))
+    breath_cue: bool = _f(False, "a soft low tone (passive) or click (active) at the start of "
+                          "each in-breath in a hold, to breathe with eyes closed")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,18 @@ class SessionSettings:
                                  range=(0, 300), zero_ok=True, min_nonzero=10)
     tick_seconds: float = _f(0, "soft tick every N seconds in a hold; 0 = off",
                              range=(0, 60), zero_ok=True, min_nonzero=1)
+    mode: str = _f("full", "full: the whole set-up and your hold lengths; quick: the short "
+                   "set-up on both legs and one 60 s hold each (before or after a workout)",
+                   choices=("full", "quick"))
+    setup_advance: str = _f("pace", "pace: set-up steps follow each other, each with its "
+                            "pause; press: wait for a press after each step (first-timers)",
+                            choices=("pace", "press"))
+    ask_tightness: bool = _f(True, "after each leg ask how tight it was (1, 2 or 3 presses) "
+                             "and set that leg's next hold from the answer")
+    answer_seconds: float = _f(5, "time to answer the tightness question (s)", range=(2, 20))
+    tightness_step_seconds: float = _f(30, "very tight lengthens (easy shortens) a leg's next "
+                                       "hold by this much (s), within 60 to 300",
+                                       range=(10, 120))
 
 
 @dataclass(frozen=True)
@@ -75,6 +89,8 @@ class BreathSettings:
     hold_in: float = _f(0, "pause full (s)", range=(0, 10))
     exhale: float = _f(6, "breathe out (s)", range=(1, 20))
     hold_out: float = _f(0, "pause empty (s)", range=(0, 10))
+    voice_breaths: int = _f(0, "the voice says \"in\" and \"out\" for this many breaths "
+                            "at each hold's start; 0 = off", range=(0, 10))
 
     @property
     def period(self) -> float:
@@ -148,6 +164,11 @@ class SensorSettings:
                                range=(1.1, 5))
     overpull_margin_kg: float = _f(2.0, "over-pulling: and at least this far above it (kg)",
                                    range=(0.2, 50))
+    overpull_max_kg: float = _f(15.0, "over-pulling, always: a calibrated strap above this "
+                                "(kg), from a hold's first second", range=(2, 100))
+    overpull_max_rel: float = _f(15.0, "the same ceiling before calibration, in relative "
+                                 "units (about kg on the reference load cell)",
+                                 range=(0.5, 1000))
 
 
 def _clock_time(value: str) -> str | None:

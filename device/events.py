@@ -77,6 +77,29 @@ class SpeakDropped(Event):
 
 
 @dataclass(frozen=True)
+class SpeakCut(Event):
+    """The line being said was cut off: a press moved on (``why`` = hush), or a more
+    urgent line interrupted it (``why`` = interrupted; it is said again later if its
+    moment has not passed)."""
+
+    key: str
+    why: str
+    kind: ClassVar[str] = "speak_cut"
+
+
+@dataclass(frozen=True)
+class TightnessEvent(Event):
+    """The answer to "how tight was that?" after ``leg``'s hold: easy, tight, very_tight
+    or none; ``next_s`` is that leg's next hold (s)."""
+
+    leg: str
+    round: int
+    answer: str
+    next_s: float
+    kind: ClassVar[str] = "tightness"
+
+
+@dataclass(frozen=True)
 class BuzzEvent(Event):
     """The buzzer sounds ``name`` (start, tick, count, end, cancel) for ``seconds``."""
 
@@ -136,6 +159,8 @@ class HoldResult:
     mean: float | None = None
     peak: float | None = None
     steadiness: float | None = None
+    tightness: str | None = None  # the answer after the hold: easy, tight, very_tight
+    overpull_s: float | None = None  # with a strap: seconds spent over-pulling
 
 
 @dataclass(frozen=True)
@@ -214,7 +239,7 @@ class NudgeEvent(Event):
 
 CATALOGUE: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (StateEvent, ButtonEvent, SpeakEvent, SpeakDropped, BuzzEvent, LedEvent,
-                HoldEvent, SessionEvent, TensionEvent, CoachEvent, SensorEvent,
-                HoldClockEvent, HistoryEvent, NudgeEvent)
+    for cls in (StateEvent, ButtonEvent, SpeakEvent, SpeakDropped, SpeakCut, BuzzEvent,
+                LedEvent, HoldEvent, SessionEvent, TensionEvent, CoachEvent, SensorEvent,
+                HoldClockEvent, HistoryEvent, NudgeEvent, TightnessEvent)
 }

@@ -13,7 +13,7 @@ from device.config import Config
 from device.events import HistoryEvent, NudgeEvent, SessionEvent, StateEvent
 from device.loop import DeviceLoop
 from device.machine import State
-from device.progression import next_hold_seconds
+from device.progression import next_hold_seconds, tightness_plan
 from device.records import HoldRecord, SessionRecord
 from device.routine import Routine
 from device.store.safe import SafeHistory
@@ -68,6 +68,12 @@ class Habit:
     def _plan(self, leg: str) -> tuple[float, bool]:
         base = self.config.session.hold_seconds
         settings = self.config.history
+        if self.config.session.ask_tightness:
+            # the newest answer to "how tight was that?" sets the leg's hold
+            answered = tightness_plan(self.history.leg_progress(leg),
+                                      self.config.session.tightness_step_seconds)
+            if answered is not None:
+                return answered, False
         if settings.progression == "off":
             return base, False
         steady = settings.min_steadiness or None
@@ -91,7 +97,8 @@ class Habit:
             self._grew.clear()
         if leg not in self._plans:
             self._plans[leg], self._grew[leg] = self._plan(leg)
-            if self._grew[leg]:
+            chosen = self.loop.machine.leg_hold.get(leg)  # set by an answer or the cycle
+            if self._grew[leg] and chosen is None:
                 return growth_line(self.routine, leg, self._plans[leg])
         return None
 
@@ -175,7 +182,8 @@ def history_path(config: Config, override: str | None, simulator: bool) -> Path:
 def records_of(ended: SessionEvent) -> list[HoldRecord]:
     """A session's holds as history records."""
     return [HoldRecord(leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
-                       ended=h.ended, mean=h.mean, peak=h.peak, steadiness=h.steadiness)
+                       ended=h.ended, mean=h.mean, peak=h.peak, steadiness=h.steadiness,
+                       tightness=h.tightness, overpull_s=h.overpull_s)
             for h in ended.results]
 
 

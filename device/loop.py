@@ -30,11 +30,14 @@ from device.events import (
     HoldResult,
     LedEvent,
     SessionEvent,
+    SpeakCut,
     SpeakDropped,
     SpeakEvent,
     StateEvent,
+    TightnessEvent,
 )
 from device.machine import (
+    Answered,
     Buzz,
     Effect,
     HoldEnded,
@@ -44,13 +47,12 @@ from device.machine import (
     Quiet,
     SessionEnded,
     SessionMachine,
-    Speak,
     State,
     StateChanged,
 )
 from device.presses import PressTracker
 from device.routine import Routine
-from device.voice import Cue, CueQueue
+from device.voice import Cue, CueQueue, Priority
 from drivers.parts import Beeper, BreathLight, StrapButton
 from drivers.pins import trim_states
 from drivers.speech import Speaker
@@ -156,7 +158,9 @@ class DeviceLoop:
         self.bus = bus if bus is not None else EventBus()
         idle = Pattern.GLOW if config.light.idle == "glow" else Pattern.OFF
         self.idle_pattern = idle
-        self.machine = SessionMachine(routine, config.session, config.voice.rate, idle_light=idle)
+        self.machine = SessionMachine(routine, config.session, config.voice.rate, idle_light=idle,
+                                      breath=config.breath,
+                                      breath_buzz=config.buzzer.breath_cue)
         self.cues = CueQueue(config.voice.rate)
         self.origin = clock.now()
         self.wake = threading.Event()
@@ -216,10 +220,18 @@ class DeviceLoop:
         m = self.machine
         return HoldStatus(m.hold_started_at, m.hold_planned_s, m.hold_ends_at, m.paused_at)
 
-    def say(self, text: str, key: str, not_after: float | None = None) -> None:
+    def say(self, text: str, key: str, not_after: float | None = None,
+            priority: Priority = Priority.TIMING, still: Callable[[], bool] | None = None,
+            topic: str = "") -> None:
         """Queue a line (the voice queue's one way in); it starts as soon as the voice is
-        free, and is dropped if it cannot start by ``not_after`` (clock s)."""
-        self.cues.push(Cue(text, key, not_after))
+        free of anything as urgent (``priority``; a more urgent line interrupts a less
+        urgent one), and is dropped if it cannot start by ``not_after`` (clock s) or once
+        ``still()`` is False (its reason has passed). ``topic``: the mistake it is about."""
+        self.say_cue(Cue(text, key, not_after, priority, still, topic))
+
+    def say_cue(self, cue: Cue) -> None:
+        """Queue ``cue`` (see ``say``)."""
+        self.cues.push(cue)
         if not self._applying:
             self._speech(self.clock.now())
 
@@ -417,10 +429,15 @@ class DeviceLoop:
 
     def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
-            if isinstance(effect, Speak):
-                self.cues.push(Cue(effect.text, effect.key, effect.not_after))
+            if isinstance(effect, Cue):
+                self.cues.push(effect)
             elif isinstance(effect, Hush):
                 self.cues.hush()
+                if effect.cut:
+                    self._cut_speech("hush")
+            elif isinstance(effect, Answered):
+                self.bus.publish(TightnessEvent(self.stamp(), effect.leg, effect.round,
+                                                effect.answer or "none", effect.next_s))
             elif isinstance(effect, Quiet):
                 if effect.reset:
                     self.cues.clear_quiet()
@@ -510,7 +527,8 @@ class DeviceLoop:
             results.append(HoldResult(
                 leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
                 ended=h.ended, mean=figures.get("mean"), peak=figures.get("peak"),
-                steadiness=figures.get("steadiness"),
+                steadiness=figures.get("steadiness"), tightness=h.tightness,
+                overpull_s=figures.get("overpull_s"),
             ))
         return tuple(results)
 
@@ -518,7 +536,11 @@ class DeviceLoop:
         if not self.cues.pending:  # nothing to start or drop (called at every wake)
             return
         speaker = self.parts.speaker
-        started, dropped = self.cues.next_cue(now, speaker.busy())
+        busy = speaker.busy()
+        if self.cues.interrupting(now, busy) is not None:
+            self._cut_speech("interrupted")  # a more urgent line goes first
+            busy = False
+        started, dropped = self.cues.next_cue(now, busy)
         for cue in dropped:
             log.debug("dropped stale cue %s", cue.key)
             self.bus.publish(SpeakDropped(self.stamp(), cue.key, cue.text))
@@ -534,6 +556,26 @@ class DeviceLoop:
                 self._voice_warned = True
                 self.voice_off_reason = str(exc) or type(exc).__name__
                 log.warning("voice failed (%s); going on with light and buzzer", exc)
+
+    def _cut_speech(self, why: str) -> None:
+        """Stop the line being said (``why``: hush, the rest is dropped; interrupted, it
+        goes back in the queue)."""
+        now = self.clock.now()
+        speaking = self.cues.current if now < self.cues.busy_until - 1e-9 else None
+        if why == "interrupted":
+            self.cues.cut(now)
+        else:
+            self.cues.stop(now)
+        if speaking is None and not self.parts.speaker.busy():
+            return
+        stop = getattr(self.parts.speaker, "stop", None)
+        if stop is not None:
+            try:
+                stop()
+            except Exception:  # a broken voice never stops a session
+                log.exception("stopping the voice failed")
+        if speaking is not None:
+            self.bus.publish(SpeakCut(self.stamp(), speaking.cue.key, why))
 
     def _frame(self, now: float, force: bool = False) -> None:
         pattern = self._pattern

@@ -7,6 +7,32 @@ from dataclasses import dataclass
 
 from device.records import MAX_HOLD_S, LegSession
 
+MIN_HOLD_S = 60.0  # the article: 60 s ...
+HOLD_CHOICES_S = (60.0, 120.0, 180.0, 300.0)  # what an idle long press cycles through
+TIGHTNESS = ("easy", "tight", "very_tight")
+
+
+def adjust_for_tightness(planned_s: float, answer: str | None, step_s: float,
+                         min_s: float = MIN_HOLD_S, max_s: float = MAX_HOLD_S) -> float:
+    """A leg's next hold after the answer to "how tight was it?" (s): very tight, one step
+    longer (up to ``max_s``, the article's 5 minutes); easy, one step shorter (down to
+    ``min_s``, its 60 s); tight or no answer, the same."""
+    if answer == "very_tight":
+        return float(min(max_s, max(planned_s, min_s) + step_s))
+    if answer == "easy":
+        return float(max(min_s, min(planned_s, max_s) - step_s))
+    return float(planned_s)
+
+
+def tightness_plan(sessions: Sequence[LegSession], step_s: float) -> float | None:
+    """The next hold (s) set by the newest answered hold of a leg (its sessions newest
+    first), or None when no hold of it was ever answered."""
+    for s in sessions:
+        for h in reversed(s.holds):
+            if h.tightness is not None:
+                return adjust_for_tightness(h.planned_s, h.tightness, step_s)
+    return None
+
 
 @dataclass(frozen=True)
 class Progression:

@@ -16,6 +16,7 @@ from typing import Any
 LEGS = ("right", "left")
 OUTCOMES = ("complete", "cancelled", "interrupted")
 HOLD_ENDS = ("complete", "early")
+TIGHTNESS = (None, "easy", "tight", "very_tight")
 MAX_HOLD_S = 300.0  # the product allows holds of 60 s to 5 min
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,10 +35,14 @@ class HoldRecord:
     mean: float | None = None  # strap tension (kg, or relative units without calibration)
     peak: float | None = None
     steadiness: float | None = None  # 0..100
+    tightness: str | None = None  # the answer after the hold: easy, tight, very_tight
+    overpull_s: float | None = None  # with a strap: seconds spent over-pulling
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "round", int(self.round))  # numpy numbers become plain ones
-        for name in ("planned_s", "held_s", "mean", "peak", "steadiness"):
+        if self.tightness not in TIGHTNESS:
+            raise ValueError(f"hold tightness {self.tightness!r}: must be one of {TIGHTNESS}")
+        for name in ("planned_s", "held_s", "mean", "peak", "steadiness", "overpull_s"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, float(getattr(self, name)))
         if self.leg not in LEGS:
@@ -109,7 +114,8 @@ def session_to_dict(s: SessionRecord) -> dict[str, Any]:
         "routine": s.routine,
         "holds": [
             {"leg": h.leg, "round": h.round, "planned_s": h.planned_s, "held_s": h.held_s,
-             "ended": h.ended, "mean": h.mean, "peak": h.peak, "steadiness": h.steadiness}
+             "ended": h.ended, "mean": h.mean, "peak": h.peak, "steadiness": h.steadiness,
+             "tightness": h.tightness, "overpull_s": h.overpull_s}
             for h in s.holds
         ],
     }
@@ -120,7 +126,8 @@ def session_from_dict(d: Mapping[str, Any]) -> SessionRecord:
     holds = tuple(
         HoldRecord(leg=h["leg"], round=int(h["round"]), planned_s=float(h["planned_s"]),
                    held_s=float(h["held_s"]), ended=h["ended"], mean=h.get("mean"),
-                   peak=h.get("peak"), steadiness=h.get("steadiness"))
+                   peak=h.get("peak"), steadiness=h.get("steadiness"),
+                   tightness=h.get("tightness"), overpull_s=h.get("overpull_s"))
         for h in d["holds"]
     )
     return SessionRecord(datetime.fromisoformat(d["started"]), datetime.fromisoformat(d["ended"]),

@@ -17,6 +17,7 @@ from device.events import CoachEvent, HoldClockEvent, SensorEvent, StateEvent, T
 from device.loop import DeviceLoop
 from device.machine import HoldEnded, State
 from device.tension import CoachThresholds, TensionCoach
+from device.voice import Priority
 from drivers.loadcell import Calibration, LoadCell, SensorError
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,24 @@ GIVE_UP_PAUSED_S = 120.0  # a hold whose clock has waited this long ends early
 RETARE_LIMIT = 1.0  # a re-tare further than this (kg or rel) from the last zero is refused
 
 
-def thresholds_of(settings: SensorSettings) -> CoachThresholds:
-    """Coaching thresholds from the config."""
+def thresholds_of(settings: SensorSettings, units: str = "kg") -> CoachThresholds:
+    """Coaching thresholds from the config; the over-pull ceiling in ``units`` (kg once
+    calibrated, else rel)."""
+    ceiling = settings.overpull_max_kg if units == "kg" else settings.overpull_max_rel
     return CoachThresholds(
         loaded_kg=settings.loaded_kg, cue_gap_s=settings.cue_gap_seconds,
         bounce_min_kg=settings.bounce_min_kg, slack_s=settings.slack_seconds,
         overpull_ratio=settings.overpull_ratio, overpull_margin_kg=settings.overpull_margin_kg,
+        overpull_max=ceiling,
     )
+
+
+# What each strap cue is: its priority and the reminder topic it covers.
+CUE_KINDS: dict[str, tuple[Priority, str]] = {
+    "overpull": (Priority.SAFETY, "overpull"),
+    "bounce": (Priority.COACH, "bounce"),
+    "slack": (Priority.COACH, "knee"),
+}
 
 
 class StrapSensor:
@@ -57,7 +69,7 @@ class StrapSensor:
         self.settings = settings
         self.make_adc = make_adc
         self.calibration = calibration or Calibration(offset=0.0)
-        self.thresholds = thresholds_of(settings)
+        self.thresholds = thresholds_of(settings, self.calibration.units)
         self.adc: LoadCell | None = None
         self.status = "absent"
         self._said_lost = False
@@ -126,7 +138,8 @@ class StrapSensor:
             self._publish_status("restored")
             log.info("strap sensor back")
             if self.loop.state in (State.SETUP, State.HOLD):
-                self.loop.say(self.loop.routine.strap["restored"], "sensor.restored")
+                self.loop.say(self.loop.routine.strap["restored"], "sensor.restored",
+                              priority=Priority.COACH)
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
@@ -141,7 +154,8 @@ class StrapSensor:
             if not self._said_lost and self.loop.state is not State.IDLE:
                 self._said_lost = True
                 # never stale: if the countdown holds it back, it is said just after
-                self.loop.say(self.loop.routine.strap["lost"], "sensor.lost")
+                self.loop.say(self.loop.routine.strap["lost"], "sensor.lost",
+                              priority=Priority.COACH)
         else:
             self._show(None)
             if self.status == "absent":
@@ -262,9 +276,11 @@ class StrapSensor:
         hold = loop.hold_status()
         paused = hold.paused_at is not None
         countdown = hold.ends_at is not None and now >= hold.ends_at - COUNTDOWN_QUIET_S
+        # over-pull is safety: cued from the first second, in the last seconds too, and
+        # again while it lasts; bounce and slack keep clear of "ten seconds to go"
         for cue in coach.add(now, kg, allow_cues=not paused and not countdown):
             loop.publish(CoachEvent(loop.stamp(), cue))
-            loop.say(loop.routine.strap[cue], f"coach.{cue}", now + CUE_GRACE_S)
+            self._say_cue(coach, cue, now)
         if self.settings.hold_clock != "strap":
             return
         strap = loop.routine.strap
@@ -295,6 +311,21 @@ class StrapSensor:
                 if self._hold_left() > PROMPT_CLEAR_S + 8.0:  # never into the countdown
                     loop.say(strap["paused"], "hold.paused", now + STATUS_GRACE_S)
 
+    def _say_cue(self, coach: TensionCoach, cue: str, now: float) -> None:
+        """Say a strap cue at its priority, only while its mistake goes on."""
+        priority, topic = CUE_KINDS[cue]
+        key = cue
+        if cue == "overpull" and coach.overpull_cues > 1:
+            key = "overpull_again"
+
+        def still() -> bool:
+            return self.coach is coach and cue in coach.active
+
+        # safety waits as long as the pull lasts; coaching is said soon or not at all
+        not_after = None if priority is Priority.SAFETY else now + CUE_GRACE_S
+        self.loop.say(self.loop.routine.strap[key], f"coach.{cue}", not_after, priority,
+                      still, topic)
+
     def _figures(self, hold: HoldEnded) -> dict[str, float | None] | None:
         coach, self.coach = self.coach, None
         if coach is None:
@@ -305,7 +336,7 @@ class StrapSensor:
         def r(v: float | None) -> float | None:
             return None if v is None else round(v, 2)
         return {"mean": r(summary.mean_kg), "peak": r(summary.peak_kg),
-                "steadiness": r(summary.steadiness)}
+                "steadiness": r(summary.steadiness), "overpull_s": r(coach.overpull_s)}
 
 
 def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], LoadCell]:

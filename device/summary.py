@@ -57,7 +57,9 @@ def summary_line(routine: Routine, holds: Sequence[HoldRecord], sessions_this_we
         if any(h.ended == "early" for h in hs):
             extras.append(words["ended_early"])
         steady = [h.steadiness for h in hs if h.steadiness is not None]
-        if steady:
+        if any(h.overpull_s for h in hs):
+            extras.append(words["overpulled"])  # never "steady" when it pulled too hard
+        elif steady:
             extras.append(_steadiness_words(words, sum(steady) / len(steady)))
         plain = plain and not extras
         parts.append(", ".join([text, *extras]))

@@ -69,7 +69,14 @@ class CoachThresholds:
     """... or this fraction of the level, and its lowest tenth is at least half the level
     (so easing into the stretch is not over-pulling)."""
     cue_gap_s: float = 15.0
-    """At most one cue per this many seconds."""
+    """At most one coaching cue (bounce, slack) per this many seconds."""
+    overpull_max: float | None = None
+    """Over-pull, always: filtered tension above this ceiling (kg or relative units) for
+    ``ceiling_s``, from a hold's first sample, whatever the hold's own level (None: off)."""
+    ceiling_s: float = 0.15
+    """How long above the ceiling counts (two samples at 10 Hz)."""
+    overpull_repeat_s: float = 8.0
+    """Over-pull is safety: said again this often while it lasts (not once per episode)."""
     steadiness_cv_zero: float = 0.25
     """Steadiness falls linearly from 100 (perfectly steady) to 0 at this coefficient of
     variation (residual standard deviation / mean, after removing a linear trend)."""
@@ -81,6 +88,8 @@ class CoachThresholds:
             raise ValueError(f"bounce_min_turns {self.bounce_min_turns}: must be >= 2")
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "overpull_max" and value is None:
+                continue
             if f.name not in ("filter_width", "bounce_min_turns") and not value > 0:
                 raise ValueError(f"{f.name} {value!r}: must be > 0")
         if not 0 < self.slack_fraction < 1:
@@ -287,6 +296,11 @@ class TensionCoach:
         self._quiet_until = -math.inf
         self._last_cue_t: float | None = None
         self._latched: set[str] = set()
+        self._last_overpull_t: float | None = None
+        self.overpull_cues = 0
+        """Over-pull cues in the current episode (1: the first; more: it goes on)."""
+        self.overpull_s = 0.0
+        """Seconds of this hold spent over-pulling."""
         self.active: frozenset[str] = frozenset()
         """Conditions detected at the last sample (cued or not), for display."""
 
@@ -313,8 +327,13 @@ class TensionCoach:
         """Return no cue for samples before ``until_t`` (s)."""
         self._quiet_until = until_t
 
-    def add(self, t: float, kg: float, allow_cues: bool = True) -> list[str]:
-        """Take one sample (time s, tension kg); return the cue names to speak now."""
+    def add(self, t: float, kg: float, allow_cues: bool = True,
+            allow_safety: bool = True) -> list[str]:
+        """Take one sample (time s, tension kg); return the cue names to speak now.
+
+        ``allow_cues`` False holds back the coaching cues (bounce, slack); over-pull is
+        safety and is held back only by ``allow_safety`` False. It is returned at its
+        start and again every ``overpull_repeat_s`` while it lasts."""
         if not math.isfinite(kg) or not math.isfinite(t):
             raise ValueError(f"sample ({t}, {kg}) is not finite")
         if self._samples and t <= self._samples[-1][0]:
@@ -326,13 +345,26 @@ class TensionCoach:
         while self._recent[0][0] < t - self._keep_s:
             self._recent.popleft()
 
+        previous_t = self._samples[-2][0] if len(self._samples) > 1 else None
+        was_over = "overpull" in self.active
         self.active = frozenset(self._detect(t))
         self._latched &= self.active
+        if "overpull" in self.active:
+            if was_over and previous_t is not None:
+                self.overpull_s += min(1.0, t - previous_t)
+            due = (self._last_overpull_t is None or self.overpull_cues == 0
+                   or t - self._last_overpull_t >= th.overpull_repeat_s - _EPS)
+            if allow_safety and due and t >= self._quiet_until:
+                self._last_overpull_t = t
+                self.overpull_cues += 1
+                return ["overpull"]
+        else:
+            self.overpull_cues = 0
         if not allow_cues or t < self._quiet_until:
             return []
         if self._last_cue_t is not None and t - self._last_cue_t < th.cue_gap_s - _EPS:
             return []
-        for cue in CUES:
+        for cue in CUES[1:]:  # over-pull is handled above
             if cue in self.active and cue not in self._latched:
                 self._latched.add(cue)
                 self._last_cue_t = t
@@ -351,7 +383,11 @@ class TensionCoach:
             turns = bounce_turns(recent, now, bounce_level, th)
             if turns >= th.bounce_min_turns:
                 found.append("bounce")
-        if level is not None and strap_loaded(level, th):
+        if th.overpull_max is not None:
+            top = _between(recent, now - th.ceiling_s, now)
+            if len(top) >= 2 and min(top) > th.overpull_max:
+                found.append("overpull")  # above the ceiling: from the first second
+        if level is not None and strap_loaded(level, th) and "overpull" not in found:
             # Over-pull is a rise above a settled hold; within a bounce it is the bounce.
             if (
                 turns < 2

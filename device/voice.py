@@ -1,17 +1,36 @@
-"""Speech scheduling on the injected clock: one cue at a time, stale cues dropped.
+"""Speech scheduling on the injected clock: one cue at a time, by priority, never late.
 
-Pure logic: it never talks to an engine. The loop asks ``next_cue(now, busy)`` for
-the cue to start now (if any) and hands it to the speaker driver.
+Pure logic: it never talks to an engine. The loop asks ``interrupting(now)`` whether the
+line being said must give way, then ``next_cue(now, busy)`` for the cue to start now (if
+any), and hands it to the speaker driver.
+
+The rules (issue 11):
+
+- Every cue carries a ``Priority``: safety > timing > strap coaching > reminders. The
+  session's own flow lines (set-up steps, switch, summary) count as timing.
+- The highest-priority cue waiting goes first (first come, first served within a
+  priority). A cue of a higher priority interrupts a lower one being said; the cut line
+  goes back in the queue if its moment has not passed (a reminder waits for a later gap).
+- A cue is dropped, never said late, once ``not_after`` (clock s) has passed or its
+  ``still`` condition no longer holds (a strap cue whose mistake has stopped).
+- Two cues with the same key are never both waiting: the newer replaces the older.
+- A reminder is skipped when a strap cue about the same mistake (``topic``) was just said
+  or is waiting, and a reminder starts only after ``REMINDER_QUIET_S`` of silence.
+- Nothing starts that would run into a quiet window (the 3-2-1 beeps).
 """
 
 from __future__ import annotations
 
 import re
-from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
 
 _WORD = re.compile(r"[\w']+")
 _PAUSE = re.compile(r"[.,;:!?]")
+
+REMINDER_QUIET_S = 2.0  # a reminder starts only after this much silence (s)
+SAME_TOPIC_S = 20.0  # a reminder is skipped this long after a strap cue on its topic (s)
 
 
 def speech_seconds(text: str, rate_wpm: float) -> float:
@@ -21,13 +40,40 @@ def speech_seconds(text: str, rate_wpm: float) -> float:
     return round(0.3 + words * 60.0 / rate_wpm + 0.15 * pauses, 3)
 
 
+class Priority(IntEnum):
+    """How much a line matters; a higher one interrupts a lower one."""
+
+    REMINDER = 0  # the common mistakes, spread through a hold
+    COACH = 1  # the strap noticed something (bounce, slack), sensor news
+    TIMING = 2  # hold start and length, markers, ten seconds to go; set-up and flow lines
+    SAFETY = 3  # pain / over-pull, the pain-stop line
+
+
 @dataclass(frozen=True)
 class Cue:
-    """A line to speak; dropped if it cannot start by ``not_after`` (clock s)."""
+    """A line to speak (the one type the machine, the add-ons and the queue share).
+
+    ``not_after`` (clock s): dropped if it cannot start by then. ``still``: its reason
+    (asked just before it starts; False drops it). ``topic``: the mistake it is about,
+    so a reminder is not said right after the strap cued the same thing."""
 
     text: str
     key: str
     not_after: float | None = None
+    priority: Priority = Priority.TIMING
+    still: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
+    topic: str = ""
+
+    def stale(self, now: float) -> bool:
+        """Whether its moment has passed or its reason no longer holds."""
+        if self.not_after is not None and now > self.not_after + 1e-9:
+            return True
+        if self.still is not None:
+            try:
+                return not self.still()
+            except Exception:  # a broken condition never stops the voice
+                return True
+        return False
 
 
 @dataclass(frozen=True)
@@ -40,23 +86,38 @@ class Started:
 
 
 class CueQueue:
-    """FIFO of cues: never overlapping, never inside a quiet window, never late."""
+    """Cues by priority: never overlapping, never inside a quiet window, never late."""
 
     def __init__(self, rate_wpm: float) -> None:
         self.rate_wpm = rate_wpm
-        self._pending: deque[Cue] = deque()
+        self._pending: list[Cue] = []
         self._quiet: list[tuple[float, float]] = []
         self.busy_until = float("-inf")
-        self.dropped: deque[Cue] = deque(maxlen=100)  # the latest dropped, for tests and logs
+        self.current: Started | None = None  # the line being said (by the estimate)
+        self._topics: dict[str, float] = {}  # topic -> when a strap cue on it started
+        self._said_at: dict[str, float] = {}  # key -> when it last started
+        self.dropped: list[Cue] = []  # the latest dropped, for tests and logs
+        self.skipped: list[Cue] = []  # reminders skipped for a strap cue on their topic
+
+    # ---- in ------------------------------------------------------------------------------
 
     def push(self, cue: Cue) -> None:
-        """Queue ``cue`` behind any others."""
+        """Queue ``cue`` (behind others of its priority); one waiting cue per key."""
+        self._pending = [c for c in self._pending if c.key != cue.key]
         self._pending.append(cue)
+        self._pending.sort(key=lambda c: -c.priority)  # stable: FIFO within a priority
 
-    def hush(self) -> list[Cue]:
-        """Drop every queued cue (the one speaking goes on); returns what was dropped."""
-        gone = list(self._pending)
-        self._pending.clear()
+    def hush(self, below: Priority | None = None) -> list[Cue]:
+        """Drop every queued cue (or only those below ``below``); returns what was dropped.
+        The one speaking goes on (``cut`` stops it)."""
+        gone = [c for c in self._pending if below is None or c.priority < below]
+        self._pending = [c for c in self._pending if c not in gone]
+        return gone
+
+    def drop_keys(self, prefix: str) -> list[Cue]:
+        """Drop waiting cues whose key starts with ``prefix`` (e.g. a hold's reminders)."""
+        gone = [c for c in self._pending if c.key.startswith(prefix)]
+        self._pending = [c for c in self._pending if c not in gone]
         return gone
 
     def quiet(self, start: float, end: float) -> None:
@@ -70,11 +131,22 @@ class CueQueue:
     def stop(self, now: float) -> None:
         """The speaker was stopped: it is free from ``now``."""
         self.busy_until = min(self.busy_until, now)
+        self.current = None
 
     @property
     def pending(self) -> int:
         """Cues waiting."""
         return len(self._pending)
+
+    def waiting(self) -> list[Cue]:
+        """The cues waiting, in the order they would start."""
+        return list(self._pending)
+
+    def last_said(self, key: str) -> float | None:
+        """When the line ``key`` last started (clock s), or None."""
+        return self._said_at.get(key)
+
+    # ---- rules ---------------------------------------------------------------------------
 
     def _blocked_until(self, now: float, length: float) -> float | None:
         for start, end in self._quiet:
@@ -82,32 +154,121 @@ class CueQueue:
                 return end
         return None
 
-    def next_cue(self, now: float, speaker_busy: bool = False) -> tuple[Started | None, list[Cue]]:
-        """The cue to start at ``now`` (or None) and the stale cues dropped on the way."""
+    def _topic_taken(self, cue: Cue, now: float) -> bool:
+        if cue.priority is not Priority.REMINDER or not cue.topic:
+            return False
+        said = self._topics.get(cue.topic)
+        if said is not None and now - said < SAME_TOPIC_S:
+            return True
+        return any(c.topic == cue.topic and c.priority > Priority.REMINDER
+                   for c in self._pending)
+
+    def _speaking(self, now: float) -> Started | None:
+        if self.current is not None and now < self.busy_until - 1e-9:
+            return self.current
+        return None
+
+    def _sweep(self, now: float) -> list[Cue]:
+        """Drop the stale and skip the reminders whose topic the strap just cued."""
         dropped: list[Cue] = []
-        self._quiet = [(s, e) for s, e in self._quiet if e > now]
-        if speaker_busy or now < self.busy_until:
-            return None, dropped
-        while self._pending:
-            cue = self._pending[0]
-            if cue.not_after is not None and now > cue.not_after + 1e-9:
-                dropped.append(self._pending.popleft())
+        keep: list[Cue] = []
+        for cue in self._pending:
+            if cue.stale(now):
+                dropped.append(cue)
+            elif self._topic_taken(cue, now):
+                self.skipped.append(cue)
+                dropped.append(cue)
+            else:
+                keep.append(cue)
+        self._pending = keep
+        self.dropped = (self.dropped + dropped)[-100:]
+        return dropped
+
+    def _startable(self, now: float) -> tuple[Cue | None, float | None]:
+        """The first cue that may start at ``now`` and, if none, when one might."""
+        soonest: float | None = None
+        for cue in self._pending:
+            length = speech_seconds(cue.text, self.rate_wpm)
+            start = now
+            if cue.priority is Priority.REMINDER:
+                start = max(start, self.busy_until + REMINDER_QUIET_S)
+            blocked = self._blocked_until(start, length)
+            if blocked is not None:
+                start = blocked
+            if start <= now + 1e-9:
+                return cue, None
+            soonest = start if soonest is None else min(soonest, start)
+            if cue.priority is not Priority.REMINDER:
+                # a higher line waits (for the quiet window): nothing lower jumps ahead,
+                # unless it fits before the window
+                continue
+        return None, soonest
+
+    # ---- out -----------------------------------------------------------------------------
+
+    def interrupting(self, now: float, speaker_busy: bool = False) -> Cue | None:
+        """The cue being said, if a higher-priority one is waiting and may start now (the
+        loop then stops the speaker and calls ``cut``); else None."""
+        speaking = self._speaking(now)
+        if speaking is None:
+            return None
+        for cue in self._pending:
+            if cue.priority <= speaking.cue.priority:
+                break
+            if cue.stale(now):
                 continue
             length = speech_seconds(cue.text, self.rate_wpm)
-            if self._blocked_until(now, length) is not None:
-                return None, dropped
-            self._pending.popleft()
-            self.busy_until = now + length
-            self.dropped += dropped
-            return Started(cue, now, length), dropped
-        self.dropped += dropped
-        return None, dropped
+            if self._blocked_until(now, length) is None:
+                return speaking.cue
+        return None
+
+    def cut(self, now: float) -> Cue | None:
+        """Stop the line being said at ``now``; it goes back in the queue (unless its
+        moment has passed). Returns the cut cue."""
+        speaking = self._speaking(now)
+        self.stop(now)
+        if speaking is None:
+            return None
+        cue = speaking.cue
+        if not cue.stale(now) and not any(c.key == cue.key for c in self._pending):
+            self._pending.append(cue)
+            self._pending.sort(key=lambda c: -c.priority)
+        return cue
+
+    def next_cue(self, now: float, speaker_busy: bool = False) -> tuple[Started | None, list[Cue]]:
+        """The cue to start at ``now`` (or None) and the stale cues dropped on the way."""
+        self._quiet = [(s, e) for s, e in self._quiet if e > now]
+        if self.current is not None and now >= self.busy_until - 1e-9:
+            self.current = None
+        dropped = self._sweep(now)
+        if speaker_busy or now < self.busy_until:
+            return None, dropped
+        cue, _ = self._startable(now)
+        if cue is None:
+            return None, dropped
+        self._pending.remove(cue)
+        length = speech_seconds(cue.text, self.rate_wpm)
+        self.busy_until = now + length
+        started = Started(cue, now, length)
+        self.current = started
+        self._said_at[cue.key] = now
+        if cue.topic and cue.priority > Priority.REMINDER:
+            self._topics[cue.topic] = now
+        return started, dropped
 
     def deadline(self, now: float) -> float | None:
         """When the queue next needs a look (clock s), or None if nothing is waiting."""
         if not self._pending:
             return None
+        if self.interrupting(now) is not None:
+            return now
         start = max(self.busy_until, now)
-        length = speech_seconds(self._pending[0].text, self.rate_wpm)
-        blocked = self._blocked_until(start, length)
-        return start if blocked is None else max(start, blocked)
+        cue, soonest = self._startable(start)
+        times = [start if cue is not None else soonest, self._next_expiry(now)]
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
+
+    def _next_expiry(self, now: float) -> float | None:
+        ends = [c.not_after for c in self._pending if c.not_after is not None
+                and c.not_after >= now]
+        return min(ends) + 1e-6 if ends else None

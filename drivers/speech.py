@@ -64,6 +64,10 @@ class Speaker(Protocol):
         """True while a line is being spoken."""
         ...
 
+    def stop(self) -> None:
+        """Cut off the line being spoken and forget any queued (returns at once)."""
+        ...
+
     def close(self) -> None:
         """Stop the worker; silent from now on."""
         ...
@@ -81,6 +85,9 @@ class SilentSpeaker:
         """Never busy."""
         return False
 
+    def stop(self) -> None:
+        """Nothing to cut off."""
+
     def close(self) -> None:
         """Nothing to stop."""
 
@@ -94,6 +101,7 @@ class RecordingSpeaker:
 
     def __init__(self, fail: bool = False) -> None:
         self.spoken: list[str] = []
+        self.stops = 0  # how many times a line was cut off
         self.fail = fail
         self.available: bool | None = True
 
@@ -106,6 +114,10 @@ class RecordingSpeaker:
     def busy(self) -> bool:
         """Never busy by itself."""
         return False
+
+    def stop(self) -> None:
+        """Count the cut (the loop's transcript says which line)."""
+        self.stops += 1
 
     def close(self) -> None:
         """Nothing to stop."""
@@ -448,6 +460,7 @@ class Pyttsx3Speaker:
         self._prerendering = False
         self._closed = threading.Event()
         self._proc: Any = None
+        self._cut = False  # the playing line was stopped on purpose
         self._workers = 0
         self._worker: _EngineWorker | None = None
         self._key_base = ("", voice)
@@ -491,6 +504,31 @@ class Pyttsx3Speaker:
     def busy(self) -> bool:
         """True from ``say`` until the line has been played (or given up on)."""
         return self._pending > 0
+
+    def stop(self) -> None:
+        """Cut off the line playing (its player is killed) and forget the queued ones;
+        the voice goes on with the next ``say``."""
+        dropped = 0
+        keep: list[Any] = []
+        while True:
+            try:
+                item = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP or item is _PRERENDER:
+                keep.append(item)
+            else:
+                dropped += 1
+        for item in keep:
+            self._lines.put(item)
+        with self._cond:
+            self._pending = max(0, self._pending - dropped)
+            proc = self._proc
+            self._cut = proc is not None
+            self._cond.notify_all()
+        if proc is not None:
+            with contextlib.suppress(Exception):
+                proc.kill()
 
     def close(self) -> None:
         """Stop: the line playing is cut off, nothing more is said."""
@@ -736,8 +774,9 @@ class Pyttsx3Speaker:
         finally:
             with self._cond:
                 self._proc = None
-        if self._closed.is_set():
-            return "ok"
+                cut, self._cut = self._cut, False
+        if self._closed.is_set() or cut:
+            return "ok"  # stopped on purpose: not a failing player
         if proc.returncode != 0:
             text = (err or b"").decode("utf-8", "replace").strip().splitlines()
             detail = text[-1] if text else "no message"

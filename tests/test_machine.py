@@ -48,8 +48,8 @@ def test_full_session_both_legs() -> None:
     more, now = run_until(m, now, now + 500.0)
     out += more
     assert states(out) == [
-        ("setup", "right"), ("hold", "right"), ("switch", "right"),
-        ("setup", "left"), ("hold", "left"), ("done", "left"), ("idle", None),
+        ("setup", "right"), ("hold", "right"), ("ask", "right"), ("switch", "right"),
+        ("setup", "left"), ("hold", "left"), ("ask", "left"), ("done", "left"), ("idle", None),
     ]
     holds = [e for e in out if isinstance(e, HoldEnded)]
     assert [(h.leg, h.ended, round(h.held_s, 6)) for h in holds] == [
@@ -68,23 +68,40 @@ def test_setup_walks_every_step_in_order_then_holds() -> None:
     keys = [e.key for e in out if isinstance(e, Speak)]
     steps = [k for k in keys if k.startswith("setup.")]
     expected = [f"setup.{i}" for i in range(1, len(ROUTINE.steps) + 1)]
-    assert steps == ["setup.intro", *expected, "setup.ready"]
+    assert steps == ["setup.intro", "setup.safety", *expected, "setup.ready"]
 
 
-def test_press_in_setup_skips_to_hold() -> None:
+def test_double_press_in_setup_goes_to_the_hold_after_the_safety_line() -> None:
     m = SessionMachine(ROUTINE, SessionSettings())
     m.handle(Press.SHORT, 0.0)
-    out = m.handle(Press.SHORT, 3.0)
-    assert m.state is State.HOLD and m.hold_started_at == 3.0
+    m.handle(Press.SHORT, 3.0)
+    out = m.handle(Press.SHORT, 3.3)
+    assert [e.key for e in out if isinstance(e, Speak)] == ["setup.safety"]
+    out, _ = run_until(m, 3.3, 20.0)
+    start = m.hold_started_at
+    assert m.state is State.HOLD and start is not None and start > 3.3
     assert Buzz("start", 0.4) in out
-    assert Light(Pattern.BREATH, 3.0) in out
+    assert Light(Pattern.BREATH, start) in out
+
+
+def test_double_press_once_the_safety_line_was_heard_goes_straight_to_the_hold() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    m.handle(Press.SHORT, 0.0)
+    run_until(m, 0.0, 30.0)  # the safety line has been said
+    m.handle(Press.SHORT, 30.0)
+    out = m.handle(Press.SHORT, 30.4)
+    assert m.state is State.HOLD and m.hold_started_at == 30.4
+    assert Buzz("start", 0.4) in out
 
 
 def hold_now(m: SessionMachine) -> float:
     m.handle(Press.SHORT, 0.0)
     m.handle(Press.SHORT, 1.0)
-    assert m.state is State.HOLD
-    return 1.0
+    m.handle(Press.SHORT, 1.3)
+    while m.state is not State.HOLD and (d := m.next_deadline()) is not None:
+        m.tick(d)
+    assert m.state is State.HOLD and m.hold_started_at is not None
+    return m.hold_started_at
 
 
 def test_hold_timeline_beeps_and_ten_seconds_left() -> None:
@@ -99,7 +116,7 @@ def test_hold_timeline_beeps_and_ten_seconds_left() -> None:
     ticks = [t for t, n in buzz if n == "tick"]
     assert ticks == [5.0 * k for k in range(1, 12)]  # none inside the countdown
     ten = [t for t, e in timeline if isinstance(e, Speak) and e.key == "hold.ten_left"]
-    assert ten == [50.0]
+    assert [round(t, 6) for t in ten] == [50.0]
 
 
 def test_reminders_spaced_never_twice_in_a_row_and_not_near_the_end() -> None:
@@ -110,9 +127,9 @@ def test_reminders_spaced_never_twice_in_a_row_and_not_near_the_end() -> None:
         said += [(d - t0, e.key) for e in m.tick(d)
                  if isinstance(e, Speak) and e.key.startswith("reminder.")]
     keys = [k for _, k in said]
-    assert len(keys) >= 10
+    assert len(keys) == 10  # every topic twice, no more
     assert all(a != b for a, b in zip(keys, keys[1:], strict=False))
-    assert {k.split(".")[1] for k in keys} == {"breath", "bounce", "knee", "foot"}
+    assert {k.split(".")[1] for k in keys} == {"breath", "bounce", "knee", "foot", "floor"}
     times = [t for t, _ in said]
     assert all(b - a >= 20 - 1e-9 for a, b in zip(times, times[1:], strict=False))
     assert max(times) < 300 - 10
@@ -124,18 +141,21 @@ def test_press_in_hold_ends_it_early() -> None:
     out = m.handle(Press.SHORT, t0 + 42.5)
     hold = next(e for e in out if isinstance(e, HoldEnded))
     assert hold.ended == "early" and hold.held_s == pytest.approx(42.5)
-    assert m.state is State.SWITCH
+    assert m.state is State.ASK
 
 
-@pytest.mark.parametrize("where", ["setup", "hold", "switch"])
+@pytest.mark.parametrize("where", ["setup", "hold", "ask", "switch"])
 def test_long_press_cancels_in_each_state(where: str) -> None:
     m = SessionMachine(ROUTINE, SessionSettings())
     m.handle(Press.SHORT, 0.0)
     now = 1.0
-    if where in ("hold", "switch"):
-        m.handle(Press.SHORT, now)
-    if where == "switch":
+    if where in ("hold", "ask", "switch"):
+        now = hold_now(m)
+    if where in ("ask", "switch"):
         now += 61
+        m.tick(now)
+    if where == "switch":
+        now += 20
         m.tick(now)
     assert m.state.value == where
     out = m.handle(Press.LONG, now + 0.5)
@@ -148,9 +168,18 @@ def test_long_press_cancels_in_each_state(where: str) -> None:
     assert not any(isinstance(e, Speak) for e in more)  # nothing of the old session goes on
 
 
-def test_long_press_in_idle_does_nothing() -> None:
+def test_long_press_in_idle_cycles_the_next_sessions_hold() -> None:
     m = SessionMachine(ROUTINE, SessionSettings())
-    assert m.handle(Press.LONG, 5.0) == [] and m.state is State.IDLE
+    said = []
+    for t in (5.0, 10.0, 15.0, 20.0):
+        said += [e.text for e in m.handle(Press.LONG, t) if isinstance(e, Speak)]
+        assert m.state is State.IDLE
+    assert said == ["Next session: two minutes a leg.", "Next session: three minutes a leg.",
+                    "Next session: five minutes a leg.", "Next session: one minute a leg."]
+    m.handle(Press.LONG, 25.0)  # two minutes
+    m.handle(Press.SHORT, 30.0)
+    out, _ = run_until(m, 30.0, 2000.0)
+    assert {e.planned_s for e in out if isinstance(e, HoldEnded)} == {120.0}
 
 
 def test_auto_switch_goes_on_by_itself() -> None:
@@ -167,6 +196,9 @@ def test_rounds_and_leg_order() -> None:
     out, _ = run_until(m, 0.0, 5000.0)
     holds = [(e.leg, e.round) for e in out if isinstance(e, HoldEnded)]
     assert holds == [("left", 1), ("right", 1), ("left", 2), ("right", 2)]
+    # a later round of the same leg hears the short set-up
+    keys = [e.key for e in out if isinstance(e, Speak)]
+    assert keys.count("setup.1") == 1 and keys.count("setup.switch.1") == 3
     assert any(isinstance(e, Speak) and "round 2" in e.text.lower() for e in out)
 
 
@@ -193,7 +225,7 @@ def test_press_begun_in_a_hold_ends_it_and_does_not_also_switch() -> None:
     out = m.handle(Press.SHORT, t0 + 60.05, pressed_at=t0 + 59.95)  # released after the end
     holds = [e for e in out if isinstance(e, HoldEnded)]
     assert [(h.ended, round(h.held_s, 6)) for h in holds] == [("complete", 60.0)]
-    assert m.state is State.SWITCH
+    assert m.state is State.ASK
 
 
 def test_every_line_fills_the_leg_placeholders() -> None:

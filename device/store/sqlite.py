@@ -52,6 +52,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX sessions_outcome ON sessions(outcome, started_us)",
     ),
+    (  # issue 11: the answer to "how tight was that?" and the seconds over-pulled
+        "ALTER TABLE holds ADD COLUMN tightness TEXT",  # easy, tight, very_tight or NULL
+        "ALTER TABLE holds ADD COLUMN overpull_s REAL",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -166,9 +170,11 @@ class History:
                         return False
                     c.executemany(
                         "INSERT INTO holds (session_id, seq, leg, round, planned_s, held_s,"
-                        " ended, mean, peak, steadiness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " ended, mean, peak, steadiness, tightness, overpull_s)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [(cur.lastrowid, i, h.leg, h.round, h.planned_s, h.held_s, h.ended,
-                          h.mean, h.peak, h.steadiness) for i, h in enumerate(session.holds)])
+                          h.mean, h.peak, h.steadiness, h.tightness, h.overpull_s)
+                         for i, h in enumerate(session.holds)])
                     c.execute("COMMIT")
                     return True
                 except BaseException:
@@ -198,7 +204,8 @@ class History:
                 chunk = ids[i:i + 500]
                 for hr in c.execute(
                         "SELECT session_id, leg, round, planned_s, held_s, ended, mean, peak,"
-                        f" steadiness FROM holds WHERE session_id IN ({','.join('?' * len(chunk))})"
+                        " steadiness, tightness, overpull_s FROM holds"
+                        f" WHERE session_id IN ({','.join('?' * len(chunk))})"
                         " ORDER BY session_id, seq", chunk):
                     holds[hr[0]].append(HoldRecord(*hr[1:]))
             return [SessionRecord(datetime.fromisoformat(r[1]), datetime.fromisoformat(r[2]),

@@ -97,7 +97,7 @@ class Habit:
             self._grew.clear()
         if leg not in self._plans:
             self._plans[leg], self._grew[leg] = self._plan(leg)
-            chosen = self.loop.machine.leg_hold.get(leg)  # set by an answer or the cycle
+            chosen = self.loop.hold_choice(leg)  # set by an answer or the cycle
             if self._grew[leg] and chosen is None:
                 return growth_line(self.routine, leg, self._plans[leg])
         return None

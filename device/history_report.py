@@ -6,7 +6,9 @@ JSON (``to_json``): a list of sessions, oldest first, each::
      "outcome": "complete" | "cancelled" | "interrupted", "routine": str,
      "holds": [{"leg": "right" | "left", "round": int (1-based), "planned_s": float,
                 "held_s": float, "ended": "complete" | "early",
-                "mean": float | null, "peak": float | null, "steadiness": float | null}]}
+                "mean": float | null, "peak": float | null, "steadiness": float | null,
+                "tightness": "easy" | "tight" | "very_tight" | null,
+                "overpull_s": float | null}]}
 
 CSV (``to_csv``): one row per hold with the session's columns repeated (``CSV_COLUMNS``);
 a session without holds (cancelled during set-up) has one row with empty hold columns.

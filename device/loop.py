@@ -253,6 +253,11 @@ class DeviceLoop:
         wake (a sensor poll, the watchdog, the nudge)."""
         self._tickers.append((due, run))
 
+    def hold_choice(self, leg: str) -> float | None:
+        """``leg``'s next hold (s) as set in this run by a tightness answer or the idle
+        hold-length cycle, or None (then the planner decides)."""
+        return self.machine.leg_hold.get(leg)
+
     def set_hold_planner(self, plan: Callable[[str], float]) -> None:
         """``plan(leg)`` gives each hold's length (s) from now on."""
         self.machine.plan_hold = plan

@@ -476,20 +476,13 @@ class SessionMachine:
         return out + self._begin_hold(now)
 
     def _skip_to_hold(self, now: float) -> list[Effect]:
-        """Straight to the hold; the safety line first if it has not been heard."""
-        self._drop_timers("line", "hold")
+        """Straight to the hold (the safety line opens it if it has not been heard)."""
         heard = self._safety_heard_at is not None and self._safety_heard_at <= now
-        if self._index == 0 and not heard:
-            text = self._words(self.routine.safety)
-            self._safety_heard_at = now + self._secs(text)
-            self._line_i = len(self._lines) - 1
-            self._at(now + self._secs(text) + 0.3, "hold")
-            return [Cue(text, "setup.safety", None, Priority.SAFETY)]
-        return self._begin_hold(now)
+        return self._begin_hold(now, safety_first=self._index == 0 and not heard)
 
     # ---- the hold ---------------------------------------------------------------------
 
-    def _begin_hold(self, now: float) -> list[Effect]:
+    def _begin_hold(self, now: float, safety_first: bool = False) -> list[Effect]:
         self._timers.clear()
         self.paused_at = None
         self._paused_timers = []
@@ -504,9 +497,15 @@ class SessionMachine:
             Buzz("start", START_BEEP_S),
             Light(Pattern.BREATH, now),
             Quiet(end - COUNTDOWN_S - 0.2, end + END_BEEP_S + 0.2),
-            Cue(start_text, "hold.start", now + 10.0, Priority.TIMING),
         ]
-        busy = [(now, now + self._secs(start_text))]  # times the timing lines take
+        opening = 0.0
+        if safety_first:  # set-up skipped before the safety line was heard: it opens the hold
+            text = self._words(self.routine.safety)
+            opening = self._secs(text)
+            self._safety_heard_at = now + opening
+            out.append(Cue(text, "setup.safety", None, Priority.SAFETY))
+        out.append(Cue(start_text, "hold.start", now + opening + 10.0, Priority.TIMING))
+        busy = [(now, now + opening + self._secs(start_text))]  # times the timing lines take
         busy += self._plan_breath(now, end, busy[0][1])
         busy += self._plan_markers(now, planned)
         ten = self._secs(self._words(self.routine.ten_left))

@@ -20,6 +20,8 @@ SCHEMA = {
     "hold": {"leg", "round", "planned_s", "held_s", "ended"},
     "session": {"outcome", "holds"},
     "speak_dropped": {"key", "text"},
+    "speak_cut": {"key", "why"},
+    "tightness": {"leg", "round", "answer", "next_s"},
     "history": {"outcome", "saved"},
     "nudge": {"on"},
 }
@@ -83,7 +85,7 @@ def test_console_entry_point_runs_in_a_child_process(tmp_path: Path) -> None:
     events_file = tmp_path / "e.jsonl"
     result = subprocess.run(
         [sys.executable, "-m", "device", "sim", "--headless", "--quiet",
-         "--script", "press@1,press@2,press@70", "--events", str(events_file)],
+         "--script", "press@1,press@2,press@2.3,press@90", "--events", str(events_file)],
         capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent,
     )
     assert result.returncode == 0, result.stderr

@@ -310,7 +310,7 @@ def test_json_shape() -> None:
     assert data[0]["started"] == "2024-05-06T07:00:00+02:00"
     assert data[0]["holds"][0] == {"leg": "right", "round": 1, "planned_s": 60, "held_s": 60,
                                    "ended": "complete", "mean": 3.2, "peak": 4.1,
-                                   "steadiness": 80}
+                                   "steadiness": 80, "tightness": None, "overpull_s": None}
     assert data[0]["holds"][1]["steadiness"] is None and data[1]["holds"] == []
 
 

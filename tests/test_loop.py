@@ -24,7 +24,7 @@ def test_full_session_on_mock_pins(make_box, events) -> None:
     holds = events.kind("hold")
     assert [(h["leg"], h["held_s"], h["ended"]) for h in holds] == [
         ("right", 60.0, "complete"), ("left", 60.0, "complete")]
-    assert events.states()[:3] == ["setup", "hold", "switch"]
+    assert events.states()[:4] == ["setup", "hold", "ask", "switch"]
     assert events.states()[-2:] == ["done", "idle"]
     assert [e["action"] for e in events.kind("button")] == ["press", "press"]
     assert box.led_pin.state == 0.0 and box.buzzer_pin.state == 0
@@ -33,12 +33,13 @@ def test_full_session_on_mock_pins(make_box, events) -> None:
 def test_light_on_the_pin_breathes_during_a_hold(make_box, events) -> None:
     box = make_box()
     box.loop.schedule(1.0, box.press_now)
-    box.loop.schedule(2.0, box.press_now)  # skip set-up: hold starts at 2.1
+    box.loop.schedule(2.0, box.press_now)
+    box.loop.schedule(2.3, box.press_now)  # a double press skips set-up: hold starts at 2.4
     samples = []
     for k in range(1, 21):
-        at = 2.1 + k * 0.5
+        at = 2.4 + k * 0.5
         box.loop.schedule(at, lambda: samples.append(box.led_pin.state))
-    box.loop.run(until=13.0)
+    box.loop.run(until=13.3)
     levels = [perceived(s) for s in samples]
     # 4 s in (rising), 6 s out (falling): the first 7 samples rise, then fall until 10 s
     assert all(b > a for a, b in zip(levels[:7], levels[1:8], strict=False))
@@ -60,8 +61,9 @@ def test_buzzer_pin_sounds_at_countdown(make_box, events) -> None:
     box = make_box()
     box.loop.schedule(1.0, box.press_now)
     box.loop.schedule(2.0, box.press_now)
+    box.loop.schedule(2.3, box.press_now)
     states = {}
-    hold_start = 2.1
+    hold_start = 2.4
     for name, at in (("start", hold_start + 0.1), ("gap", hold_start + 30),
                      ("count", hold_start + 57.05), ("end", hold_start + 60.5),
                      ("after", hold_start + 61.5)):
@@ -90,18 +92,23 @@ def test_no_overlapping_speech_and_none_over_the_countdown(make_box, events) -> 
             assert not (start < beep + 0.2 and end > beep - 0.05), (e["text"], beep)
 
 
-def test_stale_cue_is_dropped_not_played_late(make_box, events) -> None:
-    # a slow voice, and the hold skipped to mid-step: the step goes on speaking, and the
-    # hold's opening line (good for 2 s) cannot start in time
+def test_skipping_set_up_cuts_the_line_and_the_hold_opens_on_time(make_box, events) -> None:
+    # a slow voice, and the set-up skipped (double press) in the middle of a long step:
+    # the step is cut off at once, nothing of it runs into the hold, and the hold's opening
+    # lines are said (the safety line first: it had not been heard yet)
     box = make_box(voice={"rate": 80})
     box.loop.schedule(1.0, box.press_now)
     box.loop.schedule(8.0, box.press_now)
+    box.loop.schedule(8.3, box.press_now)
     box.loop.run(until=100.0)
-    speaking = [e for e in events.kind("speak") if e["t"] <= 8.1]
-    assert speaking[-1]["t"] + speaking[-1]["duration_s"] > 8.1 + 2  # still talking
-    dropped = [d["key"] for d in events.kind("speak_dropped")]
-    assert dropped == ["hold.start"]
-    assert "hold.start" not in {e["key"] for e in events.kind("speak")}
+    hold_at = next(e["t"] for e in events.kind("state") if e["state"] == "hold")
+    cut = events.kind("speak_cut")
+    assert cut and all(c["why"] == "hush" for c in cut) and cut[-1]["t"] == hold_at
+    assert box.speaker.stops == len(cut)
+    after = [e for e in events.kind("speak") if e["t"] >= hold_at]
+    assert [e["key"] for e in after[:2]] == ["setup.safety", "hold.start"]
+    assert after[0]["t"] == hold_at
+    assert events.kind("speak_dropped") == []
     assert "hold.ten_left" in {e["key"] for e in events.kind("speak")}
 
 
@@ -176,6 +183,7 @@ def test_mock_pin_history_stays_small(make_box) -> None:
     box = make_box(session={"hold_seconds": 300})
     box.loop.schedule(1.0, box.press_now)
     box.loop.schedule(2.0, box.press_now)
+    box.loop.schedule(2.3, box.press_now)
     box.loop.run(until=290.0)
     assert len(box.led_pin.states) < 200  # 14,000 light frames went through it
 
@@ -184,9 +192,10 @@ def test_passive_buzzer_plays_tones(make_box, events) -> None:
     box = make_box(buzzer={"kind": "passive"})
     box.loop.schedule(1.0, box.press_now)
     box.loop.schedule(2.0, box.press_now)
+    box.loop.schedule(2.3, box.press_now)
     seen = {}
-    box.loop.schedule(2.2, lambda: seen.setdefault("start", box.buzzer_pin.frequency))
-    box.loop.schedule(62.2, lambda: seen.setdefault("end", box.buzzer_pin.frequency))
-    box.loop.schedule(64.0, lambda: seen.setdefault("after", box.buzzer_pin.state))
+    box.loop.schedule(2.5, lambda: seen.setdefault("start", box.buzzer_pin.frequency))
+    box.loop.schedule(62.5, lambda: seen.setdefault("end", box.buzzer_pin.frequency))
+    box.loop.schedule(64.3, lambda: seen.setdefault("after", box.buzzer_pin.state))
     box.loop.run(until=65.0)
     assert seen["start"] == 880.0 and seen["end"] == 1320.0 and seen["after"] == 0

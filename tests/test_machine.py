@@ -71,17 +71,15 @@ def test_setup_walks_every_step_in_order_then_holds() -> None:
     assert steps == ["setup.intro", "setup.safety", *expected, "setup.ready"]
 
 
-def test_double_press_in_setup_goes_to_the_hold_after_the_safety_line() -> None:
+def test_double_press_in_setup_goes_to_the_hold_the_safety_line_opening_it() -> None:
     m = SessionMachine(ROUTINE, SessionSettings())
     m.handle(Press.SHORT, 0.0)
     m.handle(Press.SHORT, 3.0)
     out = m.handle(Press.SHORT, 3.3)
-    assert [e.key for e in out if isinstance(e, Speak)] == ["setup.safety"]
-    out, _ = run_until(m, 3.3, 20.0)
-    start = m.hold_started_at
-    assert m.state is State.HOLD and start is not None and start > 3.3
+    assert m.state is State.HOLD and m.hold_started_at == 3.3
+    assert [e.key for e in out if isinstance(e, Speak)] == ["setup.safety", "hold.start"]
     assert Buzz("start", 0.4) in out
-    assert Light(Pattern.BREATH, start) in out
+    assert Light(Pattern.BREATH, 3.3) in out
 
 
 def test_double_press_once_the_safety_line_was_heard_goes_straight_to_the_hold() -> None:
@@ -91,7 +89,7 @@ def test_double_press_once_the_safety_line_was_heard_goes_straight_to_the_hold()
     m.handle(Press.SHORT, 30.0)
     out = m.handle(Press.SHORT, 30.4)
     assert m.state is State.HOLD and m.hold_started_at == 30.4
-    assert Buzz("start", 0.4) in out
+    assert [e.key for e in out if isinstance(e, Speak)] == ["hold.start"]
 
 
 def hold_now(m: SessionMachine) -> float:

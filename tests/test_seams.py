@@ -139,7 +139,8 @@ def test_a_subscriber_blocking_for_seconds_does_not_delay_the_hold_on_real_time(
     box.bus.subscribe(holds.append, ["hold"])
     box.bus.subscribe(lambda e: time.sleep(2.0), queued=True, name="sleepy")
     box.loop.schedule(0.1, box.press_now)
-    box.loop.schedule(3.0, box.press_now)  # skip the set-up
+    box.loop.schedule(3.0, box.press_now)
+    box.loop.schedule(3.3, box.press_now)  # a double press skips the set-up
     box.loop.schedule(3.0 + 60.0 + 5.0, box.loop.stop)
     box.loop.run(until=3.0 + 60.0 + 6.0)
     box.close()
@@ -165,7 +166,11 @@ def test_read_model_from_another_thread_and_commands_through_the_port() -> None:
         assert view.state == "setup" and view.leg == "right" and view.rounds == 1
         assert view.sensor_status == "ok" and view.voice_status == "on"
         box.commands.strap("set_level", 6.0)
-        box.commands.press()  # skip to the hold
+        from device.builder import LoopCommands
+
+        port = LoopCommands(box.loop)  # two presses at once: a double press skips set-up
+        port.press()
+        port.press()
         while box.view().state != "hold" and time.monotonic() < deadline:
             time.sleep(0.01)
         while (box.view().tension or 0) < 3 and time.monotonic() < deadline:
@@ -194,6 +199,7 @@ def test_loop_commands_inject_presses_on_a_box_without_a_simulated_button() -> N
     box.loop.run(until=1.0)
     assert box.loop.state is State.SETUP
     port.press()
+    port.press()  # a double press: straight to the hold
     box.loop.run(until=2.0)
     assert box.loop.state is State.HOLD
     port.long_press()

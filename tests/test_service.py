@@ -118,6 +118,7 @@ def test_loop_crash_makes_outputs_safe_and_exits_nonzero(make_box, caplog) -> No
     box = make_box()
     box.loop.schedule(1.0, box.press_now)
     box.loop.schedule(1.5, box.press_now)
+    box.loop.schedule(1.8, box.press_now)  # a double press: straight to the hold
 
     def broken(now: float) -> None:
         if now > 5.0:

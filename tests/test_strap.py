@@ -15,14 +15,18 @@ from device.sim import make_sim
 from drivers.fake_nau7802 import COUNTS_PER_KG
 from tests.conftest import Events
 
-# press at 1 s starts, at 8 s skips to the hold (8.1 .. 68.1); the person pulls at 6 kg,
-# releases between legs, the second hold runs 88.1 .. 148.1.
-TWO_HOLDS = "press@1,press@8,tension@9:6,tension@69:0,press@80,press@88,tension@89:6"
+# press at 1 s starts, a double press at 8 s skips to the hold (8.4 .. 68.4); the person
+# pulls at 6 kg, releases between legs, the second hold runs 88.4 .. 148.4. These tests are
+# about the strap: the tightness question after each leg is off.
+TWO_HOLDS = ("press@1,press@8,press@8.3,tension@9:6,tension@69:0,press@80,press@88,"
+             "press@88.3,tension@89:6")
+SKIP = "press@1,press@8,press@8.3"  # start, then straight to the hold (8.4)
+NO_ASK = with_overrides(Config(), session={"ask_tightness": False})
 
 
 def run(script: str, config: Config | None = None, until: float = 400) -> tuple[Events, object]:
     events = Events()
-    box = make_sim(config or Config(), listeners=[events], sensor=True)
+    box = make_sim(config or NO_ASK, listeners=[events], sensor=True)
     box.add_script(parse_script(script, SENSOR_ACTIONS))
     box.loop.run(until=until, stop_when_done=True)
     box.close()
@@ -36,8 +40,8 @@ def in_span(events: list[dict], start: float, end: float) -> list[dict]:
 def test_one_bounce_cue_in_the_bouncy_hold_none_in_the_steady_one() -> None:
     events, _ = run(TWO_HOLDS + ",bounce@25:6")
     cues = events.kind("coach")
-    assert [c["cue"] for c in in_span(cues, 8.1, 68.1)] == ["bounce"]
-    assert in_span(cues, 88.1, 148.1) == []
+    assert [c["cue"] for c in in_span(cues, 8.4, 68.4)] == ["bounce"]
+    assert in_span(cues, 88.4, 148.4) == []
     assert any(e["key"] == "coach.bounce" for e in events.kind("speak"))
     first, second = events.kind("hold")
     assert second["steadiness"] > first["steadiness"]
@@ -47,7 +51,7 @@ def test_one_bounce_cue_in_the_bouncy_hold_none_in_the_steady_one() -> None:
 def test_steady_noisy_holds_give_no_cue_for_many_seeds() -> None:
     for seed in range(6):
         events = Events()
-        box = make_sim(Config(), listeners=[events], sensor=True, seed=seed)
+        box = make_sim(NO_ASK, listeners=[events], sensor=True, seed=seed)
         box.add_script(parse_script(TWO_HOLDS, SENSOR_ACTIONS))
         box.loop.run(until=400, stop_when_done=True)
         box.close()
@@ -56,7 +60,7 @@ def test_steady_noisy_holds_give_no_cue_for_many_seeds() -> None:
 
 
 def test_slack_and_overpull_are_coached() -> None:
-    events, _ = run("press@1,press@8,tension@9:6,tension@30:0,tension@36:6,"
+    events, _ = run(SKIP + ",tension@9:6,tension@30:0,tension@36:6,"
                     "tension@52:14,tension@55:6,tension@69:0")
     cues = [(c["cue"], c["t"]) for c in events.kind("coach")]
     names = [c for c, _ in cues]
@@ -69,7 +73,7 @@ def test_slack_and_overpull_are_coached() -> None:
 
 
 def test_no_strap_cue_over_the_countdown() -> None:
-    events, _ = run("press@1,press@8,tension@9:6,bounce@60:6,tension@69:0")
+    events, _ = run(SKIP + ",tension@9:6,bounce@60:6,tension@69:0")
     assert in_span(events.kind("coach"), 57.1, 70) == []
 
 
@@ -99,11 +103,11 @@ def test_sensor_unplugged_for_good_still_finishes_and_says_so_once() -> None:
 
 def test_no_sensor_at_all_goes_on(tmp_path: Path) -> None:
     events = Events()
-    box = make_sim(Config(), listeners=[events], sensor=True)
+    box = make_sim(NO_ASK, listeners=[events], sensor=True)
     box.strap.fake.address = 0x55  # nothing answers at 0x2A any more
     box.sensor.adc = None
     box.sensor.status = "absent"
-    box.add_script(parse_script("press@1,press@8,press@80,press@88", SENSOR_ACTIONS))
+    box.add_script(parse_script(SKIP + ",press@80,press@88,press@88.3", SENSOR_ACTIONS))
     box.loop.run(until=400, stop_when_done=True)
     box.close()
     assert len(events.kind("hold")) == 2 and events.kind("tension") == []
@@ -111,12 +115,12 @@ def test_no_sensor_at_all_goes_on(tmp_path: Path) -> None:
 
 
 def test_strap_hold_clock_waits_while_the_strap_is_slack() -> None:
-    config = with_overrides(Config(), sensor={"hold_clock": "strap"})
-    events, _ = run("press@1,press@8,tension@9:6,tension@30:0,tension@40:6,tension@90:0",
+    config = with_overrides(NO_ASK, sensor={"hold_clock": "strap"})
+    events, _ = run(SKIP + ",tension@9:6,tension@30:0,tension@40:6,tension@90:0",
                     config, until=200)
     first = events.kind("hold")[0]
     assert first["held_s"] == pytest.approx(60.0, abs=1e-6)
-    assert first["t"] > 68.1 + 5  # the hold ran longer than 60 s of clock time
+    assert first["t"] > 68.4 + 5  # the hold ran longer than 60 s of clock time
     running = [e["running"] for e in events.kind("hold_clock")]
     assert running[:2] == [False, True]
     keys = [e["key"] for e in events.kind("speak")]
@@ -124,7 +128,7 @@ def test_strap_hold_clock_waits_while_the_strap_is_slack() -> None:
 
 
 def test_tare_is_kept_when_the_strap_is_not_slack_at_set_up() -> None:
-    events, _ = run("press@1,press@8,tension@9:6,press@80,press@88")
+    events, _ = run(SKIP + ",tension@9:6,press@80,press@88,press@88.3")
     statuses = [s["status"] for s in events.kind("sensor")]
     assert statuses[:2] == ["tared", "tare_kept"]
     second = events.kind("hold")[1]
@@ -140,7 +144,9 @@ def test_transcript_tension_at_10_hz_in_holds() -> None:
 
 def test_cli_sensor_session_transcript(tmp_path: Path) -> None:
     path = tmp_path / "e.jsonl"
-    assert main(["sim", "--headless", "--quiet", "--no-history", "--sensor",
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[session]\nask_tightness = false\n")
+    assert main(["sim", "--headless", "--quiet", "--no-history", "--sensor", "--config", str(cfg),
                  "--script", TWO_HOLDS + ",bounce@25:6,unplug@100,replug@110",
                  "--events", str(path)]) == 0
     events = [json.loads(line) for line in path.read_text().splitlines()]
@@ -169,5 +175,5 @@ def test_calibrate_against_the_fake_with_a_known_weight(tmp_path: Path, capsys) 
     assert cal is not None and cal.scale == pytest.approx(saved["scale"])
     assert "counts per kg" in capsys.readouterr().out
     # the simulated strap now reads in kg
-    events, _ = run("press@1,press@8,tension@9:6,tension@62:0")
+    events, _ = run(SKIP + ",tension@9:6,tension@62:0")
     assert {e["units"] for e in events.kind("tension")} == {"kg"}

@@ -76,14 +76,16 @@ STATE_NAMES = {
     "idle": "idle",
     "setup": "set-up",
     "hold": "hold",
+    "ask": "how tight?",
     "switch": "switch legs",
     "done": "done",
     "cancelled": "cancelled",
 }
 STATE_HINTS = {
     "idle": "press to start a session",
-    "setup": "press to skip to the hold",
+    "setup": "press: next step · double press: straight to the hold",
     "hold": "press to end the hold early",
+    "ask": "press 1x easy · 2x tight · 3x very tight",
     "switch": "press to switch legs",
     "done": "well done",
     "cancelled": "press to go back to idle",

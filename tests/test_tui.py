@@ -113,10 +113,17 @@ async def press_and_release(pilot, clock: HandClock, key: str = "space") -> None
     clock.tick(0.2)  # a short press is released 0.1 s (loop time) later
 
 
+async def double_press(pilot, app: StretchApp, clock: HandClock) -> None:
+    """Two short presses 0.2 s apart (the second once the loop has let go of the first)."""
+    await press_and_release(pilot, clock)
+    assert await until(pilot, lambda: app.box.button_pin.state == 1)
+    await press_and_release(pilot, clock)
+
+
 async def into_hold(pilot, app: StretchApp, clock: HandClock) -> None:
     await press_and_release(pilot, clock)
     assert await until(pilot, lambda: app.loop.machine.state.value == "setup")
-    await press_and_release(pilot, clock)  # skip the set-up
+    await double_press(pilot, app, clock)  # a double press skips the set-up
     assert await until(pilot, lambda: app.loop.machine.state.value == "hold")
 
 
@@ -139,7 +146,7 @@ def test_press_starts_and_the_light_on_screen_follows_the_pin() -> None:
             assert await until(pilot, shows(app, f"PWM {format_duty(box.led_pin.state)}"))
             assert f"PWM {format_duty(box.led_pin.state)}" in app.screen_text()
 
-            await press_and_release(pilot, clock)  # into the hold: the light breathes
+            await double_press(pilot, app, clock)  # into the hold: the light breathes
             assert await until(pilot, lambda: app.loop.machine.state.value == "hold")
             clock.tick(1.3)
             assert await until(pilot, shows(app, "HOLD"))
@@ -262,10 +269,10 @@ def test_mute_drops_lines_but_shows_them_and_silences_the_bell() -> None:
             assert app.voice.muted
             assert await until(pilot, shows(app, "muted"))
             await press_and_release(pilot, clock)
-            first = "Right leg. Let's set up."
+            first = "Right leg first. Let's set up."
             assert await until(pilot, shows(app, first))
             assert speaker.spoken == []  # shown, not spoken
-            await press_and_release(pilot, clock)  # the hold starts with a beep
+            await double_press(pilot, app, clock)  # the hold starts with a beep
             assert await until(pilot, shows(app, "♪ BEEP"))
             await pilot.pause(0.1)
             assert bells == []

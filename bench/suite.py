@@ -24,7 +24,8 @@ TITLES = {
     "hold": "hold timing, real-time device loop (mock pins, RealClock, recording voice)",
     "light": "breathing light during a hold vs gpiozero PWMLED.pulse(4, 6)",
     "cpu": "whole-device CPU (process CPU time / wall time)",
-    "button": "button latency: drive_low()+drive_high() on the mock pin -> state event",
+    "button": "button latency: drive_low()+drive_high() on the mock pin -> state event "
+              "(in set-up: the next step starts)",
     "voice": "voice: cue queued -> player (aplay) process start",
     "startup": "start-up time and memory",
     "virtual": "virtual time: 2 rounds x 2 legs x 300 s holds, JSON lines to /dev/null",

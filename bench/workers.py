@@ -142,7 +142,8 @@ def spy_pin(pin: Any) -> tuple[list[float], list[float]]:
 def device_hold(hold_s: float, hz: float | None = None) -> dict[str, Any]:
     """The real device loop (mock pins, RealClock, recording fake voice) through one hold.
 
-    Two presses (idle -> set-up -> hold) start the hold at once; the loop stops at the
+    A press and a double press (idle -> set-up -> hold) start the hold at once; the loop
+    stops at the
     hold's end. Error = wall time between the start beep and the end beep (both stamped
     on time.monotonic() as the loop emits them) minus the planned hold. The light's pin
     changes are caught on the mock PWM pin itself.
@@ -156,7 +157,7 @@ def device_hold(hold_s: float, hz: float | None = None) -> dict[str, Any]:
     rec.loop = box.loop
     box.loop.add_ticker(lambda now: None, rec.count_wake)
     led_t, led_v = spy_pin(box.led_pin)
-    box.add_script([Action("press", 0.05), Action("press", 0.3)])
+    box.add_script([Action("press", 0.05), Action("press", 0.3), Action("press", 0.5)])
     try:
         box.loop.run(until=hold_s + 30)
     finally:
@@ -346,6 +347,10 @@ class _StateWatch:
             self.at = time.monotonic()
             self.state = event["state"]
             self.event.set()
+        elif event["kind"] == "speak" and event["key"].startswith("setup."):
+            self.at = time.monotonic()  # a press in set-up moves on one step
+            self.state = "setup"
+            self.event.set()
 
 
 def button(presses: int, alt_presses: int, seed: int = 7) -> dict[str, Any]:
@@ -363,7 +368,10 @@ def button(presses: int, alt_presses: int, seed: int = 7) -> dict[str, Any]:
 
     rng = random.Random(seed)
     watch = _StateWatch()
-    box = make_sim(Config(), clock=RealClock(), listeners=[watch])
+    from device.config import with_overrides
+
+    config = with_overrides(Config(), session={"ask_tightness": False})
+    box = make_sim(config, clock=RealClock(), listeners=[watch])
     thread = threading.Thread(target=box.loop.run, name="loop", daemon=True)
     thread.start()
     pin = box.button_pin

@@ -313,18 +313,11 @@ class StrapSensor:
 
     def _say_cue(self, coach: TensionCoach, cue: str, now: float) -> None:
         """Say a strap cue at its priority, only while its mistake goes on."""
-        priority, topic = CUE_KINDS[cue]
-        key = cue
-        if cue == "overpull" and coach.overpull_cues > 1:
-            key = "overpull_again"
 
         def still() -> bool:
             return self.coach is coach and cue in coach.active
 
-        # safety waits as long as the pull lasts; coaching is said soon or not at all
-        not_after = None if priority is Priority.SAFETY else now + CUE_GRACE_S
-        self.loop.say(self.loop.routine.strap[key], f"coach.{cue}", not_after, priority,
-                      still, topic)
+        say_strap_cue(self.loop, cue, now, still, again=coach.overpull_cues > 1)
 
     def _figures(self, hold: HoldEnded) -> dict[str, float | None] | None:
         coach, self.coach = self.coach, None
@@ -337,6 +330,18 @@ class StrapSensor:
             return None if v is None else round(v, 2)
         return {"mean": r(summary.mean_kg), "peak": r(summary.peak_kg),
                 "steadiness": r(summary.steadiness), "overpull_s": r(coach.overpull_s)}
+
+
+def say_strap_cue(loop: DeviceLoop, cue: str, now: float, still: Callable[[], bool],
+                  again: bool = False) -> None:
+    """Queue strap cue ``cue`` (overpull, bounce, slack) as the box says it: over-pull is
+    safety and waits as long as ``still()`` holds (``again``: it goes on, the shorter
+    line); bounce and slack are coaching, said soon or not at all, and never once their
+    mistake has stopped."""
+    priority, topic = CUE_KINDS[cue]
+    key = "overpull_again" if cue == "overpull" and again else cue
+    not_after = None if priority is Priority.SAFETY else now + CUE_GRACE_S
+    loop.say(loop.routine.strap[key], f"coach.{cue}", not_after, priority, still, topic)
 
 
 def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], LoadCell]:

@@ -569,3 +569,24 @@ def test_real_pyttsx3_gives_a_fresh_engine_while_the_old_one_is_held() -> None:
     held = _default_engine(160, 0.9, "")  # as an abandoned worker would hold it
     fresh = _default_engine(160, 0.9, "")
     assert fresh is not held and pyttsx3._activeEngines[None] is fresh
+
+
+def test_stop_cuts_the_line_playing_and_the_voice_goes_on(tmp_path, speakers) -> None:
+    # a more urgent line or a press cuts the line off: its player is killed, the queued
+    # lines are forgotten, and it is not counted as a failing player (three such stops
+    # would otherwise turn the voice off)
+    player = FakePlayer(returncode=1, overrun=True)  # exits non-zero when killed
+    speaker = make(speakers, tmp_path, FakeEngine(), fixed_lines=LINES[:1],
+                   process_factory=player, play_margin_s=30.0)
+    assert speaker.wait_idle(5)
+    for n in range(1, 5):
+        speaker.say(LINES[0])
+        speaker.say("queued behind it")
+        deadline = time.monotonic() + 2
+        while len(player.procs) < n and time.monotonic() < deadline:
+            time.sleep(0.001)
+        speaker.stop()
+        assert player.procs[-1].killed.wait(1)
+        assert speaker.wait_idle(5)
+    assert len(player.procs) == 4  # the queued lines were never played
+    assert speaker.available is True and speaker.last_error == ""

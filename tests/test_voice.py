@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from device.voice import Cue, CueQueue, speech_seconds
+from device.machine import Speak
+from device.voice import Cue, CueQueue, Priority, speech_seconds
 from drivers.speech import Pyttsx3Speaker
 
 
@@ -92,3 +93,107 @@ def test_worker_speaks_in_order_and_reports_busy() -> None:
         time.sleep(0.001)
     assert engine.said == ["one", "two"] and not speaker.busy()
     speaker.close()
+
+
+# ---- priorities (issue 11) -------------------------------------------------------------------
+
+
+
+def test_the_machines_speak_is_the_queues_cue() -> None:
+    assert Speak is Cue  # one type: the machine's line carries its priority to the queue
+
+
+def test_higher_priority_goes_first_fifo_within_a_priority() -> None:
+    q = CueQueue(160)
+    q.push(Cue("reminder one", "r1", priority=Priority.REMINDER))
+    q.push(Cue("coach", "c", priority=Priority.COACH))
+    q.push(Cue("timing one", "t1", priority=Priority.TIMING))
+    q.push(Cue("timing two", "t2", priority=Priority.TIMING))
+    q.push(Cue("pain", "s", priority=Priority.SAFETY))
+    order, now = [], 0.0
+    while q.pending:
+        started, _ = q.next_cue(now)
+        if started is not None:
+            order.append(started.cue.key)
+        now += 10.0
+    assert order == ["s", "t1", "t2", "c", "r1"]
+
+
+def test_a_higher_cue_interrupts_and_the_cut_line_is_said_again() -> None:
+    q = CueQueue(160)
+    q.push(Cue("Keep your knee long, lower the leg if it bends.", "reminder.knee",
+               not_after=30.0, priority=Priority.REMINDER))
+    first, _ = q.next_cue(0.0)
+    assert first is not None
+    q.push(Cue("Too much pull.", "coach.overpull", priority=Priority.SAFETY))
+    assert q.interrupting(1.0) == first.cue
+    assert q.cut(1.0) == first.cue
+    started, _ = q.next_cue(1.0)
+    assert started is not None and started.cue.key == "coach.overpull"
+    again, _ = q.next_cue(started.at + started.duration_s + 2.0)  # after its quiet gap
+    assert again is not None and again.cue.key == "reminder.knee"
+
+
+def test_an_equal_or_lower_cue_never_interrupts() -> None:
+    q = CueQueue(160)
+    q.push(Cue("Ten seconds to go.", "hold.ten_left", priority=Priority.TIMING))
+    q.next_cue(0.0)
+    q.push(Cue("Halfway.", "hold.halfway", priority=Priority.TIMING))
+    q.push(Cue("Stop bouncing.", "coach.bounce", priority=Priority.COACH))
+    assert q.interrupting(0.5) is None
+
+
+def test_a_cue_whose_reason_has_passed_is_dropped_not_said_late() -> None:
+    q = CueQueue(160)
+    bouncing = [True]
+    q.push(Cue("a long line that keeps the voice busy for a while yet", "step"))
+    q.push(Cue("No bouncing.", "coach.bounce", priority=Priority.COACH,
+               still=lambda: bouncing[0]))
+    first, _ = q.next_cue(0.0)
+    assert first is not None
+    bouncing[0] = False  # the bouncing stopped while the line was being said
+    nxt, dropped = q.next_cue(first.duration_s)
+    assert nxt is None and [c.key for c in dropped] == ["coach.bounce"]
+
+
+def test_safety_waits_while_its_reason_holds_and_never_over_the_countdown() -> None:
+    q = CueQueue(160)
+    q.quiet(10.0, 14.0)
+    q.push(Cue("Too much pull. Ease off; a stretch should never hurt.", "coach.overpull",
+               priority=Priority.SAFETY, still=lambda: True))
+    assert q.next_cue(8.0)[0] is None  # would run into the beeps
+    assert q.deadline(8.0) == 14.0
+    started, dropped = q.next_cue(14.0)
+    assert started is not None and dropped == []
+
+
+def test_same_key_waiting_twice_keeps_the_newer() -> None:
+    q = CueQueue(160)
+    q.push(Cue("busy line", "x"))
+    q.next_cue(0.0)
+    q.push(Cue("old", "coach.overpull", priority=Priority.SAFETY))
+    q.push(Cue("new", "coach.overpull", priority=Priority.SAFETY))
+    assert [c.text for c in q.waiting()] == ["new"]
+
+
+def test_a_reminder_is_skipped_right_after_the_strap_cued_the_same_mistake() -> None:
+    q = CueQueue(160)
+    q.push(Cue("No bouncing.", "coach.bounce", priority=Priority.COACH, topic="bounce"))
+    q.next_cue(0.0)
+    q.push(Cue("Stay still.", "reminder.bounce", 40.0, Priority.REMINDER, topic="bounce"))
+    q.push(Cue("Knee long.", "reminder.knee", 40.0, Priority.REMINDER, topic="knee"))
+    started, dropped = q.next_cue(5.0)
+    assert [c.key for c in dropped] == ["reminder.bounce"] and q.skipped
+    assert started is not None and started.cue.key == "reminder.knee"
+
+
+def test_a_reminder_waits_for_quiet_before_it_starts() -> None:
+    q = CueQueue(160)
+    q.push(Cue("one two three", "line"))
+    first, _ = q.next_cue(0.0)
+    assert first is not None
+    q.push(Cue("Knee long.", "reminder.knee", 40.0, Priority.REMINDER))
+    end = first.duration_s
+    assert q.next_cue(end)[0] is None
+    assert q.deadline(end) == end + 2.0
+    assert q.next_cue(end + 2.0)[0] is not None

@@ -447,7 +447,7 @@ class DeviceLoop:
                 if effect.reset:
                     self.cues.clear_quiet()
                 if effect.end > effect.start:
-                    self.cues.quiet(effect.start, effect.end)
+                    self.cues.quiet(effect.start, effect.end, effect.allow)
             elif isinstance(effect, Buzz):
                 self._on_buzz(effect)
             elif isinstance(effect, Light):

@@ -70,6 +70,7 @@ class Quiet:
     start: float
     end: float
     reset: bool = False
+    allow: Priority | None = None  # lines of this priority may still speak (a kept slot)
 
 
 @dataclass(frozen=True)
@@ -313,6 +314,8 @@ class SessionMachine:
         self._paused_timers = []
         end = self.hold_started_at + self.hold_planned_s
         out: list[Effect] = [Quiet(end - COUNTDOWN_S - 0.2, end + END_BEEP_S + 0.2, reset=True)]
+        if any(t.kind == "ten_left" for t in self._timers):
+            out.append(self._ten_left_slot(end))
         if line:
             out.append(Cue(line, "hold.resumed", now + REMINDER_GRACE_S, Priority.TIMING))
         return out
@@ -512,6 +515,7 @@ class SessionMachine:
         if planned > TEN_LEFT_S + 2:
             self._at(end - TEN_LEFT_S, "ten_left")
             busy.append((end - TEN_LEFT_S, end - TEN_LEFT_S + ten))
+            out.append(self._ten_left_slot(end))
         self._plan_reminders(now, end, busy)
         tick = self.settings.tick_seconds
         if tick > 0:
@@ -523,6 +527,12 @@ class SessionMachine:
             self._at(end - n, "count", n)
         self._at(end, "end")
         return out
+
+    def _ten_left_slot(self, end: float) -> Quiet:
+        """Keep "ten seconds to go"'s slot: nothing else starts that would run into it."""
+        ten = self._secs(self._words(self.routine.ten_left))
+        return Quiet(end - TEN_LEFT_S - 0.05, end - TEN_LEFT_S + ten + 0.1,
+                     allow=Priority.TIMING)
 
     def _plan_breath(self, now: float, end: float, free_from: float) -> list[tuple[float, float]]:
         """The breath cues: a soft tone at each in-breath (optional) and "in"/"out" for

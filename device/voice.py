@@ -30,6 +30,7 @@ _WORD = re.compile(r"[\w']+")
 _PAUSE = re.compile(r"[.,;:!?]")
 
 REMINDER_QUIET_S = 2.0  # a reminder starts only after this much silence (s)
+LET_FINISH_S = 2.0  # a line this close to its end is let finish, not interrupted (s)
 SAME_TOPIC_S = 20.0  # a reminder is skipped this long after a strap cue on its topic (s)
 
 
@@ -91,7 +92,7 @@ class CueQueue:
     def __init__(self, rate_wpm: float) -> None:
         self.rate_wpm = rate_wpm
         self._pending: list[Cue] = []
-        self._quiet: list[tuple[float, float]] = []
+        self._quiet: list[tuple[float, float, Priority | None]] = []
         self.busy_until = float("-inf")
         self.current: Started | None = None  # the line being said (by the estimate)
         self._topics: dict[str, float] = {}  # topic -> when a strap cue on it started
@@ -120,9 +121,11 @@ class CueQueue:
         self._pending = [c for c in self._pending if c not in gone]
         return gone
 
-    def quiet(self, start: float, end: float) -> None:
-        """Keep ``start``..``end`` (clock s) free of speech (e.g. the countdown)."""
-        self._quiet.append((start, end))
+    def quiet(self, start: float, end: float, allow: Priority | None = None) -> None:
+        """Keep ``start``..``end`` (clock s) free of speech (e.g. the countdown); with
+        ``allow``, free for lines of that priority only (a slot kept for "ten seconds to
+        go")."""
+        self._quiet.append((start, end, allow))
 
     def clear_quiet(self) -> None:
         """Forget all quiet windows (the hold they guarded has ended)."""
@@ -148,8 +151,11 @@ class CueQueue:
 
     # ---- rules ---------------------------------------------------------------------------
 
-    def _blocked_until(self, now: float, length: float) -> float | None:
-        for start, end in self._quiet:
+    def _blocked_until(self, now: float, length: float, cue: Cue | None = None
+                       ) -> float | None:
+        for start, end, allow in self._quiet:
+            if allow is not None and cue is not None and cue.priority is allow:
+                continue
             if now < end and now + length > start:
                 return end
         return None
@@ -192,17 +198,34 @@ class CueQueue:
             start = now
             if cue.priority is Priority.REMINDER:
                 start = max(start, self.busy_until + REMINDER_QUIET_S)
-            blocked = self._blocked_until(start, length)
-            if blocked is not None:
+            while (blocked := self._blocked_until(start, length, cue)) is not None:
                 start = blocked
             if start <= now + 1e-9:
-                return cue, None
+                return self._deadline_first(cue, now), None
             soonest = start if soonest is None else min(soonest, start)
-            if cue.priority is not Priority.REMINDER:
-                # a higher line waits (for the quiet window): nothing lower jumps ahead,
-                # unless it fits before the window
-                continue
+            # a higher line waiting for the quiet window: a lower one may go first only if
+            # it fits before the window (the check above)
         return None, soonest
+
+    def _would_miss(self, waiting: Cue, now: float, first: Cue) -> bool:
+        """Whether saying ``first`` now would make the timing line ``waiting`` miss its
+        moment, though it could still make it if started now."""
+        if waiting.priority < Priority.TIMING or waiting.not_after is None:
+            return False
+        if now > waiting.not_after + 1e-9 or waiting.stale(now):
+            return False
+        end = now + speech_seconds(first.text, self.rate_wpm)
+        fits = self._blocked_until(now, speech_seconds(waiting.text, self.rate_wpm),
+                                   waiting) is None
+        return fits and end > waiting.not_after + 1e-9
+
+    def _deadline_first(self, cue: Cue, now: float) -> Cue:
+        """``cue``, unless a short timing line ("ten seconds to go") would lose its moment
+        behind it: then that line goes first (the more urgent one follows it)."""
+        for other in self._pending:
+            if other is not cue and self._would_miss(other, now, cue):
+                return other
+        return cue
 
     # ---- out -----------------------------------------------------------------------------
 
@@ -217,8 +240,12 @@ class CueQueue:
                 break
             if cue.stale(now):
                 continue
+            if self._would_miss(speaking.cue, now, cue):
+                return None  # a timing line is let finish rather than lose its moment
+            if self.busy_until - now <= LET_FINISH_S:
+                return None  # nearly done: let it finish, the urgent line follows at once
             length = speech_seconds(cue.text, self.rate_wpm)
-            if self._blocked_until(now, length) is None:
+            if self._blocked_until(now, length, cue) is None:
                 return speaking.cue
         return None
 
@@ -237,7 +264,7 @@ class CueQueue:
 
     def next_cue(self, now: float, speaker_busy: bool = False) -> tuple[Started | None, list[Cue]]:
         """The cue to start at ``now`` (or None) and the stale cues dropped on the way."""
-        self._quiet = [(s, e) for s, e in self._quiet if e > now]
+        self._quiet = [q for q in self._quiet if q[1] > now]
         if self.current is not None and now >= self.busy_until - 1e-9:
             self.current = None
         dropped = self._sweep(now)

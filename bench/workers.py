@@ -460,7 +460,8 @@ def _hold_lines() -> list[str]:
     from device.routine import fill, load_routine
 
     routine = load_routine(None)
-    lines = [routine.hold_start, routine.ten_left, routine.ready, routine.finish]
+    lines = [fill(routine.hold_start, duration="one minute"), routine.ten_left, routine.ready,
+             routine.finish]
     lines += [fill(r.text, leg="right", other="left") for r in routine.reminders]
     return lines
 

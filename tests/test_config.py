@@ -132,3 +132,33 @@ def test_parts_cannot_sit_on_the_sensors_i2c_pins() -> None:
     with pytest.raises(ConfigError, match="pins.button = 2: GPIO2 and GPIO3"):
         parse_config(tomllib.loads("[pins]\nbutton = 2\n[sensor]\nenabled = true\n"))
     parse_config(tomllib.loads("[pins]\nbutton = 2\n"))  # fine without the sensor
+
+
+def test_an_older_routine_file_takes_the_new_lines_from_the_built_in_one(tmp_path: Path) -> None:
+    # a routine written before issue 11: plain step strings, no safety line, no second-leg
+    # list, no [ask] or [idle]; it still loads, each step with the configured pause
+    from device.routine import load_routine
+
+    path = tmp_path / "old.toml"
+    path.write_text('name = "old"\n[setup]\nintro = "Hi."\nsteps = ["Lie down.", "Strap on."]\n'
+                    'ready = "Go."\n[hold]\nstart = "Hold."\nten_left = "Ten."\n'
+                    '[switch]\ntext = "a"\nauto = "b"\nnext_round = "c"\nnext_round_auto = "d"\n'
+                    '[finish]\ntext = "Done."\n[cancel]\ntext = "Off."\n')
+    routine = load_routine(path)
+    assert [(s.text, s.pause_s) for s in routine.steps] == [("Lie down.", None),
+                                                             ("Strap on.", None)]
+    builtin = load_routine()
+    assert routine.safety == builtin.safety and routine.switch_steps == builtin.switch_steps
+    assert routine.ask == builtin.ask and routine.idle == builtin.idle
+
+
+def test_a_step_pause_is_checked(tmp_path: Path) -> None:
+    from importlib import resources
+
+    from device.routine import load_routine
+
+    text = resources.files("device.routines").joinpath("hamstring.toml").read_text()
+    path = tmp_path / "r.toml"
+    path.write_text(text.replace("pause = 6 }", "pause = -1 }", 1))
+    with pytest.raises(ConfigError, match=r"setup.steps\[0\].pause = -1"):
+        load_routine(path)

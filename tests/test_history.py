@@ -539,3 +539,63 @@ def test_sigkill_while_writing_leaves_a_consistent_file(db: Path) -> None:
         for d, n in committed.items():
             assert all((d, i) in stored for i in range(n + 1))  # every committed one survives
     assert committed[30] == 1 and committed[30 + 10 * (per_session - 1)] == 1
+
+
+def test_a_version_1_file_gains_the_tightness_and_overpull_columns(tmp_path: Path) -> None:
+    # issue 11's migration: holds get tightness (the answer after the hold) and overpull_s
+    from dataclasses import replace
+
+    from device.store.sqlite import MIGRATIONS, SCHEMA_VERSION, History
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    for statement in MIGRATIONS[0]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO sessions VALUES (1, 1, '2024-05-06T07:00:00+02:00', 2, "
+                 "'2024-05-06T07:05:00+02:00', 'complete', 'hamstring')")
+    conn.execute("INSERT INTO holds VALUES (1, 0, 'right', 1, 60, 60, 'complete', NULL, NULL,"
+                 " NULL)")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+    with History(path) as h:
+        assert h.schema_version == SCHEMA_VERSION >= 2
+        old = h.recent(1)[0].holds[0]
+        assert old.tightness is None and old.overpull_s is None
+        s = _sample()[0]
+        answered = replace(s, holds=(replace(s.holds[0], tightness="very_tight",
+                                             overpull_s=3.5),))
+        assert h.record(answered)
+        got = next(x for x in h.recent(5) if x.started == s.started).holds[0]
+        assert (got.tightness, got.overpull_s) == ("very_tight", 3.5)
+
+
+def test_tightness_moves_a_legs_hold_in_steps_within_60_to_300_s() -> None:
+    from dataclasses import replace
+
+    from device.progression import adjust_for_tightness, tightness_plan
+
+    assert adjust_for_tightness(60, "very_tight", 30) == 90
+    assert adjust_for_tightness(290, "very_tight", 30) == 300
+    assert adjust_for_tightness(90, "easy", 30) == 60 and adjust_for_tightness(60, "easy", 30) == 60
+    assert adjust_for_tightness(120, "tight", 30) == 120
+    assert adjust_for_tightness(120, None, 30) == 120
+    when = at(2024, 5, 6)
+    newest_unanswered = LegSession(when, "complete", (hold("right", 90),))
+    answered = LegSession(when, "complete",
+                          (replace(hold("right", 60), tightness="very_tight"),))
+    assert tightness_plan([newest_unanswered, answered], 30) == 90  # the newest *answer*
+    assert tightness_plan([newest_unanswered], 30) is None
+
+
+def test_summary_never_calls_an_over_pulled_hold_steady() -> None:
+    from dataclasses import replace
+
+    from device.summary import summary_line
+
+    routine = load_routine()
+    steady = hold("right", steadiness=95)
+    pulled = replace(hold("right", steadiness=95), overpull_s=12.0)
+    assert "steady strap" in summary_line(routine, [steady], 0, 0)
+    line = summary_line(routine, [pulled], 0, 0)
+    assert "pulled too hard" in line and "steady" not in line

@@ -236,7 +236,7 @@ def test_every_reminder_topic_is_heard_on_each_leg_of_a_60_s_session() -> None:
         assert "breathe deeply and relax" in opening["text"].lower()
         texts = " ".join(e["text"] for e in lines)
         other = "left" if leg == "right" else "right"
-        assert f"{other.capitalize()} leg long on the floor, toes up" in texts  # floor leg
+        assert f"{other.capitalize()} leg long, toes up, not rolling out" in texts  # floor leg
         assert "not turned in or out" in texts  # the raised foot square
     setup_texts = " ".join(e["text"] for e in said(events, 0, holds[0][0]))
     assert "Press the inner groin" in setup_texts

@@ -17,9 +17,13 @@ from device.cli import main
 
 GOLDEN = Path(__file__).parent / "golden"
 START = "2026-01-05T08:00:00+00:00"
-STRAP_SCRIPT = ("press@1,tension@3:0,press@20,tension@22:6,bounce@30:4,tension@45:0,"
-                "tension@50:14,tension@55:6,press@90,press@100,tension@115:5,tension@140:0,"
-                "unplug@150,replug@158")
+# a press moves one set-up step, a double press goes to the hold (20.4); bouncing, slack, a
+# relative over-pull and one above the ceiling; after the hold two presses (tight); the
+# left leg's short set-up skipped, its hold ended early, three presses (very tight)
+STRAP_SCRIPT = ("press@1,tension@3:0,press@20,press@20.3,tension@22:6,bounce@30:4,tension@45:0,"
+                "tension@50:14,tension@55:6,tension@62:25,tension@66:6,press@85,press@85.3,"
+                "press@100,press@101,press@101.3,tension@103:5,press@130,tension@131:0,"
+                "press@133,press@133.3,press@133.6,unplug@150,replug@158")
 CASES = {
     "two_legs_sensor": ["--sensor", "--script", STRAP_SCRIPT],
     "default_session": [],

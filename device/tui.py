@@ -245,6 +245,13 @@ class SwitchableVoice:
         inner = self._inner
         return not self.muted and inner is not None and inner.busy()
 
+    def stop(self) -> None:
+        """Cut off the line being said (a press moved on, or a more urgent line)."""
+        inner = self._inner
+        stop = getattr(inner, "stop", None)
+        if stop is not None:
+            stop()
+
     def close(self) -> None:
         """Stop the voice."""
         with self._lock:

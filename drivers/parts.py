@@ -15,7 +15,8 @@ from gpiozero.tones import Tone
 BUTTON_BOUNCE_S = 0.02
 
 # Tones (Hz) for a passive buzzer, by beep name.
-TONES = {"start": 880.0, "tick": 660.0, "count": 880.0, "end": 1320.0, "cancel": 330.0}
+TONES = {"start": 880.0, "tick": 660.0, "breath": 262.0, "count": 880.0, "end": 1320.0,
+         "cancel": 330.0}  # breath: a soft low tone at each in-breath
 
 
 class StrapButton:

@@ -403,3 +403,16 @@ def test_quick_session_short_set_up_on_both_legs_one_minute_each() -> None:
 def test_new_keys_are_checked(section: str, key: str, value: object) -> None:
     with pytest.raises(ConfigError, match=f"{section}.{key}"):
         with_overrides(Config(), **{section: {key: value}})
+
+
+def test_breath_cue_is_a_low_tone_on_a_passive_buzzer() -> None:
+    config = with_overrides(Config(), session={"legs": ["right"]},
+                            buzzer={"kind": "passive", "breath_cue": True})
+    box = make_sim(config)
+    box.add_script(parse_script(SKIP_AFTER_SAFETY))
+    seen: dict[str, float] = {}
+    box.loop.schedule(HOLD_AT + 10.02, lambda: seen.setdefault("in", box.buzzer_pin.frequency))
+    box.loop.schedule(HOLD_AT + 0.1, lambda: seen.setdefault("start", box.buzzer_pin.frequency))
+    box.loop.run(until=HOLD_AT + 12)
+    box.close()
+    assert seen["in"] < 300 < seen["start"]

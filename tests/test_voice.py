@@ -30,7 +30,7 @@ def test_never_overlaps() -> None:
 def test_stale_cue_is_dropped_not_played_late() -> None:
     q = CueQueue(160)
     q.push(Cue("a long set-up step with very many words in it to say " * 3, "step"))
-    q.push(Cue("Stay still.", "reminder", not_after=2.0))
+    q.push(Cue("Stay still.", "reminder", not_after=2.0, priority=Priority.REMINDER))
     q.push(Cue("after", "c"))
     started, _ = q.next_cue(0.0)
     assert started is not None
@@ -165,6 +165,14 @@ def test_safety_waits_while_its_reason_holds_and_never_over_the_countdown() -> N
     assert q.deadline(8.0) == 14.0
     started, dropped = q.next_cue(14.0)
     assert started is not None and dropped == []
+
+
+def test_a_timing_line_about_to_miss_its_moment_goes_before_a_longer_one() -> None:
+    q = CueQueue(160)
+    q.push(Cue("a long set-up step with very many words in it to say " * 3, "step"))
+    q.push(Cue("Ten seconds to go.", "hold.ten_left", not_after=2.0))
+    started, _ = q.next_cue(0.0)
+    assert started is not None and started.cue.key == "hold.ten_left"
 
 
 def test_same_key_waiting_twice_keeps_the_newer() -> None:

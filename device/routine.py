@@ -129,7 +129,7 @@ def fill(text: str, **values: object) -> str:
 STRAP_LINES: dict[str, str] = {
     "bounce": "Ease off the bouncing. Find a place you can stay, and stay there.",
     "slack": "The strap has gone loose. Lift the leg back up gently, knee long.",
-    "overpull": "That's too much pull. Ease off; a stretch should never hurt.",
+    "overpull": "Too much pull. Ease off; a stretch never hurts.",
     "overpull_again": "Still pulling too hard. Ease off a little.",
     "lost": "I've lost touch with the strap sensor. Carrying on without it.",
     "restored": "Strap sensor back.",

@@ -416,3 +416,16 @@ def test_breath_cue_is_a_low_tone_on_a_passive_buzzer() -> None:
     box.loop.run(until=HOLD_AT + 12)
     box.close()
     assert seen["in"] < 300 < seen["start"]
+
+
+def test_overpull_just_before_ten_seconds_to_go_leaves_it_on_time() -> None:
+    # a pull above the ceiling 11 s before the end: "ten seconds to go" keeps its moment and
+    # the over-pull cue is said right after it, before the 3-2-1 beeps
+    end = HOLD_AT + 60
+    script = SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:6,tension@{end - 11}:25"
+    events = run(script, with_overrides(Config(), session={"legs": ["right"]}), sensor=True)
+    lines = said(events, end - 12, end)
+    ten = next(e for e in lines if e["key"] == "hold.ten_left")
+    pull = next(e for e in lines if e["key"] == "coach.overpull")
+    assert ten["t"] == pytest.approx(end - 10)
+    assert ten["t"] < pull["t"] and pull["t"] + pull["duration_s"] <= end - 3.2

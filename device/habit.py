@@ -189,7 +189,7 @@ class PlainSummary:
         """Nothing to release."""
 
 
-def attach_history(
+def attach(
     loop: DeviceLoop, config: Config, routine: Routine, path: Path,
     wall: Callable[[], datetime],
 ) -> Habit:
@@ -199,3 +199,6 @@ def attach_history(
     except OSError as exc:
         log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
     return Habit(loop, SafeHistory(path), config, routine, wall)
+
+
+attach_history = attach

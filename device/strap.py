@@ -308,6 +308,15 @@ class StrapSensor:
                 "steadiness": r(summary.steadiness)}
 
 
+def attach(loop: DeviceLoop, settings: SensorSettings, make_adc: Callable[[], LoadCell],
+           calibration: Calibration | None = None) -> StrapSensor:
+    """The strap add-on: connect the load cell now (a missing one is retried later)."""
+    sensor = StrapSensor(loop, settings, make_adc, calibration)
+    if not sensor.connect():
+        log.warning("strap sensor not found; the box goes on without it")
+    return sensor
+
+
 def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], LoadCell]:
     """Make the real sensor on its I2C bus (the bus is opened once it is there)."""
     from drivers.nau7802 import NAU7802, open_bus

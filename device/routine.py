@@ -91,7 +91,7 @@ STRAP_LINES: dict[str, str] = {
 SUMMARY_KEYS = (
     "complete", "early", "empty", "leg", "leg_holds", "ended_early", "steady",
     "fairly_steady", "shaky", "first_this_week", "this_week", "streak", "week_and_streak",
-    "streak_alone",
+    "streak_alone", "not_saved",
 )
 """The pieces of the spoken summary a routine file words ([summary]; see hamstring.toml)."""
 

@@ -190,7 +190,8 @@ class StrapSensor:
         now = self.loop.clock.now()
         if state is State.SETUP:
             if change.round == 1 and change.leg == self.loop.first_leg:
-                self._said.clear()
+                self._said.clear()  # a new session: each line may be said once again
+                self._restored_due = None
             self._tare = []
             self._tare_until = now + TARE_S
             self.coach = None

@@ -141,6 +141,8 @@ def test_a_session_that_cannot_be_written_anywhere_is_kept_said_and_retried(
     assert "could not be saved" in caplog.text and str(db) in caplog.text
     assert [s.outcome for s in box.habit.history.pending] == ["complete"]
     # the folder can be made; the next change of state retries, while the box runs
+    assert box.bus.drain(10)  # the writer's own retry at idle has failed by now
+    assert box.habit.history.pending
     blocker.unlink()
     blocker.mkdir()
     box.loop.schedule(box.loop.clock.now() - box.loop.origin + 1, box.press_now)

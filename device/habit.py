@@ -204,7 +204,7 @@ class Habit:
             self._outstanding += 1
         self._plans.clear()
 
-    def _write(self, event: SessionEvent | StateEvent) -> None:  # type: ignore[override]
+    def _write(self, event: SessionEvent | StateEvent) -> None:
         """The writer's thread: write a session (every outcome); at a change of state,
         retry sessions that could not be written before."""
         if event.kind == "state":

@@ -214,10 +214,11 @@ class StrapSensor:
     def _deadline(self, now: float) -> float | None:
         if not self._active():
             return None
-        times = [self._next_retry if self.adc is None else self._next_poll,
-                 self._restored_due, *self._clock_deadlines()]
-        due = [t for t in times if t is not None]
-        return min(due) if due else None
+        due = self._next_retry if self.adc is None else self._next_poll
+        for t in (self._restored_due, *self._clock_deadlines()):
+            if t is not None and (due is None or t < due):
+                due = t
+        return due
 
     def _on_wake(self, now: float) -> None:
         if not self._active():
@@ -356,11 +357,11 @@ class StrapSensor:
 
     def _clock_deadlines(self) -> list[float]:
         """When the strap's hold clock next has something to do (clock s)."""
-        if not self._strap_clock():
-            paused = self.loop.hold_status().paused_at is not None
-            return [self.loop.clock.now()] if paused and self.loop.state is State.HOLD \
-                and self.settings.hold_clock == "strap" else []
+        if self.settings.hold_clock != "strap" or self.loop.state is not State.HOLD:
+            return []
         paused_at = self.loop.hold_status().paused_at
+        if not self._strap_clock():  # a waiting clock goes back to time at once
+            return [] if paused_at is None else [self.loop.clock.now()]
         if paused_at is None:
             return [] if self._slack_since is None else [self._slack_since + PAUSE_AFTER_S]
         times = [paused_at + GIVE_UP_PAUSED_S]

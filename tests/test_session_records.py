@@ -153,3 +153,27 @@ def test_a_session_that_cannot_be_written_anywhere_is_kept_said_and_retried(
     with History(db) as h:
         (stored,) = h.recent()
     assert stored.outcome == "complete" and len(stored.holds) == 2
+
+
+def test_on_a_running_clock_the_history_event_is_published_by_the_loop(tmp_path: Path) -> None:
+    """Real time (sped up): the writer hands its result to the loop, which publishes it
+    while it runs (not only when the box closes)."""
+    from device.clock import RealClock
+
+    events = Events()
+    box = make_sim(Config(), clock=RealClock(20.0), listeners=[events],
+                   history=tmp_path / "h.db", start=WALL)
+    publishers: list[threading.Thread] = []
+
+    def on_history(event: object) -> None:
+        publishers.append(threading.current_thread())
+        box.loop.stop()
+
+    box.bus.subscribe(on_history, ["history"])
+    box.add_script(parse_script("press@5,long@10"))
+    box.loop.run(until=3600)  # stopped by the history event, long before this
+    running_thread = threading.current_thread()
+    box.close()
+    assert publishers == [running_thread]
+    assert [e["outcome"] for e in events.kind("history")] == ["cancelled"]
+    assert events.kind("history")[0]["t"] < 600

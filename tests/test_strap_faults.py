@@ -113,3 +113,20 @@ def test_a_reading_stuck_on_one_value_is_noticed_said_once_and_not_trusted() -> 
     resumed = [e["t"] for e in events.kind("hold_clock") if e["running"]]
     assert any(43 <= t < 44.5 for t in resumed)
     assert events.kind("hold")[0]["ended"] == "complete"
+
+
+def test_the_driver_reads_a_pull_past_the_range_as_its_full_scale() -> None:
+    from device.clock import VirtualClock
+    from device.strap import full_scale_of
+    from drivers.fake_nau7802 import FakeNAU7802, StrapModel
+    from drivers.nau7802 import FULL_SCALE, NAU7802
+
+    clock = VirtualClock()
+    fake = FakeNAU7802(clock, StrapModel(150.0, noise_kg=0.0))
+    adc = NAU7802(fake, clock)
+    adc.begin()
+    assert full_scale_of(adc) == FULL_SCALE
+    assert adc.read_blocking() == FULL_SCALE[1]
+    fake.strap.set_level(clock.now(), -150.0)
+    clock.advance(0.2)
+    assert adc.read_blocking() == FULL_SCALE[0]

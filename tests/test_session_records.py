@@ -112,6 +112,27 @@ def test_a_locked_database_does_not_hold_up_the_summary_or_the_light(
         assert h.count() == 1
 
 
+def test_a_database_locked_throughout_changes_nothing_but_the_history_event(
+        tmp_path: Path) -> None:
+    """Locked for the whole run (the write gives up after its busy timeout): the virtual-
+    time transcript is the unlocked run's but for ``saved``; the session waits in the
+    fallback file."""
+    plain = Events()
+    _session(tmp_path / "plain.db", plain)
+    db = tmp_path / "locked.db"
+    History(db).close()
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        locked = Events()
+        _session(db, locked)
+    finally:
+        locker.close()
+    assert [e["saved"] for e in locked.kind("history")] == [False]
+    assert [{**e, "saved": True} if e["kind"] == "history" else e for e in locked] == plain
+    assert (tmp_path / "locked-unsaved.jsonl").exists()
+
+
 def test_the_history_event_comes_after_the_write_in_the_loop(tmp_path: Path) -> None:
     """On virtual time the history event is published when the box goes idle (the write
     takes no virtual time), right after the idle state."""

@@ -370,7 +370,11 @@ def load_config(path: str | Path | None = None) -> Config:
     """Read ``path`` (or the first default location that exists, or built-in defaults)."""
     if path is None:
         for candidate in config_paths():
-            if candidate.is_file():
+            try:
+                found = candidate.is_file()
+            except OSError:  # e.g. a home hidden by systemd's ProtectHome=: look further
+                continue
+            if found:
                 path = candidate
                 break
         else:

@@ -156,3 +156,29 @@ def test_without_mock_an_absent_pi_package_is_skipped_and_said(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert calls(tmp_path) == ["apt-get update"]
     assert "python3-lgpio is not in this system's apt sources" in result.stderr
+
+
+SYSTEM_TEST = ROOT / "scripts" / "system-test.sh"
+
+
+def test_system_test_script_is_clean_shell() -> None:
+    import shutil
+
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed (apt install shellcheck)")
+    result = subprocess.run(["shellcheck", str(SYSTEM_TEST)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize(("ci", "code", "word"), [("", 0, "skipped"), ("true", 1, "FAILED")])
+def test_system_test_without_root_skips_or_fails_under_ci(ci: str, code: int, word: str) -> None:
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # drop to nobody to see what an unprivileged run does
+        as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CI": ci}
+    result = subprocess.run([*as_user, "bash", str(SYSTEM_TEST)], capture_output=True,
+                            text=True, env=env, timeout=60)
+    assert result.returncode == code, result.stdout + result.stderr
+    said = result.stdout + result.stderr
+    assert word in said and "needs root" in said

@@ -38,7 +38,6 @@ SOCKET_NAME = "control.sock"
 MAX_LINE = 256  # bytes: the longest request is 6; a longer line is not ours
 MAX_CLIENTS = 16
 CLIENT_IDLE_S = 30.0  # a client that says nothing for this long is closed
-STATUS_TIMEOUT_S = 2.0  # the loop must answer a status within this
 SOCKET_MODE = 0o660
 
 
@@ -364,53 +363,14 @@ def request(path: str | Path, line: str, timeout: float = 5.0) -> str:
     return answer.split(b"\n", 1)[0].decode("utf-8", "replace")
 
 
-# ---- handles on today's device loop (until the box's command port and read model) ------
+# ---- the box's add-on ------------------------------------------------------------------
 
 
-PRESS_S = 0.1  # how long an injected short press holds the button down (s)
-
-
-def loop_handles(loop: Any) -> tuple[Callable[[], None], Callable[[], None],
-                                      Callable[[], dict[str, Any]]]:
-    """``press``, ``long_press`` and ``status`` on a ``DeviceLoop``: presses are injected as
-    button edges (the same path as the real button); status is the loop's snapshot, taken
-    in the loop's thread."""
-
-    def hold_button(seconds: float) -> None:
-        loop.button_edge(True)
-        release_at = loop.clock.now() - loop.origin + seconds
-        loop.schedule(release_at, lambda: loop.button_edge(False))
-
-    def press() -> None:
-        hold_button(PRESS_S)
-
-    def long_press() -> None:
-        hold_button(loop.config.session.long_press_seconds + PRESS_S)
-
-    def status() -> dict[str, Any]:
-        from dataclasses import asdict
-
-        done = threading.Event()
-        box: dict[str, Any] = {}
-
-        def take() -> None:
-            box.update(asdict(loop.snapshot()))
-            box["sessions_ended"] = loop.sessions_ended
-            done.set()
-
-        loop.call_soon(take)
-        if not done.wait(STATUS_TIMEOUT_S):
-            raise TimeoutError(f"the device loop did not answer within {STATUS_TIMEOUT_S:g} s")
-        return box
-
-    return press, long_press, status
-
-
-def start_control(config: Any, loop: Any, environ: dict[str, str] | None = None
-                  ) -> ControlServer | None:
-    """The control socket ``run`` serves per ``[control]``; None when off or when it cannot
-    be created (said once in the log: the box runs without it)."""
-    settings = config.control
+def attach(box: Any, environ: dict[str, str] | None = None) -> ControlServer | None:
+    """The control socket of ``run`` per ``[control]``, on the box's command port
+    (``box.commands``) and read model (``box.view()``). None when it is off or cannot be
+    created (said once in the log: the box runs without it)."""
+    settings = box.config.control
     if not settings.enabled:
         return None
     env = os.environ if environ is None else environ
@@ -421,9 +381,10 @@ def start_control(config: Any, loop: Any, environ: dict[str, str] | None = None
                      "set control.socket to have one")
             return None
         path = default_socket_path(dict(env))
-    press, long_press, status = loop_handles(loop)
+    commands = box.commands
     try:
-        return ControlServer(path, press, long_press, status).start()
+        return ControlServer(path, commands.press, commands.long_press,
+                             lambda: box.view().to_json()).start()
     except ControlError as exc:
         log.warning("%s; the box runs without it", exc)
         return None

@@ -245,52 +245,55 @@ def test_run_serves_the_socket_and_drives_the_box(tmp_path: Path) -> None:
     assert "Traceback" not in (child.stderr.read() if child.stderr else "")
 
 
-def test_run_without_runtime_directory_has_no_socket(tmp_path: Path) -> None:
-    from device.config import Config
-    from device.control import start_control
+def _box_config(**control):
+    from device.config import Config, with_overrides
 
-    class Loop:  # start_control must not even look at the loop
-        pass
+    return with_overrides(Config(), control=control) if control else Config()
 
-    assert start_control(Config(), Loop(), environ={}) is None
-    path = tmp_path / "rt"
-    path.mkdir()
-    server = start_control(Config(), _stub_loop(), environ={"RUNTIME_DIRECTORY": str(path)})
+
+def test_attach_needs_a_runtime_directory_or_a_path(make_box, tmp_path: Path) -> None:
+    from device import control
+
+    box = make_box(_box_config())
+    assert control.attach(box, environ={}) is None  # not under systemd: no socket
+    runtime = tmp_path / "rt"
+    runtime.mkdir()
+    server = control.attach(box, environ={"RUNTIME_DIRECTORY": str(runtime)})
     assert server is not None
     try:
-        assert server.path == str(path / "control.sock")
+        assert server.path == str(runtime / "control.sock")
     finally:
         server.close()
+    off = make_box(_box_config(enabled=False))
+    assert control.attach(off, environ={"RUNTIME_DIRECTORY": str(runtime)}) is None
 
 
-def test_a_socket_that_cannot_be_made_leaves_the_box_running(tmp_path: Path, caplog) -> None:
-    from device.config import Config, with_overrides
-    from device.control import start_control
+def test_a_socket_that_cannot_be_made_leaves_the_box_running(make_box, tmp_path: Path,
+                                                             caplog) -> None:
+    from device import control
 
-    config = with_overrides(Config(), control={"socket": str(tmp_path / "no" / "dir.sock")})
-    assert start_control(config, _stub_loop()) is None
+    box = make_box(_box_config(socket=str(tmp_path / "no" / "dir.sock")))
+    assert control.attach(box) is None
     assert "cannot create it" in caplog.text and "runs without it" in caplog.text
 
 
-def _stub_loop():
-    from device.config import Config
+def test_attach_drives_the_command_port_and_reads_the_view(make_box, events,
+                                                           tmp_path: Path) -> None:
+    from device import control
 
-    class Loop:
-        def __init__(self) -> None:
-            self.config = Config()
-
-    return Loop()
-
-
-def test_loop_handles_press_and_long_press_a_real_loop(make_box, events) -> None:
-    from device.control import loop_handles
-
-    box = make_box()
-    press, long_press, _ = loop_handles(box.loop)
-    press()
-    box.loop.run(until=1.0)
-    assert box.loop.machine.state.value == "setup"
-    long_press()
-    box.loop.run(until=5.0)
+    sock = tmp_path / "c.sock"
+    box = make_box(_box_config(socket=str(sock)))
+    server = control.attach(box)
+    assert server is not None
+    try:
+        assert json.loads(request(sock, "status"))["state"] == "idle"
+        assert request(sock, "press") == "ok"
+        box.loop.run(until=1.0)
+        view = json.loads(request(sock, "status"))
+        assert (view["state"], view["leg"]) == ("setup", "right")
+        assert request(sock, "long") == "ok"
+        box.loop.run(until=6.0)
+    finally:
+        server.close()
     assert [e["action"] for e in events.kind("button")] == ["press", "long"]
     assert "cancelled" in events.states()

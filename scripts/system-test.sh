@@ -61,6 +61,16 @@ git -C "$REPO" rev-parse --git-dir >/dev/null 2>&1 || cannot_run "$REPO is not a
 mkdir -p "$CACHE"
 exec 9>"$CACHE/lock"
 flock 9 # one run at a time per cache
+for stale in "$CACHE"/run.*; do # left by a run that was killed outright
+    [[ -d $stale ]] || continue
+    pid=$(cat "$stale/nspawn.pid" 2>/dev/null || true)
+    if [[ -n $pid ]] && grep -qF "$stale/root" "/proc/$pid/cmdline" 2>/dev/null; then
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 1
+    fi
+    mountpoint -q "$stale/root" && umount -l "$stale/root"
+    rm -rf -- "$stale"
+done
 
 RUN=$(mktemp -d "$CACHE/run.XXXXXX")
 NSPAWN_PID=
@@ -151,8 +161,9 @@ git -C "$REPO" archive --format=tar "${stash:-HEAD}" | tar -x -C "$MERGED$SRC"
 
 SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1 setsid systemd-nspawn --quiet --register=no --keep-unit \
     --console=pipe --system-call-filter=bpf --bind-ro="$WHEELS:/wheels" \
-    --machine="systest-$$" -b -D "$MERGED" >"$RUN/boot.log" 2>&1 </dev/null &
+    --machine="systest-$$" -b -D "$MERGED" >"$RUN/boot.log" 2>&1 </dev/null 9>&- &
 NSPAWN_PID=$!
+echo "$NSPAWN_PID" >"$RUN/nspawn.pid"
 
 boot_failed() {
     tail -30 "$RUN/boot.log" >&2

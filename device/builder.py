@@ -253,6 +253,8 @@ def build_box(
             box.habit = _attach_history(box, routine, history, wall_start)
         else:
             box.addons.append(_attach_plain_summary(box))
+        if not simulated or config.control.socket:
+            _attach_control(box)
     except Exception:
         box.close()
         raise
@@ -280,6 +282,14 @@ def _attach_history(box: Box, routine: Routine, path: Path, start: datetime | No
     added = habit.attach(box.loop, box.config, routine, path, wall_clock(box.clock, start))
     box.addons.append(added)
     return added
+
+
+def _attach_control(box: Box) -> None:
+    from device import control
+
+    server = control.attach(box)  # the control socket: press, long, status
+    if server is not None:
+        box.addons.append(server)
 
 
 def _attach_plain_summary(box: Box) -> Any:

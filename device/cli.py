@@ -194,11 +194,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
     try:
-        from device import control
-
-        server = control.attach(box)  # the control socket (press, long, status)
-        if server is not None:
-            box.addons.append(server)  # closed with the box
         return run_service(box.loop)
     finally:
         box.close()

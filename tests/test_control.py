@@ -282,9 +282,8 @@ def test_attach_drives_the_command_port_and_reads_the_view(make_box, events,
     from device import control
 
     sock = tmp_path / "c.sock"
-    box = make_box(_box_config(socket=str(sock)))
-    server = control.attach(box)
-    assert server is not None
+    box = make_box(_box_config(socket=str(sock)))  # the builder attaches it (one line)
+    server = next(a for a in box.addons if isinstance(a, control.ControlServer))
     try:
         assert json.loads(request(sock, "status"))["state"] == "idle"
         assert request(sock, "press") == "ok"

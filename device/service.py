@@ -37,7 +37,8 @@ def supervise(loop: DeviceLoop, notifier: Notifier) -> None:
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:
-    """SIGTERM and SIGINT ask ``stop`` (only from the main thread, where Python allows it)."""
+    """SIGTERM, SIGINT and SIGHUP (the terminal closed) ask ``stop`` (only from the main
+    thread, where Python allows it)."""
     if threading.current_thread() is not threading.main_thread():
         return
 
@@ -45,8 +46,8 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
 
 
 def run_service(loop: DeviceLoop, notifier: Notifier | None = None) -> int:

@@ -11,6 +11,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from device.errors import ConfigError, UsageError
 
@@ -102,6 +105,21 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _history_file(config: Any, override: str | None, simulator: bool) -> Path:
+    """Where the history goes; a folder, FIFO or device there stops start-up in one line
+    (a FIFO would block the store)."""
+    from device.habit import history_path
+
+    path = history_path(config, override, simulator)
+    if path.exists() and not path.is_file():
+        if override:
+            raise UsageError(f"--history {override}: not a regular file; must be a history "
+                              "database file (SQLite)")
+        raise ConfigError(f"history file {str(path)!r}: not a regular file; must be a "
+                          "history database file (SQLite)")
+    return path
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     """The simulator: headless (scripted) or on screen."""
     from device.config import load_config
@@ -115,23 +133,56 @@ def cmd_sim(args: argparse.Namespace) -> int:
         raise UsageError(f"--until {args.until:g}: must be a number of seconds from 0 to "
                           "604800 (a week)")
     if not args.headless:
-        from device.habit import history_path
         from device.tui import run_tui
 
-        history = None if args.no_history else history_path(config, args.history, True)
+        history = None if args.no_history else _history_file(config, args.history, True)
         return run_tui(config, speed=args.speed or 1.0, mute=args.mute, sensor=args.sensor,
                        history=history)
     return _headless(args, config)
 
 
+START_YEARS = (1971, 9998)  # --start: any year whose sessions (and weeks) fit the calendar
+
+
+def _start_time(text: str) -> datetime:
+    """``--start``: an aware date-time within ``START_YEARS`` (UsageError otherwise)."""
+    example = "2026-11-26T07:30:00+01:00"
+    lo, hi = START_YEARS
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--start {text!r}: must be an ISO time such as {example}") from None
+    try:
+        if start.tzinfo is None:
+            start = start.astimezone()
+        start.astimezone(UTC)  # an offset may push year 1 or 9999 off the calendar
+        if not lo <= start.year <= hi:
+            raise ValueError(start.year)
+    except (ValueError, OverflowError):
+        raise UsageError(f"--start {text!r}: must be a time in the years {lo} to {hi}, "
+                          f"such as {example}") from None
+    return start
+
+
 def _headless(args: argparse.Namespace, config: object) -> int:
     from device.sim import run_headless
+    from device.streams import GuardedStream
     from device.transcript import JsonLines, Readable
 
+    # everything that can be refused is checked before the run starts
+    start = _start_time(args.start) if args.start else None
+    if sys.stdout is None and (args.events == "-" or not args.quiet):
+        what = "--events -" if args.events == "-" else "the transcript"
+        raise UsageError(f"{what}: standard output is closed; give --events FILE "
+                          "(and --quiet)")
+    history = None
+    if not args.no_history:
+        history = _history_file(config, args.history, simulator=True)
     listeners = []
-    out = None
+    streams: list[GuardedStream] = []
     if args.events == "-":
-        listeners.append(JsonLines(sys.stdout))
+        streams.append(GuardedStream(sys.stdout, "--events -", pass_broken_pipe=True))
+        listeners.append(JsonLines(streams[-1]))
     elif args.events:
         # line-buffered in real time, so a watcher sees each event as it happens
         try:
@@ -140,33 +191,27 @@ def _headless(args: argparse.Namespace, config: object) -> int:
         except OSError as exc:
             raise UsageError(f"--events {args.events}: cannot write it ({exc.strerror})"
                               ) from None
-        listeners.append(JsonLines(out))
+        streams.append(GuardedStream(out, f"--events {args.events}"))
+        listeners.append(JsonLines(streams[-1]))
     if not args.quiet and args.events != "-":
-        listeners.append(Readable(sys.stdout))
+        streams.append(GuardedStream(sys.stdout, "standard output", pass_broken_pipe=True))
+        listeners.append(Readable(streams[-1]))
     try:
-        history = None
-        if not args.no_history:
-            from device.habit import history_path
-
-            history = history_path(config, args.history, simulator=True)
-        start = None
-        if args.start:
-            from datetime import datetime
-
-            try:
-                start = datetime.fromisoformat(args.start)
-            except ValueError:
-                raise UsageError(f"--start {args.start!r}: must be an ISO time such as "
-                                  "2026-11-26T07:30:00+01:00") from None
-            if start.tzinfo is None:
-                start = start.astimezone()
         run_headless(config, args.script, listeners, speed=args.speed, until=args.until,
                      voice=args.voice, handle_signals=True, history=history, start=start,
                      sensor=args.sensor)
     finally:
-        if out is not None:
-            out.close()
-    return 0
+        for stream in streams:
+            if stream.stream is not sys.stdout:
+                stream.close()
+            else:
+                stream.flush()
+    failed = [s for s in streams if s.error is not None]
+    for stream in failed:
+        print(f"stretch-companion: {stream.problem()}", file=sys.stderr)
+    if any(s.failed_at_start for s in failed):
+        return UsageError.exit_code
+    return 1 if failed else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -199,7 +244,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         clock = RealClock()
         loop = build_loop(config, clock, parts, routine=routine)
         habit = attach_history(loop, config, loop.routine,
-                               history_path(config, args.history, simulator=False),
+                               _history_file(config, args.history, simulator=False),
                                wall_clock(clock))
         if config.sensor.enabled:
             from device.strap import StrapSensor, load_strap_calibration, pi_adc_factory
@@ -247,6 +292,14 @@ COMMANDS = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stretch-companion`` command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, surrogate-escaped by Python
+            print(f"stretch-companion: the argument {arg!r} is not UTF-8 text: give names "
+                  "and values in UTF-8 (rename the file if it is a path)", file=sys.stderr)
+            return UsageError.exit_code
     parser = _parser()
     args = parser.parse_args(argv)
     _logging(args.verbose)

@@ -65,7 +65,8 @@ class RealClock:
     def wait(self, wake: threading.Event, seconds: float) -> bool:
         if seconds <= 0:
             return wake.is_set()
-        return wake.wait(seconds / self._speed)
+        # the platform's longest wait; an absurd time must not overflow time_t
+        return wake.wait(min(seconds / self._speed, threading.TIMEOUT_MAX))
 
     def wait_until(self, wake: threading.Event, when: float | None) -> bool:
         """Wait until clock time ``when`` (None: until woken); True if woken."""

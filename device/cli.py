@@ -79,9 +79,16 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--mock", action="store_true",
                     help="mock pins, virtual time, fake voice and sensor (any PC)")
 
-    config = sub.add_parser("config", help="show or check the configuration")
-    config.add_argument("--default", action="store_true", help="print a commented default file")
-    config.add_argument("--check", metavar="FILE", help="validate FILE and say so")
+    config = sub.add_parser(
+        "config", help="print the configuration in effect (--default, --check FILE)",
+        description="Print the configuration in effect: --config FILE, else the first of "
+        "$XDG_CONFIG_HOME/stretch-companion/config.toml and "
+        "/etc/stretch-companion/config.toml that exists, else the built-in defaults.")
+    config.add_argument("--config", metavar="FILE", help="config file (TOML) to read")
+    config.add_argument("--default", action="store_true",
+                        help="print a commented file with every key at its default")
+    config.add_argument("--check", metavar="FILE",
+                        help="validate FILE (and its routine file) and say so")
     return parser
 
 
@@ -91,17 +98,26 @@ def _logging(verbose: int) -> None:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    """``config --default`` / ``config --check FILE``."""
-    from device.config import default_config_text, load_config
+    """``config``: the configuration in effect; ``--default``; ``--check FILE``."""
+    from device.config import (
+        config_source,
+        default_config_text,
+        effective_config_text,
+        load_config,
+    )
+    from device.routine import load_routine
 
     if args.check:
-        from device.routine import load_routine
-
         config = load_config(args.check)
         load_routine(config.routine.file or None)
         print(f"{args.check}: ok")
         return 0
-    sys.stdout.write(default_config_text())
+    if args.default:
+        print(default_config_text(), end="")
+        return 0
+    config = load_config(args.config)
+    load_routine(config.routine.file or None)
+    print(effective_config_text(config, config_source(args.config)), end="")
     return 0
 
 
@@ -236,10 +252,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     speaker = make_speaker(voice.enabled, voice.rate, voice.volume, voice.voice,
                            fixed_lines=routine.fixed_lines(config.session.legs),
                            audio_device=voice.audio_device, player=voice.player)
-    parts = build_parts(config, factory, speaker, is_mock=config.pins.factory == "mock")
+    from gpiozero.pins.mock import MockFactory
+
+    is_mock = isinstance(factory, MockFactory)  # pins.factory or GPIOZERO_PIN_FACTORY
+    if is_mock:
+        print("stretch-companion: running the box on mock pins: nothing is wired, so no light "
+              "or buzzer (try `stretch-companion sim` to see the box on screen); "
+              "stop with Ctrl-C", file=sys.stderr, flush=True)
+    parts = build_parts(config, factory, speaker, is_mock=is_mock)
     try:
         from device.clock import wall_clock
-        from device.habit import attach_history, history_path
+        from device.habit import attach_history
 
         clock = RealClock()
         loop = build_loop(config, clock, parts, routine=routine)

@@ -323,6 +323,9 @@ def check_voice(config: Config, mock: bool, host: Host, clock: Clock,
                               _voice_fix(host, ""))
     finally:
         speaker.close()
+    if mock:
+        return PartResult("voice", True, "a fake: the line was recorded, not played; run "
+                          "without --mock to hear the real voice")
     device = getattr(config.voice, "audio_device", "") or "the default sound device"
     return PartResult("voice", True, f"said {SPOKEN_LINE!r} on {device}")
 
@@ -348,7 +351,8 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
     clock = clock or (VirtualClock() if mock else RealClock())
     where = f"0x{address:02X} on /dev/i2c-{bus_no}"
     opened = None
-    if bus is None and mock:
+    faked = bus is None and mock
+    if faked:
         try:
             from drivers.fake_nau7802 import FakeNAU7802, StrapModel
         except ImportError:
@@ -385,7 +389,9 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
         return PartResult("sensor", False, f"NAU7802 at {where} reads full scale",
                           FIX_LOAD_CELL, required)
     spread = max(samples) - min(samples)
-    return PartResult("sensor", True, f"NAU7802 at {where}: {len(samples)} readings in 1 s, "
+    what = (f"a fake: the simulated NAU7802 at 0x{address:02X}, no I2C used;" if faked
+            else f"NAU7802 at {where}:")
+    return PartResult("sensor", True, f"{what} {len(samples)} readings in 1 s, "
                       f"spread {spread} counts")
 
 

@@ -96,6 +96,9 @@ def test_run_notifies_ready_watchdog_status_and_stopping(tmp_path: Path) -> None
             child.kill()
         server.close()
     assert any("STATUS=idle" in m for m in messages)
+    said = child.stderr.read() if child.stderr else ""
+    # on mock pins `run` says once what it is doing and how to stop it
+    assert said.count("running the box on mock pins") == 1 and "Ctrl-C" in said
 
 
 def test_bad_config_exits_78_before_ready(tmp_path: Path) -> None:

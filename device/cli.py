@@ -232,56 +232,29 @@ def _headless(args: argparse.Namespace, config: object) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The box on real pins, until SIGTERM or Ctrl-C."""
-    from device.box import build_loop, build_parts, close_parts
+    from device.builder import build_box
     from device.clock import RealClock
     from device.config import load_config
-    from drivers.pins import PinFactoryError, real_factory
-    from drivers.speech import make_speaker
+    from device.service import run_service
+    from drivers.pins import PinFactoryError
 
     config = load_config(args.config)
+    history = _history_file(config, args.history, simulator=False)
     try:
-        factory = real_factory(config.pins.factory)
+        box = build_box(config, mode="run", clock=RealClock(), history=history)
     except PinFactoryError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
-    from device.routine import load_routine
-    from device.service import run_service
-
-    routine = load_routine(config.routine.file or None)
-    voice = config.voice
-    speaker = make_speaker(voice.enabled, voice.rate, voice.volume, voice.voice,
-                           fixed_lines=routine.fixed_lines(config.session.legs),
-                           audio_device=voice.audio_device, player=voice.player)
     from gpiozero.pins.mock import MockFactory
 
-    is_mock = isinstance(factory, MockFactory)  # pins.factory or GPIOZERO_PIN_FACTORY
-    if is_mock:
+    if isinstance(box.factory, MockFactory):  # pins.factory or GPIOZERO_PIN_FACTORY = mock
         print("stretch-companion: running the box on mock pins: nothing is wired, so no light "
               "or buzzer (try `stretch-companion sim` to see the box on screen); "
               "stop with Ctrl-C", file=sys.stderr, flush=True)
-    parts = build_parts(config, factory, speaker, is_mock=is_mock)
     try:
-        from device.clock import wall_clock
-        from device.habit import attach_history
-
-        clock = RealClock()
-        loop = build_loop(config, clock, parts, routine=routine)
-        habit = attach_history(loop, config, loop.routine,
-                               _history_file(config, args.history, simulator=False),
-                               wall_clock(clock))
-        if config.sensor.enabled:
-            from device.strap import StrapSensor, load_strap_calibration, pi_adc_factory
-
-            sensor = StrapSensor(loop, config.sensor, pi_adc_factory(config.sensor, clock),
-                                 load_strap_calibration(config.sensor))
-            if not sensor.connect():
-                log.warning("strap sensor not found; the box goes on without it")
-        try:
-            return run_service(loop)
-        finally:
-            habit.history.close()
+        return run_service(box.loop)
     finally:
-        close_parts(parts)
+        box.close()
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
@@ -329,8 +302,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    from device.streams import StreamUnwritable
+
+    if sys.stdout is None and args.command != "sim":  # started with >&-: nobody to tell
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
     try:
         return COMMANDS[args.command](args)
+    except StreamUnwritable as exc:  # --events or the transcript: not writable at all
+        print(f"stretch-companion: {exc.message}", file=sys.stderr)
+        return UsageError.exit_code
     except ConfigError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -9,12 +9,23 @@ from typing import Any, TextIO
 from device.errors import UsageError
 
 
+class StreamUnwritable(SystemExit):
+    """A stream that cannot be written at all, found at its first write (t = 0): it stops
+    the run before anything happens. A ``SystemExit`` (exit 2), because the event bus
+    lets exits through from a subscriber while it logs and swallows other errors; the
+    command line prints ``message`` as its one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(UsageError.exit_code)
+        self.message = message
+
+
 class GuardedStream:
     """Wraps a text stream that events or the transcript are written to.
 
     The first write is flushed at once, so a stream that cannot be written at all is found
-    when the run starts (the first event is at t = 0): that raises ``UsageError`` naming
-    ``what`` (exit 2). A later failure (the disk filled up mid-run) is kept in ``error``;
+    when the run starts (the first event is at t = 0): that raises ``StreamUnwritable``
+    naming ``what`` (exit 2). A later failure (the disk filled up mid-run) is kept in ``error``;
     from then on writes are dropped, so the session goes on, and the command says so in
     one line when the run ends. ``BrokenPipeError`` on standard output (``| head``: the
     reader left) is passed on when ``pass_broken_pipe``, for the quiet exit the command
@@ -71,7 +82,7 @@ class GuardedStream:
         self.error = exc
         if not self._started:
             self.failed_at_start = True
-            raise UsageError(f"{self.what}: cannot write it ({_reason(exc)})") from None
+            raise StreamUnwritable(f"{self.what}: cannot write it ({_reason(exc)})") from None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)

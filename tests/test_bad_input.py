@@ -60,7 +60,7 @@ def test_a_time_zone_that_names_a_folder_is_a_config_error(tmp_path, capsys) -> 
 
 
 def test_tz_naming_a_folder_falls_back_to_the_system_zone(tmp_path, capsys, monkeypatch) -> None:
-    from device.history import local_zone
+    from device.streaks import local_zone
 
     monkeypatch.setenv("TZ", "America")
     assert local_zone() is not None
@@ -112,7 +112,7 @@ def test_a_start_late_in_the_calendar_is_recorded(tmp_path, capsys) -> None:
     code, _, err = run(["sim", "--headless", "--quiet", "--history", str(db),
                         "--start", "9998-12-31T23:59:00+00:00"], capsys)
     assert code == 0, err
-    from device.history import History
+    from device.store.sqlite import History
 
     with History(db, read_only=True) as h:
         assert [s.outcome for s in h.sessions()] == ["complete"]
@@ -133,6 +133,13 @@ def test_events_to_a_closed_stdout_stop_at_start(capsys, monkeypatch) -> None:
     code, _, err = run(["sim", "--headless", "--no-history", "--events", "-"], capsys)
     assert code == 2 and "standard output is closed" in err
     assert_one_clear_line(code, err, {2})
+
+
+@pytest.mark.parametrize("argv", [["selftest", "--mock"], ["config"], ["config", "--default"]])
+def test_other_commands_with_a_closed_stdout_just_run(capsys, monkeypatch, argv) -> None:
+    monkeypatch.setattr(sys, "stdout", None)
+    code, _, err = run(argv, capsys)
+    assert code == 0 and err == ""
 
 
 def test_a_stream_that_fails_mid_run_is_reported_once_and_the_session_goes_on(
@@ -170,7 +177,7 @@ def test_a_stream_that_fails_mid_run_is_reported_once_and_the_session_goes_on(
     assert code == 1
     assert "--events full.jsonl: could not write it (No space left on device)" in err
     assert_one_clear_line(code, err, {1})
-    from device.history import History
+    from device.store.sqlite import History
 
     with History(db, read_only=True) as h:
         assert [s.outcome for s in h.sessions()] == ["complete"]

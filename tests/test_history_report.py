@@ -17,7 +17,8 @@ ROOT = Path(__file__).parent.parent
 
 def _sessions(db: Path, n: int, start: datetime, step: timedelta,
               holds: tuple[tuple[float, float], ...] | None = None) -> None:
-    from device.history import History, HoldRecord, SessionRecord
+    from device.records import HoldRecord, SessionRecord
+    from device.store.sqlite import History
 
     with History(db) as h:
         for i in range(n):
@@ -42,7 +43,7 @@ def test_history_piped_into_head_ends_quietly(tmp_path) -> None:
 
 
 def test_history_points_to_the_simulators_own_file(tmp_path, capsys, monkeypatch) -> None:
-    from device.history import default_history_path
+    from device.store.paths import default_history_path
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     assert main(["sim", "--headless", "--quiet"]) == 0  # writes sim-history.db
@@ -69,7 +70,7 @@ def test_history_on_a_folder_or_fifo_is_one_line(tmp_path, capsys) -> None:
 
 def test_a_virtual_time_session_is_stored_ending_now_not_in_the_future(tmp_path,
                                                                        capsys) -> None:
-    from device.history import History
+    from device.store.sqlite import History
 
     db = tmp_path / "h.db"
     before = datetime.now().astimezone()
@@ -84,7 +85,7 @@ def test_a_virtual_time_session_is_stored_ending_now_not_in_the_future(tmp_path,
 
 
 def test_a_session_with_start_moves_with_virtual_time(tmp_path, capsys) -> None:
-    from device.history import History
+    from device.store.sqlite import History
 
     db = tmp_path / "h.db"
     start = "2026-11-26T07:30:00+01:00"
@@ -100,8 +101,8 @@ def test_a_session_with_start_moves_with_virtual_time(tmp_path, capsys) -> None:
 
 def _figure(sessions, now=None):
     pytest.importorskip("matplotlib")
-    from device.history import local_zone
     from device.history_report import figure
+    from device.streaks import local_zone
 
     fig = figure(sessions, local_zone(env={}), now)  # /etc/localtime: its key is "localtime"
     fig.canvas.draw()
@@ -109,7 +110,7 @@ def _figure(sessions, now=None):
 
 
 def _make(days: list[float], holds: list[tuple[float, float]]):
-    from device.history import HoldRecord, SessionRecord
+    from device.records import HoldRecord, SessionRecord
 
     base = datetime(2026, 11, 2, 7, 0).astimezone()
     out = []

@@ -62,7 +62,7 @@ def test_sigterm_mid_hold_turns_outputs_off_and_exits_0(tmp_path: Path, signum: 
     assert leds[-1]["value"] == 0.0 and max(e["value"] for e in leds) > 0.1
     assert got[-1]["kind"] in ("led", "state", "session")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "history.db"]
-    from device.history import History
+    from device.store.sqlite import History
 
     with History(db, read_only=True) as h:
         assert [s.outcome for s in h.sessions()] == ["interrupted"]
@@ -137,7 +137,7 @@ def test_loop_crash_makes_outputs_safe_and_exits_nonzero(make_box, caplog) -> No
         if now > 5.0:
             raise RuntimeError("sensor maths exploded")
 
-    box.loop.hooks_per_wake.append(broken)
+    box.loop.add_ticker(lambda now: None, broken)
     assert run_service(box.loop, Notifier(environ={})) == 1
     assert box.led_pin.state == 0.0 and box.buzzer_pin.state == 0
     assert "device loop failed in state hold" in caplog.text

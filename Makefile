@@ -10,9 +10,9 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[sim,plot,test]'
 	touch $@
 
-.PHONY: help setup sim demo history selftest config cli test lint bench clean
+.PHONY: help setup sim demo history selftest config cli test lint bench clean system-test
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## /  make \1\t/'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/'
 
 setup: $(BIN)/.installed  ## create .venv and install the box into it (.venv/bin/stretch-companion)
 
@@ -37,6 +37,9 @@ cli: $(BIN)/.installed  ## any command, e.g. make cli ARGS="history --plot hold.
 test: $(BIN)/.installed  ## lint and the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+system-test: $(BIN)/.installed  ## install and run the service under a real systemd (root; nspawn)
+	scripts/system-test.sh
 
 bench: $(BIN)/.installed  ## benchmarks (ARGS=--quick for a smoke run)
 	$(BIN)/python -m bench $(ARGS)

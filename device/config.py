@@ -195,6 +195,23 @@ class HistorySettings:
                        check=_time_zone)
 
 
+def _socket_path(value: str) -> str | None:
+    """'' or an absolute path of at most 107 bytes."""
+    if value == "" or (value.startswith("/") and len(value.encode("utf-8", "replace")) < 108
+                       and "\0" not in value):
+        return None
+    return "empty ($RUNTIME_DIRECTORY/control.sock) or an absolute path of at most 107 bytes"
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """The control socket of `run` (stretch-companion press|long|status)."""
+
+    enabled: bool = _f(True, "listen for press, long and status on a Unix socket")
+    socket: str = _f("", "socket path; empty = $RUNTIME_DIRECTORY/control.sock (systemd), "
+                     "else no socket", check=_socket_path)
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings."""
@@ -208,6 +225,7 @@ class Config:
     routine: RoutineSettings = field(default_factory=RoutineSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
 
 
 def _allowed(meta: dict[str, Any], kind: type) -> str:
@@ -365,7 +383,11 @@ def config_source(path: str | Path | None = None) -> Path | None:
     if path is not None:
         return Path(path)
     for candidate in config_paths():
-        if candidate.is_file():
+        try:
+            found = candidate.is_file()
+        except OSError:  # e.g. a home hidden by systemd's ProtectHome=: look further
+            continue
+        if found:
             return candidate
     return None
 

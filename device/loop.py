@@ -386,11 +386,21 @@ class DeviceLoop:
         if self.cues.busy_until > now:
             times.append(self.cues.busy_until)  # the line being said ends
         if self.cues.pending and self.parts.speaker.busy():
+            if self._is_virtual():
+                self._wait_for_voice()
             times.append(now + 0.05)  # a real voice still talking: look again soon
         for due, _ in self._tickers:
             times.append(due(now))
         due = [t for t in times if t is not None]
         return min(due) if due else None
+
+    def _wait_for_voice(self) -> None:
+        """On virtual time a real voice still talking takes real time: block on it (up to
+        half a real second, so a stop is still heard) instead of spinning through
+        virtual time."""
+        wait = getattr(self.parts.speaker, "wait_spoken", None)
+        if wait is not None:
+            wait(0.5)
 
     def _finished(self) -> bool:
         return (

@@ -193,19 +193,8 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
 def load_routine(path: str | Path | None = None) -> Routine:
     """The routine at ``path``, or the built-in hamstring routine."""
     if path:
+        from device.config import read_toml_file
+
         p = Path(path)
-        try:
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise ConfigError(
-                f"routine.file = {str(p)!r}: cannot read it ({exc.strerror})"
-            ) from None
-        source = str(p)
-    else:
-        raw = _builtin_bytes()
-        source = "built-in routine"
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{source}: not valid TOML ({exc})") from None
-    return parse_routine(data, source)
+        return parse_routine(read_toml_file(p, f"routine.file = {str(p)!r}"), str(p))
+    return parse_routine(tomllib.loads(_builtin_bytes().decode("utf-8")), "built-in routine")

@@ -160,6 +160,9 @@ def run_headless(
     try:
         box.loop.run(until=limit, stop_when_done=until is None)
         box.loop.interrupt()  # a session still going when the run ends is kept, interrupted
+        drain = getattr(box.speaker, "drain", None)
+        if drain is not None and not box.loop.stop_event.is_set():
+            drain()  # the last line ("All done...") reaches the player before the run ends
     finally:
         box.close()
     return box

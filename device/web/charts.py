@@ -14,8 +14,8 @@ from xml.sax.saxutils import escape
 
 from device.history import LEGS, SessionRecord, local_day, streak_days
 
-W, H = 640, 260  # viewBox of the hold chart
-PAD_L, PAD_R, PAD_T, PAD_B = 44, 12, 16, 30
+W, H = 360, 230  # viewBox of the hold chart (a phone's width, so text stays readable)
+PAD_L, PAD_R, PAD_T, PAD_B = 30, 26, 26, 22
 
 
 def _leg_points(sessions: Sequence[SessionRecord], leg: str, field: str,
@@ -60,32 +60,35 @@ def hold_chart(sessions: Sequence[SessionRecord], now: datetime, tz: tzinfo,
                    f'y2="{yy:.1f}"/>')
         out.append(f'<text class="axis" x="{PAD_L - 6}" y="{yy + 4:.1f}" '
                    f'text-anchor="end">{v:.0f}</text>')
-    for w in range(0, weeks + 1, 2):
+    for w in range(0, weeks + 1, 3):
         t = start + timedelta(weeks=w)
         out.append(f'<text class="axis" x="{x(t):.1f}" y="{H - 8}" text-anchor="middle">'
                    f'{t:%d %b}</text>')
-    out.append(f'<text class="axis" x="4" y="{PAD_T - 4}">s</text>')
+    out.append(f'<text class="axis" x="{PAD_L - 6}" y="{PAD_T - 6}" text-anchor="end">s</text>')
     for leg in LEGS:
         pts = series[leg]
         if len(pts) > 1:
             path = " ".join(f"{x(t):.1f},{y(v, top):.1f}" for t, v in pts)
             out.append(f'<polyline class="line {leg}" points="{path}"/>')
         for t, v in pts:
-            out.append(f'<circle class="dot {leg}" cx="{x(t):.1f}" cy="{y(v, top):.1f}" r="3.5">'
+            out.append(f'<circle class="dot {leg}" cx="{x(t):.1f}" cy="{y(v, top):.1f}" r="3">'
                        f"<title>{leg} {t:%d %b}: {v:.0f} s</title></circle>")
         spts = steady[leg]
         if len(spts) > 1:
             path = " ".join(f"{x(t):.1f},{y(v, 100):.1f}" for t, v in spts)
             out.append(f'<polyline class="line steady {leg}" points="{path}"/>')
-    lx = PAD_L + 8
+    lx, ly = PAD_L + 4, 10
     for leg in LEGS:
-        out.append(f'<circle class="dot {leg}" cx="{lx}" cy="{PAD_T + 6}" r="4"/>'
-                   f'<text class="legend" x="{lx + 8}" y="{PAD_T + 10}">{leg} leg</text>')
-        lx += 80
+        out.append(f'<circle class="dot {leg}" cx="{lx}" cy="{ly - 4}" r="4"/>'
+                   f'<text class="legend" x="{lx + 8}" y="{ly}">{leg} leg</text>')
+        lx += 70
     if any(steady.values()):
-        out.append(f'<line class="line steady" x1="{lx}" x2="{lx + 16}" y1="{PAD_T + 6}" '
-                   f'y2="{PAD_T + 6}"/><text class="legend" x="{lx + 20}" y="{PAD_T + 10}">'
-                   "steadiness (0-100)</text>")
+        out.append(f'<line class="line steady" x1="{lx}" x2="{lx + 16}" y1="{ly - 4}" '
+                   f'y2="{ly - 4}"/><text class="legend" x="{lx + 20}" y="{ly}">'
+                   "steadiness (right axis)</text>")
+        for v in (0, 50, 100):
+            out.append(f'<text class="axis steady" x="{W - PAD_R + 4}" y="{y(v, 100) + 4:.1f}">'
+                       f"{v}</text>")
     out.append("</svg>")
     return "".join(out)
 

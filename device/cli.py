@@ -171,49 +171,24 @@ def _headless(args: argparse.Namespace, config: object) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The box on real pins, until SIGTERM or Ctrl-C."""
-    from device.box import build_loop, build_parts, close_parts
+    from device.builder import build_box
     from device.clock import RealClock
     from device.config import load_config
-    from drivers.pins import PinFactoryError, real_factory
-    from drivers.speech import make_speaker
+    from device.habit import history_path
+    from device.service import run_service
+    from drivers.pins import PinFactoryError
 
     config = load_config(args.config)
     try:
-        factory = real_factory(config.pins.factory)
+        box = build_box(config, mode="run", clock=RealClock(),
+                        history=history_path(config, args.history, simulator=False))
     except PinFactoryError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
-    from device.routine import load_routine
-    from device.service import run_service
-
-    routine = load_routine(config.routine.file or None)
-    voice = config.voice
-    speaker = make_speaker(voice.enabled, voice.rate, voice.volume, voice.voice,
-                           fixed_lines=routine.fixed_lines(config.session.legs),
-                           audio_device=voice.audio_device, player=voice.player)
-    parts = build_parts(config, factory, speaker, is_mock=config.pins.factory == "mock")
     try:
-        from device.clock import wall_clock
-        from device.habit import attach_history, history_path
-
-        clock = RealClock()
-        loop = build_loop(config, clock, parts, routine=routine)
-        habit = attach_history(loop, config, loop.routine,
-                               history_path(config, args.history, simulator=False),
-                               wall_clock(clock))
-        if config.sensor.enabled:
-            from device.strap import StrapSensor, load_strap_calibration, pi_adc_factory
-
-            sensor = StrapSensor(loop, config.sensor, pi_adc_factory(config.sensor, clock),
-                                 load_strap_calibration(config.sensor))
-            if not sensor.connect():
-                log.warning("strap sensor not found; the box goes on without it")
-        try:
-            return run_service(loop)
-        finally:
-            habit.history.close()
+        return run_service(box.loop)
     finally:
-        close_parts(parts)
+        box.close()
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:

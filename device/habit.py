@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 
 from device.breath import Pattern
 from device.config import Config
+from device.events import HistoryEvent, NudgeEvent, SessionEvent, StateEvent
 from device.history import (
+    HoldRecord,
     SafeHistory,
     SessionRecord,
     growth_line,
@@ -19,7 +21,7 @@ from device.history import (
     summary_line,
 )
 from device.loop import DeviceLoop
-from device.machine import SessionEnded, State
+from device.machine import State
 from device.routine import Routine
 
 log = logging.getLogger(__name__)
@@ -55,12 +57,16 @@ class Habit:
         self._grew: dict[str, bool] = {}
         self._nudging = False
         self.history.flush()
-        loop.machine.plan_hold = self.plan_hold
-        loop.on_setup = self.on_setup
-        loop.on_session_end = self.on_session_end
+        loop.set_hold_planner(self.plan_hold)
+        loop.bus.subscribe(self._on_state, ["state"], name="habit")
+        loop.bus.subscribe(self._on_session, ["session"], name="history")
+        loop.set_summary(self._summary)
         if config.history.nudge_at:
-            loop.hooks_per_wake.append(self._nudge_check)
-            loop.add_deadline_hook(self._nudge_deadline)
+            loop.add_ticker(self._nudge_deadline, self._nudge_check)
+
+    def close(self) -> None:
+        """Close the history (what could not be written stays in the fallback file)."""
+        self.history.close()
 
     # ---- progression ------------------------------------------------------------------
 
@@ -77,9 +83,15 @@ class Habit:
         )
         return progress.hold_s, progress.grew
 
+    def _on_state(self, event: StateEvent) -> None:
+        if event.state == State.SETUP.value and event.leg:
+            line = self.on_setup(event.leg, event.round)
+            if line:
+                self.loop.say(line, "progress")
+
     def on_setup(self, leg: str, round_: int) -> str | None:
         """At each leg's first set-up: plan its hold; say so when it grows."""
-        if round_ == 1 and leg == self.loop.machine.plan[0][0]:
+        if round_ == 1 and leg == self.loop.first_leg:
             self._plans.clear()
             self._grew.clear()
         if leg not in self._plans:
@@ -99,20 +111,21 @@ class Habit:
     def _wall_at(self, clock_t: float) -> datetime:
         return self.wall() - timedelta(seconds=self.loop.clock.now() - clock_t)
 
-    def on_session_end(self, ended: SessionEnded) -> str | None:
-        """Write the session; for a complete one, return the spoken summary."""
-        holds = self.loop.hold_records(ended.holds)
+    def _on_session(self, ended: SessionEvent) -> None:
+        """Write the session (every outcome)."""
         record = SessionRecord(
             started=self._wall_at(ended.started_at), ended=self._wall_at(ended.ended_at),
-            outcome=ended.outcome, routine=self.routine.name, holds=tuple(holds),
+            outcome=ended.outcome, routine=self.routine.name,
+            holds=tuple(records_of(ended)),
         )
         saved = self.history.record(record)
-        self.loop.emit("history", outcome=ended.outcome, saved=saved)
+        self.loop.publish(HistoryEvent(self.loop.stamp(), ended.outcome, saved))
         self._plans.clear()
-        if ended.outcome != "complete":
-            return None
+
+    def _summary(self, ended: SessionEvent) -> str | None:
+        """The spoken summary of a complete session, with the week and the streak."""
         now = self.wall()
-        return summary_line(holds, self.history.sessions_this_week(now, self.tz),
+        return summary_line(records_of(ended), self.history.sessions_this_week(now, self.tz),
                             self.history.streak_days(now, self.tz))
 
     # ---- the nudge --------------------------------------------------------------------
@@ -124,30 +137,22 @@ class Habit:
         return after and not self.history.done_today(now, self.tz)
 
     def _nudge_check(self, now_clock: float) -> None:
-        idle = self.loop.machine.state is State.IDLE
+        idle = self.loop.state is State.IDLE
         due = idle and self._nudge_due(self.wall())
         if due and not self._nudging:
             self._nudging = True
             self.loop.set_idle_pattern(Pattern.NUDGE)
-            self.loop.emit("nudge", on=True)
+            self.loop.publish(NudgeEvent(self.loop.stamp(), True))
             if self.config.history.nudge_voice:
-                from device.voice import Cue
-
-                self.loop.cues.push(Cue(NUDGE_LINE, "nudge"))
-        elif not due and self._nudging and idle:
+                self.loop.say(NUDGE_LINE, "nudge")
+        elif self._nudging and not due:
+            # nudged and then a session began (or the day's stretch is done): back to normal
             self._nudging = False
-            normal = Pattern.GLOW if self.config.light.idle == "glow" else Pattern.OFF
-            self.loop.set_idle_pattern(normal)
-            self.loop.emit("nudge", on=False)
-        elif not idle and self._nudging:
-            self._nudging = False
-            normal = Pattern.GLOW if self.config.light.idle == "glow" else Pattern.OFF
-            self.loop.idle_pattern = normal
-            self.loop.machine.idle_light = normal
-            self.loop.emit("nudge", on=False)
+            self.loop.set_idle_pattern(None)
+            self.loop.publish(NudgeEvent(self.loop.stamp(), False))
 
     def _nudge_deadline(self, now_clock: float) -> float | None:
-        if self.loop.machine.state is not State.IDLE:
+        if self.loop.state is not State.IDLE:
             return None
         hh, mm = (int(x) for x in self.config.history.nudge_at.split(":"))
         local = self.wall().astimezone(self.tz)
@@ -169,6 +174,23 @@ def history_path(config: Config, override: str | None, simulator: bool) -> Path:
         return Path(config.history.file)
     path = default_history_path(service=False)
     return path.with_name("sim-history.db") if simulator else path
+
+
+def records_of(ended: SessionEvent) -> list[HoldRecord]:
+    """A session's holds as history records."""
+    return [HoldRecord(leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
+                       ended=h.ended, mean=h.mean, peak=h.peak, steadiness=h.steadiness)
+            for h in ended.results]
+
+
+class PlainSummary:
+    """Without a history: the spoken summary of the holds alone."""
+
+    def __init__(self, loop: DeviceLoop) -> None:
+        loop.set_summary(lambda ended: summary_line(records_of(ended), 0, 0))
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def attach_history(

@@ -9,6 +9,7 @@ and the benchmarks. A new output is one module with ``attach(box, ...)`` and one
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -221,11 +222,15 @@ def build_box(
     wall_start: datetime | None = None,
     factory: Any = None,
     routine: Routine | None = None,
+    web: str | None = None,
+    config_path: Path | None = None,
 ) -> Box:
     """Build the box for ``mode``: ``sim`` (mock pins, simulated strap with ``sensor``,
     a recording voice unless ``speaker`` is given) or ``run`` (``factory`` pins, the real
     voice and, when ``sensor.enabled``, the real strap). ``listeners`` read the transcript;
-    ``history`` keeps sessions there (else only the plain spoken summary)."""
+    ``history`` keeps sessions there (else only the plain spoken summary). ``web`` (HOST:PORT)
+    serves the phone page there, as ``[web] enabled`` does at ``[web] listen``; its settings
+    are read from and saved to ``config_path``."""
     from drivers.pins import mock_factory
 
     simulated = mode != "run"
@@ -263,6 +268,12 @@ def build_box(
             from device.habit import PlainSummary
 
             box.addons.append(PlainSummary(loop))
+        if web is not None or config.web.enabled:
+            from device.web import attach as attach_web
+
+            box.addons.append(attach_web(box, web or config.web.listen, config_path=config_path,
+                                         history_path=history, simulator=simulated,
+                                         announce=sys.stderr if simulated else None))
     except Exception:
         box.close()
         raise

@@ -73,6 +73,9 @@ class FakeBus:
         self.subs.add(sub)
         return sub
 
+    def unsubscribe(self, sub: FakeSubscription) -> None:
+        sub.close()
+
     def publish(self, event: Any) -> None:
         for sub in list(self.subs):
             sub.queue.put(event)

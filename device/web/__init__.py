@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from device.config import Config
 from device.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,8 +37,10 @@ class WebHandle:
     """A running page: its address, its server and the bus subscription; ``close()``."""
 
     server: Any
+    bus: Any
     subscription: Any
     url: str
+    reloader: Any = None
 
     @property
     def code(self) -> str:
@@ -50,7 +51,9 @@ class WebHandle:
         """Stop listening to the bus, then stop the server."""
         try:
             if self.subscription is not None:
-                self.subscription.close()
+                self.bus.unsubscribe(self.subscription)
+            if self.reloader is not None:
+                self.reloader.close()
         finally:
             self.server.close()
 
@@ -82,20 +85,29 @@ def attach(
 
     host, port = parse_listen(listen)
     store = PairingStore(store_path(state_dir, simulator=simulator), clock=clock)
+    reload = getattr(box.commands, "reload_config", None)
+    reloader = None
+    if reload is None:
+        from device.web.reload import ConfigReloader
+
+        reloader = ConfigReloader(box)
+        reload = reloader.request
     options = WebOptions(
         host=host, port=port, config_path=settings_path(config_path, service=not simulator),
         history_path=Path(history_path) if history_path else None, store=store, clock=clock,
-        on_config_saved=lambda config: reload_between_sessions(box, config),
+        on_config_saved=reload,
     )
     try:
         server = WebServer(box, options)
     except OSError as exc:
+        if reloader is not None:
+            reloader.close()
         raise ConfigError(f"web.listen = {listen!r}: cannot listen there ({exc.strerror})"
                           ) from None
     server.start()
     subscription = box.bus.subscribe(lambda event: server.web.hub.from_bus(box, event),
                                      None, queued=True, name="web")
-    handle = WebHandle(server, subscription, server.url)
+    handle = WebHandle(server, box.bus, subscription, server.url, reloader)
     shown = server.url.replace("0.0.0.0", "BOX-ADDRESS").replace("[::]", "BOX-ADDRESS")
     log.warning("web page at %s: pair a phone with code %s", shown, store.code)
     if announce is not None:
@@ -103,20 +115,6 @@ def attach(
     if say_code:
         server.web.say_code()
     return handle
-
-
-def reload_between_sessions(box: Any, config: Config) -> None:
-    """Hand a saved config to the box: applied when no session is running.
-
-    Uses ``box.commands.reload_config(config)`` when the box has it; otherwise it only
-    stores the config on ``box.pending_config`` and logs that a restart applies it."""
-    commands = getattr(box, "commands", None)
-    reload = getattr(commands, "reload_config", None)
-    if reload is not None:
-        reload(config)
-        return
-    box.pending_config = config
-    log.warning("web: settings saved; this box applies them at its next start")
 
 
 def web_code_main(simulator: bool = False, state_dir: Path | None = None,

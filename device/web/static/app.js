@@ -87,8 +87,8 @@ function render(v) {
   $("leg").textContent = v.leg || "–";
   $("round").textContent = v.state === "idle" ? "–" : `${v.round} of ${v.rounds}`;
   $("planned").textContent = fmtS(v.hold_planned_s);
-  $("phase").textContent = v.breath_phase === "in" ? "breathe in" :
-    v.breath_phase === "out" ? "breathe out" : "–";
+  $("phase").textContent = { in: "breathe in", full: "hold full", out: "breathe out",
+    empty: "hold empty" }[v.breath_phase] || "–";
   $("sensor").textContent = v.sensor_status || "–";
   $("voice").textContent = v.voice_off_reason ? `${v.voice_status} (${v.voice_off_reason})` :
     (v.voice_status || "–");
@@ -123,16 +123,11 @@ function tickLeft() {
   $("left").textContent = fmtS(left);
 }
 
-// The breathing shape: the box sends the phase and the light level with each update;
-// the page places itself in the breath from them and animates on its own.
+// The breathing shape: the box sends how far into the breath it is (breath_s) with each
+// update; the page animates on its own from the pattern, no 50 Hz stream.
 function syncBreath(v) {
-  if (!breath || !v.breath_phase) { cycleT0 = null; return; }
-  const level = Math.min(1, Math.max(0, (v.light - breath.low) / (breath.high - breath.low)));
-  const ease = (x) => Math.acos(1 - 2 * x) / Math.PI;   // inverse of the cosine ramp
-  let t;
-  if (v.breath_phase === "in") t = ease(level) * breath.inhale;
-  else t = breath.inhale + breath.hold_in + ease(1 - level) * breath.exhale;
-  cycleT0 = performance.now() - t * 1000;
+  if (!breath || v.breath_s === null || v.breath_s === undefined) { cycleT0 = null; return; }
+  cycleT0 = performance.now() - v.breath_s * 1000;
 }
 
 function breathLevel(t) {

@@ -118,21 +118,22 @@ def attach(
 
 
 def web_code_main(simulator: bool = False, state_dir: Path | None = None,
-                  out: TextIO = sys.stdout) -> int:
+                  out: TextIO | None = None) -> int:
     """``stretch-companion web-code``: print the current pairing code."""
     from device.web.auth import PairingStore, store_path
 
     store = PairingStore(store_path(state_dir, simulator=simulator))
-    print(store.code, file=out)
+    print(store.code, file=out or sys.stdout)
     return 0
 
 
 def web_forget_main(simulator: bool = False, state_dir: Path | None = None,
-                    out: TextIO = sys.stdout) -> int:
+                    out: TextIO | None = None) -> int:
     """``stretch-companion web-forget``: revoke every paired phone (and pick a new code)."""
     from device.web.auth import PairingStore, store_path
 
     store = PairingStore(store_path(state_dir, simulator=simulator))
     n = store.forget()
-    print(f"forgot {n} paired phone{'s' if n != 1 else ''}; new code {store.code}", file=out)
+    print(f"forgot {n} paired phone{'s' if n != 1 else ''}; new code {store.code}",
+          file=out or sys.stdout)
     return 0

@@ -334,7 +334,8 @@ class WebApp:
             return _unpaired()
         return JSONResponse({"paired": True, "csrf": csrf_for(token), "breath": self._breath(),
                              "long_press_s": self.box.config.session.long_press_seconds,
-                             "history": self.options.history_path is not None})
+                             "history": self.options.history_path is not None,
+                             "view": _json_view(self.box)})
 
     async def state(self, request: Request) -> Response:
         if self._paired(request) is None:

@@ -392,6 +392,7 @@ async function start() {
   $("pairing").hidden = true;
   $("app").hidden = false;
   $("history").hidden = !s.history;
+  render(s.view);  // at once; the live stream follows
   connect();
   loadSettings();
   if (s.history) loadHistory();

@@ -15,6 +15,7 @@ STATE_DIR=/var/lib/$APP
 CACHE_DIR=/var/cache/$APP
 UNIT=$APP.service
 UNIT_DEST=/etc/systemd/system/$UNIT
+WEB_DROPIN=/etc/systemd/system/$UNIT.d/web.conf
 APT_PACKAGES=(espeak-ng libespeak-ng1 alsa-utils python3-venv python3-dev python3-lgpio i2c-tools)
 REPO=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd -P)
 
@@ -29,6 +30,8 @@ Installs Stretch Companion from this checkout ($REPO):
   - $CONF from 'stretch-companion config --default', only if it does not exist
   - I2C turned on (raspi-config) when the config has [sensor] enabled = true
   - the systemd unit $UNIT_DEST, enabled and (re)started
+  - with [web] enabled = true: the web extra, a drop-in opening only the page's port,
+    and the config directory writable by '$SERVICE_USER' (settings saved from the page)
 Running it again upgrades the code and restarts the service; the config is kept.
 
 Options:
@@ -99,7 +102,9 @@ install_venv() {
     fi
     say "installing stretch-companion[pi] from $REPO into $VENV"
     # A local directory is always rebuilt and reinstalled, so a re-run upgrades.
-    "$VENV/bin/pip" install --disable-pip-version-check --no-cache-dir "${REPO}[pi]"
+    local extras=pi
+    if web_port >/dev/null; then extras=pi,web; fi
+    "$VENV/bin/pip" install --disable-pip-version-check --no-cache-dir "${REPO}[$extras]"
     "$VENV/bin/python" -c 'import lgpio' 2>/dev/null ||
         warn "lgpio cannot be imported in $VENV: the GPIO pins will not work (is python3-lgpio installed?)"
 }
@@ -130,6 +135,38 @@ sensor_enabled() {
         in_sensor && /^[[:space:]]*enabled[[:space:]]*=[[:space:]]*true([[:space:]]|#|$)/ { found = 1 }
         END { exit !found }
     ' "$CONF"
+}
+
+web_port() {
+    # prints the port of [web] listen and succeeds when the page is on
+    [[ -r $CONF ]] || return 1
+    python3 - "$CONF" <<'PY'
+import sys, tomllib
+try:
+    with open(sys.argv[1], "rb") as f:
+        web = tomllib.load(f).get("web", {})
+except (OSError, ValueError):
+    sys.exit(1)
+if web.get("enabled") is not True:
+    sys.exit(1)
+print(str(web.get("listen", "0.0.0.0:8321")).rpartition(":")[2])
+PY
+}
+
+setup_web() {
+    local port
+    if ! port=$(web_port); then
+        rm -f "$WEB_DROPIN"
+        return
+    fi
+    say "phone page on (port $port): opening only that port; config writable by $SERVICE_USER"
+    mkdir -p "$(dirname "$WEB_DROPIN")"
+    sed "s/@PORT@/$port/" "$REPO/systemd/web.conf" >"$WEB_DROPIN"
+    chmod 0644 "$WEB_DROPIN"
+    chgrp "$SERVICE_USER" "$CONF_DIR" "$CONF"
+    chmod 0775 "$CONF_DIR"
+    chmod 0664 "$CONF"
+    say "pair a phone with the code the box says, or the one 'sudo $VENV/bin/$APP web-code' prints"
 }
 
 enable_i2c() {
@@ -181,6 +218,7 @@ do_install() {
     install_venv
     write_config
     enable_i2c
+    setup_web
     install_unit
     say "done"
 }
@@ -197,7 +235,7 @@ do_uninstall() {
             systemctl disable "$UNIT" || true
         fi
     fi
-    rm -f "$UNIT_DEST"
+    rm -f "$UNIT_DEST" "$WEB_DROPIN"
     if have_systemd; then
         systemctl daemon-reload
         systemctl reset-failed "$UNIT" 2>/dev/null || true

@@ -496,3 +496,12 @@ def test_announce_line_on_stderr(box: FakeBox, tmp_path: Path) -> None:
 def test_stores_are_not_world_readable(tmp_path: Path) -> None:
     store = PairingStore(tmp_path / "x" / "web-pairing.json")
     assert oct(os.stat(store.path).st_mode & 0o077) == "0o0"
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to hand a file to another user")
+def test_root_forgetting_leaves_the_store_to_the_service_user(tmp_path: Path) -> None:
+    store = PairingStore(tmp_path / "web-pairing.json")
+    os.chown(store.path, 1234, 1234)
+    PairingStore(store.path).forget()
+    st = store.path.stat()
+    assert (st.st_uid, st.st_gid) == (1234, 1234)

@@ -182,6 +182,12 @@ def write_private(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
+        try:  # root running web-forget must leave the file to the service's user
+            st = path.stat()
+            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
+                os.fchown(fd, st.st_uid, st.st_gid)
+        except (FileNotFoundError, PermissionError):
+            pass
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

@@ -346,10 +346,10 @@ class WebApp:
         if self._paired(request) is None:
             return _unpaired()
         queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=200)
-        self.hub.clients.add(queue)
         box = self.box
 
         async def stream() -> AsyncIterator[str]:
+            self.hub.clients.add(queue)  # here, so the finally below always removes it
             try:
                 first = json.dumps({"view": _json_view(box), "event": None,
                                     "breath": self._breath()}, separators=(",", ":"))

@@ -11,23 +11,18 @@ from zoneinfo import ZoneInfo
 from device.breath import Pattern
 from device.config import Config
 from device.events import HistoryEvent, NudgeEvent, SessionEvent, StateEvent
-from device.history import (
-    HoldRecord,
-    SafeHistory,
-    SessionRecord,
-    growth_line,
-    local_zone,
-    next_hold_seconds,
-    summary_line,
-)
 from device.loop import DeviceLoop
 from device.machine import State
+from device.progression import next_hold_seconds
+from device.records import HoldRecord, SessionRecord
 from device.routine import Routine
+from device.store.safe import SafeHistory
+from device.streaks import local_zone
+from device.summary import growth_line, summary_line
 
 log = logging.getLogger(__name__)
 
 NUDGE_CHECK_S = 600.0  # while idle with a nudge set, look at the time every 10 minutes
-NUDGE_LINE = "Your hamstrings are waiting. One short stretch today?"
 
 
 def zone_of(config: Config) -> tzinfo:
@@ -97,7 +92,7 @@ class Habit:
         if leg not in self._plans:
             self._plans[leg], self._grew[leg] = self._plan(leg)
             if self._grew[leg]:
-                return growth_line(leg, self._plans[leg])
+                return growth_line(self.routine, leg, self._plans[leg])
         return None
 
     def plan_hold(self, leg: str) -> float:
@@ -125,7 +120,8 @@ class Habit:
     def _summary(self, ended: SessionEvent) -> str | None:
         """The spoken summary of a complete session, with the week and the streak."""
         now = self.wall()
-        return summary_line(records_of(ended), self.history.sessions_this_week(now, self.tz),
+        return summary_line(self.routine, records_of(ended),
+                            self.history.sessions_this_week(now, self.tz),
                             self.history.streak_days(now, self.tz))
 
     # ---- the nudge --------------------------------------------------------------------
@@ -144,7 +140,7 @@ class Habit:
             self.loop.set_idle_pattern(Pattern.NUDGE)
             self.loop.publish(NudgeEvent(self.loop.stamp(), True))
             if self.config.history.nudge_voice:
-                self.loop.say(NUDGE_LINE, "nudge")
+                self.loop.say(self.routine.nudge, "nudge")
         elif self._nudging and not due:
             # nudged and then a session began (or the day's stretch is done): back to normal
             self._nudging = False
@@ -166,7 +162,7 @@ class Habit:
 def history_path(config: Config, override: str | None, simulator: bool) -> Path:
     """Where the history lives: --history, the config, or the default (the simulator
     keeps its own file so trying it out never mixes with real sessions)."""
-    from device.history import default_history_path
+    from device.store.paths import default_history_path
 
     if override:
         return Path(override)
@@ -187,13 +183,13 @@ class PlainSummary:
     """Without a history: the spoken summary of the holds alone."""
 
     def __init__(self, loop: DeviceLoop) -> None:
-        loop.set_summary(lambda ended: summary_line(records_of(ended), 0, 0))
+        loop.set_summary(lambda ended: summary_line(loop.routine, records_of(ended), 0, 0))
 
     def close(self) -> None:
         """Nothing to release."""
 
 
-def attach_history(
+def attach(
     loop: DeviceLoop, config: Config, routine: Routine, path: Path,
     wall: Callable[[], datetime],
 ) -> Habit:
@@ -203,3 +199,6 @@ def attach_history(
     except OSError as exc:
         log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
     return Habit(loop, SafeHistory(path), config, routine, wall)
+
+
+attach_history = attach

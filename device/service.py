@@ -38,9 +38,12 @@ class Supervision:
         """Nothing to release (STOPPING is sent by ``run_service``)."""
 
 
-def supervise(loop: DeviceLoop, notifier: Notifier) -> Supervision:
-    """Attach sd_notify to ``loop``."""
+def attach(loop: DeviceLoop, notifier: Notifier) -> Supervision:
+    """The sd_notify add-on on ``loop``."""
     return Supervision(loop, notifier)
+
+
+supervise = attach
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:

@@ -92,7 +92,7 @@ def make_sim(
 
 def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
     """Fit the simulated strap sensor: the real driver over a register-level fake chip."""
-    from device.strap import StrapSensor
+    from device.strap import attach
     from drivers.fake_nau7802 import FakeNAU7802, StrapModel
     from drivers.nau7802 import NAU7802
 
@@ -107,9 +107,7 @@ def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
 
     from device.strap import load_strap_calibration
 
-    box.sensor = StrapSensor(loop, settings, make_adc,
-                             load_strap_calibration(settings, simulated=True))
-    box.sensor.connect()
+    box.sensor = attach(loop, settings, make_adc, load_strap_calibration(settings, simulated=True))
     box.strap = strap
 
     def arg(action: Action) -> float:

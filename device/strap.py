@@ -8,7 +8,6 @@ without it": the box says so once per session and tries again every few seconds.
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ from device.events import CoachEvent, HoldClockEvent, SensorEvent, StateEvent, T
 from device.loop import DeviceLoop
 from device.machine import HoldEnded, State
 from device.tension import CoachThresholds, TensionCoach
-from drivers.nau7802 import NAU7802, NOMINAL_COUNTS_PER_UNIT, Calibration, SensorError
+from drivers.loadcell import Calibration, LoadCell, SensorError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class StrapSensor:
         self,
         loop: DeviceLoop,
         settings: SensorSettings,
-        make_adc: Callable[[], NAU7802],
+        make_adc: Callable[[], LoadCell],
         calibration: Calibration | None = None,
         background_connect: bool | None = None,
     ) -> None:
@@ -59,7 +58,7 @@ class StrapSensor:
         self.make_adc = make_adc
         self.calibration = calibration or Calibration(offset=0.0)
         self.thresholds = thresholds_of(settings)
-        self.adc: NAU7802 | None = None
+        self.adc: LoadCell | None = None
         self.status = "absent"
         self._said_lost = False
         self._next_retry: float | None = None
@@ -84,7 +83,7 @@ class StrapSensor:
     @property
     def units(self) -> str:
         """kg once calibrated, else relative units."""
-        return "kg" if self.calibration.scale is not None else "rel"
+        return self.calibration.units
 
     # ---- connection -------------------------------------------------------------------
 
@@ -220,8 +219,7 @@ class StrapSensor:
 
     def to_units(self, counts: float) -> float:
         """Counts as tension (kg, or relative units when uncalibrated)."""
-        scale = self.calibration.scale or NOMINAL_COUNTS_PER_UNIT
-        return (counts - self.calibration.offset) / scale
+        return self.calibration.to_units(counts)
 
     def _sample(self, now: float, counts: int) -> None:
         state = self.loop.state
@@ -248,13 +246,13 @@ class StrapSensor:
         samples, self._tare = self._tare, None
         if not samples:
             return
-        offset = statistics.fmean(samples)
-        if self._tared and abs(self.to_units(offset)) > RETARE_LIMIT:
+        tared = self.calibration.tared(samples)
+        if self._tared and abs(self.to_units(tared.offset)) > RETARE_LIMIT:
             # the strap is not slack (still pulled from the last leg): keep the zero
             self._publish_status("tare_kept")
         else:
             self._tared = True
-            self.calibration = Calibration(offset=offset, scale=self.calibration.scale)
+            self.calibration = tared
             self._publish_status("tared")
 
     def _coach(self, now: float, kg: float) -> None:
@@ -310,13 +308,22 @@ class StrapSensor:
                 "steadiness": r(summary.steadiness)}
 
 
-def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], NAU7802]:
+def attach(loop: DeviceLoop, settings: SensorSettings, make_adc: Callable[[], LoadCell],
+           calibration: Calibration | None = None) -> StrapSensor:
+    """The strap add-on: connect the load cell now (a missing one is retried later)."""
+    sensor = StrapSensor(loop, settings, make_adc, calibration)
+    if not sensor.connect():
+        log.warning("strap sensor not found; the box goes on without it")
+    return sensor
+
+
+def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], LoadCell]:
     """Make the real sensor on its I2C bus (the bus is opened once it is there)."""
-    from drivers.nau7802 import open_bus
+    from drivers.nau7802 import NAU7802, open_bus
 
     bus: list[object] = []
 
-    def make() -> NAU7802:
+    def make() -> LoadCell:
         if not bus:
             bus.append(open_bus(settings.i2c_bus))
         return NAU7802(bus[0], clock, settings.address, gain=settings.gain,  # type: ignore[arg-type]
@@ -328,7 +335,7 @@ def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], NAU7
 def load_strap_calibration(settings: SensorSettings, simulated: bool = False
                            ) -> Calibration | None:
     """The saved calibration, or None (logged) when there is none or it is unreadable."""
-    from drivers.nau7802 import load_calibration
+    from drivers.loadcell import load_calibration
 
     path = calibration_path(settings, simulated)
     try:
@@ -342,7 +349,7 @@ def calibration_path(settings: SensorSettings, simulated: bool = False) -> Path:
     """Where the strap calibration is kept (the simulated strap has a file of its own)."""
     if settings.calibration_file and not simulated:
         return Path(settings.calibration_file)
-    from device.history import default_history_path
+    from device.store.paths import default_history_path
 
     name = "sim-strap-calibration.json" if simulated else "strap-calibration.json"
     return default_history_path(service=False).with_name(name)

@@ -392,7 +392,8 @@ def test_set_key_edits_text_in_place() -> None:
 
 
 def _history(path: Path, now: datetime, days: int = 5) -> None:
-    from device.history import History, HoldRecord, SessionRecord
+    from device.records import HoldRecord, SessionRecord
+    from device.store.sqlite import History
 
     with History(path) as h:
         for d in range(days):

@@ -263,7 +263,8 @@ def test_good_setting_lands_in_the_file_and_the_next_session(page: Page, rig: Ri
 def test_history_chart_renders_with_data(page: Page, rig: Rig, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from device.history import History, HoldRecord, SessionRecord
+    from device.records import HoldRecord, SessionRecord
+    from device.store.sqlite import History
 
     now = datetime.now(UTC)
     with History(rig.history_path) as h:

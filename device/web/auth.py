@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from device.history import default_history_path
+from device.store.paths import default_history_path
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 from xml.sax.saxutils import escape
 
-from device.history import LEGS, SessionRecord, local_day, streak_days
+from device.records import LEGS, SessionRecord
+from device.streaks import local_day, streak_days
 
 W, H = 360, 230  # viewBox of the hold chart (a phone's width, so text stays readable)
 PAD_L, PAD_R, PAD_T, PAD_B = 30, 26, 26, 22

@@ -85,7 +85,7 @@ def _json_view(box: Any) -> dict[str, Any]:
 
 
 def _zone(config: Config) -> tzinfo:
-    from device.history import local_zone
+    from device.streaks import local_zone
 
     name = config.history.timezone
     return ZoneInfo(name) if name else local_zone()
@@ -388,7 +388,7 @@ class WebApp:
     def _sessions(self) -> list[Any]:
         from datetime import timedelta
 
-        from device.history import History, HistoryError
+        from device.store.sqlite import History, HistoryError
 
         path = self.options.history_path
         if path is None or not Path(path).is_file():

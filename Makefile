@@ -9,7 +9,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[sim,plot,web,test]'
 	touch $@
 
-.PHONY: setup sim demo test lint bench clean
+.PHONY: setup sim demo test lint bench clean system-test
 setup: $(BIN)/.installed
 
 sim: $(BIN)/.installed  ## the box in your terminal (keys: space = press, l = long press, q = quit)
@@ -21,6 +21,9 @@ demo: $(BIN)/.installed  ## a whole session, scripted and headless, printed as i
 test: $(BIN)/.installed  ## lint and the whole test suite
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+system-test: $(BIN)/.installed  ## install and run the service under a real systemd (root; nspawn)
+	scripts/system-test.sh
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m bench $(ARGS)

@@ -1,4 +1,4 @@
-"""The command line: ``stretch-companion run | sim | config``.
+"""The command line: ``stretch-companion run | sim | config | press | long | status ...``.
 
 Imports stay inside the commands so ``--help`` is quick and a PC never loads a Pi
 backend.
@@ -80,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--mock", action="store_true",
                     help="mock pins, virtual time, fake voice and sensor (any PC)")
 
+    for name, text in (("press", "press the running box's button (over its control socket)"),
+                       ("long", "long-press the running box's button: cancels a session"),
+                       ("status", "print the running box's state as JSON")):
+        ctl = sub.add_parser(name, help=text)
+        ctl.add_argument("--socket", metavar="PATH",
+                         help="control socket (default: $RUNTIME_DIRECTORY/control.sock, "
+                         "else /run/stretch-companion/control.sock)")
     for name, text in (("web-code", "print the code that pairs a phone with the page"),
                        ("web-forget", "revoke every paired phone (a new code is made)")):
         web = sub.add_parser(name, help=text)
@@ -215,6 +222,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
     try:
+        from device import control
+
+        server = control.attach(box)  # the control socket (press, long, status)
+        if server is not None:
+            box.addons.append(server)  # closed with the box
         return run_service(box.loop)
     finally:
         box.close()
@@ -257,9 +269,27 @@ def cmd_history(args: argparse.Namespace) -> int:
     return history_main(args)
 
 
+def cmd_control(args: argparse.Namespace) -> int:
+    """``press``, ``long``, ``status``: one request to the running box's control socket."""
+    from device.control import ControlError, default_socket_path, request
+
+    path = args.socket or default_socket_path()
+    try:
+        answer = request(path, args.command)
+    except ControlError as exc:
+        print(f"stretch-companion: {exc}", file=sys.stderr)
+        return 1
+    if answer.startswith("error:"):
+        print(f"stretch-companion: {answer}", file=sys.stderr)
+        return 1
+    print(answer)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history,
     "calibrate": cmd_calibrate, "selftest": cmd_selftest,
+    "press": cmd_control, "long": cmd_control, "status": cmd_control,
     "web-code": cmd_web_code, "web-forget": cmd_web_forget,
 }
 

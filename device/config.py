@@ -194,6 +194,23 @@ class HistorySettings:
                        check=_time_zone)
 
 
+def _socket_path(value: str) -> str | None:
+    """'' or an absolute path of at most 107 bytes."""
+    if value == "" or (value.startswith("/") and len(value.encode("utf-8", "replace")) < 108
+                       and "\0" not in value):
+        return None
+    return "empty ($RUNTIME_DIRECTORY/control.sock) or an absolute path of at most 107 bytes"
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """The control socket of `run` (stretch-companion press|long|status)."""
+
+    enabled: bool = _f(True, "listen for press, long and status on a Unix socket")
+    socket: str = _f("", "socket path; empty = $RUNTIME_DIRECTORY/control.sock (systemd), "
+                     "else no socket", check=_socket_path)
+
+
 def _listen(value: str) -> str | None:
     """HOST:PORT, e.g. "0.0.0.0:8321"."""
     host, sep, port = value.rpartition(":")
@@ -224,6 +241,7 @@ class Config:
     routine: RoutineSettings = field(default_factory=RoutineSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
     web: WebSettings = field(default_factory=WebSettings)
 
 
@@ -370,7 +388,11 @@ def load_config(path: str | Path | None = None) -> Config:
     """Read ``path`` (or the first default location that exists, or built-in defaults)."""
     if path is None:
         for candidate in config_paths():
-            if candidate.is_file():
+            try:
+                found = candidate.is_file()
+            except OSError:  # e.g. a home hidden by systemd's ProtectHome=: look further
+                continue
+            if found:
                 path = candidate
                 break
         else:

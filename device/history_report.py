@@ -5,7 +5,7 @@ JSON (``to_json``): a list of sessions, oldest first, each::
     {"started": ISO 8601 with offset, "ended": ISO 8601 with offset,
      "outcome": "complete" | "cancelled" | "interrupted", "routine": str,
      "holds": [{"leg": "right" | "left", "round": int (1-based), "planned_s": float,
-                "held_s": float, "ended": "complete" | "early",
+                "held_s": float, "ended": "complete" | "early" | "cancelled" | "interrupted",
                 "mean": float | null, "peak": float | null, "steadiness": float | null}]}
 
 CSV (``to_csv``): one row per hold with the session's columns repeated (``CSV_COLUMNS``);

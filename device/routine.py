@@ -82,12 +82,16 @@ STRAP_LINES: dict[str, str] = {
     "restored": "Strap sensor back.",
     "paused": "The hold clock waits while the strap is loose. Take up the strap again.",
     "resumed": "Good, the clock is running again.",
+    "saturated": "That pull is more than the strap sensor can measure. Ease right off; "
+                 "a stretch never needs that much.",
+    "stuck": "The strap sensor's reading has frozen. Check its cable; carrying on without "
+             "it for now.",
 }
 
 SUMMARY_KEYS = (
     "complete", "early", "empty", "leg", "leg_holds", "ended_early", "steady",
     "fairly_steady", "shaky", "first_this_week", "this_week", "streak", "week_and_streak",
-    "streak_alone",
+    "streak_alone", "not_saved",
 )
 """The pieces of the spoken summary a routine file words ([summary]; see hamstring.toml)."""
 

@@ -132,3 +132,18 @@ def test_parts_cannot_sit_on_the_sensors_i2c_pins() -> None:
     with pytest.raises(ConfigError, match="pins.button = 2: GPIO2 and GPIO3"):
         parse_config(tomllib.loads("[pins]\nbutton = 2\n[sensor]\nenabled = true\n"))
     parse_config(tomllib.loads("[pins]\nbutton = 2\n"))  # fine without the sensor
+
+
+def test_an_unreadable_home_config_is_passed_over(tmp_path, monkeypatch) -> None:
+    """Under systemd's ProtectHome= the user's ~/.config cannot even be looked at."""
+    import device.config as config_module
+
+    class Hidden(type(tmp_path)):
+        def is_file(self) -> bool:
+            raise PermissionError(13, "Permission denied", str(self))
+
+    system = tmp_path / "etc.toml"
+    system.write_text("[session]\nrounds = 2\n")
+    monkeypatch.setattr(config_module, "config_paths",
+                        lambda: [Hidden("/home/stretch/.config/x.toml"), system])
+    assert config_module.load_config().session.rounds == 2

@@ -110,3 +110,33 @@ def test_web_enabled_in_the_config_serves_the_page(tmp_path: Path, monkeypatch) 
     finally:
         box.close()
     assert not handle.server.thread.is_alive()
+
+
+def test_the_systemd_drop_in_opens_only_the_page_port(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "systemd" / "web.conf").read_text()
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert "SocketBindAllow=tcp:@PORT@" in lines and "SocketBindDeny=any" in lines
+    assert "IPAddressDeny=any" in lines and "PrivateNetwork=no" in lines
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (apt install systemd)")
+    unit = (root / "systemd" / "stretch-companion.service").read_text()
+    unit = "\n".join("ExecStart=/bin/true" if ln.startswith("ExecStart=") else ln
+                     for ln in unit.splitlines()) + "\n"
+    (tmp_path / "stretch-companion.service").write_text(unit)
+    (tmp_path / "stretch-companion.service.d").mkdir()
+    (tmp_path / "stretch-companion.service.d" / "web.conf").write_text(
+        text.replace("@PORT@", "8321"))
+    env = {"SYSTEMD_UNIT_PATH": f"{tmp_path}:", "SYSTEMD_COLORS": "0", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([analyze, "verify", str(tmp_path / "stretch-companion.service")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    done = subprocess.run([analyze, "security", "--offline=yes",
+                           str(tmp_path / "stretch-companion.service")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    exposure = float(done.stdout.rsplit("exposure level", 1)[1].split(":")[1].split()[0])
+    assert exposure <= 2.0  # the drop-in opens the network, and only that

@@ -59,6 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--history", metavar="FILE",
                      help="history database (default: a simulator file of its own)")
     sim.add_argument("--no-history", action="store_true", help="keep no history")
+    sim.add_argument("--web", metavar="HOST:PORT",
+                     help="serve the phone page there, e.g. 127.0.0.1:8321 (needs the web "
+                     "extra; headless: with --speed)")
     sim.add_argument("--start", metavar="ISO-TIME",
                      help="headless: the wall-clock time the run starts at, e.g. "
                      "2026-11-26T07:30:00+01:00 (default: now)")
@@ -86,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
         ctl.add_argument("--socket", metavar="PATH",
                          help="control socket (default: $RUNTIME_DIRECTORY/control.sock, "
                          "else /run/stretch-companion/control.sock)")
+    for name, text in (("web-code", "print the code that pairs a phone with the page"),
+                       ("web-forget", "revoke every paired phone (a new code is made)")):
+        web = sub.add_parser(name, help=text)
+        web.add_argument("--sim", action="store_true", help="the simulator's pairings")
+        web.add_argument("--state-dir", metavar="DIR",
+                         help="where the pairings are kept (default: the state directory)")
 
     config = sub.add_parser(
         "config", help="print the configuration in effect (--default, --check FILE)",
@@ -156,12 +165,22 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.until is not None and not 0 < args.until <= 7 * 24 * 3600:
         raise UsageError(f"--until {args.until:g}: must be a number of seconds from 0 to "
                           "604800 (a week)")
+    if args.web is not None:
+        from device.web import parse_listen
+
+        try:
+            parse_listen(args.web)
+        except ConfigError:
+            raise UsageError(f"--web {args.web!r}: must be HOST:PORT, e.g. 127.0.0.1:8321"
+                             ) from None
+        if args.headless and not args.speed:
+            raise UsageError("--web needs real time: add --speed 1 (or leave out --headless)")
     if not args.headless:
         from device.tui import run_tui
 
         history = None if args.no_history else _history_file(config, args.history, True)
         return run_tui(config, speed=args.speed or 1.0, mute=args.mute, sensor=args.sensor,
-                       history=history)
+                       history=history, web=args.web, config_path=_config_file(args))
     return _headless(args, config)
 
 
@@ -186,6 +205,13 @@ def _start_time(text: str) -> datetime:
         raise UsageError(f"--start {text!r}: must be a time in the years {lo} to {hi}, "
                           f"such as {example}") from None
     return start
+
+
+def _config_file(args: argparse.Namespace) -> Path:
+    """The config file the phone page edits (only looked up when the page is on)."""
+    from device.web.settings import settings_path
+
+    return settings_path(args.config, service=args.command == "run")
 
 
 def _headless(args: argparse.Namespace, config: object) -> int:
@@ -223,7 +249,7 @@ def _headless(args: argparse.Namespace, config: object) -> int:
     try:
         run_headless(config, args.script, listeners, speed=args.speed, until=args.until,
                      voice=args.voice, handle_signals=True, history=history, start=start,
-                     sensor=args.sensor)
+                     sensor=args.sensor, web=args.web, config_path=_config_file(args))
     finally:
         for stream in streams:
             if stream.stream is not sys.stdout:
@@ -249,7 +275,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     history = _history_file(config, args.history, simulator=False)
     try:
-        box = build_box(config, mode="run", clock=RealClock(), history=history)
+        box = build_box(config, mode="run", clock=RealClock(), history=history,
+                        config_path=_config_file(args))
     except PinFactoryError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
@@ -281,6 +308,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return calibrate_main(load_config(args.config), args.kg, mock=args.mock)
 
 
+def cmd_web_code(args: argparse.Namespace) -> int:
+    """``web-code``: the pairing code, as the box says it."""
+    from device.web import web_code_main
+
+    return web_code_main(args.sim, Path(args.state_dir) if args.state_dir else None)
+
+
+def cmd_web_forget(args: argparse.Namespace) -> int:
+    """``web-forget``: every paired phone must pair again."""
+    from device.web import web_forget_main
+
+    return web_forget_main(args.sim, Path(args.state_dir) if args.state_dir else None)
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     """``history``: a table, JSON, CSV or a plot of past sessions."""
     from device.history_report import history_main
@@ -309,6 +350,7 @@ COMMANDS = {
     "run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history,
     "calibrate": cmd_calibrate, "selftest": cmd_selftest,
     "press": cmd_control, "long": cmd_control, "status": cmd_control,
+    "web-code": cmd_web_code, "web-forget": cmd_web_forget,
 }
 
 

@@ -212,6 +212,23 @@ class ControlSettings:
                      "else no socket", check=_socket_path)
 
 
+def _listen(value: str) -> str | None:
+    """HOST:PORT, e.g. "0.0.0.0:8321"."""
+    host, sep, port = value.rpartition(":")
+    if sep and host and port.isdigit() and 1 <= int(port) <= 65535:
+        return None
+    return "HOST:PORT with a port from 1 to 65535, e.g. \"0.0.0.0:8321\""
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The phone page on the local network (needs the web extra)."""
+
+    enabled: bool = _f(False, "serve the phone page (pair a phone with the code the box says)")
+    listen: str = _f("0.0.0.0:8321", "address and port the page is served on",
+                     check=_listen)
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings."""
@@ -226,6 +243,7 @@ class Config:
     history: HistorySettings = field(default_factory=HistorySettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
+    web: WebSettings = field(default_factory=WebSettings)
 
 
 def _allowed(meta: dict[str, Any], kind: type) -> str:

@@ -129,6 +129,10 @@ class Habit:
         if config.history.nudge_at:
             loop.add_ticker(self._nudge_deadline, self._nudge_check)
 
+    def reload(self, config: Config) -> None:
+        """New settings (nudge time, progression, base hold) from the next session on."""
+        self.config = config
+
     def close(self) -> None:
         """Let the writer finish, publish what it wrote, and close the history (what
         could not be written stays in the fallback file, or is lost if not even that)."""

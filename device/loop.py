@@ -258,6 +258,17 @@ class DeviceLoop:
         """The strap's latest reading and status, for the read model."""
         self._strap = (tension, units, status)
 
+    def reload(self, config: Config) -> None:
+        """Use ``config`` from the next session on (in the loop's thread, while idle: a
+        session in progress is never disturbed). The voice itself is not rebuilt."""
+        with self.lock:
+            self.machine.use_settings(config.session, config.voice.rate)
+            self.config = config
+            self.cues.rate_wpm = config.voice.rate
+            self.presses.long_s = config.session.long_press_seconds
+            self._table_key = None  # the breath may have changed: light frames anew
+        self.set_idle_pattern()
+
     def pause_hold(self, since: float) -> None:
         """Stop the hold clock from ``since`` (clock s)."""
         self._hold_clock_running = False

@@ -154,7 +154,7 @@ class SessionMachine:
         self.settings = session
         self.rate_wpm = rate_wpm
         self.idle_light = idle_light
-        self.plan_hold = plan_hold or (lambda leg: session.hold_seconds)
+        self.plan_hold = plan_hold or (lambda leg: self.settings.hold_seconds)
         self.state = State.IDLE
         self.leg: str | None = None
         self.round = 0
@@ -172,6 +172,14 @@ class SessionMachine:
         self._paused_timers: list[_Timer] = []
 
     # ---- public interface -------------------------------------------------------------
+
+    def use_settings(self, session: SessionSettings, rate_wpm: float) -> None:
+        """New session settings from the next session on (only while idle)."""
+        if self.state is not State.IDLE:
+            raise RuntimeError("settings change only between sessions")
+        self.settings = session
+        self.rate_wpm = rate_wpm
+        self.plan = [(leg, r) for r in range(1, session.rounds + 1) for leg in session.legs]
 
     @property
     def hold_ends_at(self) -> float | None:

@@ -81,11 +81,13 @@ def make_sim(
     seed: int = 1,
     history: Path | None = None,
     start: datetime | None = None,
+    web: str | None = None,
+    config_path: Path | None = None,
 ) -> SimBox:
     """A box on fresh mock pins; virtual time and a recording voice unless given."""
     return build_box(config, mode="sim", clock=clock, speaker=speaker,
                      listeners=listeners or (), sensor=sensor, seed=seed, history=history,
-                     wall_start=start)
+                     wall_start=start, web=web, config_path=config_path)
 
 
 def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
@@ -140,6 +142,8 @@ def run_headless(
     history: Path | None = None,
     start: datetime | None = None,
     sensor: bool = False,
+    web: str | None = None,
+    config_path: Path | None = None,
 ) -> SimBox:
     """Run a scripted session to its end; returns the box (for its records)."""
     if script is None:
@@ -150,7 +154,8 @@ def run_headless(
     actions = parse_script(script, SENSOR_ACTIONS if sensor else ACTIONS)
     clock: Clock = RealClock(speed) if speed else VirtualClock()
     box = make_sim(config, clock=clock, speaker=sim_speaker(voice, config), listeners=listeners,
-                   sensor=sensor, history=history, start=start)
+                   sensor=sensor, history=history, start=start, web=web,
+                   config_path=config_path)
     box.add_script(actions)
     if handle_signals:
         from device.service import stop_on_signals

@@ -17,6 +17,7 @@ STATE_DIR=/var/lib/$APP
 CACHE_DIR=/var/cache/$APP
 UNIT=$APP.service
 UNIT_DEST=/etc/systemd/system/$UNIT
+WEB_DROPIN=/etc/systemd/system/$UNIT.d/web.conf
 APT_PACKAGES=(espeak-ng libespeak-ng1 alsa-utils python3-venv python3-dev python3-lgpio i2c-tools)
 # Only in Raspberry Pi OS's archive; not needed with --mock, skipped (said) when absent.
 PI_ONLY_PACKAGES=(python3-lgpio)
@@ -36,6 +37,8 @@ Installs Stretch Companion from this checkout ($REPO):
   - $CONF from 'stretch-companion config --default', only if it does not exist
   - I2C turned on (raspi-config) when the config has [sensor] enabled = true
   - the systemd unit $UNIT_DEST, enabled and (re)started
+  - with [web] enabled = true: the web extra, a drop-in opening only the page's port,
+    and the config directory writable by '$SERVICE_USER' (settings saved from the page)
 Running it again upgrades the code and restarts the service; the config is kept.
 
 Options:
@@ -139,9 +142,11 @@ install_venv() {
     else
         say "virtualenv $VENV exists"
     fi
-    say "installing stretch-companion[pi] from $REPO into $VENV"
+    say "installing stretch-companion from $REPO into $VENV"
     # A local directory is always rebuilt and reinstalled, so a re-run upgrades.
-    "$VENV/bin/pip" install --disable-pip-version-check --no-cache-dir "${REPO}[pi]"
+    local extras=pi
+    if web_port >/dev/null; then extras=pi,web; fi # the phone page is on in the config
+    "$VENV/bin/pip" install --disable-pip-version-check --no-cache-dir "${REPO}[$extras]"
     if [[ $MOCK == yes ]]; then
         return # mock pins: no lgpio needed
     fi
@@ -218,6 +223,31 @@ sensor_enabled() {
     [[ $value == true ]]
 }
 
+web_port() {
+    # prints the port of web.listen and succeeds when the config has web.enabled = true
+    [[ -r $CONF && $(toml_get web.enabled "$CONF" 2>/dev/null) == true ]] || return 1
+    local listen
+    listen=$(toml_get web.listen "$CONF" 2>/dev/null) || listen='"0.0.0.0:8321"'
+    listen=${listen%\"}
+    echo "${listen##*:}"
+}
+
+setup_web() {
+    local port
+    if ! port=$(web_port); then
+        rm -f "$WEB_DROPIN"
+        return
+    fi
+    say "phone page on (port $port): opening only that port; config writable by $SERVICE_USER"
+    mkdir -p "$(dirname "$WEB_DROPIN")"
+    sed "s/@PORT@/$port/" "$REPO/systemd/web.conf" >"$WEB_DROPIN"
+    chmod 0644 "$WEB_DROPIN"
+    chgrp "$SERVICE_USER" "$CONF_DIR" "$CONF"
+    chmod 0775 "$CONF_DIR"
+    chmod 0664 "$CONF"
+    say "pair a phone with the code the box says, or the one 'sudo $VENV/bin/$APP web-code' prints"
+}
+
 enable_i2c() {
     if [[ $MOCK == yes ]]; then
         say "--mock: leaving I2C and raspi-config alone"
@@ -271,6 +301,7 @@ do_install() {
     install_venv
     write_config
     enable_i2c
+    setup_web
     install_unit
     say "done"
 }
@@ -287,7 +318,7 @@ do_uninstall() {
             systemctl disable "$UNIT" || true
         fi
     fi
-    rm -f "$UNIT_DEST"
+    rm -f "$UNIT_DEST" "$WEB_DROPIN"
     if have_systemd; then
         systemctl daemon-reload
         systemctl reset-failed "$UNIT" 2>/dev/null || true

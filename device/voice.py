@@ -215,9 +215,11 @@ class CueQueue:
         if now > waiting.not_after + 1e-9 or waiting.stale(now):
             return False
         end = now + speech_seconds(first.text, self.rate_wpm)
-        fits = self._blocked_until(now, speech_seconds(waiting.text, self.rate_wpm),
-                                   waiting) is None
-        return fits and end > waiting.not_after + 1e-9
+        length = speech_seconds(waiting.text, self.rate_wpm)
+        fits = self._blocked_until(now, length, waiting) is None
+        # never at the cost of the other line's own moment
+        first_keeps = first.not_after is None or now + length <= first.not_after + 1e-9
+        return fits and first_keeps and end > waiting.not_after + 1e-9
 
     def _deadline_first(self, cue: Cue, now: float) -> Cue:
         """``cue``, unless a short timing line ("ten seconds to go") would lose its moment

@@ -173,11 +173,12 @@ def history_path(config: Config, override: str | None, simulator: bool) -> Path:
 
 def attach_history(
     loop: DeviceLoop, config: Config, routine: Routine, path: Path,
-    wall: Callable[[], datetime],
+    wall: Callable[[], datetime], outbox: bool = False,
 ) -> Habit:
-    """Wire a (fault-proof) history at ``path`` into ``loop``."""
+    """Wire a (fault-proof) history at ``path`` into ``loop``; ``outbox``: also queue each
+    session for MQTT in the same transaction."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
-    return Habit(loop, SafeHistory(path), config, routine, wall)
+    return Habit(loop, SafeHistory(path, outbox=outbox), config, routine, wall)

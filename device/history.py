@@ -23,6 +23,7 @@ import math
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -393,6 +394,16 @@ def summary_line(holds: Sequence[HoldRecord], sessions_this_week: int, streak_da
 
 # --------------------------------------------------------------------------- the store
 
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A session waiting for the broker: outbox row id, message id, the session."""
+
+    id: int
+    msg_id: str
+    session: SessionRecord
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1; append, never edit.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     (
@@ -420,6 +431,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX sessions_outcome ON sessions(outcome, started_us)",
     ),
+    (  # 2: the MQTT outbox, one row per session to publish, written with the session
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,              -- publishing order
+            session_id INTEGER NOT NULL UNIQUE REFERENCES sessions(id) ON DELETE CASCADE,
+            msg_id TEXT NOT NULL UNIQUE,         -- the message's id, for de-duplication
+            delivered_us INTEGER                 -- broker's acknowledgement; NULL = not yet
+        )""",
+        "CREATE INDEX outbox_pending ON outbox(delivered_us, id)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -434,9 +454,10 @@ class History:
     """
 
     def __init__(self, path: Path | str, *, timeout_s: float = 5.0,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, outbox: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self.outbox = outbox  # record() also queues each new session in the MQTT outbox
         self._lock = threading.RLock()
         try:
             if read_only:
@@ -537,6 +558,9 @@ class History:
                         " ended, mean, peak, steadiness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [(cur.lastrowid, i, h.leg, h.round, h.planned_s, h.held_s, h.ended,
                           h.mean, h.peak, h.steadiness) for i, h in enumerate(session.holds)])
+                    if self.outbox:
+                        c.execute("INSERT INTO outbox (session_id, msg_id) VALUES (?, ?)",
+                                  (cur.lastrowid, uuid.uuid4().hex))
                     c.execute("COMMIT")
                     return True
                 except BaseException:
@@ -544,6 +568,37 @@ class History:
                     raise
             except sqlite3.Error as e:
                 raise HistoryError(f"cannot write history file {self.path}: {e}") from e
+
+    # ----------------------------------------------------------------- the outbox
+
+    def outbox_pending(self, after: int = 0, limit: int = 100) -> list[OutboxEntry]:
+        """Undelivered outbox entries with an id above ``after``, oldest first."""
+        def run(c: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = c.execute(
+                "SELECT o.id, o.msg_id, s.started_us FROM outbox o JOIN sessions s"
+                " ON s.id = o.session_id WHERE o.delivered_us IS NULL AND o.id > ?"
+                " ORDER BY o.id LIMIT ?", (after, limit)).fetchall()
+            out = []
+            for oid, msg_id, started_us in rows:
+                session = self._load("WHERE started_us = ?", (started_us,), "", None)[0]
+                out.append(OutboxEntry(oid, msg_id, session))
+            return out
+        return self._query(run)
+
+    def outbox_delivered(self, entry_id: int, at: datetime) -> None:
+        """Mark an outbox entry delivered (the broker acknowledged it at ``at``)."""
+        with self._lock:
+            try:
+                self._conn.execute("UPDATE outbox SET delivered_us = ? WHERE id = ?"
+                                   " AND delivered_us IS NULL", (_micros(at), entry_id))
+            except sqlite3.Error as e:
+                raise HistoryError(f"cannot write history file {self.path}: {e}") from e
+
+    def outbox_count(self, delivered: bool = False) -> int:
+        """How many outbox entries are (un)delivered."""
+        cond = "IS NOT NULL" if delivered else "IS NULL"
+        return self._query(lambda c: c.execute(
+            f"SELECT count(*) FROM outbox WHERE delivered_us {cond}").fetchone()[0])
 
     # ----------------------------------------------------------------- reading
 
@@ -646,11 +701,12 @@ class SafeHistory:
 
     def __init__(self, path: Path | str, fallback_path: Path | str | None = None, *,
                  timeout_s: float = 2.0, opener: Callable[[], History] | None = None,
-                 logger: logging.Logger | None = None) -> None:
+                 logger: logging.Logger | None = None, outbox: bool = False) -> None:
         self.path = Path(path)
         self.fallback_path = (Path(fallback_path) if fallback_path is not None
                               else default_fallback_path(self.path))
-        self._opener = opener or (lambda: History(self.path, timeout_s=timeout_s))
+        self._opener = opener or (lambda: History(self.path, timeout_s=timeout_s,
+                                                  outbox=outbox))
         self._log = logger or log
         self._store: History | None = None
         self._pending: list[SessionRecord] = []

@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_history_arguments(history)
 
+    studio = sub.add_parser("studio", help="every box's sessions and stats, from an MQTT "
+                            "broker (a studio or a household with several boxes)")
+    from device.studio import add_studio_arguments
+
+    add_studio_arguments(studio)
+
     cal = sub.add_parser("calibrate", help="calibrate the strap sensor with a known weight")
     cal.add_argument("--config", metavar="FILE", help="config file (TOML)")
     cal.add_argument("--kg", type=float, required=True, help="the known weight, in kg")
@@ -239,9 +245,16 @@ def cmd_history(args: argparse.Namespace) -> int:
     return history_main(args)
 
 
+def cmd_studio(args: argparse.Namespace) -> int:
+    """``studio``: the boxes seen through the broker."""
+    from device.studio import studio_main
+
+    return studio_main(args)
+
+
 COMMANDS = {
     "run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history,
-    "calibrate": cmd_calibrate, "selftest": cmd_selftest,
+    "calibrate": cmd_calibrate, "selftest": cmd_selftest, "studio": cmd_studio,
 }
 
 

@@ -643,7 +643,7 @@ def bench_startup(plan: Plan, scratch: Path, env: dict[str, str], bench: Bench) 
     py = sys.executable
     help_s = _wall([py, "-m", "device", "--help"], plan.runs, env)
     eager = ("import importlib, sys\n"
-             "for m in ('device.sim', 'device.tui', 'drivers.speech', 'device.history',"
+             "for m in ('device.sim', 'device.tui', 'drivers.speech', 'device.store.safe',"
              " 'device.config', 'pyttsx3', 'textual.app'):\n"
              "    try: importlib.import_module(m)\n"
              "    except Exception: pass\n"

@@ -154,7 +154,7 @@ def device_hold(hold_s: float, hz: float | None = None) -> dict[str, Any]:
     rec = _HoldRecorder()
     box = make_sim(_config_one_hold(hold_s, hz), clock=RealClock(), listeners=[rec])
     rec.loop = box.loop
-    box.loop.hooks_per_wake.append(rec.count_wake)
+    box.loop.add_ticker(lambda now: None, rec.count_wake)
     led_t, led_v = spy_pin(box.led_pin)
     box.add_script([Action("press", 0.05), Action("press", 0.3)])
     try:
@@ -202,7 +202,7 @@ def device_idle(idle_s: float, settle_s: float = 0.5) -> dict[str, Any]:
 
     box = make_sim(Config(), clock=RealClock(), listeners=[])
     wakes = [0]
-    box.loop.hooks_per_wake.append(lambda now: wakes.__setitem__(0, wakes[0] + 1))
+    box.loop.add_ticker(lambda now: None, lambda now: wakes.__setitem__(0, wakes[0] + 1))
     thread = threading.Thread(target=box.loop.run, name="loop", daemon=True)
     thread.start()
     time.sleep(settle_s)

@@ -9,7 +9,8 @@ from typing import TextIO
 from device.clock import Clock, RealClock, VirtualClock
 from device.config import Config
 from device.strap import calibration_path
-from drivers.nau7802 import NAU7802, SensorError, Strap, save_calibration
+from drivers.loadcell import Scale, SensorError, save_calibration
+from drivers.nau7802 import NAU7802
 
 SAMPLES = 20  # averaged for the zero and for the weight
 
@@ -50,7 +51,7 @@ def calibrate_main(
         adc = NAU7802(bus, clock, settings.address, gain=settings.gain,  # type: ignore[arg-type]
                       sps=settings.sps)
         adc.begin()
-        strap = Strap(adc)
+        strap = Scale(adc)
         ask("1/2  Let the strap hang slack, nothing pulling on it, then press Enter ")
         offset = strap.tare(SAMPLES)
         print(f"     zero: {offset:.0f} counts", file=out)

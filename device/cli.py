@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the box on its real pins (a Raspberry Pi)")
     run.add_argument("--config", metavar="FILE", help="config file (TOML)")
     run.add_argument("--history", metavar="FILE", help="history database (SQLite)")
+    run.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker "
+                     "(mqtt://host:1883, mqtts://host:8883); overrides mqtt.url")
 
     sim = sub.add_parser("sim", help="the box on a laptop: mock pins, in the terminal")
     sim.add_argument("--config", metavar="FILE", help="config file (TOML)")
@@ -56,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--history", metavar="FILE",
                      help="history database (default: a simulator file of its own)")
     sim.add_argument("--no-history", action="store_true", help="keep no history")
+    sim.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker "
+                     "(mqtt://127.0.0.1:1883); overrides mqtt.url")
     sim.add_argument("--start", metavar="ISO-TIME",
                      help="headless: the wall-clock time the run starts at, e.g. "
                      "2026-11-26T07:30:00+01:00 (default: now)")
@@ -120,13 +124,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
     if args.until is not None and not 0 < args.until <= 7 * 24 * 3600:
         raise UsageError(f"--until {args.until:g}: must be a number of seconds from 0 to "
                           "604800 (a week)")
+    from device.mqtt import endpoint
+
+    args.mqtt_endpoint = endpoint(config, args.mqtt)
     if not args.headless:
         from device.habit import history_path
         from device.tui import run_tui
 
         history = None if args.no_history else history_path(config, args.history, True)
         return run_tui(config, speed=args.speed or 1.0, mute=args.mute, sensor=args.sensor,
-                       history=history)
+                       history=history, mqtt=args.mqtt_endpoint)
     return _headless(args, config)
 
 
@@ -168,7 +175,7 @@ def _headless(args: argparse.Namespace, config: object) -> int:
                 start = start.astimezone()
         run_headless(config, args.script, listeners, speed=args.speed, until=args.until,
                      voice=args.voice, handle_signals=True, history=history, start=start,
-                     sensor=args.sensor)
+                     sensor=args.sensor, mqtt=args.mqtt_endpoint)
     finally:
         if out is not None:
             out.close()
@@ -177,49 +184,26 @@ def _headless(args: argparse.Namespace, config: object) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The box on real pins, until SIGTERM or Ctrl-C."""
-    from device.box import build_loop, build_parts, close_parts
+    from device.builder import build_box
     from device.clock import RealClock
     from device.config import load_config
-    from drivers.pins import PinFactoryError, real_factory
-    from drivers.speech import make_speaker
+    from device.habit import history_path
+    from device.mqtt import endpoint
+    from device.service import run_service
+    from drivers.pins import PinFactoryError
 
     config = load_config(args.config)
+    mqtt = endpoint(config, args.mqtt)
     try:
-        factory = real_factory(config.pins.factory)
+        box = build_box(config, mode="run", clock=RealClock(),
+                        history=history_path(config, args.history, simulator=False), mqtt=mqtt)
     except PinFactoryError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
-    from device.routine import load_routine
-    from device.service import run_service
-
-    routine = load_routine(config.routine.file or None)
-    voice = config.voice
-    speaker = make_speaker(voice.enabled, voice.rate, voice.volume, voice.voice,
-                           fixed_lines=routine.fixed_lines(config.session.legs),
-                           audio_device=voice.audio_device, player=voice.player)
-    parts = build_parts(config, factory, speaker, is_mock=config.pins.factory == "mock")
     try:
-        from device.clock import wall_clock
-        from device.habit import attach_history, history_path
-
-        clock = RealClock()
-        loop = build_loop(config, clock, parts, routine=routine)
-        habit = attach_history(loop, config, loop.routine,
-                               history_path(config, args.history, simulator=False),
-                               wall_clock(clock))
-        if config.sensor.enabled:
-            from device.strap import StrapSensor, load_strap_calibration, pi_adc_factory
-
-            sensor = StrapSensor(loop, config.sensor, pi_adc_factory(config.sensor, clock),
-                                 load_strap_calibration(config.sensor))
-            if not sensor.connect():
-                log.warning("strap sensor not found; the box goes on without it")
-        try:
-            return run_service(loop)
-        finally:
-            habit.history.close()
+        return run_service(box.loop)
     finally:
-        close_parts(parts)
+        box.close()
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:

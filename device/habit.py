@@ -10,22 +10,19 @@ from zoneinfo import ZoneInfo
 
 from device.breath import Pattern
 from device.config import Config
-from device.history import (
-    SafeHistory,
-    SessionRecord,
-    growth_line,
-    local_zone,
-    next_hold_seconds,
-    summary_line,
-)
+from device.events import HistoryEvent, NudgeEvent, SessionEvent, StateEvent
 from device.loop import DeviceLoop
-from device.machine import SessionEnded, State
+from device.machine import State
+from device.progression import next_hold_seconds
+from device.records import HoldRecord, SessionRecord
 from device.routine import Routine
+from device.store.safe import SafeHistory
+from device.streaks import local_zone
+from device.summary import growth_line, summary_line
 
 log = logging.getLogger(__name__)
 
 NUDGE_CHECK_S = 600.0  # while idle with a nudge set, look at the time every 10 minutes
-NUDGE_LINE = "Your hamstrings are waiting. One short stretch today?"
 
 
 def zone_of(config: Config) -> tzinfo:
@@ -55,12 +52,16 @@ class Habit:
         self._grew: dict[str, bool] = {}
         self._nudging = False
         self.history.flush()
-        loop.machine.plan_hold = self.plan_hold
-        loop.on_setup = self.on_setup
-        loop.on_session_end = self.on_session_end
+        loop.set_hold_planner(self.plan_hold)
+        loop.bus.subscribe(self._on_state, ["state"], name="habit")
+        loop.bus.subscribe(self._on_session, ["session"], name="history")
+        loop.set_summary(self._summary)
         if config.history.nudge_at:
-            loop.hooks_per_wake.append(self._nudge_check)
-            loop.add_deadline_hook(self._nudge_deadline)
+            loop.add_ticker(self._nudge_deadline, self._nudge_check)
+
+    def close(self) -> None:
+        """Close the history (what could not be written stays in the fallback file)."""
+        self.history.close()
 
     # ---- progression ------------------------------------------------------------------
 
@@ -77,15 +78,21 @@ class Habit:
         )
         return progress.hold_s, progress.grew
 
+    def _on_state(self, event: StateEvent) -> None:
+        if event.state == State.SETUP.value and event.leg:
+            line = self.on_setup(event.leg, event.round)
+            if line:
+                self.loop.say(line, "progress")
+
     def on_setup(self, leg: str, round_: int) -> str | None:
         """At each leg's first set-up: plan its hold; say so when it grows."""
-        if round_ == 1 and leg == self.loop.machine.plan[0][0]:
+        if round_ == 1 and leg == self.loop.first_leg:
             self._plans.clear()
             self._grew.clear()
         if leg not in self._plans:
             self._plans[leg], self._grew[leg] = self._plan(leg)
             if self._grew[leg]:
-                return growth_line(leg, self._plans[leg])
+                return growth_line(self.routine, leg, self._plans[leg])
         return None
 
     def plan_hold(self, leg: str) -> float:
@@ -99,20 +106,22 @@ class Habit:
     def _wall_at(self, clock_t: float) -> datetime:
         return self.wall() - timedelta(seconds=self.loop.clock.now() - clock_t)
 
-    def on_session_end(self, ended: SessionEnded) -> str | None:
-        """Write the session; for a complete one, return the spoken summary."""
-        holds = self.loop.hold_records(ended.holds)
+    def _on_session(self, ended: SessionEvent) -> None:
+        """Write the session (every outcome)."""
         record = SessionRecord(
             started=self._wall_at(ended.started_at), ended=self._wall_at(ended.ended_at),
-            outcome=ended.outcome, routine=self.routine.name, holds=tuple(holds),
+            outcome=ended.outcome, routine=self.routine.name,
+            holds=tuple(records_of(ended)),
         )
         saved = self.history.record(record)
-        self.loop.emit("history", outcome=ended.outcome, saved=saved)
+        self.loop.publish(HistoryEvent(self.loop.stamp(), ended.outcome, saved))
         self._plans.clear()
-        if ended.outcome != "complete":
-            return None
+
+    def _summary(self, ended: SessionEvent) -> str | None:
+        """The spoken summary of a complete session, with the week and the streak."""
         now = self.wall()
-        return summary_line(holds, self.history.sessions_this_week(now, self.tz),
+        return summary_line(self.routine, records_of(ended),
+                            self.history.sessions_this_week(now, self.tz),
                             self.history.streak_days(now, self.tz))
 
     # ---- the nudge --------------------------------------------------------------------
@@ -124,30 +133,22 @@ class Habit:
         return after and not self.history.done_today(now, self.tz)
 
     def _nudge_check(self, now_clock: float) -> None:
-        idle = self.loop.machine.state is State.IDLE
+        idle = self.loop.state is State.IDLE
         due = idle and self._nudge_due(self.wall())
         if due and not self._nudging:
             self._nudging = True
             self.loop.set_idle_pattern(Pattern.NUDGE)
-            self.loop.emit("nudge", on=True)
+            self.loop.publish(NudgeEvent(self.loop.stamp(), True))
             if self.config.history.nudge_voice:
-                from device.voice import Cue
-
-                self.loop.cues.push(Cue(NUDGE_LINE, "nudge"))
-        elif not due and self._nudging and idle:
+                self.loop.say(self.routine.nudge, "nudge")
+        elif self._nudging and not due:
+            # nudged and then a session began (or the day's stretch is done): back to normal
             self._nudging = False
-            normal = Pattern.GLOW if self.config.light.idle == "glow" else Pattern.OFF
-            self.loop.set_idle_pattern(normal)
-            self.loop.emit("nudge", on=False)
-        elif not idle and self._nudging:
-            self._nudging = False
-            normal = Pattern.GLOW if self.config.light.idle == "glow" else Pattern.OFF
-            self.loop.idle_pattern = normal
-            self.loop.machine.idle_light = normal
-            self.loop.emit("nudge", on=False)
+            self.loop.set_idle_pattern(None)
+            self.loop.publish(NudgeEvent(self.loop.stamp(), False))
 
     def _nudge_deadline(self, now_clock: float) -> float | None:
-        if self.loop.machine.state is not State.IDLE:
+        if self.loop.state is not State.IDLE:
             return None
         hh, mm = (int(x) for x in self.config.history.nudge_at.split(":"))
         local = self.wall().astimezone(self.tz)
@@ -161,7 +162,7 @@ class Habit:
 def history_path(config: Config, override: str | None, simulator: bool) -> Path:
     """Where the history lives: --history, the config, or the default (the simulator
     keeps its own file so trying it out never mixes with real sessions)."""
-    from device.history import default_history_path
+    from device.store.paths import default_history_path
 
     if override:
         return Path(override)
@@ -171,14 +172,34 @@ def history_path(config: Config, override: str | None, simulator: bool) -> Path:
     return path.with_name("sim-history.db") if simulator else path
 
 
-def attach_history(
+def records_of(ended: SessionEvent) -> list[HoldRecord]:
+    """A session's holds as history records."""
+    return [HoldRecord(leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
+                       ended=h.ended, mean=h.mean, peak=h.peak, steadiness=h.steadiness)
+            for h in ended.results]
+
+
+class PlainSummary:
+    """Without a history: the spoken summary of the holds alone."""
+
+    def __init__(self, loop: DeviceLoop) -> None:
+        loop.set_summary(lambda ended: summary_line(loop.routine, records_of(ended), 0, 0))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def attach(
     loop: DeviceLoop, config: Config, routine: Routine, path: Path,
     wall: Callable[[], datetime], outbox: bool = False,
 ) -> Habit:
-    """Wire a (fault-proof) history at ``path`` into ``loop``; ``outbox``: also queue each
-    session for MQTT in the same transaction."""
+    """Wire a (fault-proof) history at ``path`` into ``loop``; ``outbox``: each session
+    is also queued for MQTT, in the same transaction."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
     return Habit(loop, SafeHistory(path, outbox=outbox), config, routine, wall)
+
+
+attach_history = attach

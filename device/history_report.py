@@ -25,16 +25,10 @@ from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
-from device.history import (
-    LEGS,
-    History,
-    HistoryError,
-    SessionRecord,
-    default_fallback_path,
-    default_history_path,
-    local_zone,
-    session_to_dict,
-)
+from device.records import LEGS, SessionRecord, session_to_dict
+from device.store.paths import default_fallback_path, default_history_path
+from device.store.sqlite import History, HistoryError
+from device.streaks import local_zone
 
 CSV_COLUMNS = ("started", "ended", "outcome", "routine", "leg", "round", "planned_s",
                "held_s", "hold_ended", "mean", "peak", "steadiness")

@@ -15,13 +15,25 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from device.breath import NUDGE_PERIOD, SWITCH_PERIOD, Pattern, light_value
+from device.breath import NUDGE_PERIOD, SWITCH_PERIOD, Pattern, breath_phase, light_value
+from device.bus import EventBus
 from device.clock import Clock
 from device.config import Config
-from device.history import HoldRecord, summary_line
+from device.events import (
+    ButtonEvent,
+    BuzzEvent,
+    Event,
+    HoldEvent,
+    HoldResult,
+    LedEvent,
+    SessionEvent,
+    SpeakDropped,
+    SpeakEvent,
+    StateEvent,
+)
 from device.machine import (
     Buzz,
     Effect,
@@ -45,7 +57,7 @@ from drivers.speech import Speaker
 
 log = logging.getLogger(__name__)
 
-Listener = Callable[[dict[str, Any]], None]
+Listener = Callable[[dict[str, Any]], None]  # a transcript reader: one dict per event
 TRIM_EVERY_FRAMES = 50  # mock pins: trim their state lists this often (memory stays flat)
 PERIODS: dict[Pattern, Callable[[Any], float]] = {  # repeating patterns: one period (s)
     Pattern.BREATH: lambda breath: breath.period,
@@ -66,22 +78,68 @@ class Parts:
     is_mock: bool = False
 
 
-@dataclass
-class Snapshot:
-    """What a screen shows of the box right now."""
+@dataclass(frozen=True)
+class BoxView:
+    """The read model: the box as a screen, page or socket shows it, taken under the
+    loop's lock. Times in s; ``light`` is the duty 0..1; ``tension`` in ``tension_units``."""
 
     state: str
     leg: str | None
     round: int
     rounds: int
     hold_left_s: float | None
+    hold_planned_s: float | None
     light: float
+    breath_phase: str | None  # in, full, out or empty (during a hold)
     buzzing: str | None
-    spoken: list[str] = field(default_factory=list)
+    spoken: tuple[str, ...] = ()
+    tension: float | None = None
+    tension_units: str = "kg"
+    sensor_status: str = "absent"
+    hold_clock_running: bool | None = None
+    voice_status: str = "on"
+    voice_off_reason: str = ""
+    breath_s: float | None = None  # s into the current breath (during a hold)
+
+    def to_json(self) -> dict[str, Any]:
+        """A plain dict (lists for tuples) for JSON."""
+        out = asdict(self)
+        out["spoken"] = list(self.spoken)
+        return out
+
+
+Snapshot = BoxView  # the name screens used before the read model
+
+
+@dataclass(frozen=True)
+class HoldStatus:
+    """The hold in progress (clock s): when it started, how long it is planned, when it
+    ends and, if its clock waits, since when."""
+
+    started_at: float | None
+    planned_s: float
+    ends_at: float | None
+    paused_at: float | None
+
+    def left(self, now: float) -> float:
+        """Seconds still to go (while the clock waits: as it stopped)."""
+        if self.started_at is None:
+            return 0.0
+        at = self.paused_at if self.paused_at is not None else now
+        return self.planned_s - (at - self.started_at)
+
+
+Ticker = tuple[Callable[[float], float | None], Callable[[float], None]]
 
 
 class DeviceLoop:
-    """Runs sessions on ``clock`` with ``parts``; ``listeners`` get every event as a dict."""
+    """Runs sessions on ``clock`` with ``parts`` and publishes every event on ``bus``.
+
+    Add-ons use only the public API below: ``say``, ``publish``, ``add_ticker``,
+    ``set_hold_planner``, ``set_hold_figures``, ``set_summary``, ``set_idle_pattern``,
+    ``pause_hold``/``resume_hold``/``end_hold_early``, ``set_strap``, ``state``,
+    ``hold_status()``, ``first_leg``, ``view()``, ``schedule``/``call_soon``, ``stop``.
+    """
 
     def __init__(
         self,
@@ -89,25 +147,21 @@ class DeviceLoop:
         routine: Routine,
         clock: Clock,
         parts: Parts,
-        listeners: list[Listener] | None = None,
-        on_session_end: Callable[[SessionEnded], str | None] | None = None,
-        plan_hold: Callable[[str], float] | None = None,
+        bus: EventBus | None = None,
     ) -> None:
         self.config = config
         self.routine = routine
         self.clock = clock
         self.parts = parts
-        self.listeners: list[Listener] = list(listeners or [])
-        self.on_session_end = on_session_end
+        self.bus = bus if bus is not None else EventBus()
         idle = Pattern.GLOW if config.light.idle == "glow" else Pattern.OFF
         self.idle_pattern = idle
-        self.machine = SessionMachine(
-            routine, config.session, config.voice.rate, idle_light=idle, plan_hold=plan_hold
-        )
+        self.machine = SessionMachine(routine, config.session, config.voice.rate, idle_light=idle)
         self.cues = CueQueue(config.voice.rate)
         self.origin = clock.now()
         self.wake = threading.Event()
         self.stop_event = threading.Event()
+        self.lock = threading.RLock()  # held while the loop works; the read model takes it
         self._inbox: deque[tuple[float, bool]] = deque()
         held = parts.button.is_pressed if parts.button else False
         self.presses = PressTracker(config.session.long_press_seconds, held_at_start=held)
@@ -126,21 +180,97 @@ class DeviceLoop:
         self._last_led: float | None = None
         self._buzz_off_at: float | None = None
         self._voice_warned = False
+        self._applying = 0
+        self.voice_off_reason = ""
         self.sessions_ended = 0
         self.holds: deque[HoldEnded] = deque(maxlen=100)  # the latest holds
-        self.spoken: deque[str] = deque(maxlen=6)
-        self.on_setup: Callable[[str, int], str | None] | None = None
-        self.state_hooks: list[Callable[[StateChanged, float], None]] = []
-        self.hold_figures: Callable[[HoldEnded], dict[str, float | None] | None] | None = None
-        self.tension_kg: float | None = None  # latest strap reading, for screens
-        self.tension_units = "kg"  # kg, or rel before the strap is calibrated
-        self.sensor_status = "absent"  # absent, ok or lost
+        self.spoken: deque[str] = deque(maxlen=20)
+        self._tickers: list[Ticker] = []
+        self._hold_figures: Callable[[HoldEnded], dict[str, float | None] | None] | None = None
+        self._summary: Callable[[SessionEvent], str | None] | None = None
+        self._strap: tuple[float | None, str, str] = (None, "kg", "absent")
+        self._hold_clock_running: bool | None = None
         # strap figures per finished hold, (leg, round) -> {"mean", "peak", "steadiness"}
         self.strap_figures: dict[tuple[str, int], dict[str, float | None]] = {}
-        self.hooks_per_wake: list[Callable[[float], None]] = []
-        self._deadline_hooks: list[Callable[[float], float | None]] = []
         if parts.button is not None:
             parts.button.listen(self.button_edge)
+
+    # ---- the add-on API ----------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        """Where the session is."""
+        return self.machine.state
+
+    @property
+    def first_leg(self) -> str:
+        """The leg a session starts with."""
+        return self.machine.plan[0][0]
+
+    def now(self) -> float:
+        """The loop's clock (s)."""
+        return self.clock.now()
+
+    def hold_status(self) -> HoldStatus:
+        """The hold in progress (all None/0 outside a hold)."""
+        m = self.machine
+        return HoldStatus(m.hold_started_at, m.hold_planned_s, m.hold_ends_at, m.paused_at)
+
+    def say(self, text: str, key: str, not_after: float | None = None) -> None:
+        """Queue a line (the voice queue's one way in); it starts as soon as the voice is
+        free, and is dropped if it cannot start by ``not_after`` (clock s)."""
+        self.cues.push(Cue(text, key, not_after))
+        if not self._applying:
+            self._speech(self.clock.now())
+
+    def wake_now(self) -> None:
+        """Wake the loop (from any thread) to look again at what is due."""
+        self.wake.set()
+
+    def publish(self, event: Event) -> None:
+        """Put ``event`` on the bus."""
+        self.bus.publish(event)
+
+    def stamp(self) -> float:
+        """``t`` for an event now: s since the loop's origin, 4 decimals."""
+        return round(self.clock.now() - self.origin, 4)
+
+    def add_ticker(self, due: Callable[[float], float | None],
+                   run: Callable[[float], None]) -> None:
+        """Wake the loop at ``due(now)`` (clock s, or None) and call ``run(now)`` at every
+        wake (a sensor poll, the watchdog, the nudge)."""
+        self._tickers.append((due, run))
+
+    def set_hold_planner(self, plan: Callable[[str], float]) -> None:
+        """``plan(leg)`` gives each hold's length (s) from now on."""
+        self.machine.plan_hold = plan
+
+    def set_hold_figures(self, figures: Callable[[HoldEnded], dict[str, float | None] | None]
+                         ) -> None:
+        """``figures(hold)`` gives the strap's figures of a hold that just ended."""
+        self._hold_figures = figures
+
+    def set_summary(self, summary: Callable[[SessionEvent], str | None]) -> None:
+        """``summary(session)`` gives the line said at a complete session's end."""
+        self._summary = summary
+
+    def set_strap(self, tension: float | None, units: str, status: str) -> None:
+        """The strap's latest reading and status, for the read model."""
+        self._strap = (tension, units, status)
+
+    def pause_hold(self, since: float) -> None:
+        """Stop the hold clock from ``since`` (clock s)."""
+        self._hold_clock_running = False
+        self.apply(self.machine.pause_hold(since))
+
+    def resume_hold(self, now: float, line: str | None = None) -> None:
+        """Run the hold clock again (saying ``line``)."""
+        self._hold_clock_running = True
+        self.apply(self.machine.resume_hold(now, line))
+
+    def end_hold_early(self, now: float) -> None:
+        """End the hold now, as a press would."""
+        self.apply(self.machine.end_hold_early(now))
 
     # ---- inputs -----------------------------------------------------------------------
 
@@ -166,16 +296,6 @@ class DeviceLoop:
         self.stop_event.set()
         self.wake.set()
 
-    # ---- events out -------------------------------------------------------------------
-
-    def emit(self, kind: str, **details: Any) -> None:
-        """Send one event (``t`` in s since the loop's origin) to every listener."""
-        if not self.listeners:
-            return
-        event = {"t": round(self.clock.now() - self.origin, 4), "kind": kind, **details}
-        for listener in self.listeners:
-            listener(event)
-
     # ---- the run loop -----------------------------------------------------------------
 
     def run(self, until: float | None = None, stop_when_done: bool = False) -> None:
@@ -191,10 +311,11 @@ class DeviceLoop:
                     break
                 if self.wake.is_set():  # clear() takes a lock: skip it when not set
                     self.wake.clear()
-                self.step(now)
-                if stop_when_done and self._finished():
-                    break
-                deadline = self._deadline(now)
+                with self.lock:
+                    self.step(now)
+                    if stop_when_done and self._finished():
+                        break
+                    deadline = self._deadline(now)
                 if end is not None:
                     deadline = end if deadline is None else min(deadline, end)
                 if deadline is None and self._is_virtual():
@@ -203,9 +324,10 @@ class DeviceLoop:
                     continue
                 self.clock.wait_until(self.wake, deadline)
         finally:
-            if self.stop_event.is_set():
-                self.interrupt()
-            self.shutdown()
+            with self.lock:
+                if self.stop_event.is_set():
+                    self.interrupt()
+                self.shutdown()
 
     @property
     def frames(self) -> int:
@@ -237,13 +359,20 @@ class DeviceLoop:
             self.parts.beeper.off()
         self._speech(now)
         self._frame(now)
-        for hook in self.hooks_per_wake:
-            hook(now)
+        for _, run in self._tickers:
+            run(now)
 
-    def _press(self, press: Press, at: float) -> None:
-        self.emit("button", action=press.value)
-        began = self.presses.last_down_at if press is Press.SHORT else None
+    def _press(self, press: Press, at: float, injected: bool = False) -> None:
+        self.bus.publish(ButtonEvent(self.stamp(), press.value))
+        began = None
+        if press is Press.SHORT:
+            began = at if injected else self.presses.last_down_at
         self.apply(self.machine.handle(press, at, pressed_at=began))
+
+    def command(self, press: Press) -> None:
+        """A press from the command port (safe from any thread): handled in the loop
+        exactly as one told apart on the button."""
+        self.call_soon(lambda: self._press(press, self.clock.now(), injected=True))
 
     def _deadline(self, now: float) -> float | None:
         times = [
@@ -258,14 +387,10 @@ class DeviceLoop:
             times.append(self.cues.busy_until)  # the line being said ends
         if self.cues.pending and self.parts.speaker.busy():
             times.append(now + 0.05)  # a real voice still talking: look again soon
-        for hook in self._deadline_hooks:
-            times.append(hook(now))
+        for due, _ in self._tickers:
+            times.append(due(now))
         due = [t for t in times if t is not None]
         return min(due) if due else None
-
-    def add_deadline_hook(self, hook: Callable[[float], float | None]) -> None:
-        """Let a helper (sensor, watchdog) wake the loop at the time it returns."""
-        self._deadline_hooks.append(hook)
 
     def _finished(self) -> bool:
         return (
@@ -282,6 +407,15 @@ class DeviceLoop:
 
     def apply(self, effects: list[Effect]) -> None:
         """Carry out the machine's effects, each through its hook."""
+        self._applying += 1
+        try:
+            self._apply(effects)
+        finally:
+            self._applying -= 1
+        if effects:
+            self._speech(self.clock.now())
+
+    def _apply(self, effects: list[Effect]) -> None:
         for effect in effects:
             if isinstance(effect, Speak):
                 self.cues.push(Cue(effect.text, effect.key, effect.not_after))
@@ -302,27 +436,21 @@ class DeviceLoop:
                 self._on_hold_end(effect)
             elif isinstance(effect, SessionEnded):
                 self._on_session_end(effect)
-        if effects:
-            self._speech(self.clock.now())
 
     def _on_state(self, change: StateChanged) -> None:
         if change.state is not State.HOLD:
             self.cues.clear_quiet()
-        self.emit("state", state=change.state.value, leg=change.leg, round=change.round)
+            self._hold_clock_running = None
+        else:
+            self._hold_clock_running = True
+        self.bus.publish(StateEvent(self.stamp(), change.state.value, change.leg, change.round))
         log.info("state %s %s", change.state.value, change.leg or "")
-        for hook in self.state_hooks:
-            hook(change, self.clock.now())
-        if change.state is State.SETUP and change.leg and self.on_setup is not None:
-            try:
-                line = self.on_setup(change.leg, change.round)
-            except Exception:
-                log.exception("set-up hook failed")
-                line = None
-            if line:
-                self.cues.push(Cue(line, "progress"))
 
-    def set_idle_pattern(self, pattern: Pattern) -> None:
-        """What the light shows while idle (off, glow, or the nudge); applied at once if idle."""
+    def set_idle_pattern(self, pattern: Pattern | None = None) -> None:
+        """What the light shows while idle (off, glow, or the nudge; None: the configured
+        one); applied at once if idle."""
+        if pattern is None:
+            pattern = Pattern.GLOW if self.config.light.idle == "glow" else Pattern.OFF
         if pattern is self.idle_pattern:
             return
         self.idle_pattern = pattern
@@ -333,7 +461,7 @@ class DeviceLoop:
     def _on_buzz(self, buzz: Buzz) -> None:
         self.parts.beeper.on(buzz.name)
         self._buzz_off_at = self.clock.now() + buzz.seconds
-        self.emit("buzz", name=buzz.name, seconds=buzz.seconds)
+        self.bus.publish(BuzzEvent(self.stamp(), buzz.name, buzz.seconds))
 
     def _on_light(self, light: Light) -> None:
         self._pattern = light.pattern
@@ -345,44 +473,46 @@ class DeviceLoop:
     def _on_hold_end(self, hold: HoldEnded) -> None:
         self.holds.append(hold)
         figures: dict[str, float | None] = {}
-        if self.hold_figures is not None:
+        if self._hold_figures is not None:
             try:
-                figures = self.hold_figures(hold) or {}
+                figures = self._hold_figures(hold) or {}
             except Exception:
                 log.exception("strap figures failed")
         if figures:
             self.strap_figures[(hold.leg, hold.round)] = {
                 k: v for k, v in figures.items() if v is not None}
-        self.emit(
-            "hold", leg=hold.leg, round=hold.round, planned_s=round(hold.planned_s, 3),
-            held_s=round(hold.held_s, 3), ended=hold.ended, **figures,
-        )
+        self.bus.publish(HoldEvent(
+            self.stamp(), hold.leg, hold.round, round(hold.planned_s, 3), round(hold.held_s, 3),
+            hold.ended, tuple(figures.items())))
 
     def _on_session_end(self, ended: SessionEnded) -> None:
         self.sessions_ended += 1
-        self.emit("session", outcome=ended.outcome, holds=len(ended.holds))
-        text: str | None = summary_line(self.hold_records(ended.holds), 0, 0)
-        if self.on_session_end is not None:
+        results = self.hold_results(ended.holds)
+        event = SessionEvent(self.stamp(), ended.outcome, len(ended.holds),
+                             results=results, started_at=ended.started_at,
+                             ended_at=ended.ended_at)
+        self.bus.publish(event)
+        text: str | None = None
+        if self._summary is not None:
             try:
-                said = self.on_session_end(ended)
-                text = said if said is not None else text
+                text = self._summary(event)
             except Exception:  # the record keeper must never stop the box
-                log.exception("session-end hook failed")
+                log.exception("session summary failed")
         self.strap_figures.clear()
         if ended.outcome == "complete" and text:
-            self.cues.push(Cue(text, "summary"))
+            self.say(text, "summary")
 
-    def hold_records(self, holds: tuple[HoldEnded, ...]) -> list[HoldRecord]:
-        """The holds as history records, with the strap's figures where there were any."""
-        records = []
+    def hold_results(self, holds: tuple[HoldEnded, ...]) -> tuple[HoldResult, ...]:
+        """The holds with the strap's figures where there were any."""
+        results = []
         for h in holds:
             figures = self.strap_figures.get((h.leg, h.round), {})
-            records.append(HoldRecord(
+            results.append(HoldResult(
                 leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
                 ended=h.ended, mean=figures.get("mean"), peak=figures.get("peak"),
                 steadiness=figures.get("steadiness"),
             ))
-        return records
+        return tuple(results)
 
     def _speech(self, now: float) -> None:
         if not self.cues.pending:  # nothing to start or drop (called at every wake)
@@ -391,17 +521,18 @@ class DeviceLoop:
         started, dropped = self.cues.next_cue(now, speaker.busy())
         for cue in dropped:
             log.debug("dropped stale cue %s", cue.key)
-            self.emit("speak_dropped", key=cue.key, text=cue.text)
+            self.bus.publish(SpeakDropped(self.stamp(), cue.key, cue.text))
         if started is None:
             return
         self.spoken.append(started.cue.text)
-        self.emit("speak", text=started.cue.text, key=started.cue.key,
-                  duration_s=started.duration_s)
+        self.bus.publish(SpeakEvent(self.stamp(), started.cue.text, started.cue.key,
+                                    started.duration_s))
         try:
             speaker.say(started.cue.text)
         except Exception as exc:  # a broken voice never stops a session
             if not self._voice_warned:
                 self._voice_warned = True
+                self.voice_off_reason = str(exc) or type(exc).__name__
                 log.warning("voice failed (%s); going on with light and buzzer", exc)
 
     def _frame(self, now: float, force: bool = False) -> None:
@@ -415,7 +546,8 @@ class DeviceLoop:
         shown = round(light.duty, 4)
         if shown != self._last_led:
             self._last_led = shown
-            self.emit("led", value=shown)
+            if self._led_wanted:
+                self.bus.publish(LedEvent(self.stamp(), shown))
         if self._animated:
             k = math.floor((now - self._since) * hz + 1e-6) + 1
             self._next_frame = self._since + k / hz
@@ -452,22 +584,47 @@ class DeviceLoop:
 
     # ---- status and shutdown ----------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
-        """The box as a screen would show it."""
-        ends = self.machine.hold_ends_at
-        now = self.clock.now()
-        if ends is not None and self.machine.paused_at is not None:
-            ends += now - self.machine.paused_at  # the hold clock is waiting
-        return Snapshot(
-            state=self.machine.state.value,
-            leg=self.machine.leg,
-            round=self.machine.round,
-            rounds=self.config.session.rounds,
-            hold_left_s=None if ends is None else max(0.0, ends - now),
-            light=self.parts.light.value,
-            buzzing=self.parts.beeper.sounding,
-            spoken=list(self.spoken),
-        )
+    @property
+    def _led_wanted(self) -> bool:
+        return self.bus.wants("led")
+
+    def view(self) -> BoxView:
+        """The read model, safe from any thread (taken under the loop's lock)."""
+        with self.lock:
+            m = self.machine
+            now = self.clock.now()
+            ends = m.hold_ends_at
+            if ends is not None and m.paused_at is not None:
+                ends += now - m.paused_at  # the hold clock is waiting
+            phase, breath_s = None, None
+            if m.state is State.HOLD and m.hold_started_at is not None:
+                breath_s = (now - m.hold_started_at) % self.config.breath.period
+                phase, _ = breath_phase(breath_s, self.config.breath)
+            tension, units, sensor = self._strap
+            speaker = self.parts.speaker
+            reason = self.voice_off_reason or getattr(speaker, "last_error", "") or ""
+            if not self.config.voice.enabled:
+                voice, reason = "off", "voice.enabled = false"
+            elif speaker.available is False or self.voice_off_reason:
+                voice = "failed"
+                reason = reason or "the speech engine did not start"
+            else:
+                voice, reason = "on", ""
+            return BoxView(
+                state=m.state.value, leg=m.leg, round=m.round,
+                rounds=self.config.session.rounds,
+                hold_left_s=None if ends is None else max(0.0, ends - now),
+                hold_planned_s=m.hold_planned_s if m.state is State.HOLD else None,
+                light=self.parts.light.value, breath_phase=phase, breath_s=breath_s,
+                buzzing=self.parts.beeper.sounding, spoken=tuple(self.spoken),
+                tension=tension, tension_units=units, sensor_status=sensor,
+                hold_clock_running=self._hold_clock_running,
+                voice_status=voice, voice_off_reason=reason,
+            )
+
+    def snapshot(self) -> BoxView:
+        """The read model (the older name)."""
+        return self.view()
 
     def interrupt(self) -> None:
         """End a running session as interrupted (SIGTERM, Ctrl-C, quit)."""
@@ -485,4 +642,4 @@ class DeviceLoop:
             self.parts.light.off()
             if self._last_led != 0.0:
                 self._last_led = 0.0
-                self.emit("led", value=0.0)
+                self.bus.publish(LedEvent(self.stamp(), 0.0))

@@ -41,16 +41,10 @@ from urllib.parse import urlsplit
 
 from device.config import Config, MqttSettings
 from device.errors import ConfigError
-from device.history import (
-    LEGS,
-    History,
-    HistoryError,
-    OutboxEntry,
-    minutes_today,
-    next_hold_seconds,
-    sessions_this_week,
-    streak_days,
-)
+from device.progression import next_hold_seconds
+from device.records import LEGS
+from device.store.sqlite import History, HistoryError, OutboxEntry
+from device.streaks import minutes_today, sessions_this_week, streak_days
 
 log = logging.getLogger(__name__)
 
@@ -726,3 +720,85 @@ def _version() -> str:
         return version("stretch-companion")
     except Exception:  # noqa: BLE001
         return "0"
+
+
+# --------------------------------------------------------------------------- the add-on
+
+
+def endpoint(config: Config, url: str | None = None) -> Endpoint | None:
+    """The resolved [mqtt] settings (``--mqtt URL`` wins), or None when MQTT is off.
+    Raises ConfigError (exit 78) for bad settings, before anything is built."""
+    if not (url or config.mqtt.url):
+        return None
+    try:
+        import paho.mqtt.client  # noqa: F401
+    except ImportError:
+        raise ConfigError("mqtt.url is set but paho-mqtt is not installed: "
+                          "pip install 'stretch-companion[mqtt]'") from None
+    return resolve(config.mqtt, url)
+
+
+class NextHold:
+    """``{"next_hold_seconds": N}``: the next session's holds last N s (then the plan
+    goes back to the box's own progression)."""
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self.seconds: float | None = None
+        self._plan = loop.machine.plan_hold
+        loop.set_hold_planner(self.plan)
+        loop.bus.subscribe(self._session_over, ["session"], name="mqtt-next-hold")
+
+    def plan(self, leg: str) -> float:
+        return self.seconds if self.seconds is not None else float(self._plan(leg))
+
+    def set(self, seconds: float) -> None:
+        """Thread-safe: applied in the loop's thread."""
+        self.loop.call_soon(lambda: setattr(self, "seconds", float(seconds)))
+
+    def _session_over(self, event: Any) -> None:
+        self.seconds = None
+
+
+class MqttAddon:
+    """The publisher attached to a box: a queued bus subscriber; ``close`` waits (at most
+    ``wait_s`` real seconds) for the broker to acknowledge the sessions handed to it."""
+
+    def __init__(self, box: Any, publisher: Publisher, wait_s: float) -> None:
+        self.box = box
+        self.publisher = publisher
+        self.wait_s = wait_s
+        self.sub = box.bus.subscribe(publisher.handle, KINDS, queued=True, name="mqtt")
+
+    def close(self) -> None:
+        if self.sub.queue is not None:
+            self.sub.queue.drain(2.0)  # the last session's history event first
+        self.box.bus.unsubscribe(self.sub)
+        self.publisher.close(wait_s=self.wait_s)
+        if self.publisher.store is not None:
+            self.publisher.store.close()
+
+
+def attach(box: Any, ep: Endpoint, *, history: Path | None = None,
+           wall_start: datetime | None = None, wait_s: float = 3.0) -> MqttAddon:
+    """Attach the MQTT publisher to ``box``: state and stats, discovery, the sessions in
+    ``history``'s outbox (its own connection to the file), and commands when on."""
+    from device.clock import wall_clock
+    from device.habit import zone_of
+
+    store = None
+    if history is not None:
+        try:
+            store = History(history)
+        except HistoryError as exc:
+            log.warning("MQTT: history file unavailable (%s); no sessions are published", exc)
+    next_hold = NextHold(box.loop) if ep.commands else None
+    publisher = Publisher(
+        ep, box.config, view=lambda: box.view().to_json(), store=store,
+        wall=wall_clock(box.clock, wall_start), tz=zone_of(box.config),
+        commands=box.commands if ep.commands else None,
+        next_hold=next_hold.set if next_hold is not None else None,
+        sensor=box.sensor is not None or box.strap is not None)
+    addon = MqttAddon(box, publisher, wait_s)
+    publisher.start()
+    return addon

@@ -1,15 +1,18 @@
 """The routine as data: what the voice says in each part of a session.
 
 The built-in hamstring routine lives in ``routines/hamstring.toml``; a user can point
-the config at another file with the same keys.
+the config at another file with the same keys. The optional tables ([strap], and the
+history's [summary], [progress] and [nudge]) default to the built-in wording.
 """
 
 from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from device.errors import ConfigError
 
@@ -40,6 +43,9 @@ class Routine:
     next_round_auto: str
     finish: str
     cancel: str
+    summary: dict[str, str]  # pieces of the after-session summary (SUMMARY_KEYS)
+    growth: str  # a leg's hold grows: {leg}, {duration}
+    nudge: str  # the evening nudge, spoken when history.nudge_voice is on
     strap: dict[str, str] = field(default_factory=lambda: dict(STRAP_LINES))
 
     def fixed_lines(self, legs: tuple[str, ...] = ("right", "left")) -> list[str]:
@@ -78,6 +84,13 @@ STRAP_LINES: dict[str, str] = {
     "resumed": "Good, the clock is running again.",
 }
 
+SUMMARY_KEYS = (
+    "complete", "early", "empty", "leg", "leg_holds", "ended_early", "steady",
+    "fairly_steady", "shaky", "first_this_week", "this_week", "streak", "week_and_streak",
+    "streak_alone",
+)
+"""The pieces of the spoken summary a routine file words ([summary]; see hamstring.toml)."""
+
 _KNOWN = {
     "name": str,
     "title": str,
@@ -87,8 +100,21 @@ _KNOWN = {
     "finish": ("text",),
     "cancel": ("text",),
     "strap": tuple(STRAP_LINES),
+    "summary": SUMMARY_KEYS,
+    "progress": ("grows",),
+    "nudge": ("text",),
 }
-_OPTIONAL = {"strap"}
+_OPTIONAL = {"strap", "summary", "progress", "nudge"}
+
+
+def _builtin_bytes() -> bytes:
+    return resources.files("device.routines").joinpath("hamstring.toml").read_bytes()
+
+
+@cache
+def _builtin_data() -> dict[str, Any]:
+    """The built-in routine file, parsed (the wording of tables a user file leaves out)."""
+    return tomllib.loads(_builtin_bytes().decode("utf-8"))
 
 
 def _need_str(where: str, value: object) -> str:
@@ -120,6 +146,11 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
     def text(section: str, key: str) -> str:
         return _need_str(f"{section}.{key}", sections[section].get(key))
 
+    def worded(section: str, key: str) -> str:
+        """An optional table's line: this file's, else the built-in routine's."""
+        value = sections[section].get(key)
+        return text(section, key) if value is not None else _builtin_data()[section][key]
+
     steps = sections["setup"].get("steps")
     if not isinstance(steps, list) or not steps:
         raise ConfigError(f"{source}: setup.steps must be a non-empty list of text")
@@ -147,6 +178,9 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
         next_round_auto=text("switch", "next_round_auto"),
         finish=text("finish", "text"),
         cancel=text("cancel", "text"),
+        summary={key: worded("summary", key) for key in SUMMARY_KEYS},
+        growth=worded("progress", "grows"),
+        nudge=worded("nudge", "text"),
         strap={key: _need_str(f"strap.{key}", sections["strap"].get(key, default))
                for key, default in STRAP_LINES.items()},
     )
@@ -164,7 +198,7 @@ def load_routine(path: str | Path | None = None) -> Routine:
             ) from None
         source = str(p)
     else:
-        raw = resources.files("device.routines").joinpath("hamstring.toml").read_bytes()
+        raw = _builtin_bytes()
         source = "built-in routine"
     try:
         data = tomllib.loads(raw.decode("utf-8"))

@@ -270,12 +270,9 @@ def _no_card_fix(host: Host) -> str:
 
 
 def _real_speaker(config: Config) -> Any:
-    from drivers.speech import DEFAULT_PLAYER, Pyttsx3Speaker
+    from device.builder import make_voice
 
-    v = config.voice
-    return Pyttsx3Speaker(v.rate, v.volume, v.voice,
-                          audio_device=getattr(v, "audio_device", ""),
-                          player=getattr(v, "player", DEFAULT_PLAYER))
+    return make_voice(config)  # exactly the voice ``run`` makes
 
 
 def check_voice(config: Config, mock: bool, host: Host, clock: Clock,
@@ -406,12 +403,12 @@ def selftest_main(
     """Check every part, print one line each (and the fix for a failure); 0 if every
     required part passed, else 1. ``make_factory`` makes the pin factory (default: mock
     pins with ``mock``, else gpiozero's real backend per ``pins.factory``)."""
-    from drivers.pins import mock_factory, real_factory
+    from device.builder import pin_factory
 
     host = host or (Host.virtual() if mock else Host.probe())
     clock = clock or (VirtualClock() if mock else RealClock())
     if make_factory is None:
-        make_factory = mock_factory if mock else (lambda: real_factory(config.pins.factory))
+        make_factory = lambda: pin_factory(config, mock)  # noqa: E731
     what = "mock pins, virtual time, fake voice and sensor" if mock else "real parts"
     out.write(f"Stretch Companion self-test ({what})\n")
     results: list[PartResult] = []

@@ -12,28 +12,38 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
 
+from device.events import StateEvent
 from device.loop import DeviceLoop
 from device.notify import Notifier
 
 log = logging.getLogger(__name__)
 
 
-def supervise(loop: DeviceLoop, notifier: Notifier) -> None:
-    """Report the loop's state to systemd and ping the watchdog from inside the loop
-    (whose clock runs at real speed in the service)."""
+class Supervision:
+    """The sd_notify add-on: the state line for ``systemctl status`` and the watchdog
+    pinged from inside the loop (whose clock runs at real speed in the service)."""
 
-    def on_event(event: dict[str, Any]) -> None:
-        if event["kind"] == "state":
-            leg = f" ({event['leg']} leg)" if event.get("leg") else ""
-            notifier.status(f"{event['state']}{leg}")
+    def __init__(self, loop: DeviceLoop, notifier: Notifier) -> None:
+        self.notifier = notifier
+        loop.bus.subscribe(self._on_state, ["state"], name="sd_notify")
+        if notifier.watchdog_interval_s is not None:
+            loop.add_ticker(notifier.watchdog_due_at, notifier.watchdog_if_due)
 
-    loop.listeners.append(on_event)
-    if notifier.watchdog_interval_s is None:
-        return
-    loop.hooks_per_wake.append(notifier.watchdog_if_due)
-    loop.add_deadline_hook(notifier.watchdog_due_at)
+    def _on_state(self, event: StateEvent) -> None:
+        leg = f" ({event.leg} leg)" if event.leg else ""
+        self.notifier.status(f"{event.state}{leg}")
+
+    def close(self) -> None:
+        """Nothing to release (STOPPING is sent by ``run_service``)."""
+
+
+def attach(loop: DeviceLoop, notifier: Notifier) -> Supervision:
+    """The sd_notify add-on on ``loop``."""
+    return Supervision(loop, notifier)
+
+
+supervise = attach
 
 
 def stop_on_signals(stop: Callable[[], None]) -> None:
@@ -62,7 +72,7 @@ def run_service(loop: DeviceLoop, notifier: Notifier | None = None) -> int:
     except Exception:
         log.exception(
             "device loop failed in state %s (leg %s); outputs made safe, exiting for a restart",
-            loop.machine.state.value, loop.machine.leg,
+            loop.state.value, loop.view().leg,
         )
         return 1
     finally:

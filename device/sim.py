@@ -7,19 +7,16 @@ for, and is driven by a script of timed inputs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from device.box import build_loop, build_parts, close_parts
+from device.builder import SimBox, build_box, make_voice
 from device.clock import Clock, RealClock, VirtualClock
 from device.config import Config, with_overrides
-from device.loop import DeviceLoop, Listener
-from device.script import ACTIONS, PRESS_S, SENSOR_ACTIONS, Action, parse_script
-from drivers.pins import mock_factory
-from drivers.speech import Pyttsx3Speaker, RecordingSpeaker, SilentSpeaker, Speaker
+from device.loop import Listener
+from device.script import ACTIONS, SENSOR_ACTIONS, Action, parse_script
+from drivers.speech import RecordingSpeaker, Speaker
 
 log = logging.getLogger(__name__)
 
@@ -75,55 +72,6 @@ class SimStrap:
             self.replug()
 
 
-@dataclass
-class SimBox:
-    """A simulated box: the loop, its mock pin factory, and handles to drive it."""
-
-    loop: DeviceLoop
-    factory: Any
-    config: Config
-    speaker: Speaker
-    handlers: dict[str, Callable[[Action], None]] = field(default_factory=dict)
-    strap: SimStrap | None = None
-    sensor: Any = None
-
-    @property
-    def button_pin(self) -> Any:
-        """The mock pin under the button (drive_low = pressed)."""
-        return self.factory.pin(self.config.pins.button)
-
-    @property
-    def led_pin(self) -> Any:
-        """The mock PWM pin under the light."""
-        return self.factory.pin(self.config.pins.led)
-
-    @property
-    def buzzer_pin(self) -> Any:
-        """The mock pin under the buzzer."""
-        return self.factory.pin(self.config.pins.buzzer)
-
-    def press_now(self, seconds: float = PRESS_S) -> None:
-        """Press the button now and release it ``seconds`` later (loop time)."""
-        pin = self.button_pin
-        pin.drive_low()
-        now = self.loop.clock.now() - self.loop.origin
-        self.loop.schedule(now + seconds, pin.drive_high)
-
-    def long_press_now(self) -> None:
-        """Hold the button past the long-press time."""
-        self.press_now(self.config.session.long_press_seconds + PRESS_S)
-
-    def add_script(self, actions: list[Action]) -> None:
-        """Schedule each scripted action at its time."""
-        for action in actions:
-            handler = self.handlers[action.name]
-            self.loop.schedule(action.at, lambda a=action, h=handler: h(a))
-
-    def close(self) -> None:
-        """Outputs off, pins released."""
-        close_parts(self.loop.parts)
-
-
 def make_sim(
     config: Config,
     clock: Clock | None = None,
@@ -131,24 +79,19 @@ def make_sim(
     listeners: list[Listener] | None = None,
     sensor: bool = False,
     seed: int = 1,
-    **loop_kwargs: Any,
+    history: Path | None = None,
+    start: datetime | None = None,
+    mqtt: Any = None,
 ) -> SimBox:
     """A box on fresh mock pins; virtual time and a recording voice unless given."""
-    factory = mock_factory()
-    speaker = speaker if speaker is not None else RecordingSpeaker()
-    parts = build_parts(config, factory, speaker, is_mock=True)
-    loop = build_loop(config, clock or VirtualClock(), parts, listeners, **loop_kwargs)
-    box = SimBox(loop=loop, factory=factory, config=config, speaker=speaker)
-    box.handlers["press"] = lambda a: box.press_now()
-    box.handlers["long"] = lambda a: box.long_press_now()
-    if sensor:
-        add_strap(box, seed=seed)
-    return box
+    return build_box(config, mode="sim", clock=clock, speaker=speaker,
+                     listeners=listeners or (), sensor=sensor, seed=seed, history=history,
+                     wall_start=start, mqtt=mqtt)
 
 
 def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
     """Fit the simulated strap sensor: the real driver over a register-level fake chip."""
-    from device.strap import StrapSensor
+    from device.strap import attach
     from drivers.fake_nau7802 import FakeNAU7802, StrapModel
     from drivers.nau7802 import NAU7802
 
@@ -163,9 +106,7 @@ def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
 
     from device.strap import load_strap_calibration
 
-    box.sensor = StrapSensor(loop, settings, make_adc,
-                             load_strap_calibration(settings, simulated=True))
-    box.sensor.connect()
+    box.sensor = attach(loop, settings, make_adc, load_strap_calibration(settings, simulated=True))
     box.strap = strap
 
     def arg(action: Action) -> float:
@@ -185,18 +126,8 @@ def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
 
 
 def sim_speaker(voice: bool, config: Config) -> Speaker:
-    """The headless voice: a recording fake, or real pyttsx3 with ``voice``."""
-    if not voice:
-        return RecordingSpeaker()
-    if not config.voice.enabled:
-        return SilentSpeaker()
-    from device.routine import load_routine
-
-    routine = load_routine(config.routine.file or None)
-    v = config.voice
-    return Pyttsx3Speaker(v.rate, v.volume, v.voice,
-                          fixed_lines=routine.fixed_lines(config.session.legs),
-                          audio_device=v.audio_device, player=v.player)
+    """The headless voice: a recording fake, or the configured real one with ``voice``."""
+    return make_voice(config) if voice else RecordingSpeaker()
 
 
 def run_headless(
@@ -210,8 +141,11 @@ def run_headless(
     history: Path | None = None,
     start: datetime | None = None,
     sensor: bool = False,
+    mqtt: Any = None,
 ) -> SimBox:
-    """Run a scripted session to its end; returns the box (for its records)."""
+    """Run a scripted session to its end; returns the box (for its records). With
+    ``mqtt`` the run waits (a few real seconds at most) for the broker to acknowledge
+    its sessions before it returns."""
     if script is None:
         # No script: start a session and let it run through by itself.
         script = DEFAULT_SCRIPT
@@ -220,15 +154,8 @@ def run_headless(
     actions = parse_script(script, SENSOR_ACTIONS if sensor else ACTIONS)
     clock: Clock = RealClock(speed) if speed else VirtualClock()
     box = make_sim(config, clock=clock, speaker=sim_speaker(voice, config), listeners=listeners,
-                   sensor=sensor)
+                   sensor=sensor, history=history, start=start, mqtt=mqtt)
     box.add_script(actions)
-    habit = None
-    if history is not None:
-        from device.clock import wall_clock
-        from device.habit import attach_history
-
-        habit = attach_history(box.loop, config, box.loop.routine, history,
-                               wall_clock(clock, start))
     if handle_signals:
         from device.service import stop_on_signals
 
@@ -239,6 +166,4 @@ def run_headless(
         box.loop.interrupt()  # a session still going when the run ends is kept, interrupted
     finally:
         box.close()
-        if habit is not None:
-            habit.history.close()
     return box

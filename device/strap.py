@@ -8,17 +8,16 @@ without it": the box says so once per session and tries again every few seconds.
 from __future__ import annotations
 
 import logging
-import statistics
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from device.config import SensorSettings
+from device.events import CoachEvent, HoldClockEvent, SensorEvent, StateEvent, TensionEvent
 from device.loop import DeviceLoop
-from device.machine import HoldEnded, Speak, State, StateChanged
+from device.machine import HoldEnded, State
 from device.tension import CoachThresholds, TensionCoach
-from device.voice import Cue
-from drivers.nau7802 import NAU7802, NOMINAL_COUNTS_PER_UNIT, Calibration, SensorError
+from drivers.loadcell import Calibration, LoadCell, SensorError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class StrapSensor:
         self,
         loop: DeviceLoop,
         settings: SensorSettings,
-        make_adc: Callable[[], NAU7802],
+        make_adc: Callable[[], LoadCell],
         calibration: Calibration | None = None,
         background_connect: bool | None = None,
     ) -> None:
@@ -59,7 +58,7 @@ class StrapSensor:
         self.make_adc = make_adc
         self.calibration = calibration or Calibration(offset=0.0)
         self.thresholds = thresholds_of(settings)
-        self.adc: NAU7802 | None = None
+        self.adc: LoadCell | None = None
         self.status = "absent"
         self._said_lost = False
         self._next_retry: float | None = None
@@ -77,15 +76,14 @@ class StrapSensor:
         self._last_t = float("-inf")
         self._slack_since: float | None = None
         self._prompted_at: float | None = None
-        loop.state_hooks.append(self._on_state)
-        loop.hooks_per_wake.append(self._on_wake)
-        loop.add_deadline_hook(self._deadline)
-        loop.hold_figures = self._figures
+        loop.bus.subscribe(self._on_state, ["state"], name="strap")
+        loop.add_ticker(self._deadline, self._on_wake)
+        loop.set_hold_figures(self._figures)
 
     @property
     def units(self) -> str:
         """kg once calibrated, else relative units."""
-        return "kg" if self.calibration.scale is not None else "rel"
+        return self.calibration.units
 
     # ---- connection -------------------------------------------------------------------
 
@@ -115,54 +113,65 @@ class StrapSensor:
                 self.connect()
             finally:
                 self._connecting = False
-                self.loop.wake.set()
+                self.loop.wake_now()
 
         threading.Thread(target=work, name="strap-connect", daemon=True).start()
 
     def _up(self) -> None:
         was = self.status
         self.status = "ok"
-        self.loop.sensor_status = "ok"
+        self._show(None)
         self._next_retry = None
         if was == "lost":
-            self.loop.emit("sensor", status="restored")
+            self._publish_status("restored")
             log.info("strap sensor back")
-            if self.loop.machine.state in (State.SETUP, State.HOLD):
-                self.loop.cues.push(Cue(self.loop.routine.strap["restored"], "sensor.restored"))
+            if self.loop.state in (State.SETUP, State.HOLD):
+                self.loop.say(self.loop.routine.strap["restored"], "sensor.restored")
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
             self.adc = None
         now = self.loop.clock.now()
         self._next_retry = now + self.settings.retry_seconds
-        self.loop.tension_kg = None
         if self.status == "ok":
             self.status = "lost"
-            self.loop.sensor_status = "lost"
-            self.loop.emit("sensor", status="lost")
+            self._show(None)
+            self._publish_status("lost")
             log.warning("strap sensor lost (%s); going on without it", exc)
-            if not self._said_lost and self.loop.machine.state is not State.IDLE:
+            if not self._said_lost and self.loop.state is not State.IDLE:
                 self._said_lost = True
                 # never stale: if the countdown holds it back, it is said just after
-                self.loop.cues.push(Cue(self.loop.routine.strap["lost"], "sensor.lost"))
-        elif self.status == "absent":
-            log.info("no strap sensor (%s)", exc)
+                self.loop.say(self.loop.routine.strap["lost"], "sensor.lost")
+        else:
+            self._show(None)
+            if self.status == "absent":
+                log.info("no strap sensor (%s)", exc)
+
+    def _show(self, tension: float | None) -> None:
+        """Tell the read model the latest reading and status."""
+        self.loop.set_strap(tension, self.units, self.status)
+
+    def _publish_status(self, status: str) -> None:
+        self.loop.publish(SensorEvent(self.loop.stamp(), status))
 
     # ---- the loop's hooks -------------------------------------------------------------
 
     def _active(self) -> bool:
-        return self.loop.machine.state in (State.SETUP, State.HOLD)
+        return self.loop.state in (State.SETUP, State.HOLD)
 
-    def _on_state(self, change: StateChanged, now: float) -> None:
-        if change.state is State.SETUP:
-            if change.round == 1 and change.leg == self.loop.machine.plan[0][0]:
+    def _on_state(self, event: StateEvent) -> None:  # type: ignore[override]
+        change = event
+        state = State(event.state)
+        now = self.loop.clock.now()
+        if state is State.SETUP:
+            if change.round == 1 and change.leg == self.loop.first_leg:
                 self._said_lost = False
             self._tare = []
             self._tare_until = now + TARE_S
             self.coach = None
             if self.adc is None and not self._connecting:
                 self._connect_soon()
-        elif change.state is State.HOLD:
+        elif state is State.HOLD:
             self._finish_tare()  # set-up skipped early: use what was gathered
             self.coach = TensionCoach(self.thresholds)
             self._slack_since = None
@@ -170,7 +179,7 @@ class StrapSensor:
         else:
             self._tare = None
             self.coach = None
-            self.loop.tension_kg = None
+            self._show(None)
         if self._active():
             self._next_poll = now
         else:
@@ -210,88 +219,81 @@ class StrapSensor:
 
     def to_units(self, counts: float) -> float:
         """Counts as tension (kg, or relative units when uncalibrated)."""
-        scale = self.calibration.scale or NOMINAL_COUNTS_PER_UNIT
-        return (counts - self.calibration.offset) / scale
+        return self.calibration.to_units(counts)
 
     def _sample(self, now: float, counts: int) -> None:
-        state = self.loop.machine.state
+        state = self.loop.state
         if state is State.SETUP and self._tare is not None:
             if now <= self._tare_until:
                 self._tare.append(counts)
             else:
                 self._finish_tare()
         kg = self.to_units(counts)
-        self.loop.tension_kg = kg
-        self.loop.tension_units = self.units
+        self._show(kg)
         if now - self._last_emit >= 1.0 / TRANSCRIPT_HZ - 1e-6:
             self._last_emit = now
-            self.loop.emit("tension", value=round(kg, 3), units=self.units)
+            self.loop.publish(TensionEvent(self.loop.stamp(), round(kg, 3), self.units))
         if state is State.HOLD and self.coach is not None and now > self._last_t:
             self._last_t = now
             self._coach(now, kg)
 
     def _hold_left(self) -> float:
         """Seconds of hold still to go (while the clock waits: as it stopped)."""
-        machine = self.loop.machine
-        if machine.hold_started_at is None:
-            return 0.0
-        at = machine.paused_at if machine.paused_at is not None else self.loop.clock.now()
-        return machine.hold_planned_s - (at - machine.hold_started_at)
+        return self.loop.hold_status().left(self.loop.clock.now())
 
     def _finish_tare(self) -> None:
         """Zero on the slack samples of this set-up (however few a quick press left)."""
         samples, self._tare = self._tare, None
         if not samples:
             return
-        offset = statistics.fmean(samples)
-        if self._tared and abs(self.to_units(offset)) > RETARE_LIMIT:
+        tared = self.calibration.tared(samples)
+        if self._tared and abs(self.to_units(tared.offset)) > RETARE_LIMIT:
             # the strap is not slack (still pulled from the last leg): keep the zero
-            self.loop.emit("sensor", status="tare_kept")
+            self._publish_status("tare_kept")
         else:
             self._tared = True
-            self.calibration = Calibration(offset=offset, scale=self.calibration.scale)
-            self.loop.emit("sensor", status="tared")
+            self.calibration = tared
+            self._publish_status("tared")
 
     def _coach(self, now: float, kg: float) -> None:
         coach = self.coach
         assert coach is not None
-        machine = self.loop.machine
-        paused = machine.paused_at is not None
-        ends = machine.hold_ends_at
-        countdown = ends is not None and now >= ends - COUNTDOWN_QUIET_S
+        loop = self.loop
+        hold = loop.hold_status()
+        paused = hold.paused_at is not None
+        countdown = hold.ends_at is not None and now >= hold.ends_at - COUNTDOWN_QUIET_S
         for cue in coach.add(now, kg, allow_cues=not paused and not countdown):
-            self.loop.emit("coach", cue=cue)
-            self.loop.apply([Speak(self.loop.routine.strap[cue], f"coach.{cue}",
-                                   now + CUE_GRACE_S)])
+            loop.publish(CoachEvent(loop.stamp(), cue))
+            loop.say(loop.routine.strap[cue], f"coach.{cue}", now + CUE_GRACE_S)
         if self.settings.hold_clock != "strap":
             return
-        strap = self.loop.routine.strap
+        strap = loop.routine.strap
         if coach.loaded:
             self._slack_since = None
             if paused:
                 line = strap["resumed"] if self._hold_left() > PROMPT_CLEAR_S else None
-                self.loop.emit("hold_clock", running=True)
-                self.loop.apply(machine.resume_hold(now, line))
+                loop.publish(HoldClockEvent(loop.stamp(), True))
+                loop.resume_hold(now, line)
             return
         if self._slack_since is None:
             self._slack_since = now
         if not paused and now - self._slack_since >= PAUSE_AFTER_S:
             # the clock stops from when the strap went slack: that time is not held
-            since = max(self._slack_since, machine.hold_started_at or self._slack_since)
-            self.loop.emit("hold_clock", running=False)
-            self.loop.apply(machine.pause_hold(since))
+            since = max(self._slack_since, hold.started_at or self._slack_since)
+            loop.publish(HoldClockEvent(loop.stamp(), False))
+            loop.pause_hold(since)
             self._prompted_at = None
             paused = True
-        if paused and machine.paused_at is not None:
-            if now - machine.paused_at >= GIVE_UP_PAUSED_S:
+        paused_at = loop.hold_status().paused_at
+        if paused and paused_at is not None:
+            if now - paused_at >= GIVE_UP_PAUSED_S:
                 # nobody took the strap up again: end the hold rather than wait for ever
-                self.loop.emit("hold_clock", running=False, gave_up=True)
-                self.loop.apply(machine.end_hold_early(now))
+                loop.publish(HoldClockEvent(loop.stamp(), False, gave_up=True))
+                loop.end_hold_early(now)
             elif self._prompted_at is None or now - self._prompted_at >= REPROMPT_S:
                 self._prompted_at = now
                 if self._hold_left() > PROMPT_CLEAR_S + 8.0:  # never into the countdown
-                    self.loop.apply([Speak(strap["paused"], "hold.paused",
-                                           now + STATUS_GRACE_S)])
+                    loop.say(strap["paused"], "hold.paused", now + STATUS_GRACE_S)
 
     def _figures(self, hold: HoldEnded) -> dict[str, float | None] | None:
         coach, self.coach = self.coach, None
@@ -306,13 +308,22 @@ class StrapSensor:
                 "steadiness": r(summary.steadiness)}
 
 
-def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], NAU7802]:
+def attach(loop: DeviceLoop, settings: SensorSettings, make_adc: Callable[[], LoadCell],
+           calibration: Calibration | None = None) -> StrapSensor:
+    """The strap add-on: connect the load cell now (a missing one is retried later)."""
+    sensor = StrapSensor(loop, settings, make_adc, calibration)
+    if not sensor.connect():
+        log.warning("strap sensor not found; the box goes on without it")
+    return sensor
+
+
+def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], LoadCell]:
     """Make the real sensor on its I2C bus (the bus is opened once it is there)."""
-    from drivers.nau7802 import open_bus
+    from drivers.nau7802 import NAU7802, open_bus
 
     bus: list[object] = []
 
-    def make() -> NAU7802:
+    def make() -> LoadCell:
         if not bus:
             bus.append(open_bus(settings.i2c_bus))
         return NAU7802(bus[0], clock, settings.address, gain=settings.gain,  # type: ignore[arg-type]
@@ -324,7 +335,7 @@ def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], NAU7
 def load_strap_calibration(settings: SensorSettings, simulated: bool = False
                            ) -> Calibration | None:
     """The saved calibration, or None (logged) when there is none or it is unreadable."""
-    from drivers.nau7802 import load_calibration
+    from drivers.loadcell import load_calibration
 
     path = calibration_path(settings, simulated)
     try:
@@ -338,7 +349,7 @@ def calibration_path(settings: SensorSettings, simulated: bool = False) -> Path:
     """Where the strap calibration is kept (the simulated strap has a file of its own)."""
     if settings.calibration_file and not simulated:
         return Path(settings.calibration_file)
-    from device.history import default_history_path
+    from device.store.paths import default_history_path
 
     name = "sim-strap-calibration.json" if simulated else "strap-calibration.json"
     return default_history_path(service=False).with_name(name)

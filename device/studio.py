@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from device.errors import ConfigError, UsageError
-from device.history import LEGS, session_from_dict
+from device.records import LEGS, session_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -315,7 +315,7 @@ def add_studio_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_db() -> Path:
-    from device.history import default_history_path
+    from device.store.paths import default_history_path
 
     return default_history_path(service=False).with_name("studio.db")
 

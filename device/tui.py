@@ -27,12 +27,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from device.breath import breath_phase, perceived
+from device.breath import perceived
+from device.builder import SimBox, build_box, make_voice
 from device.clock import RealClock
 from device.config import Config
+from device.events import Event
 from device.loop import Snapshot
-from device.sim import SimBox, make_sim
-from drivers.speech import Pyttsx3Speaker, Speaker
+from drivers.speech import Speaker
 
 try:
     from rich.console import Console
@@ -252,11 +253,12 @@ class SwitchableVoice:
 
 
 def real_voice(config: Config) -> Callable[[], Speaker] | None:
-    """How to make the real pyttsx3 voice for ``config`` (None: voice.enabled is false)."""
-    voice = config.voice
-    if not voice.enabled:
+    """How to make the box's real voice for ``config``, exactly as ``run`` makes it
+    (``voice.player``, ``voice.audio_device``, the WAV cue cache); None when
+    ``voice.enabled`` is false."""
+    if not config.voice.enabled:
         return None
-    return lambda: Pyttsx3Speaker(voice.rate, voice.volume, voice.voice)
+    return lambda: make_voice(config)
 
 
 class ScreenLog(logging.Handler):
@@ -327,7 +329,7 @@ def _stray_output_hidden() -> Iterator[None]:
 
 
 def run_tui(config: Config, speed: float = 1.0, mute: bool = False, sensor: bool = False,
-            history: Path | None = None) -> int:
+            history: Path | None = None, mqtt: Any = None) -> int:
     """The simulator on screen until ``q``; returns the exit code."""
     if not HAVE_TEXTUAL:
         print(INSTALL_HINT, file=sys.stderr)
@@ -335,12 +337,11 @@ def run_tui(config: Config, speed: float = 1.0, mute: bool = False, sensor: bool
     screen_log = ScreenLog()
     with _logs_on_screen(screen_log), _stray_output_hidden():
         app = StretchApp(config, speed=speed, mute=mute, screen_log=screen_log, sensor=sensor,
-                         history=history)
+                         history=history, mqtt=mqtt)
         try:
             app.run()
         finally:
-            if app.habit is not None:
-                app.habit.history.close()
+            app.stop_box()
     return app.return_code or 0
 
 
@@ -402,31 +403,29 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         fps: float = FPS,
         sensor: bool = False,
         history: Path | None = None,
+        mqtt: Any = None,
     ) -> None:
         super().__init__()
         self.config = config
         self.fps = fps
         self.screen_log = screen_log
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
-        if box is not None:
-            self.voice = SwitchableVoice(inner=box.loop.parts.speaker, muted=mute)
-            box.loop.parts.speaker = self.voice
-            box.loop.listeners.append(self._on_event)
+        if box is not None:  # built by the caller (tests): its voice is whatever it was given
+            if isinstance(box.speaker, SwitchableVoice):
+                self.voice = box.speaker
+            else:
+                self.voice = SwitchableVoice(inner=box.speaker, muted=mute)
+                self.voice.muted = False  # shown only: the box speaks through its own voice
         else:
             if speaker is not None:
                 self.voice = SwitchableVoice(inner=speaker, muted=mute)
             else:
                 self.voice = SwitchableVoice(make=real_voice(config), muted=mute)
-            clock = RealClock(speed)
-            box = make_sim(config, clock=clock, speaker=self.voice,
-                           listeners=[self._on_event], sensor=sensor or config.sensor.enabled)
-        self.habit = None
-        if history is not None:
-            from device.clock import wall_clock
-            from device.habit import attach_history
-
-            self.habit = attach_history(box.loop, config, box.loop.routine, history,
-                                        wall_clock(box.loop.clock, datetime.now().astimezone()))
+            box = build_box(config, mode="sim", clock=RealClock(speed), speaker=self.voice,
+                            sensor=sensor or config.sensor.enabled, history=history,
+                            wall_start=datetime.now().astimezone(), mqtt=mqtt)
+        box.bus.subscribe(self._on_event, WATCHED_EVENTS, name="screen")
+        self.habit = box.habit
         self.box = box
         self.loop = box.loop
         self.led_pin = box.led_pin
@@ -445,10 +444,9 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
 
     # ---- the loop thread ------------------------------------------------------------------
 
-    def _on_event(self, event: dict[str, Any]) -> None:
-        """A listener, called in the loop's thread: hand the event over, bounded."""
-        if event.get("kind") in WATCHED_EVENTS:
-            self.events.append(event)
+    def _on_event(self, event: Event) -> None:
+        """A bus subscriber, called in the loop's thread: hand the event over, bounded."""
+        self.events.append(event.to_json())
 
     def _run_loop(self) -> None:
         try:
@@ -519,11 +517,11 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
 
     def action_press(self) -> None:
         if self._box_running():
-            self.box.press_now()
+            self.box.commands.press()
 
     def action_long_press(self) -> None:
         if self._box_running():
-            self.box.long_press_now()
+            self.box.commands.long_press()
 
     def action_mute(self) -> None:
         self.voice.set_muted(not self.voice.muted)
@@ -547,11 +545,10 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self.flash(f"speed {new:g}x")
 
     def action_strap(self, what: str) -> None:
-        strap = getattr(self.box, "strap", None)
-        if strap is None:
+        if self.box.strap is None:
             self.flash(NO_STRAP)
             return
-        self.loop.call_soon(getattr(strap, what))
+        self.box.commands.strap(what)
 
     async def action_quit(self) -> None:
         self.stop_box()
@@ -567,10 +564,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
     def _snapshot(self) -> Snapshot | None:
         # Read from the screen's thread while the loop runs: a torn read (the machine
         # mid-change) is skipped, the next frame gets it right.
-        try:
-            self._last_snapshot = self.loop.snapshot()
-        except Exception:
-            pass
+        self._last_snapshot = self.box.view()
         return self._last_snapshot
 
     def _drain_events(self) -> None:
@@ -608,7 +602,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self._draw_state(snap)
         self._draw_light(snap)
         self._draw_buzzer(now_real)
-        self._draw_tension()
+        self._draw_tension(snap)
         self._draw_voice(snap)
 
     def _draw_title(self, now_real: float) -> None:
@@ -635,7 +629,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
             text.append(format_left(snap.hold_left_s), style="bold")
             text.append(" left")
             if not self.screen.has_class("compact"):
-                planned = self.loop.machine.hold_planned_s or 1.0
+                planned = snap.hold_planned_s or 1.0
                 text.append("  " + bar(1.0 - snap.hold_left_s / planned, 20), style="cyan")
         hint = STATE_HINTS.get(snap.state, "")
         line2 = hint
@@ -656,9 +650,8 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
             glow.update(Text("off", style="dim"))
         line = Text("" if self.screen.has_class("compact") else "PWM ")
         line.append(format_duty(value), style="bold")
-        started = self.loop.machine.hold_started_at
-        if snap.state == "hold" and started is not None:
-            phase, _ = breath_phase(self.loop.clock.now() - started, self.config.breath)
+        phase = snap.breath_phase
+        if phase is not None:
             line.append(f"  {PHASE_ARROWS[phase]} {PHASE_NAMES[phase]}", style="bold")
         self.query_one("#light-value", Static).update(line)
 
@@ -673,9 +666,9 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         else:
             widget.update(Text("quiet", style="dim"))
 
-    def _draw_tension(self) -> None:
-        status = str(getattr(self.loop, "sensor_status", "absent"))
-        kg = getattr(self.loop, "tension_kg", None)
+    def _draw_tension(self, snap: Snapshot) -> None:
+        status = snap.sensor_status
+        kg = snap.tension
         widget = self.query_one("#tension", Static)
         if status == "absent":
             widget.update(Text(NO_STRAP, style="dim"))
@@ -685,7 +678,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
             return
         kg = float(kg)
         width = max(4, widget.size.width - 22)
-        units = getattr(self.loop, "tension_units", "kg")
+        units = snap.tension_units
         line = Text(f"{kg:5.1f} {units} ")
         line.append(bar(kg / GAUGE_MAX_KG, width), style="green")
         if status != "ok":

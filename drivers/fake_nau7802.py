@@ -18,7 +18,7 @@ import random
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from device.clock import Clock
+from drivers.clock import Clock
 from drivers.nau7802 import DEFAULT_ADDRESS, FIELDS, GAIN_CODES, SPS_CODES, Reg, readonly_mask
 
 OFFSET_COUNTS = -150_000

@@ -1,10 +1,12 @@
-"""NAU7802 24-bit load-cell ADC over I2C (smbus2), and the strap built on it.
+"""NAU7802 24-bit load-cell ADC over I2C (smbus2): a ``LoadCell`` giving raw counts.
 
 The bus is passed in (anything with smbus2.SMBus's ``read_byte_data``,
 ``write_byte_data`` and ``read_i2c_block_data``), so nothing touches /dev/i2c-* at
 import and tests can hand in ``drivers.fake_nau7802.FakeNAU7802``. Every wait goes
 through the injected clock. Any I/O error, time-out or chip fault raises one exception
-type, ``SensorError``, which the device loop treats as "sensor absent".
+type, ``drivers.loadcell.SensorError``, which the device loop treats as "sensor absent".
+Tare, units and calibration are the load-cell layer's (``drivers/loadcell.py``), not this
+chip's.
 
 Power-up follows the datasheet's sequencing as the SparkFun library does it: reset
 (RR), power up digital and analog (PUD, PUA), wait for PUR, start cycles (CS), LDO and
@@ -14,26 +16,18 @@ calibration (CALS, then CAL_ERR).
 
 from __future__ import annotations
 
-import json
-import os
-import statistics
-import tempfile
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
 from typing import Protocol
 
-from device.clock import Clock
+from drivers.clock import Clock
+from drivers.loadcell import SensorError
 
 DEFAULT_ADDRESS = 0x2A
 """The NAU7802's fixed 7-bit I2C address."""
 
 REVISION_ID = 0x0F
 """Low nibble of DEVICE_REV on every NAU7802."""
-
-
-class SensorError(Exception):
-    """The strap sensor is absent, unplugged or misbehaving; the message says what failed."""
 
 
 class I2CBus(Protocol):
@@ -167,7 +161,8 @@ def open_bus(bus_number: int = 1) -> I2CBus:
 
 
 class NAU7802:
-    """One NAU7802 on a bus. Call ``begin()`` first (and again after a ``SensorError``).
+    """One NAU7802 on a bus, a ``drivers.loadcell.LoadCell``. Call ``begin()`` first (and
+    again after a ``SensorError``).
 
     ``gain`` is the PGA gain (1..128), ``ldo_volts`` the internal LDO (2.4..4.5 V),
     ``sps`` the conversion rate (10, 20, 40, 80 or 320 samples per second).
@@ -288,6 +283,13 @@ class NAU7802:
         """Power the analog and digital sections down (about 200 nA)."""
         self._modify(Reg.PU_CTRL, PUD=0, PUA=0)
 
+    def close(self) -> None:
+        """Power down if the chip still answers; never raises (the bus is the caller's)."""
+        try:
+            self.power_down()
+        except SensorError:
+            pass
+
     # --- conversions -----------------------------------------------------------------
 
     def read(self) -> int | None:
@@ -324,144 +326,3 @@ class NAU7802:
                     f"NAU7802 at 0x{self.address:02X}: no conversion within {timeout_s:g} s"
                 )
             self._clock.sleep(min(self.POLL_S * 5, deadline - now))
-
-
-# --- the strap: counts -> kilograms ------------------------------------------------------
-
-NOMINAL_COUNTS_PER_UNIT = 85_000.0
-"""Counts per relative unit when uncalibrated: roughly 1 kg for a 2 mV/V, 50 kg load cell
-at gain 128 and a 3.3 V LDO, so uncalibrated thresholds stay in a sensible range."""
-
-
-class CountSource(Protocol):
-    """What the strap needs from an ADC (NAU7802 satisfies it)."""
-
-    def read(self) -> int | None: ...
-
-    def read_blocking(self, timeout_s: float | None = None) -> int: ...
-
-
-def counts_to_units(counts: float, offset: float, scale: float) -> float:
-    """Tension from a raw count: ``(counts - offset) / scale`` (scale: counts per unit)."""
-    return (counts - offset) / scale
-
-
-def scale_from_known(loaded_counts: float, offset: float, known_kg: float) -> float:
-    """Counts per kg from the mean reading with ``known_kg`` on the strap (may be < 0
-    if the load cell is wired the other way round)."""
-    if known_kg <= 0:
-        raise ValueError(f"known weight must be > 0 kg, got {known_kg}")
-    delta = loaded_counts - offset
-    if abs(delta) < 100:
-        raise ValueError(
-            f"a {known_kg:g} kg load changed the reading by only {delta:.0f} counts; "
-            "is the load cell connected?"
-        )
-    return delta / known_kg
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """Tare ``offset`` (counts) and ``scale`` (counts per kg; None = uncalibrated)."""
-
-    offset: float
-    scale: float | None = None
-
-
-class Strap:
-    """A strap load cell: tare, optional calibration, readings in kg (or relative units)."""
-
-    def __init__(
-        self,
-        adc: CountSource,
-        calibration: Calibration | None = None,
-        nominal_counts_per_unit: float = NOMINAL_COUNTS_PER_UNIT,
-    ) -> None:
-        self._adc = adc
-        self.calibration = calibration or Calibration(offset=0.0)
-        self._nominal = nominal_counts_per_unit
-
-    @property
-    def units(self) -> str:
-        """ "kg" once calibrated against a known weight, else "rel"."""
-        return "kg" if self.calibration.scale is not None else "rel"
-
-    def to_units(self, counts: float) -> float:
-        """A raw count as tension in ``units``."""
-        cal = self.calibration
-        return counts_to_units(counts, cal.offset, cal.scale or self._nominal)
-
-    def mean_counts(self, n: int, timeout_s: float | None = None) -> float:
-        """Mean of the next ``n`` conversions (each waited for up to ``timeout_s``)."""
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        return statistics.fmean(self._adc.read_blocking(timeout_s) for _ in range(n))
-
-    def tare(self, n: int = 20) -> float:
-        """Zero on the mean of ``n`` samples with the strap slack; returns the offset."""
-        offset = self.mean_counts(n)
-        self.calibration = Calibration(offset=offset, scale=self.calibration.scale)
-        return offset
-
-    def calibrate(self, known_kg: float, n: int = 20) -> float:
-        """Set the scale from ``known_kg`` hanging on the tared strap; returns counts/kg."""
-        scale = scale_from_known(self.mean_counts(n), self.calibration.offset, known_kg)
-        self.calibration = Calibration(offset=self.calibration.offset, scale=scale)
-        return scale
-
-    def read(self) -> float | None:
-        """Newest tension in ``units``, or None if no new conversion."""
-        counts = self._adc.read()
-        return None if counts is None else self.to_units(counts)
-
-    def read_blocking(self, timeout_s: float | None = None) -> float:
-        """The next tension in ``units``, waiting up to ``timeout_s``."""
-        return self.to_units(self._adc.read_blocking(timeout_s))
-
-
-def save_calibration(path: str | os.PathLike[str], offset: float, scale: float | None) -> None:
-    """Write the calibration as small JSON, atomically (temp file, fsync, os.replace)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"version": 1, "offset": offset, "scale": scale}, indent=2) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
-
-
-def load_calibration(path: str | os.PathLike[str]) -> Calibration | None:
-    """The saved calibration, None if the file does not exist; ValueError if malformed."""
-    source = Path(path)
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{source}: cannot read calibration: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ValueError(f"{source}: calibration must be a JSON object")
-    offset, scale = data.get("offset"), data.get("scale")
-    if isinstance(offset, bool) or not isinstance(offset, int | float):
-        raise ValueError(f"{source}: 'offset' must be a number, got {offset!r}")
-    if scale is not None and (
-        isinstance(scale, bool) or not isinstance(scale, int | float) or scale == 0
-    ):
-        raise ValueError(f"{source}: 'scale' must be a non-zero number or null, got {scale!r}")
-    return Calibration(offset=float(offset), scale=None if scale is None else float(scale))

@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from device.config import Config, MqttSettings
-from device.history import History, HoldRecord, SessionRecord
 from device.mqtt import Publisher, resolve
+from device.records import HoldRecord, SessionRecord
+from device.store.sqlite import History
 
 START = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
 

@@ -134,3 +134,29 @@ def test_nudge_light_when_no_session_by_the_set_time(tmp_path: Path) -> None:
     assert [n["on"] for n in events.kind("nudge")][-1] is False
     assert box.led_pin.state == 0.0
     box.close()
+
+
+def test_nudge_line_is_the_routines(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from device.routine import load_routine
+
+    def spoken_nudges(routine_nudge: str | None) -> list[str]:
+        events = Events()
+        config = with_overrides(Config(), history={"nudge_at": "19:00", "nudge_voice": True,
+                                                   "timezone": "Europe/Berlin"})
+        clock = VirtualClock()
+        box = make_sim(config, clock=clock, listeners=[events])
+        routine = box.loop.routine
+        if routine_nudge is not None:
+            routine = replace(load_routine(), nudge=routine_nudge)
+        start = datetime(2026, 11, 23, 18, 0, tzinfo=BERLIN)
+        habit = attach_history(box.loop, config, routine, tmp_path / f"{routine_nudge}.db",
+                               wall_clock(clock, start))
+        box.loop.run(until=3700)
+        box.close()
+        habit.history.close()
+        return [e["text"] for e in events.kind("speak") if e["key"] == "nudge"]
+
+    assert spoken_nudges(None) == ["Your hamstrings are waiting. One short stretch today?"]
+    assert spoken_nudges("Strap time, whenever you like.") == ["Strap time, whenever you like."]

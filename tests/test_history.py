@@ -19,22 +19,17 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from device.history import (
-    SCHEMA_VERSION,
-    History,
-    HistoryError,
-    HoldRecord,
-    LegSession,
-    SafeHistory,
-    SessionRecord,
-    default_history_path,
-    growth_line,
-    next_hold_seconds,
-    summary_line,
-)
 from device.history_report import CSV_COLUMNS, PLOT_HINT, history_main, plot, to_csv, to_json
+from device.progression import next_hold_seconds
+from device.records import HoldRecord, LegSession, SessionRecord
+from device.routine import load_routine
+from device.store.paths import default_history_path
+from device.store.safe import SafeHistory
+from device.store.sqlite import SCHEMA_VERSION, History, HistoryError
+from device.summary import growth_line, summary_line
 
 BERLIN = ZoneInfo("Europe/Berlin")
+ROUTINE = load_routine()
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -227,7 +222,7 @@ def test_progression_grows_after_n_complete_sessions() -> None:
     assert (p.hold_s, p.grew, p.streak) == (75, False, 1)  # count starts again at 75
     assert next_hold_seconds([], 60) == next_hold_seconds([], 60, step_s=15)
     assert next_hold_seconds([], 90).hold_s == 90
-    assert growth_line("right", 75) == "Your right-leg hold grows to 75 seconds."
+    assert growth_line(ROUTINE, "right", 75) == "Your right-leg hold grows to 75 seconds."
 
 
 def test_progression_held_back_by_early_end_and_cancel() -> None:
@@ -278,23 +273,26 @@ def test_progression_per_leg_from_store(db: Path) -> None:
 
 
 def test_summary_line() -> None:
+    def said(*args: object) -> str:
+        return summary_line(ROUTINE, *args)  # type: ignore[arg-type]
+
     both = (hold("right"), hold("left"))
-    assert summary_line(both, 3, 2) == ("Nice work. Right leg 60 seconds, left leg 60 seconds. "
-                                        "That's 3 sessions this week, and a 2 day streak.")
-    assert summary_line(both, 1, 1) == ("Nice work. Right leg 60 seconds, left leg 60 seconds. "
-                                        "That's your first session this week.")
+    assert said(both, 3, 2) == ("Nice work. Right leg 60 seconds, left leg 60 seconds. "
+                                "That's 3 sessions this week, and a 2 day streak.")
+    assert said(both, 1, 1) == ("Nice work. Right leg 60 seconds, left leg 60 seconds. "
+                                "That's your first session this week.")
     mixed = (hold("right", steadiness=85), hold("left", 90, held=42, ended="early",
                                                  steadiness=40))
-    assert summary_line(mixed, 2, 0) == (
+    assert said(mixed, 2, 0) == (
         "Good effort. Right leg 60 seconds, steady strap, 85 out of 100. "
         "Left leg 42 seconds, ended early, shaky strap, 40 out of 100. "
         "That's 2 sessions this week.")
     rounds = (hold("right", 150), hold("right", 150, rnd=2), hold("left", 61))
-    assert summary_line(rounds, 0, 5) == ("Nice work. Right leg 5 minutes over 2 holds, "
-                                          "left leg 61 seconds. That's a 5 day streak.")
-    assert summary_line((hold("left", held=1, ended="early"),), 0, 0) == \
+    assert said(rounds, 0, 5) == ("Nice work. Right leg 5 minutes over 2 holds, "
+                                  "left leg 61 seconds. That's a 5 day streak.")
+    assert said((hold("left", held=1, ended="early"),), 0, 0) == \
         "Good effort. Left leg 1 second, ended early."
-    assert summary_line((), 4, 0) == "Session over. That's 4 sessions this week."
+    assert said((), 4, 0) == "Session over. That's 4 sessions this week."
 
 
 # --------------------------------------------------------------------------- reports
@@ -381,7 +379,7 @@ def test_history_main(db: Path, tmp_path: Path) -> None:
 
 def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records
-            if r.name == "device.history" and r.levelno >= logging.WARNING]
+            if r.name == "device.store.safe" and r.levelno >= logging.WARNING]
 
 
 def _fallback_lines(safe: SafeHistory) -> list[dict]:
@@ -389,7 +387,7 @@ def _fallback_lines(safe: SafeHistory) -> list[dict]:
 
 
 def test_locked_database_keeps_going(db: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="device.history")
+    caplog.set_level(logging.DEBUG, logger="device.store.safe")
     History(db).close()
     locker = sqlite3.connect(db, isolation_level=None)
     locker.execute("BEGIN EXCLUSIVE")
@@ -413,7 +411,7 @@ def test_locked_database_keeps_going(db: Path, caplog: pytest.LogCaptureFixture)
 
 
 def test_read_only_database_keeps_going(db: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="device.history")
+    caplog.set_level(logging.DEBUG, logger="device.store.safe")
     History(db).close()
     ro = {"on": True}
     safe = SafeHistory(db, opener=lambda: History(db, read_only=ro["on"], timeout_s=0.01))
@@ -430,7 +428,7 @@ def test_read_only_database_keeps_going(db: Path, caplog: pytest.LogCaptureFixtu
 
 
 def test_path_is_a_directory_keeps_going(db: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="device.history")
+    caplog.set_level(logging.DEBUG, logger="device.store.safe")
     db.mkdir(parents=True)
     safe = SafeHistory(db)
     a = session(at(2024, 5, 6))
@@ -445,7 +443,7 @@ def test_path_is_a_directory_keeps_going(db: Path, caplog: pytest.LogCaptureFixt
 
 def test_corrupt_database_keeps_going_and_fallback_survives_restart(
         db: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="device.history")
+    caplog.set_level(logging.DEBUG, logger="device.store.safe")
     db.parent.mkdir(parents=True)
     db.write_bytes(b"this is not sqlite, just garbage " * 200)
     fallback = tmp_path / "elsewhere" / "unsaved.jsonl"
@@ -465,7 +463,7 @@ def test_corrupt_database_keeps_going_and_fallback_survives_restart(
 
 
 def test_newer_schema_keeps_going(db: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="device.history")
+    caplog.set_level(logging.DEBUG, logger="device.store.safe")
     History(db).close()
     c = sqlite3.connect(db)
     c.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
@@ -483,7 +481,8 @@ HOLDS_PER_SESSION = 10
 CHILD = textwrap.dedent("""
     import os, signal, sys
     from datetime import datetime, timedelta, timezone
-    from device.history import History, HoldRecord, SessionRecord
+    from device.records import HoldRecord, SessionRecord
+    from device.store.sqlite import History
     path, day, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     h = History(path)
     if kill_at:  # die by SIGKILL just before the kill_at-th SQL statement from here on

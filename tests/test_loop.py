@@ -146,16 +146,15 @@ def test_long_press_cancels_on_the_injected_clock(make_box, events) -> None:
 
 
 def test_button_held_at_boot_is_ignored_until_released(events) -> None:
-    from device.box import build_loop, build_parts
-    from device.clock import VirtualClock
+    from device.builder import build_box
     from drivers.pins import mock_factory
 
     factory = mock_factory()
     cfg = Config()
     pin = factory.pin(cfg.pins.button)
-    parts = build_parts(cfg, factory, RecordingSpeaker(), is_mock=True)
     pin.drive_low()  # held down before the loop starts
-    loop = build_loop(cfg, VirtualClock(), parts, [events])
+    box = build_box(cfg, factory=factory, speaker=RecordingSpeaker(), listeners=[events])
+    loop = box.loop
     loop.schedule(5.0, pin.drive_high)  # released after 5 s: no long press, no start
     loop.run(until=10.0)
     assert events.kind("button") == [] and loop.machine.state is State.IDLE
@@ -168,7 +167,7 @@ def test_button_held_at_boot_is_ignored_until_released(events) -> None:
 def test_idle_does_not_tick(make_box) -> None:
     box = make_box()
     wakes = []
-    box.loop.hooks_per_wake.append(wakes.append)
+    box.loop.add_ticker(lambda now: None, wakes.append)
     box.loop.run(until=3600.0)
     assert len(wakes) <= 2
 

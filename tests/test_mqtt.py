@@ -24,13 +24,13 @@ import pytest
 
 from device.config import Config, MqttSettings, parse_config
 from device.errors import ConfigError
-from device.history import History
 from device.mqtt import (
     Publisher,
     box_id_from_hostname,
     parse_command,
     resolve,
 )
+from device.store.sqlite import History
 from device.studio import Studio, StudioStore, table
 from tests.broker import INSTALL, MOSQUITTO, Mosquitto, make_certs
 from tests.mqtt_box import IDLE, START, Ev, session

@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import errno
-import json
 
 import pytest
 
 from device.clock import VirtualClock
 from drivers.fake_nau7802 import COUNTS_PER_KG, OFFSET_COUNTS, FakeNAU7802, StrapModel
-from drivers.nau7802 import (
-    NAU7802,
-    NOMINAL_COUNTS_PER_UNIT,
-    Calibration,
-    Reg,
-    SensorError,
-    Strap,
-    counts_to_units,
-    load_calibration,
-    open_bus,
-    save_calibration,
-    scale_from_known,
-    to_signed24,
-)
+from drivers.loadcell import NOMINAL_COUNTS_PER_UNIT, Scale, SensorError
+from drivers.nau7802 import NAU7802, Reg, open_bus, to_signed24
 
 
 def make(
@@ -207,13 +194,25 @@ def test_read_blocking_times_out_when_conversions_stop() -> None:
         adc.read_blocking(0.4)
 
 
-# --- strap: tare and calibration ----------------------------------------------------------
+# --- as a load cell: close, and tare and calibration through drivers.loadcell.Scale --------
+
+
+def test_close_powers_down_and_never_raises() -> None:
+    clock, fake, adc = make()
+    adc.begin()
+    adc.close()
+    pu = fake.regs[Reg.PU_CTRL]
+    assert not pu & 0b110  # PUD and PUA cleared: the chip sleeps
+    with pytest.raises(SensorError, match="not powered up"):
+        adc.read()
+    fake.unplug()
+    adc.close()  # an absent chip: nothing to do, nothing raised
 
 
 def test_tare_and_known_weight_recover_the_fakes_scale() -> None:
     clock, fake, adc = make(level=0.0, noise=0.05, sps=80)
     adc.begin()
-    strap = Strap(adc)
+    strap = Scale(adc)
     assert strap.units == "rel"
     offset = strap.tare(n=20)
     assert abs(offset - OFFSET_COUNTS) < 0.02 * COUNTS_PER_KG  # within 20 g
@@ -229,7 +228,7 @@ def test_tare_and_known_weight_recover_the_fakes_scale() -> None:
 def test_reversed_load_cell_gives_negative_scale_and_positive_kg() -> None:
     clock, fake, adc = make(level=0.0, counts_per_kg=-COUNTS_PER_KG)
     adc.begin()
-    strap = Strap(adc)
+    strap = Scale(adc)
     strap.tare(5)
     fake.strap.set_level(clock.now(), 5.0)
     assert strap.calibrate(5.0, 5) == pytest.approx(-COUNTS_PER_KG)
@@ -240,43 +239,8 @@ def test_reversed_load_cell_gives_negative_scale_and_positive_kg() -> None:
 def test_uncalibrated_strap_reads_relative_units() -> None:
     clock, fake, adc = make(level=0.0)
     adc.begin()
-    strap = Strap(adc)
+    strap = Scale(adc)
     strap.tare(3)
     fake.strap.set_level(clock.now(), 2.0)
     expected = 2.0 * COUNTS_PER_KG / NOMINAL_COUNTS_PER_UNIT
     assert strap.read_blocking() == pytest.approx(expected)
-
-
-def test_conversion_maths() -> None:
-    assert counts_to_units(-150_000 + 4 * 85_000, -150_000, 85_000) == pytest.approx(4.0)
-    assert counts_to_units(-150_000, -150_000, 85_000) == 0.0
-    assert scale_from_known(700_000, -150_000, 10.0) == pytest.approx(85_000)
-    with pytest.raises(ValueError, match="> 0 kg"):
-        scale_from_known(700_000, -150_000, 0.0)
-    with pytest.raises(ValueError, match="connected"):
-        scale_from_known(-149_990, -150_000, 10.0)
-
-
-def test_calibration_file_round_trip(tmp_path: object) -> None:
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "state" / "strap.json"
-    assert load_calibration(path) is None
-    save_calibration(path, -150_123.5, 84_987.0)
-    assert load_calibration(path) == Calibration(-150_123.5, 84_987.0)
-    save_calibration(path, 12.0, None)  # replaces the old file
-    assert load_calibration(path) == Calibration(12.0, None)
-    assert sorted(p.name for p in path.parent.iterdir()) == ["strap.json"]  # no temp left
-    assert json.loads(path.read_text())["version"] == 1
-
-
-@pytest.mark.parametrize(
-    "text", ["{not json", "[]", '{"offset": "x"}', '{"offset": 1, "scale": 0}', "{}"]
-)
-def test_malformed_calibration_file(tmp_path: object, text: str) -> None:
-    from pathlib import Path
-
-    path = Path(str(tmp_path)) / "strap.json"
-    path.write_text(text)
-    with pytest.raises(ValueError, match="strap.json"):
-        load_calibration(path)

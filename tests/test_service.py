@@ -123,7 +123,7 @@ def test_loop_crash_makes_outputs_safe_and_exits_nonzero(make_box, caplog) -> No
         if now > 5.0:
             raise RuntimeError("sensor maths exploded")
 
-    box.loop.hooks_per_wake.append(broken)
+    box.loop.add_ticker(lambda now: None, broken)
     assert run_service(box.loop, Notifier(environ={})) == 1
     assert box.led_pin.state == 0.0 and box.buzzer_pin.state == 0
     assert "device loop failed in state hold" in caplog.text

@@ -19,7 +19,8 @@ from device.tension import (
     strap_loaded,
 )
 from drivers.fake_nau7802 import FakeNAU7802, StrapModel
-from drivers.nau7802 import NAU7802, Strap
+from drivers.loadcell import Scale
+from drivers.nau7802 import NAU7802
 
 DT = 0.1  # 10 Hz
 
@@ -295,7 +296,7 @@ def test_pipeline_from_the_fake_chip_detects_slack() -> None:
     model = StrapModel(0.0, noise_kg=0.1, seed=9)
     adc = NAU7802(FakeNAU7802(clock, model), clock, sps=10)
     adc.begin()
-    strap = Strap(adc)
+    strap = Scale(adc)
     strap.tare(10)
     start = clock.now()
     model.set_level(start + 1.0, 6.0, ramp_s=1.0)

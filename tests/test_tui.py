@@ -21,7 +21,9 @@ pytest.importorskip("textual")
 
 from device import tui  # noqa: E402
 from device.breath import duty  # noqa: E402
+from device.builder import attach_transcript  # noqa: E402
 from device.config import Config, with_overrides  # noqa: E402
+from device.events import BuzzEvent, LedEvent  # noqa: E402
 from device.sim import SimBox, make_sim  # noqa: E402
 from device.tui import (  # noqa: E402
     EVENTS_KEPT,
@@ -88,7 +90,8 @@ def hand_box(config: Config | None = None) -> tuple[SimBox, HandClock, Recording
     clock = HandClock()
     speaker = RecordingSpeaker()
     events = Events()
-    box = make_sim(config or Config(), clock=clock, speaker=speaker, listeners=[events])
+    box = make_sim(config or Config(), clock=clock, speaker=SwitchableVoice(inner=speaker),
+                   listeners=[events])
     return box, clock, speaker, events
 
 
@@ -393,11 +396,9 @@ def test_strap_keys_and_tension_gauge_with_a_sensor() -> None:
             await pilot.press("up", "down", "b", "u")
             assert await until(pilot, lambda: len(strap.calls) == 4)
             assert strap.calls == ["harder", "softer", "bounce", "toggle_plug"]
-            box.loop.sensor_status = "ok"  # type: ignore[attr-defined]
-            box.loop.tension_kg = 3.2  # type: ignore[attr-defined]
+            box.loop.set_strap(3.2, "kg", "ok")
             assert await until(pilot, shows(app, "3.2 kg"))
-            box.loop.sensor_status = "unplugged"  # type: ignore[attr-defined]
-            box.loop.tension_kg = None  # type: ignore[attr-defined]
+            box.loop.set_strap(None, "kg", "unplugged")
             assert await until(pilot, shows(app, "strap sensor: unplugged"))
             await pilot.press("q")
 
@@ -412,7 +413,7 @@ def test_whole_box_on_the_real_clock_at_high_speed() -> None:
     config = with_overrides(Config(), light={"hz": 20})  # fewer light frames to draw at 1000x
     app = StretchApp(config, speed=1000.0, speaker=speaker)
     events = Events()
-    app.loop.listeners.append(events)
+    attach_transcript(app.box.bus, events)
 
     async def go() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
@@ -439,8 +440,8 @@ def test_event_hand_over_is_bounded() -> None:
     box, _, _, _ = hand_box()
     app = StretchApp(box.config, box=box)
     for i in range(10_000):
-        app._on_event({"t": i, "kind": "buzz", "name": "tick", "seconds": 0.05})
-        app._on_event({"t": i, "kind": "led", "value": 0.5})  # never handed over at all
+        box.bus.publish(BuzzEvent(i, "tick", 0.05))
+        box.bus.publish(LedEvent(i, 0.5))  # never handed over at all
     assert len(app.events) == EVENTS_KEPT
     assert all(e["kind"] == "buzz" for e in app.events)
     box.close()

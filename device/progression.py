@@ -1,0 +1,56 @@
+"""Hold progression (pure): a leg's hold grows after enough steady, complete sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from device.records import MAX_HOLD_S, LegSession
+
+
+@dataclass(frozen=True)
+class Progression:
+    """The next hold for one leg (seconds) and why."""
+
+    hold_s: float  # the next hold's length
+    previous_s: float  # the length the leg was last offered (or the base)
+    grew: bool  # True when earned (the routine's growth line is said)
+    streak: int  # qualifying sessions in a row at previous_s
+    needed: int  # sessions needed to grow
+
+
+def next_hold_seconds(sessions: Sequence[LegSession], base_s: float, step_s: float = 15,
+                      max_s: float = MAX_HOLD_S, sessions_needed: int = 3,
+                      require_steady: float | None = None) -> Progression:
+    """Progression for one leg from its sessions, newest first (the store's ``leg_progress``).
+
+    The current length is the newest offered hold (never below ``base_s`` nor above
+    ``max_s``). Counting back from the newest session, a complete session whose holds for
+    the leg were all planned at the current length, all held to the end and (when
+    ``require_steady`` is set and the strap reported it) at least that steady, adds one;
+    a cancelled session, an early end or another length stops the count. Interrupted
+    sessions (shutdown, power) and sessions without this leg are neutral. After
+    ``sessions_needed`` in a row the hold grows by ``step_s``, up to ``max_s``.
+    """
+    if not 0 < base_s <= max_s <= MAX_HOLD_S:
+        raise ValueError(f"need 0 < base_s <= max_s <= {MAX_HOLD_S:g} s")
+    if step_s <= 0 or sessions_needed < 1:
+        raise ValueError("step_s must be > 0 and sessions_needed >= 1")
+    relevant = [s for s in sessions if s.outcome != "interrupted"]
+    offered = next((max(h.planned_s for h in s.holds) for s in relevant if s.holds), base_s)
+    current = min(max(offered, base_s), max_s)
+    streak = 0
+    for s in relevant:
+        if s.outcome == "cancelled":
+            break
+        if not s.holds:
+            continue
+        if any(abs(h.planned_s - current) > 0.5 or h.ended != "complete" for h in s.holds):
+            break
+        if require_steady is not None and any(
+                h.steadiness is not None and h.steadiness < require_steady for h in s.holds):
+            break
+        streak += 1
+    if streak >= sessions_needed and current < max_s:
+        return Progression(min(current + step_s, max_s), current, True, streak, sessions_needed)
+    return Progression(current, current, False, streak, sessions_needed)

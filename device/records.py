@@ -1,0 +1,127 @@
+"""What a session is, as the history keeps it: holds, sessions, one leg's view, and JSON.
+
+Plain frozen dataclasses that check themselves on creation; times are aware datetimes,
+durations seconds. The store, the fallback file, the report and the habit maths all
+speak these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+LEGS = ("right", "left")
+OUTCOMES = ("complete", "cancelled", "interrupted")
+HOLD_ENDS = ("complete", "early")
+MAX_HOLD_S = 300.0  # the product allows holds of 60 s to 5 min
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class HoldRecord:
+    """One hold of one leg: planned and held seconds, how it ended, strap figures if fitted."""
+
+    leg: str  # "right" | "left"
+    round: int  # 1-based
+    planned_s: float
+    held_s: float
+    ended: str  # "complete" | "early"
+    mean: float | None = None  # strap tension (kg, or relative units without calibration)
+    peak: float | None = None
+    steadiness: float | None = None  # 0..100
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "round", int(self.round))  # numpy numbers become plain ones
+        for name in ("planned_s", "held_s", "mean", "peak", "steadiness"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
+        if self.leg not in LEGS:
+            raise ValueError(f"hold leg {self.leg!r}: must be one of {LEGS}")
+        if self.round < 1:
+            raise ValueError(f"hold round {self.round}: must be >= 1")
+        if self.ended not in HOLD_ENDS:
+            raise ValueError(f"hold ended {self.ended!r}: must be one of {HOLD_ENDS}")
+        for name in ("planned_s", "held_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"hold {name} {value!r}: must be a finite number >= 0")
+        if self.steadiness is not None and not 0 <= self.steadiness <= 100:
+            raise ValueError(f"hold steadiness {self.steadiness!r}: must be 0..100")
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """One session: aware start and end, outcome, routine name and its holds in order."""
+
+    started: datetime  # aware
+    ended: datetime  # aware
+    outcome: str  # "complete" | "cancelled" | "interrupted"
+    routine: str  # e.g. "hamstring"
+    holds: tuple[HoldRecord, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        for name in ("started", "ended"):
+            if is_naive(getattr(self, name)):
+                raise ValueError(f"session {name} must be an aware datetime")
+        if self.ended < self.started:
+            raise ValueError("session ended before it started")
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"session outcome {self.outcome!r}: must be one of {OUTCOMES}")
+        object.__setattr__(self, "holds", tuple(self.holds))
+
+
+@dataclass(frozen=True)
+class LegSession:
+    """One session seen from one leg: when, its outcome, and that leg's holds (maybe none)."""
+
+    started: datetime
+    outcome: str
+    holds: tuple[HoldRecord, ...]
+
+    @classmethod
+    def of(cls, session: SessionRecord, leg: str) -> LegSession:
+        """The ``leg`` view of ``session``."""
+        return cls(session.started, session.outcome,
+                   tuple(h for h in session.holds if h.leg == leg))
+
+
+def is_naive(dt: datetime) -> bool:
+    """True when ``dt`` has no usable time zone."""
+    return dt.tzinfo is None or dt.utcoffset() is None
+
+
+def instant_us(dt: datetime) -> int:
+    """Exact microseconds since the Unix epoch (a session's identity and sort key)."""
+    return (dt - _EPOCH) // _US
+
+
+def session_to_dict(s: SessionRecord) -> dict[str, Any]:
+    """The stable JSON shape of a session (see ``history_report`` for the documentation)."""
+    return {
+        "started": s.started.isoformat(),
+        "ended": s.ended.isoformat(),
+        "outcome": s.outcome,
+        "routine": s.routine,
+        "holds": [
+            {"leg": h.leg, "round": h.round, "planned_s": h.planned_s, "held_s": h.held_s,
+             "ended": h.ended, "mean": h.mean, "peak": h.peak, "steadiness": h.steadiness}
+            for h in s.holds
+        ],
+    }
+
+
+def session_from_dict(d: Mapping[str, Any]) -> SessionRecord:
+    """Inverse of ``session_to_dict``; raises ValueError/KeyError/TypeError on bad input."""
+    holds = tuple(
+        HoldRecord(leg=h["leg"], round=int(h["round"]), planned_s=float(h["planned_s"]),
+                   held_s=float(h["held_s"]), ended=h["ended"], mean=h.get("mean"),
+                   peak=h.get("peak"), steadiness=h.get("steadiness"))
+        for h in d["holds"]
+    )
+    return SessionRecord(datetime.fromisoformat(d["started"]), datetime.fromisoformat(d["ended"]),
+                         d["outcome"], d["routine"], holds)

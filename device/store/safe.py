@@ -1,0 +1,210 @@
+"""The history the device uses: never raises into a session, never loses one it was given.
+
+A locked, read-only or corrupt store costs nothing but a log line: the record stays in
+memory (retried on the next ``record`` or ``flush``) and is appended as one JSON line to a
+fallback file beside the database, imported once the store works again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from device import streaks
+from device.records import LegSession, SessionRecord, instant_us, session_from_dict, session_to_dict
+from device.store.paths import default_fallback_path
+from device.store.sqlite import History
+
+log = logging.getLogger(__name__)
+
+
+class SafeHistory:
+    """``History`` for the device loop: never raises, never loses a session it was given.
+
+    On a failure (locked, read-only, corrupt, newer schema, missing directory) ``record``
+    returns False, logs one warning per outage, keeps the session in memory (retried on the
+    next ``record``/``flush``) and appends it as one JSON line to ``fallback_path``. Once
+    the store works again, memory and fallback file are written to it (idempotently) and
+    the fallback file is removed. Queries answer from store plus memory, or from memory
+    alone while the store is down. Call ``flush()`` at start-up and at shutdown.
+    """
+
+    def __init__(self, path: Path | str, fallback_path: Path | str | None = None, *,
+                 timeout_s: float = 2.0, opener: Callable[[], History] | None = None,
+                 outbox: bool = False,
+                 logger: logging.Logger | None = None) -> None:
+        self.path = Path(path)
+        self.fallback_path = (Path(fallback_path) if fallback_path is not None
+                              else default_fallback_path(self.path))
+        self._opener = opener or (lambda: History(self.path, timeout_s=timeout_s,
+                                                  outbox=outbox))
+        self._log = logger or log
+        self._store: History | None = None
+        self._pending: list[SessionRecord] = []
+        self._failing = False
+        self._fallback_failing = False
+        self._lock = threading.RLock()
+
+    @property
+    def pending(self) -> tuple[SessionRecord, ...]:
+        """Sessions waiting in memory for the store."""
+        return tuple(self._pending)
+
+    @property
+    def ok(self) -> bool:
+        """False while the store is failing."""
+        return not self._failing
+
+    def record(self, session: SessionRecord) -> bool:
+        """Save ``session``; True if it (and everything pending) reached the store."""
+        with self._lock:
+            self._pending.append(session)
+            if self._drain():
+                return True
+            self._append_fallback(session)
+            return False
+
+    def flush(self) -> bool:
+        """Retry pending sessions and import the fallback file; True when nothing is left."""
+        with self._lock:
+            return self._drain()
+
+    def close(self) -> None:
+        """Flush what can be flushed and close the store."""
+        with self._lock:
+            self._drain()
+            self._close()
+
+    def _open(self) -> History:
+        if self._store is None:
+            self._store = self._opener()
+        return self._store
+
+    def _close(self) -> None:
+        if self._store is not None:
+            try:
+                self._store.close()
+            except Exception:  # noqa: BLE001 - closing a broken store must not raise
+                pass
+            self._store = None
+
+    def _fail(self, e: BaseException) -> None:
+        if not self._failing:
+            self._failing = True
+            self._log.warning("history store unavailable (%s); sessions are kept in memory "
+                              "(%d now) and in %s, and retried", e, len(self._pending),
+                              self.fallback_path)
+        else:
+            self._log.debug("history still failing: %s", e)
+        self._close()
+
+    def _drain(self) -> bool:
+        try:
+            store = self._open()
+            while self._pending:
+                store.record(self._pending[0])
+                self._pending.pop(0)
+            imported = self._import_fallback(store)
+        except Exception as e:  # noqa: BLE001 - nothing may raise into the session
+            self._fail(e)
+            return False
+        if self._failing:
+            self._failing = False
+            self._log.info("history store %s works again%s", self.path,
+                           f"; imported {imported} session(s)" if imported else "")
+        return True
+
+    def _append_fallback(self, session: SessionRecord) -> None:
+        try:
+            self.fallback_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.fallback_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(session_to_dict(session), separators=(",", ":")) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except (OSError, TypeError, ValueError) as e:
+            if not self._fallback_failing:
+                self._fallback_failing = True
+                self._log.warning("cannot write fallback file %s either: %s",
+                                  self.fallback_path, e)
+
+    def _import_fallback(self, store: History) -> int:
+        """Write the fallback file's sessions to ``store`` and remove it; count written."""
+        try:
+            lines = self.fallback_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return 0
+        except OSError as e:
+            self._log.debug("cannot read fallback file %s: %s", self.fallback_path, e)
+            return 0
+        written = bad = 0
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                session = session_from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                bad += 1  # a line torn by a power cut
+                continue
+            written += store.record(session)
+        if bad:
+            self._log.warning("skipped %d unreadable line(s) in %s", bad, self.fallback_path)
+        try:
+            self.fallback_path.unlink()
+        except OSError as e:
+            self._log.debug("cannot remove fallback file %s: %s", self.fallback_path, e)
+        return written
+
+    # ----------------------------------------------------------------- queries
+
+    def _stored(self, fetch: Callable[[History], list[Any]]) -> list[Any]:
+        with self._lock:
+            try:
+                return fetch(self._open())
+            except Exception as e:  # noqa: BLE001
+                self._fail(e)
+                return []
+
+    def _complete_starts(self, since: datetime | None = None) -> list[datetime]:
+        starts = {instant_us(t): t for t in self._stored(lambda h: h.complete_starts(since))}
+        for s in self._pending:
+            if s.outcome == "complete":
+                starts.setdefault(instant_us(s.started), s.started)
+        return list(starts.values())
+
+    def streak_days(self, now: datetime, tz: tzinfo | None = None) -> int:
+        """See ``streaks.streak_days``."""
+        return streaks.streak_days(self._complete_starts(), now, tz)
+
+    def done_today(self, now: datetime, tz: tzinfo | None = None) -> bool:
+        """See ``streaks.done_today``."""
+        return streaks.done_today(self._complete_starts(now - timedelta(days=2)), now, tz)
+
+    def sessions_this_week(self, now: datetime, tz: tzinfo | None = None) -> int:
+        """See ``streaks.sessions_this_week``."""
+        return streaks.sessions_this_week(self._complete_starts(now - timedelta(days=9)), now, tz)
+
+    def minutes_today(self, now: datetime, tz: tzinfo | None = None) -> float:
+        """See ``streaks.minutes_today``."""
+        stored = self._stored(lambda h: h.sessions(since=now - timedelta(days=2)))
+        return streaks.minutes_today(_merge(stored, self._pending), now, tz)
+
+    def leg_progress(self, leg: str, limit: int = 30) -> list[LegSession]:
+        """See ``History.leg_progress``; pending sessions included."""
+        stored = self._stored(lambda h: h.recent(limit))
+        merged = sorted(_merge(stored, self._pending), key=lambda s: s.started, reverse=True)
+        return [LegSession.of(s, leg) for s in merged[:limit]]
+
+
+def _merge(stored: Iterable[SessionRecord],
+           pending: Iterable[SessionRecord]) -> list[SessionRecord]:
+    """Stored plus pending sessions, one per start instant."""
+    seen: dict[int, SessionRecord] = {instant_us(s.started): s for s in stored}
+    for s in pending:
+        seen.setdefault(instant_us(s.started), s)
+    return list(seen.values())

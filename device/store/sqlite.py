@@ -1,0 +1,310 @@
+"""The session store: one SQLite file, versioned schema, one transaction per session.
+
+Schema versioned with ``PRAGMA user_version`` and a list of migrations; WAL journal with
+``synchronous=FULL``; each session (session row plus its hold rows) is written in one
+transaction, so a power cut leaves the file consistent and every earlier session intact.
+A session's start instant is its identity: recording the same session twice stores it
+once. Queries return ``device.records`` types; the day and week figures are the pure
+functions of ``device.streaks`` over what is stored.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import Any
+
+from device import streaks
+from device.records import HoldRecord, LegSession, SessionRecord, instant_us
+
+
+class HistoryError(Exception):
+    """The history file cannot be used; the message says which file and why."""
+
+
+# MIGRATIONS[i] takes the schema from version i to i + 1; append, never edit.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            started_us INTEGER NOT NULL UNIQUE,  -- microseconds since the Unix epoch
+            started TEXT NOT NULL,               -- ISO 8601 with the offset it was recorded in
+            ended_us INTEGER NOT NULL,
+            ended TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            routine TEXT NOT NULL
+        )""",
+        """CREATE TABLE holds (
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            seq INTEGER NOT NULL,                -- order within the session, 0-based
+            leg TEXT NOT NULL,
+            round INTEGER NOT NULL,
+            planned_s REAL NOT NULL,
+            held_s REAL NOT NULL,
+            ended TEXT NOT NULL,
+            mean REAL,
+            peak REAL,
+            steadiness REAL,
+            PRIMARY KEY (session_id, seq)
+        )""",
+        "CREATE INDEX sessions_outcome ON sessions(outcome, started_us)",
+    ),
+    (  # 2: the MQTT outbox, one row per session to publish, written with the session
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,              -- publishing order
+            session_id INTEGER NOT NULL UNIQUE REFERENCES sessions(id) ON DELETE CASCADE,
+            msg_id TEXT NOT NULL UNIQUE,         -- the message's id, for de-duplication
+            delivered_us INTEGER                 -- broker's acknowledgement; NULL = not yet
+        )""",
+        "CREATE INDEX outbox_pending ON outbox(delivered_us, id)",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A session waiting for the broker: outbox row id, message id, the session."""
+
+    id: int
+    msg_id: str
+    session: SessionRecord
+
+
+class History:
+    """The SQLite store (one file at ``path``); thread-safe; raises ``HistoryError``.
+
+    Durability: WAL with ``synchronous=FULL`` fsyncs the log at every commit, so a session
+    the loop was told is saved survives a power cut. NORMAL would also never corrupt the
+    file under WAL, but could drop the last sessions; at a few commits a day the fsync
+    costs nothing worth saving.
+    """
+
+    def __init__(self, path: Path | str, *, timeout_s: float = 5.0,
+                 read_only: bool = False, outbox: bool = False) -> None:
+        self.path = Path(path)
+        self.read_only = read_only
+        self.outbox = outbox  # record() also queues each new session in the MQTT outbox
+        self._lock = threading.RLock()
+        try:
+            if read_only:
+                uri = self.path.resolve().as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(uri, uri=True, timeout=timeout_s,
+                                             isolation_level=None, check_same_thread=False)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._conn = sqlite3.connect(self.path, timeout=timeout_s,
+                                             isolation_level=None, check_same_thread=False)
+        except (sqlite3.Error, OSError) as e:
+            raise HistoryError(f"cannot open history file {self.path}: {e}") from e
+        try:
+            self._setup()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _setup(self) -> None:
+        c = self._conn
+        try:
+            version = self._check_version()
+            c.execute("PRAGMA foreign_keys=ON")
+            if self.read_only:
+                if version < SCHEMA_VERSION:
+                    raise HistoryError(f"history file {self.path} has schema version {version}, "
+                                       f"older than {SCHEMA_VERSION}; open it writable to upgrade")
+                return
+            c.execute("PRAGMA journal_mode=WAL")
+            c.execute("PRAGMA synchronous=FULL")
+            if version < SCHEMA_VERSION:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    version = self._check_version()  # another process may have migrated
+                    for step in MIGRATIONS[version:]:
+                        for statement in step:
+                            c.execute(statement)
+                    c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    c.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
+        except sqlite3.Error as e:
+            raise HistoryError(f"cannot use history file {self.path}: {e}") from e
+
+    def _check_version(self) -> int:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise HistoryError(
+                f"history file {self.path} has schema version {version}, this program knows "
+                f"up to {SCHEMA_VERSION}; upgrade stretch-companion")
+        return version
+
+    def _rollback(self) -> None:
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+
+    @property
+    def schema_version(self) -> int:
+        """The file's ``PRAGMA user_version``."""
+        return self._query(lambda c: c.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        """Close the connection (a WAL checkpoint happens when the last one closes)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> History:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- writing
+
+    def record(self, session: SessionRecord) -> bool:
+        """Store ``session`` and its holds in one transaction; False if already stored."""
+        with self._lock:
+            c = self._conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = c.execute(
+                        "INSERT INTO sessions (started_us, started, ended_us, ended, outcome,"
+                        " routine) VALUES (?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (started_us) DO NOTHING",
+                        (instant_us(session.started), session.started.isoformat(),
+                         instant_us(session.ended), session.ended.isoformat(),
+                         session.outcome, session.routine))
+                    if cur.rowcount == 0:
+                        c.execute("ROLLBACK")
+                        return False
+                    c.executemany(
+                        "INSERT INTO holds (session_id, seq, leg, round, planned_s, held_s,"
+                        " ended, mean, peak, steadiness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [(cur.lastrowid, i, h.leg, h.round, h.planned_s, h.held_s, h.ended,
+                          h.mean, h.peak, h.steadiness) for i, h in enumerate(session.holds)])
+                    if self.outbox:
+                        c.execute("INSERT INTO outbox (session_id, msg_id) VALUES (?, ?)",
+                                  (cur.lastrowid, uuid.uuid4().hex))
+                    c.execute("COMMIT")
+                    return True
+                except BaseException:
+                    self._rollback()
+                    raise
+            except sqlite3.Error as e:
+                raise HistoryError(f"cannot write history file {self.path}: {e}") from e
+
+    # ----------------------------------------------------------------- the outbox
+
+    def outbox_pending(self, limit: int = 100) -> list[OutboxEntry]:
+        """Undelivered outbox entries, oldest first."""
+        def run(c: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = c.execute(
+                "SELECT o.id, o.msg_id, s.started_us FROM outbox o JOIN sessions s"
+                " ON s.id = o.session_id WHERE o.delivered_us IS NULL"
+                " ORDER BY o.id LIMIT ?", (limit,)).fetchall()
+            return [OutboxEntry(oid, msg_id,
+                                self._load("WHERE started_us = ?", (us,), "", None)[0])
+                    for oid, msg_id, us in rows]
+        return self._query(run)
+
+    def outbox_delivered(self, entry_id: int, at: datetime) -> None:
+        """Mark an outbox entry delivered (the broker acknowledged it at ``at``)."""
+        with self._lock:
+            try:
+                self._conn.execute("UPDATE outbox SET delivered_us = ? WHERE id = ?"
+                                   " AND delivered_us IS NULL", (instant_us(at), entry_id))
+            except sqlite3.Error as e:
+                raise HistoryError(f"cannot write history file {self.path}: {e}") from e
+
+    def outbox_count(self, delivered: bool = False) -> int:
+        """How many outbox entries are (un)delivered."""
+        cond = "IS NOT NULL" if delivered else "IS NULL"
+        return self._query(lambda c: c.execute(
+            f"SELECT count(*) FROM outbox WHERE delivered_us {cond}").fetchone()[0])
+
+    # ----------------------------------------------------------------- reading
+
+    def _query(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        with self._lock:
+            try:
+                return fn(self._conn)
+            except sqlite3.Error as e:
+                raise HistoryError(f"cannot read history file {self.path}: {e}") from e
+
+    def _load(self, where: str, args: Sequence[Any], order: str,
+              limit: int | None) -> list[SessionRecord]:
+        def run(c: sqlite3.Connection) -> list[SessionRecord]:
+            sql = f"SELECT id, started, ended, outcome, routine FROM sessions {where} {order}"
+            rows = c.execute(sql + (f" LIMIT {int(limit)}" if limit is not None else ""),
+                             args).fetchall()
+            holds: dict[int, list[HoldRecord]] = {r[0]: [] for r in rows}
+            ids = list(holds)
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                for hr in c.execute(
+                        "SELECT session_id, leg, round, planned_s, held_s, ended, mean, peak,"
+                        f" steadiness FROM holds WHERE session_id IN ({','.join('?' * len(chunk))})"
+                        " ORDER BY session_id, seq", chunk):
+                    holds[hr[0]].append(HoldRecord(*hr[1:]))
+            return [SessionRecord(datetime.fromisoformat(r[1]), datetime.fromisoformat(r[2]),
+                                  r[3], r[4], tuple(holds[r[0]])) for r in rows]
+        return self._query(run)
+
+    def recent(self, limit: int = 10) -> list[SessionRecord]:
+        """The last ``limit`` sessions, newest first."""
+        return self._load("", (), "ORDER BY started_us DESC", limit)
+
+    def sessions(self, since: datetime | None = None,
+                 until: datetime | None = None) -> list[SessionRecord]:
+        """Sessions started in [since, until), oldest first (all when both are None)."""
+        lo = instant_us(since) if since is not None else -(2**62)
+        hi = instant_us(until) if until is not None else 2**62
+        return self._load("WHERE started_us >= ? AND started_us < ?", (lo, hi),
+                          "ORDER BY started_us", None)
+
+    def count(self) -> int:
+        """Number of sessions stored."""
+        return self._query(lambda c: c.execute("SELECT count(*) FROM sessions").fetchone()[0])
+
+    def complete_starts(self, since: datetime | None = None) -> list[datetime]:
+        """Start times of complete sessions (from ``since``), oldest first."""
+        lo = instant_us(since) if since is not None else -(2**62)
+        return self._query(lambda c: [datetime.fromisoformat(r[0]) for r in c.execute(
+            "SELECT started FROM sessions WHERE outcome = 'complete' AND started_us >= ?"
+            " ORDER BY started_us", (lo,))])
+
+    def leg_progress(self, leg: str, limit: int = 30) -> list[LegSession]:
+        """The last ``limit`` sessions seen from ``leg``, newest first (for progression)."""
+        return [LegSession.of(s, leg) for s in self.recent(limit)]
+
+    # queries for the loop and the report; tz defaults to now's zone
+
+    def streak_days(self, now: datetime, tz: tzinfo | None = None) -> int:
+        """See ``streaks.streak_days``."""
+        return streaks.streak_days(self.complete_starts(), now, tz)
+
+    def done_today(self, now: datetime, tz: tzinfo | None = None) -> bool:
+        """See ``streaks.done_today``."""
+        return streaks.done_today(self.complete_starts(now - timedelta(days=2)), now, tz)
+
+    def sessions_this_week(self, now: datetime, tz: tzinfo | None = None) -> int:
+        """See ``streaks.sessions_this_week``."""
+        return streaks.sessions_this_week(self.complete_starts(now - timedelta(days=9)), now, tz)
+
+    def sessions_per_week(self, now: datetime, weeks: int = 8,
+                          tz: tzinfo | None = None) -> list[tuple[date, int]]:
+        """See ``streaks.sessions_per_week``."""
+        starts = self.complete_starts(now - timedelta(weeks=weeks, days=2))
+        return streaks.sessions_per_week(starts, now, weeks, tz)
+
+    def minutes_today(self, now: datetime, tz: tzinfo | None = None) -> float:
+        """See ``streaks.minutes_today``."""
+        return streaks.minutes_today(self.sessions(since=now - timedelta(days=2)), now, tz)

@@ -1,0 +1,44 @@
+"""The transcript of whole scripted sessions, byte for byte against a golden copy.
+
+A change that moves, adds or drops any event shows here. When a change is meant to alter
+what the box does, regenerate with ``GOLDEN_REGEN=1 python -m pytest tests/test_golden.py``
+and read the diff of the readable transcript before committing.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+from device.cli import main
+
+GOLDEN = Path(__file__).parent / "golden"
+START = "2026-01-05T08:00:00+00:00"
+STRAP_SCRIPT = ("press@1,tension@3:0,press@20,tension@22:6,bounce@30:4,tension@45:0,"
+                "tension@50:14,tension@55:6,press@90,press@100,tension@115:5,tension@140:0,"
+                "unplug@150,replug@158")
+CASES = {
+    "two_legs_sensor": ["--sensor", "--script", STRAP_SCRIPT],
+    "default_session": [],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_transcript_matches_golden(name: str, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    argv = ["sim", "--headless", "--quiet", "--history", str(tmp_path / "h.db"),
+            "--start", START, "--events", str(events), *CASES[name]]
+    assert main(argv) == 0
+    got = events.read_bytes()
+    golden = GOLDEN / f"{name}.jsonl.gz"
+    if os.environ.get("GOLDEN_REGEN"):
+        golden.write_bytes(gzip.compress(got, mtime=0))
+    want = gzip.decompress(golden.read_bytes())
+    if got != want:
+        got_lines, want_lines = got.splitlines(), want.splitlines()
+        for i, (g, w) in enumerate(zip(got_lines, want_lines, strict=False)):
+            assert g == w, f"line {i + 1} differs"
+        assert len(got_lines) == len(want_lines)

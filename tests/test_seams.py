@@ -1,0 +1,298 @@
+"""The boundary around the loop: the bus, slow subscribers, the read model, the command
+port, and the builder making the same box for every command."""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from device.builder import build_box
+from device.bus import EventBus
+from device.clock import RealClock
+from device.config import Config, with_overrides
+from device.events import (
+    CATALOGUE,
+    HoldEvent,
+    LedEvent,
+    SessionEvent,
+    StateEvent,
+    TensionEvent,
+)
+from device.machine import State
+from drivers.speech import RecordingSpeaker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# ---- the bus ------------------------------------------------------------------------------
+
+
+def test_led_frames_go_only_to_subscribers_that_name_them() -> None:
+    bus = EventBus()
+    everything, lights = [], []
+    bus.subscribe(everything.append)
+    bus.subscribe(lights.append, ["led"])
+    bus.publish(LedEvent(0.0, 0.5))
+    bus.publish(StateEvent(0.0, "idle", None, 0))
+    assert [e.kind for e in everything] == ["state"]
+    assert [e.kind for e in lights] == ["led"]
+
+
+def test_a_full_queue_drops_light_first_never_state_hold_or_session(caplog) -> None:
+    bus = EventBus()
+    gate = threading.Event()
+    got: list = []
+
+    def slow(event) -> None:
+        gate.wait(10)
+        got.append(event)
+
+    sub = bus.subscribe(slow, ["led", "tension", "state", "hold", "session"], queued=True,
+                        name="slow-page", maxsize=5)
+    bus.publish(StateEvent(0.0, "setup", "right", 1))  # taken by the thread, which blocks
+    time.sleep(0.05)  # let the worker pick it up (it then waits on the gate)
+    for i in range(200):
+        bus.publish(LedEvent(i, i / 200))
+        bus.publish(TensionEvent(i, 1.0, "kg"))
+        if i % 50 == 0:
+            bus.publish(StateEvent(i, "hold", "right", 1))
+    bus.publish(HoldEvent(200.0, "right", 1, 60.0, 60.0, "complete"))
+    bus.publish(SessionEvent(201.0, "complete", 2))
+    gate.set()
+    assert bus.drain(5)
+    kinds = [e.kind for e in got]
+    assert kinds.count("state") == 5 and kinds.count("hold") == 1 and kinds.count("session") == 1
+    assert kinds.count("led") + kinds.count("tension") <= 5
+    assert sub.queue is not None and sub.queue.dropped > 0
+    assert sum("fell behind" in r.message for r in caplog.records) == 1  # said once
+    bus.close()
+
+
+def test_a_failing_in_loop_subscriber_does_not_stop_the_others(caplog) -> None:
+    bus = EventBus()
+    got: list = []
+
+    def broken(event) -> None:
+        raise RuntimeError("boom")
+
+    bus.subscribe(broken)
+    bus.subscribe(got.append)
+    bus.publish(StateEvent(0.0, "idle", None, 0))
+    assert len(got) == 1 and "boom" in caplog.text
+
+
+def test_every_event_kind_has_its_json_form() -> None:
+    for kind, cls in CATALOGUE.items():
+        assert cls.kind == kind
+    hold = HoldEvent(1.0, "left", 1, 60.0, 59.5, "early", (("mean", 5.0), ("peak", 6.0),
+                                                            ("steadiness", 80.0)))
+    assert hold.to_json() == {"t": 1.0, "kind": "hold", "leg": "left", "round": 1,
+                              "planned_s": 60.0, "held_s": 59.5, "ended": "early",
+                              "mean": 5.0, "peak": 6.0, "steadiness": 80.0}
+    assert SessionEvent(2.0, "complete", 2).to_json() == {
+        "t": 2.0, "kind": "session", "outcome": "complete", "holds": 2}
+
+
+# ---- a slow subscriber never stalls the loop -------------------------------------------------
+
+
+def test_a_blocked_subscriber_changes_nothing_and_loses_no_session_hold_or_state(events):
+    """On virtual time a loop that waited for it would never finish: the whole session
+    runs with the subscriber blocked, the transcript is the same as without it, and once
+    released it gets every state, hold and session event."""
+    config = with_overrides(Config(), session={"switch": "auto"})
+
+    def run(blocked: bool) -> tuple[list, list]:
+        seen: list = []
+        gate = threading.Event()
+        box = build_box(config, listeners=[seen.append])
+        got: list = []
+        if blocked:
+            box.bus.subscribe(lambda e: (gate.wait(30), got.append(e)), queued=True,
+                              name="stuck", maxsize=8)
+        box.add_script([])
+        box.loop.schedule(1.0, box.press_now)
+        box.loop.run(stop_when_done=True)
+        gate.set()
+        box.close()
+        return seen, got
+
+    plain, _ = run(False)
+    with_slow, got = run(True)
+    assert with_slow == plain
+    want = [e for e in plain if e["kind"] in ("state", "hold", "session")]
+    assert [e.to_json() for e in got if e.kind in ("state", "hold", "session")] == want
+
+
+def test_a_subscriber_blocking_for_seconds_does_not_delay_the_hold_on_real_time() -> None:
+    speed = 60.0  # a 60 s hold takes 1 s of real time
+    config = with_overrides(Config(), light={"hz": 50})
+    box = build_box(config, clock=RealClock(speed))
+    holds: list = []
+    frames: list = []
+    box.bus.subscribe(holds.append, ["hold"])
+    box.bus.subscribe(lambda e: frames.append(e.t) if box.loop.state is State.HOLD else None,
+                      ["led"])
+    box.bus.subscribe(lambda e: time.sleep(2.0), ["led", "state", "hold", "speak"],
+                      queued=True, name="sleepy")
+    box.loop.schedule(0.1, box.press_now)
+    box.loop.schedule(3.0, box.press_now)  # skip the set-up
+    box.loop.schedule(3.0 + 60.0 + 5.0, box.loop.stop)
+    box.loop.run(until=3.0 + 60.0 + 6.0)
+    box.close()
+    assert holds, "the hold did not end"
+    frame_s = speed / config.light.hz  # one light frame, in clock seconds
+    assert abs(holds[0].held_s - holds[0].planned_s) <= frame_s
+    # the light kept breathing: a loop that waited on the sleeper would leave 2 s (120 clock
+    # s) gaps; allow a busy machine a few late frames, nothing like that
+    gaps = [b - a for a, b in zip(frames, frames[1:], strict=False)]
+    assert len(frames) > 20 and max(gaps) <= 10 * frame_s
+
+
+# ---- the read model and the command port ------------------------------------------------------
+
+
+def test_read_model_from_another_thread_and_commands_through_the_port() -> None:
+    box = build_box(Config(), clock=RealClock(50.0), speaker=RecordingSpeaker(), sensor=True)
+    thread = threading.Thread(target=box.loop.run, daemon=True)
+    thread.start()
+    try:
+        assert box.view().state == "idle"
+        box.commands.press()
+        deadline = time.monotonic() + 5
+        while box.view().state != "setup" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        view = box.view()
+        assert view.state == "setup" and view.leg == "right" and view.rounds == 1
+        assert view.sensor_status == "ok" and view.voice_status == "on"
+        box.commands.strap("set_level", 6.0)
+        box.commands.press()  # skip to the hold
+        while box.view().state != "hold" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        while (box.view().tension or 0) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        view = box.view()
+        assert view.state == "hold" and view.hold_planned_s == 60.0
+        assert view.breath_phase in ("in", "out") and 0 < view.hold_left_s <= 60
+        assert view.tension is not None and view.tension > 3
+        assert view.to_json()["spoken"] == list(view.spoken)
+        box.commands.long_press()
+        while box.view().state not in ("idle", "cancelled") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert box.view().state in ("idle", "cancelled")
+    finally:
+        box.loop.stop()
+        thread.join(5)
+        box.close()
+
+
+def test_loop_commands_inject_presses_on_a_box_without_a_simulated_button() -> None:
+    from device.builder import LoopCommands
+
+    box = build_box(Config())
+    port = LoopCommands(box.loop)
+    port.press()
+    box.loop.run(until=1.0)
+    assert box.loop.state is State.SETUP
+    port.press()
+    box.loop.run(until=2.0)
+    assert box.loop.state is State.HOLD
+    port.long_press()
+    box.loop.run(until=3.0)
+    assert box.loop.state in (State.CANCELLED, State.IDLE)
+    box.close()
+
+
+def test_a_failing_voice_shows_why_in_the_read_model() -> None:
+    box = build_box(Config(), speaker=RecordingSpeaker(fail=True))
+    box.loop.schedule(1.0, box.press_now)
+    box.loop.run(until=3.0)
+    view = box.view()
+    assert view.voice_status == "failed" and "audio device" in view.voice_off_reason
+    box.close()
+
+
+# ---- the boundary itself ------------------------------------------------------------------
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_loop_does_not_import_the_history_store_or_add_ons() -> None:
+    names = _imports(ROOT / "device" / "loop.py")
+    banned = ("device.history", "device.habit", "device.records", "device.strap",
+              "device.store")
+    assert not {n for n in names if n.startswith(banned)}
+
+
+def test_add_ons_use_the_loop_api_not_its_insides() -> None:
+    """No add-on reaches into the machine, the cue queue or assigns a loop field."""
+    for name in ("strap.py", "habit.py", "service.py", "tui.py"):
+        text = (ROOT / "device" / name).read_text()
+        for inside in ("loop.machine", "loop.cues", ".listeners", "loop.parts.speaker ="):
+            assert inside not in text, f"{name} uses {inside}"
+
+
+# ---- the terminal simulator honours voice.player -----------------------------------------------
+
+
+def _voice_here() -> bool:
+    try:
+        import pyttsx3  # noqa: F401
+    except Exception:
+        return False
+    return shutil.which("espeak-ng") is not None
+
+
+@pytest.mark.skipif(not _voice_here() and os.environ.get("CI") != "true",
+                    reason="needs espeak-ng: apt-get install espeak-ng libespeak-ng1")
+def test_terminal_simulator_plays_every_cue_through_the_configured_player(tmp_path) -> None:
+    pytest.importorskip("textual")
+    from device.tui import StretchApp
+
+    log = tmp_path / "played.log"
+    player = tmp_path / "player.sh"
+    player.write_text(f'#!/bin/sh\necho "$@" >> {log}\n')
+    player.chmod(0o755)
+    config = with_overrides(Config(), voice={"player": f"{player} --from-config",
+                                             "audio_device": "plughw:CARD=Test"})
+    app = StretchApp(config, speed=20.0)
+    spoken: list[str] = []
+    app.box.bus.subscribe(lambda e: spoken.append(e.text), ["speak"])
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            deadline = time.monotonic() + 30
+            while not app.voice.has_voice or app.voice.status != "voice on":
+                assert time.monotonic() < deadline, app.voice.status
+                await pilot.pause(0.05)
+            await pilot.press("space")
+            while len(spoken) < 3 or (not log.exists()
+                                      or len(log.read_text().splitlines()) < 3):
+                assert time.monotonic() < deadline, (spoken, log.exists())
+                await pilot.pause(0.05)
+            await pilot.press("q")
+
+    import asyncio
+
+    asyncio.run(go())
+    calls = log.read_text().splitlines()
+    assert len(calls) >= 3
+    for call in calls:
+        assert call.startswith("-D plughw:CARD=Test --from-config ") and call.endswith(".wav")
+    assert sys.executable  # the player ran as a real process, once per cue started
+    assert len(calls) <= len(spoken)

@@ -436,6 +436,7 @@ class Publisher:
         self._store_failing = False
         self._bad_command_logged = False
         self._holding = False
+        self._last_state: dict[str, Any] | None = None
         self._closed = threading.Event()
         self._tick = threading.Event()
         self.delivered = 0  # sessions the broker acknowledged (this process)
@@ -511,13 +512,12 @@ class Publisher:
         """A bus event (queued subscriber: runs off the loop's thread). Never raises."""
         try:
             kind = event.kind
-            if kind in ("state", "hold"):
+            if kind == "state":
                 data = event.to_json()
-                if kind == "state":
-                    self._holding = data.get("state") == "hold"
-                    if self._holding:
-                        self._tick.set()
-                self.publish_state()
+                self._holding = data.get("state") == "hold"
+                if self._holding:
+                    self._tick.set()
+                self.publish_state(data)
             elif kind == "history":
                 self._drain()
                 self.publish_stats()
@@ -549,9 +549,21 @@ class Publisher:
                                                                    separators=(",", ":"))
         self.client.publish(topic, text, qos=qos, retain=retain)
 
-    def publish_state(self) -> None:
-        """The retained ``state`` message from the read model."""
-        self._send(self.ep.topic("state"), state_payload(self.view()), qos=0, retain=True)
+    def publish_state(self, event: dict[str, Any] | None = None, force: bool = False) -> None:
+        """The retained ``state`` message from the read model (state, leg and round from
+        ``event`` when given: the model may have moved on since); unchanged ones are
+        skipped unless ``force``."""
+        view = self.view()
+        if event is not None:
+            if view.get("state") != event.get("state"):
+                view = {**view, "hold_left_s": None, "hold_planned_s": None}
+            view = {**view, **{k: event.get(k) for k in ("state", "leg", "round")}}
+        payload = state_payload(view)
+        with self._lock:
+            if payload == self._last_state and not force:
+                return
+            self._last_state = payload
+        self._send(self.ep.topic("state"), payload, qos=0, retain=True)
 
     def publish_stats(self) -> None:
         """The retained ``stats`` message from the history."""
@@ -579,7 +591,7 @@ class Publisher:
         """Availability, discovery, state and stats (on connect and on HA's birth)."""
         self._send(self.ep.topic("availability"), "online", qos=1, retain=True)
         self.publish_discovery()
-        self.publish_state()
+        self.publish_state(force=True)
         self.publish_stats()
 
     def _drain(self) -> None:

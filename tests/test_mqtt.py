@@ -238,8 +238,10 @@ def test_discovery_payloads_follow_the_schema_and_state_is_retained(
         held = [s for s in watch.json("stretch-companion/box1/state") if s["state"] == "hold"]
         assert held[0] == {"state": "hold", "stretching": True, "leg": "right", "round": 1,
                            "rounds": 1, "hold_left_s": 42.0, "hold_planned_s": 60.0}
-        assert watch.wait(lambda w: len([s for s in w.json("stretch-companion/box1/state")
-                                         if s["state"] == "hold"]) >= 2, 3.0)
+        box.state["hold_left_s"] = 41.0  # no event: the once-a-second update sends it
+        assert watch.wait(lambda w: [s["hold_left_s"] for s in
+                                     w.json("stretch-companion/box1/state")
+                                     if s["state"] == "hold"] == [42.0, 41.0], 3.0)
         # a late subscriber gets the retained state, stats and availability
         late = Watch(broker.port, ["stretch-companion/box1/+"])
         assert late.wait(lambda w: len({t for t, _, r in w.messages if r}) >= 3)

@@ -6,7 +6,7 @@ BIN = $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[sim,plot,test]'
+	$(BIN)/python -m pip install --quiet -e '.[sim,plot,test,mqtt]'
 	touch $@
 
 .PHONY: setup sim demo test lint bench clean

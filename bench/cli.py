@@ -80,7 +80,8 @@ def run(names: list[str], plan: suite.Plan, scratch: Path) -> list[Bench]:
                     "CPU figures read low")
 
     others = {"button": suite.bench_button, "voice": suite.bench_voice,
-              "startup": suite.bench_startup, "virtual": suite.bench_virtual}
+              "startup": suite.bench_startup, "virtual": suite.bench_virtual,
+              "fleet": suite.bench_fleet}
     for name in names:
         if name not in others:
             continue

@@ -203,6 +203,7 @@ class Studio:
         self.subscribed = threading.Event()
         self.last_message = time.monotonic()
         self.new_sessions = 0
+        self.duplicates = 0  # session messages whose id was already stored
         self._bad_logged = False
         self._down_logged = False
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
@@ -283,6 +284,8 @@ class Studio:
             elif name == "session":
                 if self.store.add_session(box, json.loads(msg.payload)):
                     self.new_sessions += 1
+                else:
+                    self.duplicates += 1
         except (ValueError, KeyError, TypeError) as exc:
             if not self._bad_logged:
                 self._bad_logged = True

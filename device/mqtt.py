@@ -427,8 +427,14 @@ class Publisher:
         self.configuration_url = configuration_url
         self._lock = threading.RLock()
         self._acked = threading.Condition(self._lock)
+        # Locks: paho holds its own mutex while it calls on_publish, which takes _lock; so
+        # paho is never called with _lock held. Only the outbox thread hands sessions to
+        # paho and writes acknowledgements to the history file.
         self._inflight: dict[int, int] = {}  # paho mid -> outbox entry id
         self._handed: set[int] = set()  # outbox ids given to paho in this process
+        self._acks: list[int] = []  # acknowledged outbox ids, not yet written
+        self._orphans: dict[int, float] = {}  # acknowledged mids not (yet) known: when
+        self._wake = threading.Event()
         self._connected = False
         self._ever_connected = False
         self._down_since: float | None = time.monotonic()
@@ -437,6 +443,7 @@ class Publisher:
         self._bad_command_logged = False
         self._holding = False
         self._last_state: dict[str, Any] | None = None
+        self._drain_waiters: list[threading.Event] = []
         self._closed = threading.Event()
         self._tick = threading.Event()
         self.delivered = 0  # sessions the broker acknowledged (this process)
@@ -456,9 +463,14 @@ class Publisher:
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.suppress_exceptions = True  # a bug in a callback is logged, never kills paho's thread
+        c.enable_logger(logging.getLogger(f"{__name__}.paho"))
+        logging.getLogger(f"{__name__}.paho").setLevel(logging.ERROR)
         self.client = c
         self._keepalive = keepalive_s
         self._ticker = threading.Thread(target=self._tick_loop, name="mqtt-state", daemon=True)
+        self._outbox = threading.Thread(target=self._outbox_loop, name="mqtt-outbox",
+                                        daemon=True)
 
     # ---- life ---------------------------------------------------------------------------
 
@@ -467,7 +479,8 @@ class Publisher:
         self.client.connect_async(self.ep.host, self.ep.port, keepalive=self._keepalive)
         self.client.loop_start()
         self._ticker.start()
-        self._drain()
+        self._outbox.start()
+        self._wake.set()
         return self
 
     def wait_delivered(self, timeout_s: float) -> bool:
@@ -475,8 +488,9 @@ class Publisher:
 
         Returns at once when the broker was never reached (nothing to wait for)."""
         deadline = time.monotonic() + timeout_s
+        self.drain_now()
         with self._acked:
-            while self._inflight:
+            while self._inflight or self._acks:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._ever_connected:
                     return False
@@ -491,6 +505,9 @@ class Publisher:
             self.wait_delivered(wait_s)
         self._closed.set()
         self._tick.set()
+        self._wake.set()
+        if self._outbox.is_alive():
+            self._outbox.join(timeout=5)
         if self._connected:
             info = self.client.publish(self.ep.topic("availability"), "offline", qos=1,
                                        retain=True)
@@ -519,7 +536,7 @@ class Publisher:
                     self._tick.set()
                 self.publish_state(data)
             elif kind == "history":
-                self._drain()
+                self.drain_now()
                 self.publish_stats()
             elif kind == "session":
                 self.publish_state()
@@ -594,28 +611,79 @@ class Publisher:
         self.publish_state(force=True)
         self.publish_stats()
 
+    def drain_now(self, timeout_s: float = 5.0) -> None:
+        """Have the outbox thread hand paho what the outbox holds now; wait for it."""
+        if self.store is None or self._closed.is_set():
+            return
+        done = threading.Event()
+        with self._lock:
+            self._drain_waiters.append(done)
+        self._wake.set()
+        done.wait(timeout_s)
+
+    def _outbox_loop(self) -> None:
+        """The outbox thread: write acknowledgements, hand paho new entries, in order."""
+        while True:
+            self._wake.wait(1.0)
+            self._wake.clear()
+            with self._lock:
+                waiters, self._drain_waiters = self._drain_waiters, []
+            try:
+                self._write_acks()
+                if not self._closed.is_set():
+                    self._drain()
+            except Exception:  # noqa: BLE001 - the thread must live on
+                log.exception("MQTT: outbox thread")
+            for done in waiters:
+                done.set()
+            if self._closed.is_set():
+                self._write_acks()
+                return
+
+    def _write_acks(self) -> None:
+        with self._lock:
+            acks, self._acks = self._acks, []
+        if not acks:
+            return
+        now = datetime.now(UTC)
+        for entry_id in acks:
+            if self.store is not None:
+                try:
+                    self.store.outbox_delivered(entry_id, now)
+                except HistoryError as exc:
+                    self._store_failed(exc)  # sent again next run: the id de-duplicates
+        with self._acked:
+            self.delivered += len(acks)
+            self._acked.notify_all()
+
     def _drain(self) -> None:
         """Hand paho every undelivered outbox entry it does not hold yet, oldest first."""
         if self.store is None:
             return
         import paho.mqtt.client as mqtt
 
+        try:
+            pending = self.store.outbox_pending(limit=100000)
+        except HistoryError as exc:
+            self._store_failed(exc)
+            return
         with self._lock:
-            try:
-                entries = [e for e in self.store.outbox_pending(limit=100000)
-                           if e.id not in self._handed]
-            except HistoryError as exc:
-                self._store_failed(exc)
-                return
-            for entry in entries:
-                text = json.dumps(session_payload(entry, self.ep.box_id),
-                                  separators=(",", ":"))
-                info = self.client.publish(self.ep.topic("session"), text, qos=1)
-                if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-                    log.debug("MQTT: paho's queue is full; session %s waits", entry.msg_id)
-                    break
+            entries = [e for e in pending if e.id not in self._handed]
+        for entry in entries:
+            text = json.dumps(session_payload(entry, self.ep.box_id), separators=(",", ":"))
+            started = time.monotonic()
+            info = self.client.publish(self.ep.topic("session"), text, qos=1)
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                log.debug("MQTT: paho's queue is full; session %s waits", entry.msg_id)
+                break
+            with self._acked:
                 self._handed.add(entry.id)
-                self._inflight[info.mid] = entry.id
+                acked_at = self._orphans.pop(info.mid, None)
+                if acked_at is not None and acked_at >= started:
+                    self._acks.append(entry.id)  # the broker was quicker than this line
+                    self._wake.set()
+                else:
+                    self._inflight[info.mid] = entry.id
 
     def _store_failed(self, exc: Exception) -> None:
         if not self._store_failing:
@@ -648,7 +716,7 @@ class Publisher:
         if subs:
             client.subscribe(subs)
         self.publish_all()
-        self._drain()
+        self._wake.set()
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         self._went_down("cannot connect")
@@ -675,17 +743,17 @@ class Publisher:
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
+        """paho's thread, holding paho's mutex: note the acknowledgement, nothing more."""
+        now = time.monotonic()
         with self._acked:
             entry_id = self._inflight.pop(mid, None)
             if entry_id is None:
+                self._orphans[mid] = now  # stats, discovery... or a session not yet noted
+                if len(self._orphans) > 1000:
+                    self._orphans = {m: t for m, t in self._orphans.items() if now - t < 60}
                 return
-            if self.store is not None:
-                try:
-                    self.store.outbox_delivered(entry_id, datetime.now(UTC))
-                except HistoryError as exc:
-                    self._store_failed(exc)  # sent again next run: the id de-duplicates
-            self.delivered += 1
-            self._acked.notify_all()
+            self._acks.append(entry_id)
+        self._wake.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         try:

@@ -166,6 +166,9 @@ def fleet(n_boxes: int, sessions: int, procs: int, scratch: Path, env: dict[str,
     from device.studio import Studio, StudioStore
     from tests.broker import Mosquitto
 
+    import logging
+
+    logging.getLogger("device.studio").setLevel(logging.ERROR)  # the restart is on purpose
     folder = scratch / "fleet"
     broker = Mosquitto(folder / "broker", tls=False)
     broker.start()

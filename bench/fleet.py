@@ -163,10 +163,10 @@ def _pct(values: list[float], q: float) -> float:
 def fleet(n_boxes: int, sessions: int, procs: int, scratch: Path, env: dict[str, str],
           hz: float = 20.0, restart: bool = True) -> dict[str, Any]:
     """The fleet run; every figure of it."""
+    import logging
+
     from device.studio import Studio, StudioStore
     from tests.broker import Mosquitto
-
-    import logging
 
     logging.getLogger("device.studio").setLevel(logging.ERROR)  # the restart is on purpose
     folder = scratch / "fleet"

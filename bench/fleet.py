@@ -32,12 +32,12 @@ SESSION_GAP_S = 600.0  # loop seconds between one session's press and the next
 
 
 def boxes(url: str, folder: str, first: int, count: int, sessions: int,
-          hz: float) -> dict[str, Any]:
+          hz: float, speed: float = 0.0) -> dict[str, Any]:
     """Boxes ``first`` .. ``first + count - 1``: all connected at once, each running its
-    sessions on virtual time in its own thread; then each waits for its acknowledgements.
-    Returns each box's session-end wall times (time.time())."""
+    sessions on virtual time (or at ``speed`` x real time) in its own thread; then each
+    waits for its acknowledgements. Returns each box's session-end wall times."""
     from device.builder import build_box
-    from device.clock import VirtualClock
+    from device.clock import RealClock, VirtualClock
     from device.config import Config, with_overrides
     from device.mqtt import endpoint
     from device.script import Action
@@ -48,7 +48,7 @@ def boxes(url: str, folder: str, first: int, count: int, sessions: int,
         box_id = f"box{i:03d}"
         config = with_overrides(Config(), session={"switch": "auto"}, light={"hz": hz},
                                 mqtt={"url": url, "box_id": box_id})
-        box = build_box(config, mode="sim", clock=VirtualClock(),
+        box = build_box(config, mode="sim", clock=RealClock(speed) if speed else VirtualClock(),
                         history=Path(folder) / f"{box_id}.db", mqtt=endpoint(config))
         stamps = ends.setdefault(box_id, [])
         box.bus.subscribe(lambda e, s=stamps: s.append(time.time()), ["history"],
@@ -161,7 +161,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def fleet(n_boxes: int, sessions: int, procs: int, scratch: Path, env: dict[str, str],
-          hz: float = 20.0, restart: bool = True) -> dict[str, Any]:
+          hz: float = 20.0, restart: bool = True, speed: float = 0.0) -> dict[str, Any]:
     """The fleet run; every figure of it."""
     import logging
 
@@ -169,7 +169,7 @@ def fleet(n_boxes: int, sessions: int, procs: int, scratch: Path, env: dict[str,
     from tests.broker import Mosquitto
 
     logging.getLogger("device.studio").setLevel(logging.ERROR)  # the restart is on purpose
-    folder = scratch / "fleet"
+    folder = scratch / f"fleet-{time.monotonic_ns()}"
     broker = Mosquitto(folder / "broker", tls=False)
     broker.start()
     store = StudioStore(folder / "studio.db")
@@ -200,7 +200,8 @@ def fleet(n_boxes: int, sessions: int, procs: int, scratch: Path, env: dict[str,
         if count:
             jobs.append(_start("boxes", {"url": broker.url, "folder": str(folder),
                                          "first": first, "count": count,
-                                         "sessions": sessions, "hz": hz}, scratch, env))
+                                         "sessions": sessions, "hz": hz, "speed": speed},
+                                scratch, env))
         first += count
     try:
         results = [_finish(p, out, 900) for p, out in jobs]
@@ -275,8 +276,10 @@ def bench_fleet(plan: Any, scratch: Path, env: dict[str, str], bench: Bench) -> 
     n_boxes, sessions = (10, 2) if plan.quick else (200, 5)
     hold_s, rounds = (3.0, 2) if plan.quick else (60.0, 3)
     res = fleet(n_boxes, sessions, 4 if not plan.quick else 2, scratch, env)
+    # the same path with the CPU not saturated: one box, sessions at 500x real time
+    quiet = fleet(1, 3 if plan.quick else 10, 1, scratch, env, restart=False, speed=500.0)
     cpu = cpu_abab(hold_s, rounds, scratch, env)
-    bench.raw = {"fleet": res, "cpu_pct": cpu}
+    bench.raw = {"fleet": res, "quiet": quiet, "cpu_pct": cpu}
     bench.figures.append(Figure(
         key="fleet.exactly_once", label=f"sessions stored once at the studio, of "
         f"{res['expected']} ({n_boxes} boxes x {sessions}, broker restarted once)",
@@ -291,6 +294,12 @@ def bench_fleet(plan: Any, scratch: Path, env: dict[str, str], bench: Bench) -> 
     bench.figures.append(Figure(
         key="fleet.latency_p99_ms", label="session end -> studio store, p99 (with the restart)",
         value=res["latency_p99_ms"], unit="ms"))
+    bench.figures.append(Figure(
+        key="fleet.quiet_latency_p50_ms", label=f"same, one box alone ({quiet['expected']} "
+        "sessions at 500x real time), p50", value=quiet["latency_p50_ms"], unit="ms"))
+    bench.figures.append(Figure(
+        key="fleet.quiet_latency_p99_ms", label="same, one box alone, p99",
+        value=quiet["latency_p99_ms"], unit="ms"))
     off, on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
     bench.figures.append(Figure(
         key="fleet.hold_cpu_mqtt_pct", label=f"box CPU in a {hold_s:g} s real-time hold, "

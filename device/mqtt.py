@@ -624,7 +624,7 @@ class Publisher:
     def _outbox_loop(self) -> None:
         """The outbox thread: write acknowledgements, hand paho new entries, in order."""
         while True:
-            self._wake.wait(1.0)
+            self._wake.wait()  # woken by a session, an acknowledgement, a connect, close
             self._wake.clear()
             with self._lock:
                 waiters, self._drain_waiters = self._drain_waiters, []

@@ -106,6 +106,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 
         config = load_config(args.check)
         load_routine(config.routine.file or None)
+        if config.mqtt.url:  # the files it names: readable, a private password file
+            from device.mqtt import resolve
+
+            resolve(config.mqtt)
         print(f"{args.check}: ok")
         return 0
     sys.stdout.write(default_config_text())

@@ -614,6 +614,23 @@ def test_config_exits_78_with_one_line(tmp_path: Path) -> None:
     assert r.stderr.count("\n") == 1 and "mqtt.url = 'http://broker'" in r.stderr
 
 
+def test_config_check_refuses_a_readable_password_file(tmp_path: Path) -> None:
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    pw.chmod(0o644)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[mqtt]\nurl = "mqtt://127.0.0.1"\nusername = "b"\n'
+                   f'password_file = "{pw}"\n')
+    r = subprocess.run([sys.executable, "-m", "device", "config", "--check", str(cfg)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 78 and r.stderr.count("\n") == 1
+    assert "readable by every user (mode 0644); run chmod 600" in r.stderr
+    pw.chmod(0o600)
+    r = subprocess.run([sys.executable, "-m", "device", "config", "--check", str(cfg)],
+                       capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+
+
 def test_box_id_and_base_topic_defaults() -> None:
     assert box_id_from_hostname("Stretch Box.local") == "stretch-box"
     assert box_id_from_hostname("§§") == "box"

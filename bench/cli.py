@@ -79,8 +79,10 @@ def run(names: list[str], plan: suite.Plan, scratch: Path) -> list[Bench]:
                     "every real-time worker ran at once (--quick / --side-by-side): "
                     "CPU figures read low")
 
+    from bench.web import bench_web
+
     others = {"button": suite.bench_button, "voice": suite.bench_voice,
-              "startup": suite.bench_startup, "virtual": suite.bench_virtual,
+              "startup": suite.bench_startup, "virtual": suite.bench_virtual, "web": bench_web,
               "fleet": suite.bench_fleet}
     for name in names:
         if name not in others:

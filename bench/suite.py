@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.report import REPO, Bench, Figure
 
-NAMES = ("hold", "light", "cpu", "button", "voice", "startup", "virtual", "fleet")
+NAMES = ("hold", "light", "cpu", "button", "voice", "startup", "virtual", "web", "fleet")
 TITLES = {
     "hold": "hold timing, real-time device loop (mock pins, RealClock, recording voice)",
     "light": "breathing light during a hold vs gpiozero PWMLED.pulse(4, 6)",
@@ -28,6 +28,7 @@ TITLES = {
     "voice": "voice: cue queued -> player (aplay) process start",
     "startup": "start-up time and memory",
     "virtual": "virtual time: 2 rounds x 2 legs x 300 s holds, JSON lines to /dev/null",
+    "web": "phone page: weight, first render, box CPU with 3 pages open, server memory",
     "fleet": "MQTT fleet: boxes on virtual time -> Mosquitto (restarted once) -> one studio; "
              "box CPU in a real-time hold with MQTT on vs off",
 }

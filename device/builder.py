@@ -9,6 +9,7 @@ and the benchmarks. A new output is one module with ``attach(box, ...)`` and one
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -221,13 +222,17 @@ def build_box(
     wall_start: datetime | None = None,
     factory: Any = None,
     routine: Routine | None = None,
+    web: str | None = None,
+    config_path: Path | None = None,
     mqtt: Any = None,
 ) -> Box:
     """Build the box for ``mode``: ``sim`` (mock pins, simulated strap with ``sensor``,
     a recording voice unless ``speaker`` is given) or ``run`` (``factory`` pins, the real
     voice and, when ``sensor.enabled``, the real strap). ``listeners`` read the transcript;
-    ``history`` keeps sessions there (else only the plain spoken summary); ``mqtt`` (a
-    ``device.mqtt.Endpoint``) publishes to a broker."""
+    ``history`` keeps sessions there (else only the plain spoken summary). ``web`` (HOST:PORT)
+    serves the phone page there, as ``[web] enabled`` does at ``[web] listen``; its settings
+    are read from and saved to ``config_path``. ``mqtt`` (a ``device.mqtt.Endpoint``)
+    publishes to a broker."""
     simulated = mode != "run"
     routine = routine or load_routine(config.routine.file or None)
     clock = clock or VirtualClock()
@@ -256,12 +261,24 @@ def build_box(
                                         outbox=mqtt is not None)
         else:
             box.addons.append(_attach_plain_summary(box))
+        if not simulated or config.control.socket:
+            _attach_control(box)
+        if web is not None or config.web.enabled:
+            box.addons.append(_attach_web(box, web or config.web.listen, history, config_path))
         if mqtt is not None:
             box.addons.append(_attach_mqtt(box, mqtt, history, wall_start))
     except Exception:
         box.close()
         raise
     return box
+
+
+def _attach_web(box: Box, listen: str, history: Path | None, config_path: Path | None) -> Any:
+    from device import web
+
+    simulated = not isinstance(box.commands, LoopCommands)
+    return web.attach(box, listen, config_path=config_path, history_path=history,
+                      simulator=simulated, announce=sys.stderr if simulated else None)
 
 
 def _attach_simulated_strap(box: Box, seed: int) -> None:
@@ -287,6 +304,14 @@ def _attach_history(box: Box, routine: Routine, path: Path, start: datetime | No
                          outbox=outbox)
     box.addons.append(added)
     return added
+
+
+def _attach_control(box: Box) -> None:
+    from device import control
+
+    server = control.attach(box)  # the control socket: press, long, status
+    if server is not None:
+        box.addons.append(server)
 
 
 def _attach_mqtt(box: Box, ep: Any, history: Path | None, start: datetime | None) -> Any:

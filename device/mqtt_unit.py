@@ -20,7 +20,7 @@ from pathlib import Path
 from device.config import Config, load_config
 from device.errors import ConfigError
 
-DROPIN_NAME = "50-mqtt.conf"
+DROPIN_NAME = "mqtt.conf"
 Resolver = Callable[[str, int], list[str]]
 
 

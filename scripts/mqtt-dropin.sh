@@ -2,19 +2,19 @@
 # The systemd drop-in that opens the network for MQTT (and only for it).
 #
 # The unit keeps the network closed. When the config has [mqtt] url set, this writes
-# /etc/systemd/system/stretch-companion.service.d/50-mqtt.conf allowing IP traffic to the
+# /etc/systemd/system/stretch-companion.service.d/mqtt.conf allowing IP traffic to the
 # broker's addresses (and the name servers, for a broker given by name) and nothing else;
 # when MQTT is off it removes that file. The text comes from `python -m device.mqtt_unit`.
 #
-# Sourced by scripts/install-pi.sh (function mqtt_dropin, called in install_unit before
-# `systemctl daemon-reload`), or run on its own after changing [mqtt] in the config:
+# Sourced by scripts/install-pi.sh (setup_mqtt, before install_unit reloads systemd), or
+# run on its own after changing [mqtt] in the config:
 #   sudo scripts/mqtt-dropin.sh     (writes or removes the drop-in, reloads, restarts)
 
 MQTT_APP=${APP:-stretch-companion}
 MQTT_VENV=${VENV:-/opt/$MQTT_APP/venv}
 MQTT_CONF=${CONF:-/etc/$MQTT_APP/config.toml}
 MQTT_DROPIN_DIR=/etc/systemd/system/$MQTT_APP.service.d
-MQTT_DROPIN=$MQTT_DROPIN_DIR/50-mqtt.conf
+MQTT_DROPIN=$MQTT_DROPIN_DIR/mqtt.conf
 
 mqtt_dropin() {
     local text
@@ -33,6 +33,11 @@ mqtt_dropin() {
             rmdir "$MQTT_DROPIN_DIR" 2>/dev/null || true
         fi
         return 0
+    fi
+    if ! "$MQTT_VENV/bin/python" -c 'import paho.mqtt.client' 2>/dev/null; then
+        printf '==> MQTT on: installing paho-mqtt into %s\n' "$MQTT_VENV"
+        "$MQTT_VENV/bin/pip" install --disable-pip-version-check --no-cache-dir 'paho-mqtt>=2' ||
+            return 1
     fi
     printf '==> MQTT on: writing %s (network open to the broker only)\n' "$MQTT_DROPIN"
     mkdir -p "$MQTT_DROPIN_DIR"

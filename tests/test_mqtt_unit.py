@@ -72,7 +72,9 @@ def test_security_exposure_with_the_mqtt_dropin_at_most_2(tmp_path: Path) -> Non
     text = dropin_text(mqtt("mqtts://broker.lan:8883"),
                        resolve=lambda host, port: ["192.168.1.10"], servers=["192.168.1.1"])
     assert text is not None
-    (system / f"{UNIT.name}.d" / "50-mqtt.conf").write_text(text)
+    (system / f"{UNIT.name}.d" / "mqtt.conf").write_text(text)
+    web = (ROOT / "systemd" / "web.conf").read_text().replace("@PORT@", "8321")
+    (system / f"{UNIT.name}.d" / "web.conf").write_text(web)  # the phone page on too
     result = _run(_systemd_analyze() or "", "security", "--no-pager", "--offline=yes",
                   f"--root={tmp_path}", UNIT.name)
     assert result.returncode == 0, result.stderr
@@ -93,7 +95,8 @@ def test_dropin_script_writes_and_removes_the_file(tmp_path: Path) -> None:
     into tmp_path."""
     venv = tmp_path / "venv" / "bin"
     venv.mkdir(parents=True)
-    (venv / "python").symlink_to(sys.executable)
+    (venv / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (venv / "python").chmod(0o755)
     conf = tmp_path / "config.toml"
     conf.write_text('[mqtt]\nurl = "mqtt://10.1.2.3:1883"\n')
     dropin_dir = tmp_path / "unit.d"
@@ -105,7 +108,7 @@ def test_dropin_script_writes_and_removes_the_file(tmp_path: Path) -> None:
     r = subprocess.run(["bash", "-c", run], capture_output=True, text=True, cwd=ROOT,
                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
     assert r.returncode == 0, r.stderr
-    written = (dropin_dir / "50-mqtt.conf").read_text()
+    written = (dropin_dir / "mqtt.conf").read_text()
     assert "IPAddressAllow=10.1.2.3" in written
     conf.write_text("")
     r = subprocess.run(["bash", "-c", run], capture_output=True, text=True, cwd=ROOT,

@@ -7,7 +7,7 @@ BIN = $(VENV)/bin
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[sim,plot,web,test]'
+	$(BIN)/python -m pip install --quiet -e '.[sim,plot,web,mqtt,test]'
 	touch $@
 
 .PHONY: help setup sim demo history selftest config cli test lint bench clean system-test

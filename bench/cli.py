@@ -82,7 +82,8 @@ def run(names: list[str], plan: suite.Plan, scratch: Path) -> list[Bench]:
     from bench.web import bench_web
 
     others = {"button": suite.bench_button, "voice": suite.bench_voice,
-              "startup": suite.bench_startup, "virtual": suite.bench_virtual, "web": bench_web}
+              "startup": suite.bench_startup, "virtual": suite.bench_virtual, "web": bench_web,
+              "fleet": suite.bench_fleet}
     for name in names:
         if name not in others:
             continue

@@ -224,13 +224,15 @@ def build_box(
     routine: Routine | None = None,
     web: str | None = None,
     config_path: Path | None = None,
+    mqtt: Any = None,
 ) -> Box:
     """Build the box for ``mode``: ``sim`` (mock pins, simulated strap with ``sensor``,
     a recording voice unless ``speaker`` is given) or ``run`` (``factory`` pins, the real
     voice and, when ``sensor.enabled``, the real strap). ``listeners`` read the transcript;
     ``history`` keeps sessions there (else only the plain spoken summary). ``web`` (HOST:PORT)
     serves the phone page there, as ``[web] enabled`` does at ``[web] listen``; its settings
-    are read from and saved to ``config_path``."""
+    are read from and saved to ``config_path``. ``mqtt`` (a ``device.mqtt.Endpoint``)
+    publishes to a broker."""
     simulated = mode != "run"
     routine = routine or load_routine(config.routine.file or None)
     clock = clock or VirtualClock()
@@ -255,13 +257,16 @@ def build_box(
         elif not simulated and config.sensor.enabled:
             _attach_real_strap(box)
         if history is not None:
-            box.habit = _attach_history(box, routine, history, wall_start)
+            box.habit = _attach_history(box, routine, history, wall_start,
+                                        outbox=mqtt is not None)
         else:
             box.addons.append(_attach_plain_summary(box))
         if not simulated or config.control.socket:
             _attach_control(box)
         if web is not None or config.web.enabled:
             box.addons.append(_attach_web(box, web or config.web.listen, history, config_path))
+        if mqtt is not None:
+            box.addons.append(_attach_mqtt(box, mqtt, history, wall_start))
     except Exception:
         box.close()
         raise
@@ -290,11 +295,13 @@ def _attach_real_strap(box: Box) -> None:
                               strap.load_strap_calibration(settings))
 
 
-def _attach_history(box: Box, routine: Routine, path: Path, start: datetime | None) -> Any:
+def _attach_history(box: Box, routine: Routine, path: Path, start: datetime | None,
+                    outbox: bool = False) -> Any:
     from device import habit
     from device.clock import wall_clock
 
-    added = habit.attach(box.loop, box.config, routine, path, wall_clock(box.clock, start))
+    added = habit.attach(box.loop, box.config, routine, path, wall_clock(box.clock, start),
+                         outbox=outbox)
     box.addons.append(added)
     return added
 
@@ -305,6 +312,12 @@ def _attach_control(box: Box) -> None:
     server = control.attach(box)  # the control socket: press, long, status
     if server is not None:
         box.addons.append(server)
+
+
+def _attach_mqtt(box: Box, ep: Any, history: Path | None, start: datetime | None) -> Any:
+    from device import mqtt
+
+    return mqtt.attach(box, ep, history=history, wall_start=start)
 
 
 def _attach_plain_summary(box: Box) -> Any:

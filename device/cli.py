@@ -33,6 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the box on its real pins (a Raspberry Pi)")
     run.add_argument("--config", metavar="FILE", help="config file (TOML)")
     run.add_argument("--history", metavar="FILE", help="history database (SQLite)")
+    run.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker "
+                     "(mqtt://host:1883, mqtts://host:8883); overrides mqtt.url")
 
     sim = sub.add_parser("sim", help="the box on a laptop: mock pins, in the terminal")
     sim.add_argument("--config", metavar="FILE", help="config file (TOML)")
@@ -59,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--history", metavar="FILE",
                      help="history database (default: a simulator file of its own)")
     sim.add_argument("--no-history", action="store_true", help="keep no history")
+    sim.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker "
+                     "(mqtt://127.0.0.1:1883); overrides mqtt.url")
     sim.add_argument("--web", metavar="HOST:PORT",
                      help="serve the phone page there, e.g. 127.0.0.1:8321 (needs the web "
                      "extra; headless: with --speed)")
@@ -70,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
     from device.history_report import add_history_arguments
 
     add_history_arguments(history)
+
+    studio = sub.add_parser("studio", help="every box's sessions and stats, from an MQTT "
+                            "broker (a studio or a household with several boxes)")
+    from device.studio import add_studio_arguments
+
+    add_studio_arguments(studio)
 
     cal = sub.add_parser("calibrate", help="calibrate the strap sensor with a known weight")
     cal.add_argument("--config", metavar="FILE", help="config file (TOML)")
@@ -127,6 +137,10 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.check:
         config = load_config(args.check)
         load_routine(config.routine.file or None)
+        if config.mqtt.url:  # the files it names: readable, a private password file
+            from device.mqtt import resolve
+
+            resolve(config.mqtt)
         print(f"{args.check}: ok")
         return 0
     if args.default:
@@ -175,12 +189,16 @@ def cmd_sim(args: argparse.Namespace) -> int:
                              ) from None
         if args.headless and not args.speed:
             raise UsageError("--web needs real time: add --speed 1 (or leave out --headless)")
+    from device.mqtt import endpoint
+
+    args.mqtt_endpoint = endpoint(config, args.mqtt)
     if not args.headless:
         from device.tui import run_tui
 
         history = None if args.no_history else _history_file(config, args.history, True)
         return run_tui(config, speed=args.speed or 1.0, mute=args.mute, sensor=args.sensor,
-                       history=history, web=args.web, config_path=_config_file(args))
+                       history=history, web=args.web, config_path=_config_file(args),
+                       mqtt=args.mqtt_endpoint)
     return _headless(args, config)
 
 
@@ -249,7 +267,8 @@ def _headless(args: argparse.Namespace, config: object) -> int:
     try:
         run_headless(config, args.script, listeners, speed=args.speed, until=args.until,
                      voice=args.voice, handle_signals=True, history=history, start=start,
-                     sensor=args.sensor, web=args.web, config_path=_config_file(args))
+                     sensor=args.sensor, web=args.web, config_path=_config_file(args),
+                     mqtt=args.mqtt_endpoint)
     finally:
         for stream in streams:
             if stream.stream is not sys.stdout:
@@ -269,14 +288,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from device.builder import build_box
     from device.clock import RealClock
     from device.config import load_config
+    from device.mqtt import endpoint
     from device.service import run_service
     from drivers.pins import PinFactoryError
 
     config = load_config(args.config)
+    mqtt = endpoint(config, args.mqtt)
     history = _history_file(config, args.history, simulator=False)
     try:
         box = build_box(config, mode="run", clock=RealClock(), history=history,
-                        config_path=_config_file(args))
+                        config_path=_config_file(args), mqtt=mqtt)
     except PinFactoryError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
@@ -329,6 +350,13 @@ def cmd_history(args: argparse.Namespace) -> int:
     return history_main(args)
 
 
+def cmd_studio(args: argparse.Namespace) -> int:
+    """``studio``: the boxes seen through the broker."""
+    from device.studio import studio_main
+
+    return studio_main(args)
+
+
 def cmd_control(args: argparse.Namespace) -> int:
     """``press``, ``long``, ``status``: one request to the running box's control socket."""
     from device.control import ControlError, default_socket_path, request
@@ -348,7 +376,7 @@ def cmd_control(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history,
-    "calibrate": cmd_calibrate, "selftest": cmd_selftest,
+    "calibrate": cmd_calibrate, "selftest": cmd_selftest, "studio": cmd_studio,
     "press": cmd_control, "long": cmd_control, "status": cmd_control,
     "web-code": cmd_web_code, "web-forget": cmd_web_forget,
 }

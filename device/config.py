@@ -217,6 +217,86 @@ class HistorySettings:
                        check=_time_zone)
 
 
+def _mqtt_url(value: str) -> str | None:
+    """'' (off) or mqtt://HOST[:PORT] or mqtts://HOST[:PORT]."""
+    if value == "":
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (parts is None or parts.scheme not in ("mqtt", "mqtts") or not parts.hostname
+            or parts.path not in ("", "/") or parts.query or parts.fragment
+            or parts.username or parts.password or (port is not None and not 0 < port < 65536)):
+        return ("empty (off) or mqtt://HOST[:PORT] or mqtts://HOST[:PORT], e.g. "
+                "\"mqtt://127.0.0.1:1883\" (no user or password in it: use username and "
+                "password_file)")
+    return None
+
+
+def _box_id(value: str) -> str | None:
+    """'' (from the hostname) or 1..64 of a-z 0-9 _ -."""
+    import re
+
+    if value == "" or re.fullmatch(r"[a-z0-9_-]{1,64}", value):
+        return None
+    return "empty (from the hostname) or 1 to 64 of a-z, 0-9, '_' and '-'"
+
+
+def _topic(value: str, *, empty_ok: bool = True, box_id_ok: bool = False) -> str | None:
+    levels = value.replace("{box_id}", "x").split("/") if box_id_ok else value.split("/")
+    ok = (value == "" and empty_ok) or (
+        value != "" and not value.startswith("$") and len(value) <= 200
+        and all(level and level not in (".", "..") for level in levels)
+        and not any(c in value for c in "+#\x00") and value.isprintable())
+    if ok and box_id_ok and "{" in value.replace("{box_id}", ""):
+        ok = False
+    return None if ok else "bad"
+
+
+def _base_topic(value: str) -> str | None:
+    """'' (stretch-companion/{box_id}) or a topic without wildcards, '$', empty levels."""
+    if _topic(value, box_id_ok=True) is None:
+        return None
+    return ("empty (stretch-companion/{box_id}) or a topic such as "
+            "\"home/stretch/{box_id}\": no '+', '#', leading '$' or '/', empty levels")
+
+
+def _discovery_prefix(value: str) -> str | None:
+    """a topic without wildcards, e.g. "homeassistant"."""
+    if _topic(value, empty_ok=False) is None:
+        return None
+    return "a topic such as \"homeassistant\": no '+', '#', leading '$' or '/', empty levels"
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """MQTT: publish to a broker (Home Assistant, a studio); off while url is empty."""
+
+    url: str = _f("", "broker, e.g. mqtt://127.0.0.1:1883 or mqtts://broker.lan:8883; "
+                  "empty = off", check=_mqtt_url)
+    username: str = _f("", "user name at the broker; empty = anonymous")
+    password_file: str = _f("", "file holding the password (one line, not world-readable); "
+                            "never the password itself")
+    ca_file: str = _f("", "CA certificate (PEM) the broker's certificate is checked against; "
+                      "empty = the system's store (mqtts:// only)")
+    cert_file: str = _f("", "client certificate (PEM), with key_file (mqtts:// only)")
+    key_file: str = _f("", "client key (PEM), with cert_file (mqtts:// only)")
+    box_id: str = _f("", "this box's name in topics; empty = from the hostname", check=_box_id)
+    base_topic: str = _f("", "topic everything is published under; empty = "
+                         "stretch-companion/{box_id}", check=_base_topic)
+    discovery: bool = _f(True, "publish Home Assistant MQTT discovery")
+    discovery_prefix: str = _f("homeassistant", "Home Assistant's discovery prefix",
+                               check=_discovery_prefix)
+    commands: bool = _f(False, "accept start/cancel/press and next_hold_seconds on "
+                        "{base_topic}/command")
+    allow_insecure: bool = _f(False, "allow a user name and password over plain mqtt:// to a "
+                              "host that is not this machine")
+
+
 def _socket_path(value: str) -> str | None:
     """'' or an absolute path of at most 107 bytes."""
     if value == "" or (value.startswith("/") and len(value.encode("utf-8", "replace")) < 108
@@ -266,6 +346,7 @@ class Config:
     sensor: SensorSettings = field(default_factory=SensorSettings)
     control: ControlSettings = field(default_factory=ControlSettings)
     web: WebSettings = field(default_factory=WebSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
 
 def _allowed(meta: dict[str, Any], kind: type) -> str:
@@ -391,6 +472,7 @@ def _cross_checks(config: Config) -> None:
                     f"{key} = {pin}: GPIO2 and GPIO3 are the I2C bus the strap sensor uses; "
                     "pick another pin"
                 )
+    _mqtt_checks(config.mqtt)
     used = {"pins.button": pins.button, "pins.led": pins.led, "pins.buzzer": pins.buzzer}
     seen: dict[int, str] = {}
     for key, pin in used.items():
@@ -399,6 +481,43 @@ def _cross_checks(config: Config) -> None:
                 f"{key} = {pin}: already used by {seen[pin]}; each part needs its own pin"
             )
         seen[pin] = key
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _mqtt_checks(m: MqttSettings) -> None:
+    """Keys of [mqtt] that only make sense together (the file checks are in device.mqtt)."""
+    if not m.url:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(m.url)
+    tls = parts.scheme == "mqtts"
+    if m.password_file and not m.username:
+        raise ConfigError(f"mqtt.password_file = {m.password_file!r}: needs mqtt.username")
+    if bool(m.cert_file) != bool(m.key_file):
+        key, value = ("mqtt.cert_file", m.cert_file) if m.cert_file else ("mqtt.key_file",
+                                                                           m.key_file)
+        raise ConfigError(f"{key} = {value!r}: give both mqtt.cert_file and mqtt.key_file")
+    if not tls:
+        for key in ("ca_file", "cert_file", "key_file"):
+            if getattr(m, key):
+                raise ConfigError(f"mqtt.{key} = {getattr(m, key)!r}: certificates need an "
+                                  f"mqtts:// url (mqtt.url = {m.url!r})")
+        if m.username and not m.allow_insecure and not is_loopback(parts.hostname or ""):
+            raise ConfigError(
+                f"mqtt.url = {m.url!r}: a user name and password would cross the network "
+                "unencrypted; use mqtts:// (or set mqtt.allow_insecure = true)")
 
 
 def parse_config(data: dict[str, Any]) -> Config:

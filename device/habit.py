@@ -326,14 +326,15 @@ class PlainSummary:
 
 def attach(
     loop: DeviceLoop, config: Config, routine: Routine, path: Path,
-    wall: Callable[[], datetime],
+    wall: Callable[[], datetime], outbox: bool = False,
 ) -> Habit:
-    """Wire a (fault-proof) history at ``path`` into ``loop``."""
+    """Wire a (fault-proof) history at ``path`` into ``loop``; ``outbox``: each session
+    is also queued for MQTT, in the same transaction."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
-    return Habit(loop, SafeHistory(path), config, routine, wall)
+    return Habit(loop, SafeHistory(path, outbox=outbox), config, routine, wall)
 
 
 attach_history = attach

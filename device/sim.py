@@ -83,11 +83,12 @@ def make_sim(
     start: datetime | None = None,
     web: str | None = None,
     config_path: Path | None = None,
+    mqtt: Any = None,
 ) -> SimBox:
     """A box on fresh mock pins; virtual time and a recording voice unless given."""
     return build_box(config, mode="sim", clock=clock, speaker=speaker,
                      listeners=listeners or (), sensor=sensor, seed=seed, history=history,
-                     wall_start=start, web=web, config_path=config_path)
+                     wall_start=start, web=web, config_path=config_path, mqtt=mqtt)
 
 
 def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
@@ -144,8 +145,11 @@ def run_headless(
     sensor: bool = False,
     web: str | None = None,
     config_path: Path | None = None,
+    mqtt: Any = None,
 ) -> SimBox:
-    """Run a scripted session to its end; returns the box (for its records)."""
+    """Run a scripted session to its end; returns the box (for its records). With
+    ``mqtt`` the run waits (a few real seconds at most) for the broker to acknowledge
+    its sessions before it returns."""
     if script is None:
         # No script: start a session and let it run through by itself.
         script = DEFAULT_SCRIPT
@@ -155,7 +159,7 @@ def run_headless(
     clock: Clock = RealClock(speed) if speed else VirtualClock()
     box = make_sim(config, clock=clock, speaker=sim_speaker(voice, config), listeners=listeners,
                    sensor=sensor, history=history, start=start, web=web,
-                   config_path=config_path)
+                   config_path=config_path, mqtt=mqtt)
     box.add_script(actions)
     if handle_signals:
         from device.service import stop_on_signals

@@ -18,6 +18,7 @@ CACHE_DIR=/var/cache/$APP
 UNIT=$APP.service
 UNIT_DEST=/etc/systemd/system/$UNIT
 WEB_DROPIN=/etc/systemd/system/$UNIT.d/web.conf
+MQTT_DROPIN=/etc/systemd/system/$UNIT.d/mqtt.conf # see scripts/mqtt-dropin.sh
 APT_PACKAGES=(espeak-ng libespeak-ng1 alsa-utils python3-venv python3-dev python3-lgpio i2c-tools)
 # Only in Raspberry Pi OS's archive; not needed with --mock, skipped (said) when absent.
 PI_ONLY_PACKAGES=(python3-lgpio)
@@ -39,6 +40,7 @@ Installs Stretch Companion from this checkout ($REPO):
   - the systemd unit $UNIT_DEST, enabled and (re)started
   - with [web] enabled = true: the web extra, a drop-in opening only the page's port,
     and the config directory writable by '$SERVICE_USER' (settings saved from the page)
+  - with [mqtt] url set: the mqtt extra and a drop-in opening the network to the broker only
 Running it again upgrades the code and restarts the service; the config is kept.
 
 Options:
@@ -146,6 +148,7 @@ install_venv() {
     # A local directory is always rebuilt and reinstalled, so a re-run upgrades.
     local extras=pi
     if web_port >/dev/null; then extras=pi,web; fi # the phone page is on in the config
+    if mqtt_on; then extras=$extras,mqtt; fi         # MQTT is on in the config
     "$VENV/bin/pip" install --disable-pip-version-check --no-cache-dir "${REPO}[$extras]"
     if [[ $MOCK == yes ]]; then
         return # mock pins: no lgpio needed
@@ -232,6 +235,19 @@ web_port() {
     echo "${listen##*:}"
 }
 
+mqtt_on() {
+    # succeeds when the config has a non-empty [mqtt] url
+    local url
+    [[ -r $CONF ]] && url=$(toml_get mqtt.url "$CONF" 2>/dev/null) && [[ $url != '""' ]]
+}
+
+setup_mqtt() {
+    # the drop-in that opens the network to the broker (or removes it): scripts/mqtt-dropin.sh
+    # shellcheck disable=SC1091 # checked on its own (tests/test_mqtt_unit.py)
+    . "$REPO/scripts/mqtt-dropin.sh"
+    mqtt_dropin || die "[mqtt] in $CONF is not valid; fix it and run this again"
+}
+
 setup_web() {
     local port
     if ! port=$(web_port); then
@@ -302,6 +318,7 @@ do_install() {
     write_config
     enable_i2c
     setup_web
+    setup_mqtt
     install_unit
     say "done"
 }
@@ -318,7 +335,7 @@ do_uninstall() {
             systemctl disable "$UNIT" || true
         fi
     fi
-    rm -f "$UNIT_DEST" "$WEB_DROPIN"
+    rm -f "$UNIT_DEST" "$WEB_DROPIN" "$MQTT_DROPIN"
     if have_systemd; then
         systemctl daemon-reload
         systemctl reset-failed "$UNIT" 2>/dev/null || true

@@ -43,11 +43,13 @@ class SafeHistory:
 
     def __init__(self, path: Path | str, fallback_path: Path | str | None = None, *,
                  timeout_s: float = 2.0, opener: Callable[[], History] | None = None,
+                 outbox: bool = False,
                  logger: logging.Logger | None = None) -> None:
         self.path = Path(path)
         self.fallback_path = (Path(fallback_path) if fallback_path is not None
                               else default_fallback_path(self.path))
-        self._opener = opener or (lambda: History(self.path, timeout_s=timeout_s))
+        self._opener = opener or (lambda: History(self.path, timeout_s=timeout_s,
+                                                  outbox=outbox))
         self._log = logger or log
         self._store: History | None = None
         self._pending: list[SessionRecord] = []

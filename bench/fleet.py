@@ -95,7 +95,8 @@ def hold(hold_s: float, url: str | None, folder: str) -> dict[str, Any]:
     box = build_box(config, mode="sim", clock=RealClock(), listeners=[rec], history=db,
                     mqtt=ep)
     rec.loop = box.loop
-    box.add_script([Action("press", 0.05), Action("press", 0.3)])
+    box.add_script([Action("press", 0.05), Action("press", 0.3),
+                    Action("press", 0.5)])  # a double press: straight to the hold
     if ep is not None:  # the hold starts once the broker has the box's discovery
         pub = next(a for a in box.addons if hasattr(a, "publisher")).publisher
         deadline = time.monotonic() + 10

@@ -2,8 +2,9 @@
 
 One thread, one run loop. It sleeps on the injected clock until the next thing is due
 (a timer of the machine, a light frame, a beep's end, a scripted input) or a button
-edge wakes it. Idle, it does not tick at all; it animates the light at ``light.hz``
-only while a pattern moves. Every side effect goes through a small named hook.
+edge wakes it. Idle, it does not tick at all; while a pattern moves it redraws the light
+only when the eye would see a change (``light.step``), at most ``light.hz`` times a
+second. Every side effect goes through a small named hook.
 """
 
 from __future__ import annotations
@@ -11,14 +12,20 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from device.breath import NUDGE_PERIOD, SWITCH_PERIOD, Pattern, breath_phase, light_value
+from device.breath import (
+    Pattern,
+    Piece,
+    breath_phase,
+    light_value,
+    next_change,
+    pieces,
+)
 from device.bus import EventBus
 from device.clock import Clock
 from device.config import Config
@@ -59,11 +66,6 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]  # a transcript reader: one dict per event
 TRIM_EVERY_FRAMES = 50  # mock pins: trim their state lists this often (memory stays flat)
-PERIODS: dict[Pattern, Callable[[Any], float]] = {  # repeating patterns: one period (s)
-    Pattern.BREATH: lambda breath: breath.period,
-    Pattern.SWITCH: lambda breath: SWITCH_PERIOD,
-    Pattern.NUDGE: lambda breath: NUDGE_PERIOD,
-}
 
 
 @dataclass
@@ -175,8 +177,8 @@ class DeviceLoop:
         self._since = 0.0
         self._next_frame: float | None = None
         self._frames = 0
-        self._table_key: tuple[Pattern, float] | None = None
-        self._table: list[float | None] = []
+        self._chain_key: Pattern | None = None
+        self._chain: tuple[float, list[Piece]] = (0.0, [])
         self._last_led: float | None = None
         self._buzz_off_at: float | None = None
         self._voice_warned = False
@@ -536,51 +538,37 @@ class DeviceLoop:
                 log.warning("voice failed (%s); going on with light and buzzer", exc)
 
     def _frame(self, now: float, force: bool = False) -> None:
-        pattern = self._pattern
+        """Draw the light if a frame is due, and work out when the next one is: the moment
+        the perceived level will have moved by ``light.step`` (solved on the pattern's
+        curve), no sooner than 1/``light.hz`` s of real time after this one."""
         if not force and (self._next_frame is None or now < self._next_frame - 1e-9):
             return
-        # hz frames per real second: sped-up clocks (the simulator) get no more
-        hz = self.config.light.hz / max(1.0, getattr(self.clock, "speed", 1.0))
+        pattern = self._pattern
+        t = now - self._since
         light = self.parts.light
-        light.value = self._frame_value(pattern, now - self._since, hz)
+        light.value = light_value(pattern, t, self.config.breath, self.config.light)
         shown = round(light.duty, 4)
         if shown != self._last_led:
             self._last_led = shown
             if self._led_wanted:
                 self.bus.publish(LedEvent(self.stamp(), shown))
-        if self._animated:
-            k = math.floor((now - self._since) * hz + 1e-6) + 1
-            self._next_frame = self._since + k / hz
-            self._frames += 1
-            if self.parts.is_mock and self._frames % TRIM_EVERY_FRAMES == 0:
-                trim_states(self.parts.factory)
-        else:
+        if not self._animated:
             self._next_frame = None
-
-    def _frame_value(self, pattern: Pattern, t: float, hz: float) -> float:
-        """The light's duty ``t`` s into ``pattern``; frames on the ``hz`` grid of a
-        repeating pattern are computed once per period and then looked up."""
-        if self._table_key != (pattern, hz):
-            self._table_key = (pattern, hz)
-            self._table = []
-            period = PERIODS.get(pattern)
-            if period is not None:
-                per = period(self.config.breath) * hz
-                n = round(per)
-                if abs(per - n) < 1e-6 and 0 < n <= 100_000:
-                    self._table = [None] * n
-        table = self._table
-        if table:
-            x = t * hz
-            k = round(x)
-            if abs(x - k) < 1e-3:
-                i = k % len(table)
-                value = table[i]
-                if value is None:
-                    value = table[i] = light_value(pattern, i / hz, self.config.breath,
-                                                   self.config.light)
-                return value
-        return light_value(pattern, t, self.config.breath, self.config.light)
+            return
+        if self._chain_key is not pattern:
+            self._chain_key = pattern
+            self._chain = pieces(pattern, self.config.breath, self.config.light)
+        period, chain = self._chain
+        at = next_change(t, self.config.light.step, period, chain)
+        if at is None:
+            self._next_frame = None
+            return
+        # light.hz frames per real second at most: sped-up clocks (the simulator) get no more
+        gap = max(1.0, getattr(self.clock, "speed", 1.0)) / self.config.light.hz
+        self._next_frame = self._since + max(at, t + gap)
+        self._frames += 1
+        if self.parts.is_mock and self._frames % TRIM_EVERY_FRAMES == 0:
+            trim_states(self.parts.factory)
 
     # ---- status and shutdown ----------------------------------------------------------
 

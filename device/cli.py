@@ -16,6 +16,17 @@ from device.errors import ConfigError, UsageError
 
 log = logging.getLogger("stretch_companion")
 
+SIM_KEYS = (  # the terminal simulator's keys, for `sim --help`
+    ("space, enter", "press the button (start, skip the set-up, end a hold early, switch)"),
+    ("l", "long press: cancel the session"),
+    ("m", "mute or unmute the voice (the words stay on screen)"),
+    ("+, -", "faster or slower clock: 1, 2, 5, 10, 30x"),
+    ("up, down", "pull the strap harder or softer (with --sensor)"),
+    ("b", "bounce on the strap (with --sensor)"),
+    ("u", "unplug or plug the strap sensor back in (with --sensor)"),
+    ("q, ctrl+c", "quit (a session in progress is kept as interrupted)"),
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -31,7 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", metavar="FILE", help="config file (TOML)")
     run.add_argument("--history", metavar="FILE", help="history database (SQLite)")
 
-    sim = sub.add_parser("sim", help="the box on a laptop: mock pins, in the terminal")
+    sim = sub.add_parser(
+        "sim", help="the box on a laptop: mock pins, in the terminal",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="keys on screen:\n" + "\n".join(f"  {k:14} {what}" for k, what in SIM_KEYS))
     sim.add_argument("--config", metavar="FILE", help="config file (TOML)")
     sim.add_argument("--headless", action="store_true",
                      help="no screen: run a scripted session and print what happens")
@@ -104,6 +118,11 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """The simulator: headless (scripted) or on screen."""
+    from device import lean
+
+    lean.lazy_metadata()
+    if not args.headless:
+        lean.without_tls()  # the screen talks no TLS: OpenSSL stays out (4 MiB)
     from device.config import load_config
     from device.routine import load_routine
 
@@ -171,6 +190,9 @@ def _headless(args: argparse.Namespace, config: object) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The box on real pins, until SIGTERM or Ctrl-C."""
+    from device import lean
+
+    lean.lazy_metadata()
     from device.builder import build_box
     from device.clock import RealClock
     from device.config import load_config

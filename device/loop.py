@@ -332,6 +332,11 @@ class DeviceLoop:
                 self.shutdown()
 
     @property
+    def light_moving(self) -> bool:
+        """True while the light animates (a screen then redraws it; else it is still)."""
+        return self._animated
+
+    @property
     def frames(self) -> int:
         """Light frames drawn so far (animated patterns only)."""
         return self._frames

@@ -182,13 +182,25 @@ def next_change(t: float, step: float, period: float, chain: list[Piece]) -> flo
     """The first time after ``t`` (s into the pattern) at which the perceived level will
     have moved by ``step`` from its level at ``t``, or reached a turning point first;
     None for a still pattern. Exact: each piece's shape is inverted, no sampling."""
+    return level_and_next(t, step, period, chain)[1]
+
+
+def level_and_next(t: float, step: float, period: float, chain: list[Piece]
+                   ) -> tuple[float, float | None]:
+    """The perceived level at ``t`` (s into the pattern) and ``next_change``'s time, found
+    together (one piece lookup per light frame)."""
     if not chain or period <= 0:
-        return None
+        return 0.0, None
     cycle = math.floor(t / period)
     base = cycle * period
     p = t - base
     i = next((k for k, piece in enumerate(chain) if p < piece.end), len(chain) - 1)
     here = chain[i].level(p)
+    return here, _next_after(t, here, i, base, step, period, chain)
+
+
+def _next_after(t: float, here: float, i: int, base: float, step: float, period: float,
+                chain: list[Piece]) -> float | None:
     for _ in range(2 * len(chain) + 1):
         piece = chain[i]
         if piece.v0 != piece.v1:

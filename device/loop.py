@@ -22,8 +22,9 @@ from device.breath import (
     Pattern,
     Piece,
     breath_phase,
+    duty,
+    level_and_next,
     light_value,
-    next_change,
     pieces,
 )
 from device.bus import EventBus
@@ -551,20 +552,21 @@ class DeviceLoop:
         pattern = self._pattern
         t = now - self._since
         light = self.parts.light
-        light.value = light_value(pattern, t, self.config.breath, self.config.light)
+        at: float | None = None
+        if self._animated:
+            if self._chain_key is not pattern:
+                self._chain_key = pattern
+                self._chain = pieces(pattern, self.config.breath, self.config.light)
+            period, chain = self._chain
+            level, at = level_and_next(t, self.config.light.step, period, chain)
+            light.value = duty(level)
+        else:
+            light.value = light_value(pattern, t, self.config.breath, self.config.light)
         shown = round(light.duty, 4)
         if shown != self._last_led:
             self._last_led = shown
             if self._led_wanted:
                 self.bus.publish(LedEvent(self.stamp(), shown))
-        if not self._animated:
-            self._next_frame = None
-            return
-        if self._chain_key is not pattern:
-            self._chain_key = pattern
-            self._chain = pieces(pattern, self.config.breath, self.config.light)
-        period, chain = self._chain
-        at = next_change(t, self.config.light.step, period, chain)
         if at is None:
             self._next_frame = None
             return

@@ -21,7 +21,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -137,7 +137,7 @@ def plot(sessions: Sequence[SessionRecord], path: Path | str, tz: tzinfo) -> Non
     """Save a PNG: hold seconds per leg over time, and strap steadiness when recorded."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.dates import MO, DateFormatter, WeekdayLocator
+        from matplotlib.dates import MO, AutoDateLocator, DateFormatter, WeekdayLocator
         from matplotlib.figure import Figure
     except ImportError as e:
         raise PlotUnavailable(f"plotting needs matplotlib: {PLOT_HINT}") from e
@@ -187,8 +187,12 @@ def plot(sessions: Sequence[SessionRecord], path: Path | str, tz: tzinfo) -> Non
         axes[1].legend(loc="lower right", fontsize="small")
     if sessions:
         axes[0].legend(loc="lower right", fontsize="small")
-        axes[-1].xaxis.set_major_locator(WeekdayLocator(byweekday=MO))
-        axes[-1].xaxis.set_major_formatter(DateFormatter("%d %b"))
+        if sessions[-1].started - sessions[0].started <= timedelta(days=120):
+            axes[-1].xaxis.set_major_locator(WeekdayLocator(byweekday=MO))
+            axes[-1].xaxis.set_major_formatter(DateFormatter("%d %b"))
+        else:  # years of history: a tick a week would be thousands (and seconds to draw)
+            axes[-1].xaxis.set_major_locator(AutoDateLocator(maxticks=12))
+            axes[-1].xaxis.set_major_formatter(DateFormatter("%b %Y"))
     else:
         axes[0].text(0.5, 0.5, "no sessions yet", ha="center", va="center",
                      transform=axes[0].transAxes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -184,6 +185,7 @@ class DeviceLoop:
         self._buzz_off_at: float | None = None
         self._voice_warned = False
         self._applying = 0
+        self._dirty = False  # an add-on changed something since the last full step
         self.voice_off_reason = ""
         self.sessions_ended = 0
         self.holds: deque[HoldEnded] = deque(maxlen=100)  # the latest holds
@@ -223,6 +225,7 @@ class DeviceLoop:
         """Queue a line (the voice queue's one way in); it starts as soon as the voice is
         free, and is dropped if it cannot start by ``not_after`` (clock s)."""
         self.cues.push(Cue(text, key, not_after))
+        self._dirty = True
         if not self._applying:
             self._speech(self.clock.now())
 
@@ -307,18 +310,42 @@ class DeviceLoop:
         end = None if until is None else self.origin + until
         if self.machine.state is State.IDLE:
             self._on_light(Light(self.idle_pattern, self.clock.now()))
+        # Between two full steps, a wake for a light frame alone (nothing else due before
+        # ``others``, nothing woke the loop, no add-on changed anything) only draws the
+        # frame: the cheapest wake the loop has, and most wakes in a hold are these.
+        others: float | None = None
         try:
             while not self.stop_event.is_set():
                 now = self.clock.now()
                 if end is not None and now >= end - 1e-9:
                     break
-                if self.wake.is_set():  # clear() takes a lock: skip it when not set
+                woken = self.wake.is_set()
+                if woken:  # clear() takes a lock: skip it when not set
                     self.wake.clear()
-                with self.lock:
-                    self.step(now)
-                    if stop_when_done and self._finished():
-                        break
-                    deadline = self._deadline(now)
+                if not woken and not self._dirty and others is not None \
+                        and now < others - 1e-9:
+                    with self.lock:
+                        self._frame(now)
+                        for _, run in self._tickers:
+                            run(now)
+                        frame = self._next_frame
+                    deadline = others if frame is None else min(others, frame)
+                else:
+                    with self.lock:
+                        self._dirty = False
+                        self.step(now)
+                        if stop_when_done and self._finished():
+                            break
+                        others = self._deadline(now, frames=False)
+                        frame = self._next_frame
+                    if frame is not None:
+                        deadline = frame if others is None else min(others, frame)
+                    else:
+                        deadline = others
+                    if others is None:
+                        others = math.inf
+                if deadline == math.inf:
+                    deadline = None
                 if end is not None:
                     deadline = end if deadline is None else min(deadline, end)
                 if deadline is None and self._is_virtual():
@@ -382,12 +409,12 @@ class DeviceLoop:
         exactly as one told apart on the button."""
         self.call_soon(lambda: self._press(press, self.clock.now(), injected=True))
 
-    def _deadline(self, now: float) -> float | None:
+    def _deadline(self, now: float, frames: bool = True) -> float | None:
         times = [
             self.machine.next_deadline(),
             self.presses.deadline(),
             self._buzz_off_at,
-            self._next_frame,
+            self._next_frame if frames else None,
             self.cues.deadline(now),
             self._inputs[0][0] if self._inputs else None,
         ]
@@ -415,6 +442,8 @@ class DeviceLoop:
 
     def apply(self, effects: list[Effect]) -> None:
         """Carry out the machine's effects, each through its hook."""
+        if effects:
+            self._dirty = True
         self._applying += 1
         try:
             self._apply(effects)
@@ -472,6 +501,7 @@ class DeviceLoop:
         self.bus.publish(BuzzEvent(self.stamp(), buzz.name, buzz.seconds))
 
     def _on_light(self, light: Light) -> None:
+        self._dirty = True
         self._pattern = light.pattern
         self._animated = light.pattern.animated
         self._since = light.since

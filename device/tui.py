@@ -480,6 +480,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self._timer_at = math.inf  # time.monotonic() the pending refresh is due
         self._drawn_at = -math.inf
         self._shown: dict[str, Any] = {}  # panel -> what it shows now (redraw on change)
+        self._lines: dict[str, int] = {}  # panel -> its line breaks (layout when they change)
         self.draws = 0  # refreshes so far (tests count them)
         self._levels: deque[float] = deque(maxlen=100)  # strap readings of this hold
         self._level_state = ""
@@ -571,6 +572,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
             return
         self._fitted_to = self.size
         self._shown.clear()  # everything is drawn again at the new size
+        self._lines.clear()
         width, height = self.size
         compact = width < 70 or height < 22
         self.screen.set_class(compact, "compact")
@@ -715,7 +717,12 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         if self._shown.get(selector) == key:
             return
         self._shown[selector] = key
-        self.query_one(selector, Static).update(render())
+        content = render()
+        lines = content.plain.count("\n") if isinstance(content, Text) else -1
+        # a layout pass of the whole screen only when the panel's height may change
+        layout = self._lines.get(selector) != lines or lines < 0
+        self._lines[selector] = lines
+        self.query_one(selector, Static).update(content, layout=layout)
 
     def _draw(self, snap: Snapshot, now_real: float) -> None:
         self.fit_to_size()

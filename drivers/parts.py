@@ -54,6 +54,7 @@ class BreathLight:
 
     def __init__(self, pin: int, pin_factory: Any) -> None:
         self.device = PWMLED(pin, pin_factory=pin_factory)
+        self._pin = self.device.pin  # written directly per frame (active high, no blink)
         self._value = 0.0
 
     @property
@@ -71,7 +72,9 @@ class BreathLight:
         duty = min(1.0, max(0.0, duty))
         if duty != self._value:
             self._value = duty
-            self.device.value = duty
+            # the pin itself: PWMLED.value's own checks (range, blink thread, attribute
+            # guard) cost several calls a frame, and the loop never blinks the LED
+            self._pin.state = duty
 
     def off(self) -> None:
         """Dark."""

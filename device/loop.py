@@ -67,6 +67,8 @@ from drivers.speech import Speaker
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]  # a transcript reader: one dict per event
+CATCH_UP_S = 0.25  # real s: a light frame up to this late catches up in steps; a longer
+# stall (or a clock that jumps) shows the curve where it is at once
 TRIM_EVERY_FRAMES = 50  # mock pins: trim their state lists this often (memory stays flat)
 
 
@@ -180,6 +182,9 @@ class DeviceLoop:
         self._next_frame: float | None = None
         self._frames = 0
         self._chain_key: Pattern | None = None
+        self._frame_due: float | None = None  # when (s into the pattern) the next frame is due
+        self._last_level: float | None = None  # the perceived level last shown
+        self._last_t: float | None = None  # and when (s into the pattern)
         self._chain: tuple[float, list[Piece]] = (0.0, [])
         self._last_led: float | None = None
         self._buzz_off_at: float | None = None
@@ -505,7 +510,7 @@ class DeviceLoop:
         self._pattern = light.pattern
         self._animated = light.pattern.animated
         self._since = light.since
-        self._next_frame = None
+        self._next_frame = self._frame_due = None
         self._frame(self.clock.now(), force=True)
 
     def _on_hold_end(self, hold: HoldEnded) -> None:
@@ -588,9 +593,27 @@ class DeviceLoop:
                 self._chain_key = pattern
                 self._chain = pieces(pattern, self.config.breath, self.config.light)
             period, chain = self._chain
-            level, at = level_and_next(t, self.config.light.step, period, chain)
+            step = self.config.light.step
+            level, at = level_and_next(t, step, period, chain)
+            last, last_t = self._last_level, self._last_t
+            speed = max(1.0, getattr(self.clock, "speed", 1.0))
+            if not force and last is not None and last_t is not None \
+                    and abs(level - last) > step + 1e-9 \
+                    and t - (self._frame_due or t) <= CATCH_UP_S * speed:
+                # Further than one step from what is shown: woken late (a busy machine),
+                # or the light.hz cap. Move no further than the curve moves between the
+                # last frame and this one as scheduled (one step, or more under the cap),
+                # and catch up at the light.hz rate: a late wake shows no jump.
+                due = t if self._frame_due is None else min(t, self._frame_due)
+                limit = max(step, abs(level_and_next(due, step, period, chain)[0]
+                                      - level_and_next(last_t, step, period, chain)[0]))
+                if abs(level - last) > limit + 1e-9:
+                    level = last + math.copysign(limit, level - last)
+                    at = t
+            self._last_level, self._last_t = level, t
             light.value = duty(level)
         else:
+            self._last_level = self._last_t = None
             light.value = light_value(pattern, t, self.config.breath, self.config.light)
         shown = round(light.duty, 4)
         if shown != self._last_led:
@@ -598,11 +621,12 @@ class DeviceLoop:
             if self._led_wanted:
                 self.bus.publish(LedEvent(self.stamp(), shown))
         if at is None:
-            self._next_frame = None
+            self._next_frame = self._frame_due = None
             return
         # light.hz frames per real second at most: sped-up clocks (the simulator) get no more
         gap = max(1.0, getattr(self.clock, "speed", 1.0)) / self.config.light.hz
-        self._next_frame = self._since + max(at, t + gap)
+        self._frame_due = max(at, t + gap)
+        self._next_frame = self._since + self._frame_due
         self._frames += 1
         if self.parts.is_mock and self._frames % TRIM_EVERY_FRAMES == 0:
             trim_states(self.parts.factory)

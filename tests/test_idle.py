@@ -143,3 +143,35 @@ def test_frames_never_come_faster_than_light_hz() -> None:
     box.close()
     gaps = [b - a for a, b in zip(leds, leds[1:], strict=False) if 2.2 < a and b < 30.0]
     assert min(gaps) >= 1 / 20 - 1e-3
+
+
+class LateClock(VirtualClock):
+    """Virtual time whose waits overshoot now and then, as a busy machine wakes late."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait_until(self, wake, when):
+        self.waits += 1
+        if when is not None and self.waits % 7 == 0:
+            when += 0.1  # 100 ms late
+        return super().wait_until(wake, when)
+
+
+def test_a_late_wake_does_not_show_a_jump() -> None:
+    config = Config()
+    box = build_box(config, clock=LateClock())
+    leds = []
+    box.bus.subscribe(lambda e: leds.append(e), ["led"])
+    box.loop.schedule(1.0, box.press_now)
+    box.loop.schedule(2.0, box.press_now)  # the hold starts at 2.1
+    box.loop.run(until=40.0)
+    box.close()
+    inside = [e for e in leds if 2.2 < e.t < 40.0]
+    steps = [abs(perceived(b.value) - perceived(a.value))
+             for a, b in zip(inside, inside[1:], strict=False)]
+    assert max(steps) <= config.light.step + 0.001  # caught up in steps, not one jump
+    # and it does catch up: the light still reaches the top and the bottom of each breath
+    values = [perceived(e.value) for e in inside]
+    assert max(values) > config.light.high - 0.02 and min(values) < config.light.low + 0.02

@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 Listener = Callable[[dict[str, Any]], None]  # a transcript reader: one dict per event
 CATCH_UP_S = 0.25  # real s: a light frame up to this late catches up in steps; a longer
 # stall (or a clock that jumps) shows the curve where it is at once
+LATE_SLACK = 1.1  # a frame a few ms late may show up to 10 % more than a step
 TRIM_EVERY_FRAMES = 50  # mock pins: trim their state lists this often (memory stays flat)
 
 
@@ -598,7 +599,7 @@ class DeviceLoop:
             last, last_t = self._last_level, self._last_t
             speed = max(1.0, getattr(self.clock, "speed", 1.0))
             if not force and last is not None and last_t is not None \
-                    and abs(level - last) > step + 1e-9 \
+                    and abs(level - last) > step * LATE_SLACK \
                     and t - (self._frame_due or t) <= CATCH_UP_S * speed:
                 # Further than one step from what is shown: woken late (a busy machine),
                 # or the light.hz cap. Move no further than the curve moves between the
@@ -607,7 +608,7 @@ class DeviceLoop:
                 due = t if self._frame_due is None else min(t, self._frame_due)
                 limit = max(step, abs(level_and_next(due, step, period, chain)[0]
                                       - level_and_next(last_t, step, period, chain)[0]))
-                if abs(level - last) > limit + 1e-9:
+                if abs(level - last) > limit * LATE_SLACK:
                     level = last + math.copysign(limit, level - last)
                     at = t
             self._last_level, self._last_t = level, t

@@ -20,7 +20,7 @@ from typing import Any
 from bench.report import REPO, Bench, Figure
 
 NAMES = ("hold", "light", "cpu", "exit", "button", "voice", "startup", "tui", "history",
-         "virtual")
+         "virtual", "web", "fleet")
 TITLES = {
     "hold": "hold timing, real-time device loop (mock pins, RealClock, recording voice)",
     "light": "breathing light during a hold vs gpiozero PWMLED.pulse(4, 6)",
@@ -32,6 +32,9 @@ TITLES = {
     "voice": "voice: cue queued -> player (aplay) process start",
     "startup": "start-up time and memory",
     "virtual": "virtual time: 2 rounds x 2 legs x 300 s holds, JSON lines to /dev/null",
+    "web": "phone page: weight, first render, box CPU with 3 pages open, server memory",
+    "fleet": "MQTT fleet: boxes on virtual time -> Mosquitto (restarted once) -> one studio; "
+             "box CPU in a real-time hold with MQTT on vs off",
 }
 # Real-time workers each benchmark needs (they run side by side: all mostly asleep).
 NEEDS = {
@@ -968,3 +971,10 @@ def bench_virtual(plan: Plan, scratch: Path, env: dict[str, str], bench: Bench) 
         f"{first['frames']} light frames, back to idle at {real_s} s")
     if len(holds) != 4 or any(h[3] != "complete" for h in holds):
         bench.notes.append("WARNING: the session did not run 4 complete holds")
+
+
+def bench_fleet(plan: Plan, scratch: Path, env: dict[str, str], bench: Bench) -> None:
+    """MQTT: see bench/fleet.py."""
+    from bench.fleet import bench_fleet as run
+
+    run(plan, scratch, env, bench)

@@ -9,6 +9,7 @@ and the benchmarks. A new output is one module with ``attach(box, ...)`` and one
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,7 +19,6 @@ from typing import Any
 from device.bus import EventBus
 from device.clock import Clock, VirtualClock
 from device.config import Config
-from device.events import CATALOGUE
 from device.loop import BoxView, DeviceLoop, Listener, Parts
 from device.machine import Press
 from device.routine import Routine, load_routine
@@ -204,8 +204,9 @@ SimBox = Box  # the simulator's box is the same box on mock pins
 
 def attach_transcript(bus: EventBus, listener: Listener) -> None:
     """A transcript reader gets every event (light frames too) as its JSON dict."""
-    bus.subscribe(lambda event: listener(event.to_json()), CATALOGUE.keys(),
-                  name=type(listener).__name__)
+    from device import transcript
+
+    transcript.attach(bus, listener)
 
 
 def build_box(
@@ -221,18 +222,22 @@ def build_box(
     wall_start: datetime | None = None,
     factory: Any = None,
     routine: Routine | None = None,
+    web: str | None = None,
+    config_path: Path | None = None,
+    mqtt: Any = None,
 ) -> Box:
     """Build the box for ``mode``: ``sim`` (mock pins, simulated strap with ``sensor``,
     a recording voice unless ``speaker`` is given) or ``run`` (``factory`` pins, the real
     voice and, when ``sensor.enabled``, the real strap). ``listeners`` read the transcript;
-    ``history`` keeps sessions there (else only the plain spoken summary)."""
-    from drivers.pins import mock_factory
-
+    ``history`` keeps sessions there (else only the plain spoken summary). ``web`` (HOST:PORT)
+    serves the phone page there, as ``[web] enabled`` does at ``[web] listen``; its settings
+    are read from and saved to ``config_path``. ``mqtt`` (a ``device.mqtt.Endpoint``)
+    publishes to a broker."""
     simulated = mode != "run"
     routine = routine or load_routine(config.routine.file or None)
     clock = clock or VirtualClock()
     if factory is None:
-        factory = mock_factory() if simulated else _real_factory(config)
+        factory = pin_factory(config, mock=simulated)
     if speaker is None:
         speaker = RecordingSpeaker() if simulated else make_voice(config, routine)
     parts = build_parts(config, factory, speaker,
@@ -242,44 +247,89 @@ def build_box(
         attach_transcript(bus, listener)
     loop = DeviceLoop(config, routine, clock, parts, bus)
     box = Box(config=config, loop=loop, factory=factory, speaker=speaker)
+    box.commands = PinCommands(box) if simulated else LoopCommands(loop)
+    box.handlers["press"] = lambda a: box.press_now()
+    box.handlers["long"] = lambda a: box.long_press_now()
     try:
-        box.commands = PinCommands(box) if simulated else LoopCommands(loop)
-        box.handlers["press"] = lambda a: box.press_now()
-        box.handlers["long"] = lambda a: box.long_press_now()
+        # ---- the add-ons: one line each ----
         if simulated and sensor:
-            from device.sim import add_strap
-
-            add_strap(box, seed=seed)
+            _attach_simulated_strap(box, seed)
         elif not simulated and config.sensor.enabled:
             _attach_real_strap(box)
         if history is not None:
-            from device.clock import wall_clock
-            from device.habit import attach_history
-
-            box.habit = attach_history(loop, config, routine, history,
-                                       wall_clock(clock, wall_start))
-            box.addons.append(box.habit)
+            box.habit = _attach_history(box, routine, history, wall_start,
+                                        outbox=mqtt is not None)
         else:
-            from device.habit import PlainSummary
-
-            box.addons.append(PlainSummary(loop))
+            box.addons.append(_attach_plain_summary(box))
+        if not simulated or config.control.socket:
+            _attach_control(box)
+        if web is not None or config.web.enabled:
+            box.addons.append(_attach_web(box, web or config.web.listen, history, config_path))
+        if mqtt is not None:
+            box.addons.append(_attach_mqtt(box, mqtt, history, wall_start))
     except Exception:
         box.close()
         raise
     return box
 
 
-def _real_factory(config: Config) -> Any:
-    from drivers.pins import real_factory
+def _attach_web(box: Box, listen: str, history: Path | None, config_path: Path | None) -> Any:
+    from device import web
 
-    return real_factory(config.pins.factory)
+    simulated = not isinstance(box.commands, LoopCommands)
+    return web.attach(box, listen, config_path=config_path, history_path=history,
+                      simulator=simulated, announce=sys.stderr if simulated else None)
+
+
+def _attach_simulated_strap(box: Box, seed: int) -> None:
+    from device.sim import add_strap
+
+    add_strap(box, seed=seed)
 
 
 def _attach_real_strap(box: Box) -> None:
-    from device.strap import StrapSensor, load_strap_calibration, pi_adc_factory
+    from device import strap
 
     settings = box.config.sensor
-    box.sensor = StrapSensor(box.loop, settings, pi_adc_factory(settings, box.loop.clock),
-                             load_strap_calibration(settings))
-    if not box.sensor.connect():
-        log.warning("strap sensor not found; the box goes on without it")
+    box.sensor = strap.attach(box.loop, settings, strap.pi_adc_factory(settings, box.clock),
+                              strap.load_strap_calibration(settings))
+
+
+def _attach_history(box: Box, routine: Routine, path: Path, start: datetime | None,
+                    outbox: bool = False) -> Any:
+    from device import habit
+    from device.clock import wall_clock
+
+    added = habit.attach(box.loop, box.config, routine, path, wall_clock(box.clock, start),
+                         outbox=outbox)
+    box.addons.append(added)
+    return added
+
+
+def _attach_control(box: Box) -> None:
+    from device import control
+
+    server = control.attach(box)  # the control socket: press, long, status
+    if server is not None:
+        box.addons.append(server)
+
+
+def _attach_mqtt(box: Box, ep: Any, history: Path | None, start: datetime | None) -> Any:
+    from device import mqtt
+
+    return mqtt.attach(box, ep, history=history, wall_start=start)
+
+
+def _attach_plain_summary(box: Box) -> Any:
+    from device.habit import PlainSummary
+
+    return PlainSummary(box.loop)
+
+
+def pin_factory(config: Config, mock: bool) -> Any:
+    """gpiozero's pin factory: fresh mock pins, or the real backend of ``pins.factory``."""
+    from drivers.pins import mock_factory, real_factory
+
+    return mock_factory() if mock else real_factory(config.pins.factory)
+
+

@@ -27,7 +27,8 @@ def calibrate_main(
     out = out or sys.stdout
     settings = config.sensor
     if not 0 < kg <= 200:
-        print(f"--kg {kg:g}: must be a weight from 0 to 200 kg", file=sys.stderr)
+        print(f"stretch-companion: --kg {kg:g}: must be a weight of more than 0 and at most "
+              "200 kg", file=sys.stderr)
         return 2
     fake = None
     if mock:

@@ -1,4 +1,4 @@
-"""The command line: ``stretch-companion run | sim | config``.
+"""The command line: ``stretch-companion run | sim | config | press | long | status ...``.
 
 Imports stay inside the commands so ``--help`` is quick and a PC never loads a Pi
 backend.
@@ -11,6 +11,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from device.errors import ConfigError, UsageError
 
@@ -41,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the box on its real pins (a Raspberry Pi)")
     run.add_argument("--config", metavar="FILE", help="config file (TOML)")
     run.add_argument("--history", metavar="FILE", help="history database (SQLite)")
+    run.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker "
+                     "(mqtt://host:1883, mqtts://host:8883); overrides mqtt.url")
 
     sim = sub.add_parser(
         "sim", help="the box on a laptop: mock pins, in the terminal",
@@ -70,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--history", metavar="FILE",
                      help="history database (default: a simulator file of its own)")
     sim.add_argument("--no-history", action="store_true", help="keep no history")
+    sim.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker "
+                     "(mqtt://127.0.0.1:1883); overrides mqtt.url")
+    sim.add_argument("--web", metavar="HOST:PORT",
+                     help="serve the phone page there, e.g. 127.0.0.1:8321 (needs the web "
+                     "extra; headless: with --speed)")
     sim.add_argument("--start", metavar="ISO-TIME",
                      help="headless: the wall-clock time the run starts at, e.g. "
                      "2026-11-26T07:30:00+01:00 (default: now)")
@@ -78,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     from device.history_report import add_history_arguments
 
     add_history_arguments(history)
+
+    studio = sub.add_parser("studio", help="every box's sessions and stats, from an MQTT "
+                            "broker (a studio or a household with several boxes)")
+    from device.studio import add_studio_arguments
+
+    add_studio_arguments(studio)
 
     cal = sub.add_parser("calibrate", help="calibrate the strap sensor with a known weight")
     cal.add_argument("--config", metavar="FILE", help="config file (TOML)")
@@ -90,9 +106,30 @@ def _parser() -> argparse.ArgumentParser:
     st.add_argument("--mock", action="store_true",
                     help="mock pins, virtual time, fake voice and sensor (any PC)")
 
-    config = sub.add_parser("config", help="show or check the configuration")
-    config.add_argument("--default", action="store_true", help="print a commented default file")
-    config.add_argument("--check", metavar="FILE", help="validate FILE and say so")
+    for name, text in (("press", "press the running box's button (over its control socket)"),
+                       ("long", "long-press the running box's button: cancels a session"),
+                       ("status", "print the running box's state as JSON")):
+        ctl = sub.add_parser(name, help=text)
+        ctl.add_argument("--socket", metavar="PATH",
+                         help="control socket (default: $RUNTIME_DIRECTORY/control.sock, "
+                         "else /run/stretch-companion/control.sock)")
+    for name, text in (("web-code", "print the code that pairs a phone with the page"),
+                       ("web-forget", "revoke every paired phone (a new code is made)")):
+        web = sub.add_parser(name, help=text)
+        web.add_argument("--sim", action="store_true", help="the simulator's pairings")
+        web.add_argument("--state-dir", metavar="DIR",
+                         help="where the pairings are kept (default: the state directory)")
+
+    config = sub.add_parser(
+        "config", help="print the configuration in effect (--default, --check FILE)",
+        description="Print the configuration in effect: --config FILE, else the first of "
+        "$XDG_CONFIG_HOME/stretch-companion/config.toml and "
+        "/etc/stretch-companion/config.toml that exists, else the built-in defaults.")
+    config.add_argument("--config", metavar="FILE", help="config file (TOML) to read")
+    config.add_argument("--default", action="store_true",
+                        help="print a commented file with every key at its default")
+    config.add_argument("--check", metavar="FILE",
+                        help="validate FILE (and its routine file) and say so")
     return parser
 
 
@@ -102,18 +139,46 @@ def _logging(verbose: int) -> None:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    """``config --default`` / ``config --check FILE``."""
-    from device.config import default_config_text, load_config
+    """``config``: the configuration in effect; ``--default``; ``--check FILE``."""
+    from device.config import (
+        config_source,
+        default_config_text,
+        effective_config_text,
+        load_config,
+    )
+    from device.routine import load_routine
 
     if args.check:
-        from device.routine import load_routine
-
         config = load_config(args.check)
         load_routine(config.routine.file or None)
+        if config.mqtt.url:  # the files it names: readable, a private password file
+            from device.mqtt import resolve
+
+            resolve(config.mqtt)
         print(f"{args.check}: ok")
         return 0
-    sys.stdout.write(default_config_text())
+    if args.default:
+        print(default_config_text(), end="")
+        return 0
+    config = load_config(args.config)
+    load_routine(config.routine.file or None)
+    print(effective_config_text(config, config_source(args.config)), end="")
     return 0
+
+
+def _history_file(config: Any, override: str | None, simulator: bool) -> Path:
+    """Where the history goes; a folder, FIFO or device there stops start-up in one line
+    (a FIFO would block the store)."""
+    from device.habit import history_path
+
+    path = history_path(config, override, simulator)
+    if path.exists() and not path.is_file():
+        if override:
+            raise UsageError(f"--history {override}: not a regular file; must be a history "
+                              "database file (SQLite)")
+        raise ConfigError(f"history file {str(path)!r}: not a regular file; must be a "
+                          "history database file (SQLite)")
+    return path
 
 
 def cmd_sim(args: argparse.Namespace) -> int:
@@ -121,36 +186,93 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from device import lean
 
     lean.lazy_metadata()
-    if not args.headless:
-        lean.without_tls()  # the screen talks no TLS: OpenSSL stays out (4 MiB)
     from device.config import load_config
     from device.routine import load_routine
 
     config = load_config(args.config)
+    mqtt_wanted = bool(args.mqtt or config.mqtt.url)
+    if not args.headless and args.web is None and not mqtt_wanted:
+        lean.without_tls()  # the screen alone talks no TLS: OpenSSL stays out (4 MiB)
     load_routine(config.routine.file or None)  # a bad routine file stops here, not mid-run
     if args.speed is not None and not 0.1 <= args.speed <= 1000:  # NaN fails too
         raise UsageError(f"--speed {args.speed:g}: must be from 0.1 to 1000")
     if args.until is not None and not 0 < args.until <= 7 * 24 * 3600:
         raise UsageError(f"--until {args.until:g}: must be a number of seconds from 0 to "
                           "604800 (a week)")
+    if args.web is not None:
+        from device.web import parse_listen
+
+        try:
+            parse_listen(args.web)
+        except ConfigError:
+            raise UsageError(f"--web {args.web!r}: must be HOST:PORT, e.g. 127.0.0.1:8321"
+                             ) from None
+        if args.headless and not args.speed:
+            raise UsageError("--web needs real time: add --speed 1 (or leave out --headless)")
+    args.mqtt_endpoint = None
+    if mqtt_wanted:  # device.mqtt imports ssl: only when MQTT is on
+        from device.mqtt import endpoint
+
+        args.mqtt_endpoint = endpoint(config, args.mqtt)
     if not args.headless:
-        from device.habit import history_path
         from device.tui import run_tui
 
-        history = None if args.no_history else history_path(config, args.history, True)
+        history = None if args.no_history else _history_file(config, args.history, True)
         return run_tui(config, speed=args.speed or 1.0, mute=args.mute, sensor=args.sensor,
-                       history=history)
+                       history=history, web=args.web, config_path=_config_file(args),
+                       mqtt=args.mqtt_endpoint)
     return _headless(args, config)
+
+
+START_YEARS = (1971, 9998)  # --start: any year whose sessions (and weeks) fit the calendar
+
+
+def _start_time(text: str) -> datetime:
+    """``--start``: an aware date-time within ``START_YEARS`` (UsageError otherwise)."""
+    example = "2026-11-26T07:30:00+01:00"
+    lo, hi = START_YEARS
+    try:
+        start = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--start {text!r}: must be an ISO time such as {example}") from None
+    try:
+        if start.tzinfo is None:
+            start = start.astimezone()
+        start.astimezone(UTC)  # an offset may push year 1 or 9999 off the calendar
+        if not lo <= start.year <= hi:
+            raise ValueError(start.year)
+    except (ValueError, OverflowError):
+        raise UsageError(f"--start {text!r}: must be a time in the years {lo} to {hi}, "
+                          f"such as {example}") from None
+    return start
+
+
+def _config_file(args: argparse.Namespace) -> Path:
+    """The config file the phone page edits (only looked up when the page is on)."""
+    from device.web.settings import settings_path
+
+    return settings_path(args.config, service=args.command == "run")
 
 
 def _headless(args: argparse.Namespace, config: object) -> int:
     from device.sim import run_headless
+    from device.streams import GuardedStream
     from device.transcript import JsonLines, Readable
 
+    # everything that can be refused is checked before the run starts
+    start = _start_time(args.start) if args.start else None
+    if sys.stdout is None and (args.events == "-" or not args.quiet):
+        what = "--events -" if args.events == "-" else "the transcript"
+        raise UsageError(f"{what}: standard output is closed; give --events FILE "
+                          "(and --quiet)")
+    history = None
+    if not args.no_history:
+        history = _history_file(config, args.history, simulator=True)
     listeners = []
-    out = None
+    streams: list[GuardedStream] = []
     if args.events == "-":
-        listeners.append(JsonLines(sys.stdout))
+        streams.append(GuardedStream(sys.stdout, "--events -", pass_broken_pipe=True))
+        listeners.append(JsonLines(streams[-1]))
     elif args.events:
         # line-buffered in real time, so a watcher sees each event as it happens
         try:
@@ -159,33 +281,28 @@ def _headless(args: argparse.Namespace, config: object) -> int:
         except OSError as exc:
             raise UsageError(f"--events {args.events}: cannot write it ({exc.strerror})"
                               ) from None
-        listeners.append(JsonLines(out))
+        streams.append(GuardedStream(out, f"--events {args.events}"))
+        listeners.append(JsonLines(streams[-1]))
     if not args.quiet and args.events != "-":
-        listeners.append(Readable(sys.stdout))
+        streams.append(GuardedStream(sys.stdout, "standard output", pass_broken_pipe=True))
+        listeners.append(Readable(streams[-1]))
     try:
-        history = None
-        if not args.no_history:
-            from device.habit import history_path
-
-            history = history_path(config, args.history, simulator=True)
-        start = None
-        if args.start:
-            from datetime import datetime
-
-            try:
-                start = datetime.fromisoformat(args.start)
-            except ValueError:
-                raise UsageError(f"--start {args.start!r}: must be an ISO time such as "
-                                  "2026-11-26T07:30:00+01:00") from None
-            if start.tzinfo is None:
-                start = start.astimezone()
         run_headless(config, args.script, listeners, speed=args.speed, until=args.until,
                      voice=args.voice, handle_signals=True, history=history, start=start,
-                     sensor=args.sensor)
+                     sensor=args.sensor, web=args.web, config_path=_config_file(args),
+                     mqtt=args.mqtt_endpoint)
     finally:
-        if out is not None:
-            out.close()
-    return 0
+        for stream in streams:
+            if stream.stream is not sys.stdout:
+                stream.close()
+            else:
+                stream.flush()
+    failed = [s for s in streams if s.error is not None]
+    for stream in failed:
+        print(f"stretch-companion: {stream.problem()}", file=sys.stderr)
+    if any(s.failed_at_start for s in failed):
+        return UsageError.exit_code
+    return 1 if failed else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -196,17 +313,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from device.builder import build_box
     from device.clock import RealClock
     from device.config import load_config
-    from device.habit import history_path
+    from device.mqtt import endpoint
     from device.service import run_service
     from drivers.pins import PinFactoryError
 
     config = load_config(args.config)
+    mqtt = endpoint(config, args.mqtt)
+    history = _history_file(config, args.history, simulator=False)
     try:
-        box = build_box(config, mode="run", clock=RealClock(),
-                        history=history_path(config, args.history, simulator=False))
+        box = build_box(config, mode="run", clock=RealClock(), history=history,
+                        config_path=_config_file(args), mqtt=mqtt)
     except PinFactoryError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1
+    from gpiozero.pins.mock import MockFactory
+
+    if isinstance(box.factory, MockFactory):  # pins.factory or GPIOZERO_PIN_FACTORY = mock
+        print("stretch-companion: running the box on mock pins: nothing is wired, so no light "
+              "or buzzer (try `stretch-companion sim` to see the box on screen); "
+              "stop with Ctrl-C", file=sys.stderr, flush=True)
     try:
         return run_service(box.loop)
     finally:
@@ -229,6 +354,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return calibrate_main(load_config(args.config), args.kg, mock=args.mock)
 
 
+def cmd_web_code(args: argparse.Namespace) -> int:
+    """``web-code``: the pairing code, as the box says it."""
+    from device.web import web_code_main
+
+    return web_code_main(args.sim, Path(args.state_dir) if args.state_dir else None)
+
+
+def cmd_web_forget(args: argparse.Namespace) -> int:
+    """``web-forget``: every paired phone must pair again."""
+    from device.web import web_forget_main
+
+    return web_forget_main(args.sim, Path(args.state_dir) if args.state_dir else None)
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     """``history``: a table, JSON, CSV or a plot of past sessions."""
     from device.history_report import history_main
@@ -236,22 +375,63 @@ def cmd_history(args: argparse.Namespace) -> int:
     return history_main(args)
 
 
+def cmd_studio(args: argparse.Namespace) -> int:
+    """``studio``: the boxes seen through the broker."""
+    from device.studio import studio_main
+
+    return studio_main(args)
+
+
+def cmd_control(args: argparse.Namespace) -> int:
+    """``press``, ``long``, ``status``: one request to the running box's control socket."""
+    from device.control import ControlError, default_socket_path, request
+
+    path = args.socket or default_socket_path()
+    try:
+        answer = request(path, args.command)
+    except ControlError as exc:
+        print(f"stretch-companion: {exc}", file=sys.stderr)
+        return 1
+    if answer.startswith("error:"):
+        print(f"stretch-companion: {answer}", file=sys.stderr)
+        return 1
+    print(answer)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history,
-    "calibrate": cmd_calibrate, "selftest": cmd_selftest,
+    "calibrate": cmd_calibrate, "selftest": cmd_selftest, "studio": cmd_studio,
+    "press": cmd_control, "long": cmd_control, "status": cmd_control,
+    "web-code": cmd_web_code, "web-forget": cmd_web_forget,
 }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``stretch-companion`` command."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for arg in argv:
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:  # bytes that are not UTF-8, surrogate-escaped by Python
+            print(f"stretch-companion: the argument {arg!r} is not UTF-8 text: give names "
+                  "and values in UTF-8 (rename the file if it is a path)", file=sys.stderr)
+            return UsageError.exit_code
     parser = _parser()
     args = parser.parse_args(argv)
     _logging(args.verbose)
     if not args.command:
         parser.print_help()
         return 0
+    from device.streams import StreamUnwritable
+
+    if sys.stdout is None and args.command != "sim":  # started with >&-: nobody to tell
+        sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
     try:
         return COMMANDS[args.command](args)
+    except StreamUnwritable as exc:  # --events or the transcript: not writable at all
+        print(f"stretch-companion: {exc.message}", file=sys.stderr)
+        return UsageError.exit_code
     except ConfigError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return exc.exit_code

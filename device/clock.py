@@ -65,7 +65,8 @@ class RealClock:
     def wait(self, wake: threading.Event, seconds: float) -> bool:
         if seconds <= 0:
             return wake.is_set()
-        return wake.wait(seconds / self._speed)
+        # the platform's longest wait; an absurd time must not overflow time_t
+        return wake.wait(min(seconds / self._speed, threading.TIMEOUT_MAX))
 
     def wait_until(self, wake: threading.Event, when: float | None) -> bool:
         """Wait until clock time ``when`` (None: until woken); True if woken."""
@@ -118,14 +119,15 @@ class VirtualClock:
 
 
 def wall_clock(clock: Clock, start: datetime | None = None) -> Callable[[], datetime]:
-    """Aware local date-times that follow ``clock`` from ``start`` (default: now).
+    """Aware local date-times for ``clock``.
 
-    On the Pi at real speed this is just the system time; in the simulator and tests it
-    moves with the (virtual or sped-up) clock, so days and weeks can be crossed in
-    milliseconds.
+    With ``start`` the wall moves with the (virtual or sped-up) clock from ``start``, so
+    tests and ``sim --headless --start`` can cross days and weeks in milliseconds. Without
+    one it is the system time whatever the clock's speed: a session run on virtual time
+    is then stored as if it had just been done, ending now (its start is its length
+    before that), never with times in the future.
     """
-    if isinstance(clock, RealClock) and clock.speed == 1.0 and start is None:
+    if start is None:
         return lambda: datetime.now().astimezone()
-    begin = start or datetime.now().astimezone()
     origin = clock.now()
-    return lambda: begin + timedelta(seconds=clock.now() - origin)
+    return lambda: start + timedelta(seconds=clock.now() - origin)

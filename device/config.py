@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
+import stat
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
@@ -156,10 +158,9 @@ def _clock_time(value: str) -> str | None:
     """'' or HH:MM (24 h)."""
     if value == "":
         return None
-    hh, sep, mm = value.partition(":")
-    if sep and hh.isdigit() and mm.isdigit() and len(mm) == 2:
-        if 0 <= int(hh) <= 23 and 0 <= int(mm) <= 59:
-            return None
+    match = re.fullmatch(r"([0-9]{1,2}):([0-9]{2})", value)  # ASCII digits only, not "²"
+    if match and int(match[1]) <= 23 and int(match[2]) <= 59:
+        return None
     return "empty (off) or a time of day HH:MM, e.g. \"19:30\""
 
 
@@ -171,7 +172,7 @@ def _time_zone(value: str) -> str | None:
 
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a folder
         return "empty (the system's zone) or an IANA time zone such as \"Europe/Berlin\""
     return None
 
@@ -196,6 +197,120 @@ class HistorySettings:
                        check=_time_zone)
 
 
+def _mqtt_url(value: str) -> str | None:
+    """'' (off) or mqtt://HOST[:PORT] or mqtts://HOST[:PORT]."""
+    if value == "":
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if (parts is None or parts.scheme not in ("mqtt", "mqtts") or not parts.hostname
+            or parts.path not in ("", "/") or parts.query or parts.fragment
+            or parts.username or parts.password or (port is not None and not 0 < port < 65536)):
+        return ("empty (off) or mqtt://HOST[:PORT] or mqtts://HOST[:PORT], e.g. "
+                "\"mqtt://127.0.0.1:1883\" (no user or password in it: use username and "
+                "password_file)")
+    return None
+
+
+def _box_id(value: str) -> str | None:
+    """'' (from the hostname) or 1..64 of a-z 0-9 _ -."""
+    import re
+
+    if value == "" or re.fullmatch(r"[a-z0-9_-]{1,64}", value):
+        return None
+    return "empty (from the hostname) or 1 to 64 of a-z, 0-9, '_' and '-'"
+
+
+def _topic(value: str, *, empty_ok: bool = True, box_id_ok: bool = False) -> str | None:
+    levels = value.replace("{box_id}", "x").split("/") if box_id_ok else value.split("/")
+    ok = (value == "" and empty_ok) or (
+        value != "" and not value.startswith("$") and len(value) <= 200
+        and all(level and level not in (".", "..") for level in levels)
+        and not any(c in value for c in "+#\x00") and value.isprintable())
+    if ok and box_id_ok and "{" in value.replace("{box_id}", ""):
+        ok = False
+    return None if ok else "bad"
+
+
+def _base_topic(value: str) -> str | None:
+    """'' (stretch-companion/{box_id}) or a topic without wildcards, '$', empty levels."""
+    if _topic(value, box_id_ok=True) is None:
+        return None
+    return ("empty (stretch-companion/{box_id}) or a topic such as "
+            "\"home/stretch/{box_id}\": no '+', '#', leading '$' or '/', empty levels")
+
+
+def _discovery_prefix(value: str) -> str | None:
+    """a topic without wildcards, e.g. "homeassistant"."""
+    if _topic(value, empty_ok=False) is None:
+        return None
+    return "a topic such as \"homeassistant\": no '+', '#', leading '$' or '/', empty levels"
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    """MQTT: publish to a broker (Home Assistant, a studio); off while url is empty."""
+
+    url: str = _f("", "broker, e.g. mqtt://127.0.0.1:1883 or mqtts://broker.lan:8883; "
+                  "empty = off", check=_mqtt_url)
+    username: str = _f("", "user name at the broker; empty = anonymous")
+    password_file: str = _f("", "file holding the password (one line, not world-readable); "
+                            "never the password itself")
+    ca_file: str = _f("", "CA certificate (PEM) the broker's certificate is checked against; "
+                      "empty = the system's store (mqtts:// only)")
+    cert_file: str = _f("", "client certificate (PEM), with key_file (mqtts:// only)")
+    key_file: str = _f("", "client key (PEM), with cert_file (mqtts:// only)")
+    box_id: str = _f("", "this box's name in topics; empty = from the hostname", check=_box_id)
+    base_topic: str = _f("", "topic everything is published under; empty = "
+                         "stretch-companion/{box_id}", check=_base_topic)
+    discovery: bool = _f(True, "publish Home Assistant MQTT discovery")
+    discovery_prefix: str = _f("homeassistant", "Home Assistant's discovery prefix",
+                               check=_discovery_prefix)
+    commands: bool = _f(False, "accept start/cancel/press and next_hold_seconds on "
+                        "{base_topic}/command")
+    allow_insecure: bool = _f(False, "allow a user name and password over plain mqtt:// to a "
+                              "host that is not this machine")
+
+
+def _socket_path(value: str) -> str | None:
+    """'' or an absolute path of at most 107 bytes."""
+    if value == "" or (value.startswith("/") and len(value.encode("utf-8", "replace")) < 108
+                       and "\0" not in value):
+        return None
+    return "empty ($RUNTIME_DIRECTORY/control.sock) or an absolute path of at most 107 bytes"
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """The control socket of `run` (stretch-companion press|long|status)."""
+
+    enabled: bool = _f(True, "listen for press, long and status on a Unix socket")
+    socket: str = _f("", "socket path; empty = $RUNTIME_DIRECTORY/control.sock (systemd), "
+                     "else no socket", check=_socket_path)
+
+
+def _listen(value: str) -> str | None:
+    """HOST:PORT, e.g. "0.0.0.0:8321"."""
+    host, sep, port = value.rpartition(":")
+    if sep and host and port.isdigit() and 1 <= int(port) <= 65535:
+        return None
+    return "HOST:PORT with a port from 1 to 65535, e.g. \"0.0.0.0:8321\""
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """The phone page on the local network (needs the web extra)."""
+
+    enabled: bool = _f(False, "serve the phone page (pair a phone with the code the box says)")
+    listen: str = _f("0.0.0.0:8321", "address and port the page is served on",
+                     check=_listen)
+
+
 @dataclass(frozen=True)
 class Config:
     """All settings."""
@@ -209,6 +324,9 @@ class Config:
     routine: RoutineSettings = field(default_factory=RoutineSettings)
     history: HistorySettings = field(default_factory=HistorySettings)
     sensor: SensorSettings = field(default_factory=SensorSettings)
+    control: ControlSettings = field(default_factory=ControlSettings)
+    web: WebSettings = field(default_factory=WebSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
 
 
 def _allowed(meta: dict[str, Any], kind: type) -> str:
@@ -230,11 +348,21 @@ def _allowed(meta: dict[str, Any], kind: type) -> str:
     return "text"
 
 
+def _shown(value: Any, limit: int = 60) -> str:
+    """``value`` as written in a message: its repr, cut short (a huge or deeply nested
+    value still makes one readable line)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = "[...]"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _check_value(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
     original = value
 
     def bad() -> ConfigError:
-        return ConfigError(f"{key} = {original!r}: must be {_allowed(meta, kind)}")
+        return ConfigError(f"{key} = {_shown(original)}: must be {_allowed(meta, kind)}")
 
     if meta.get("legs"):
         if (
@@ -264,7 +392,7 @@ def _check_value(key: str, value: Any, kind: type, meta: dict[str, Any]) -> Any:
     if "check" in meta:
         problem = meta["check"](value)
         if problem:
-            raise ConfigError(f"{key} = {original!r}: must be {problem}")
+            raise ConfigError(f"{key} = {_shown(original)}: must be {problem}")
     if "range" in meta:
         lo, hi = meta["range"]
         if meta.get("zero_ok") and value == 0:
@@ -324,6 +452,7 @@ def _cross_checks(config: Config) -> None:
                     f"{key} = {pin}: GPIO2 and GPIO3 are the I2C bus the strap sensor uses; "
                     "pick another pin"
                 )
+    _mqtt_checks(config.mqtt)
     used = {"pins.button": pins.button, "pins.led": pins.led, "pins.buzzer": pins.buzzer}
     seen: dict[int, str] = {}
     for key, pin in used.items():
@@ -332,6 +461,43 @@ def _cross_checks(config: Config) -> None:
                 f"{key} = {pin}: already used by {seen[pin]}; each part needs its own pin"
             )
         seen[pin] = key
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    import ipaddress
+
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _mqtt_checks(m: MqttSettings) -> None:
+    """Keys of [mqtt] that only make sense together (the file checks are in device.mqtt)."""
+    if not m.url:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(m.url)
+    tls = parts.scheme == "mqtts"
+    if m.password_file and not m.username:
+        raise ConfigError(f"mqtt.password_file = {m.password_file!r}: needs mqtt.username")
+    if bool(m.cert_file) != bool(m.key_file):
+        key, value = ("mqtt.cert_file", m.cert_file) if m.cert_file else ("mqtt.key_file",
+                                                                           m.key_file)
+        raise ConfigError(f"{key} = {value!r}: give both mqtt.cert_file and mqtt.key_file")
+    if not tls:
+        for key in ("ca_file", "cert_file", "key_file"):
+            if getattr(m, key):
+                raise ConfigError(f"mqtt.{key} = {getattr(m, key)!r}: certificates need an "
+                                  f"mqtts:// url (mqtt.url = {m.url!r})")
+        if m.username and not m.allow_insecure and not is_loopback(parts.hostname or ""):
+            raise ConfigError(
+                f"mqtt.url = {m.url!r}: a user name and password would cross the network "
+                "unencrypted; use mqtts:// (or set mqtt.allow_insecure = true)")
 
 
 def parse_config(data: dict[str, Any]) -> Config:
@@ -350,28 +516,71 @@ def config_paths() -> list[Path]:
     ]
 
 
+def config_source(path: str | Path | None = None) -> Path | None:
+    """The file ``load_config(path)`` reads: ``path``, else the first default location
+    that exists, else None (built-in defaults)."""
+    if path is not None:
+        return Path(path)
+    for candidate in config_paths():
+        try:
+            found = candidate.is_file()
+        except OSError:  # e.g. a home hidden by systemd's ProtectHome=: look further
+            continue
+        if found:
+            return candidate
+    return None
+
+
 def load_config(path: str | Path | None = None) -> Config:
     """Read ``path`` (or the first default location that exists, or built-in defaults)."""
-    if path is None:
-        for candidate in config_paths():
-            if candidate.is_file():
-                path = candidate
-                break
-        else:
-            return Config()
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"--config {str(p)!r}: cannot read it ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    p = config_source(path)
+    if p is None:
+        return Config()
+    data = read_toml_file(p, f"--config {str(p)!r}")
     try:
         return parse_config(data)
     except ConfigError as exc:
         raise ConfigError(f"{p}: {exc}") from None
+
+
+MAX_TOML_BYTES = 1 << 20  # a config or routine file is a few kB; 1 MiB is plenty
+
+
+def read_toml_file(path: Path, what: str) -> dict[str, Any]:
+    """Parse the TOML file at ``path``; any problem is one ``ConfigError`` line starting
+    with ``what``. Only a regular file of at most ``MAX_TOML_BYTES`` is read: its type is
+    checked on the open descriptor before reading, so a FIFO, /dev/zero or a folder
+    cannot hang or exhaust the box."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read it ({exc.strerror})") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = ("a folder" if stat.S_ISDIR(info.st_mode) else
+                    "a FIFO" if stat.S_ISFIFO(info.st_mode) else
+                    "a device" if stat.S_ISCHR(info.st_mode) or stat.S_ISBLK(info.st_mode)
+                    else "not a regular file")
+            raise ConfigError(f"{what}: is {kind}; must be a TOML file")
+        if info.st_size > MAX_TOML_BYTES:
+            raise ConfigError(f"{what}: {info.st_size} bytes; must be a TOML file of at "
+                              f"most {MAX_TOML_BYTES} bytes")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            raw = f.read(MAX_TOML_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot read it ({exc.strerror})") from None
+    finally:
+        os.close(fd)
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text: {exc.reason} at byte "
+                          f"{exc.start})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML (nested too deeply)") from None
+    except ValueError as exc:  # TOMLDecodeError, or a number with thousands of digits
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
 def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
@@ -402,13 +611,29 @@ def _toml_value(value: Any) -> str:
 
 def default_config_text() -> str:
     """A commented config file holding every key at its default."""
-    lines = [
+    return config_text(Config(), [
         "# Stretch Companion configuration.",
         "# Put it at ~/.config/stretch-companion/config.toml or",
         "# /etc/stretch-companion/config.toml, or pass --config FILE.",
         "# Every key is optional; these are the defaults.",
-    ]
-    config = Config()
+    ])
+
+
+def effective_config_text(config: Config, source: Path | None) -> str:
+    """``config`` (the one in effect) as a commented file; keys that differ from the
+    defaults are marked."""
+    where = f"read from {source}" if source else "built-in defaults (no config file found)"
+    return config_text(config, [
+        "# The Stretch Companion configuration in effect:",
+        f"# {where}.",
+        "# Keys set to something other than the default are marked '(changed)'.",
+    ], mark_changes=True)
+
+
+def config_text(config: Config, header: list[str], mark_changes: bool = False) -> str:
+    """``config`` as a TOML file with every key, its meaning and what it allows."""
+    lines = list(header)
+    default = Config()
     hints = get_type_hints(Config)
     for section in fields(Config):
         cls = hints[section.name]
@@ -416,10 +641,13 @@ def default_config_text() -> str:
         if cls.__doc__:
             lines.append(f"# {cls.__doc__.strip().splitlines()[0]}")
         value = getattr(config, section.name)
+        base = getattr(default, section.name)
         sub_hints = get_type_hints(cls)
         for f in fields(cls):
             meta = f.metadata
             allowed = _allowed(dict(meta), sub_hints[f.name])
             lines.append(f"# {meta.get('doc', '')} ({allowed})")
-            lines.append(f"{f.name} = {_toml_value(getattr(value, f.name))}")
+            changed = mark_changes and getattr(value, f.name) != getattr(base, f.name)
+            mark = "  # (changed)" if changed else ""
+            lines.append(f"{f.name} = {_toml_value(getattr(value, f.name))}{mark}")
     return "\n".join(lines) + "\n"

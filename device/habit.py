@@ -1,8 +1,17 @@
-"""History and habit wired into the box: records, summaries, progression and the nudge."""
+"""History and habit wired into the box: records, summaries, progression and the nudge.
+
+No database call runs on the loop: sessions are written by a queued bus subscriber (its
+own thread), and what the loop needs from the history (the week's sessions, the streak,
+whether today is done, each leg's latest sessions) comes from a small in-memory ``Tally``
+loaded once before the loop runs and updated as sessions end. The ``history`` event is
+published in the loop once the write is done; on virtual time the loop waits for the
+write when the box goes idle (no virtual time passes), so transcripts are reproducible.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -14,15 +23,67 @@ from device.events import HistoryEvent, NudgeEvent, SessionEvent, StateEvent
 from device.loop import DeviceLoop
 from device.machine import State
 from device.progression import next_hold_seconds
-from device.records import HoldRecord, SessionRecord
+from device.records import HoldRecord, LegSession, SessionRecord, instant_us
 from device.routine import Routine
-from device.store.safe import SafeHistory
-from device.streaks import local_zone
+from device.store.safe import IN_MEMORY, SafeHistory
+from device.streaks import done_today, local_zone, sessions_this_week, streak_days
 from device.summary import growth_line, summary_line
 
 log = logging.getLogger(__name__)
 
 NUDGE_CHECK_S = 600.0  # while idle with a nudge set, look at the time every 10 minutes
+RECENT = 30  # sessions kept in memory for progression
+WRITE_WAIT_S = 30.0  # virtual time / closing: wait this long (real s) for the writer
+
+
+class Tally:
+    """What the loop asks of the history, in memory (thread-safe): the start times of
+    complete sessions and the latest ``RECENT`` sessions."""
+
+    def __init__(self) -> None:
+        self._starts: dict[int, datetime] = {}
+        self._recent: dict[int, SessionRecord] = {}
+        self._lock = threading.Lock()
+        self.loaded = False  # the store answered once
+
+    def load(self, history: SafeHistory) -> bool:
+        """Merge what the store (and its pending sessions) holds; True if it answered.
+        Blocking: call before the loop runs, or from the writer's thread."""
+        starts, recent = history.complete_starts(), history.recent(RECENT)
+        ok = history.ok
+        with self._lock:
+            for t in starts:
+                self._starts.setdefault(instant_us(t), t)
+            for r in recent:
+                self._recent.setdefault(instant_us(r.started), r)
+            self._trim()
+            self.loaded = self.loaded or ok
+        return ok
+
+    def add(self, session: SessionRecord) -> None:
+        """Count a session that just ended (before it is written)."""
+        key = instant_us(session.started)
+        with self._lock:
+            if session.outcome == "complete":
+                self._starts[key] = session.started
+            self._recent[key] = session
+            self._trim()
+
+    def _trim(self) -> None:
+        if len(self._recent) > RECENT:
+            keep = sorted(self._recent.items(), key=lambda kv: kv[1].started)[-RECENT:]
+            self._recent = dict(keep)
+
+    def starts(self) -> list[datetime]:
+        """Start times of the complete sessions."""
+        with self._lock:
+            return list(self._starts.values())
+
+    def leg_progress(self, leg: str) -> list[LegSession]:
+        """The latest sessions seen from ``leg``, newest first."""
+        with self._lock:
+            recent = sorted(self._recent.values(), key=lambda s: s.started, reverse=True)
+        return [LegSession.of(s, leg) for s in recent]
 
 
 def zone_of(config: Config) -> tzinfo:
@@ -51,17 +112,43 @@ class Habit:
         self._plans: dict[str, float] = {}
         self._grew: dict[str, bool] = {}
         self._nudging = False
-        self.history.flush()
+        self._virtual = hasattr(loop.clock, "advance_to")
+        self._records: dict[int, SessionRecord] = {}  # id(session event) -> its record
+        self._written: list[tuple[str, str]] = []  # (outcome, how saved), to be published
+        self._outstanding = 0  # sessions handed to the writer, not yet published
+        self._lock = threading.Lock()
+        self.history.flush()  # once, before the loop runs
+        self.tally = Tally()
+        self.tally.load(history)
         loop.set_hold_planner(self.plan_hold)
         loop.bus.subscribe(self._on_state, ["state"], name="habit")
-        loop.bus.subscribe(self._on_session, ["session"], name="history")
+        loop.bus.subscribe(self._on_session, ["session"], name="habit")
+        self._writer = loop.bus.subscribe(self._write, ["session", "state"], queued=True,
+                                          name="history")
         loop.set_summary(self._summary)
         if config.history.nudge_at:
             loop.add_ticker(self._nudge_deadline, self._nudge_check)
 
+    def reload(self, config: Config) -> None:
+        """New settings (nudge time, progression, base hold) from the next session on."""
+        self.config = config
+
     def close(self) -> None:
-        """Close the history (what could not be written stays in the fallback file)."""
+        """Let the writer finish, publish what it wrote, and close the history (what
+        could not be written stays in the fallback file, or is lost if not even that)."""
+        self.wait_for_writes()
+        self.loop.bus.unsubscribe(self._writer)
         self.history.close()
+        if self.history.memory_only:
+            log.error("%d session(s) could not be saved anywhere and are lost",
+                      self.history.memory_only)
+
+    def wait_for_writes(self, timeout_s: float = WRITE_WAIT_S) -> None:
+        """Wait (real s) for the writer, then publish its results in this thread."""
+        queue = self._writer.queue
+        if queue is not None and not queue.drain(timeout_s):
+            log.warning("the history writer is still busy after %g s", timeout_s)
+        self._deliver()
 
     # ---- progression ------------------------------------------------------------------
 
@@ -72,7 +159,7 @@ class Habit:
             return base, False
         steady = settings.min_steadiness or None
         progress = next_hold_seconds(
-            self.history.leg_progress(leg), base, step_s=settings.step_seconds,
+            self.tally.leg_progress(leg), base, step_s=settings.step_seconds,
             max_s=max(settings.max_seconds, base), sessions_needed=settings.sessions_to_grow,
             require_steady=steady,
         )
@@ -83,6 +170,8 @@ class Habit:
             line = self.on_setup(event.leg, event.round)
             if line:
                 self.loop.say(line, "progress")
+        elif event.state == State.IDLE.value and self._virtual and self._outstanding:
+            self.wait_for_writes()  # virtual time stands still while the write finishes
 
     def on_setup(self, leg: str, round_: int) -> str | None:
         """At each leg's first set-up: plan its hold; say so when it grows."""
@@ -107,22 +196,60 @@ class Habit:
         return self.wall() - timedelta(seconds=self.loop.clock.now() - clock_t)
 
     def _on_session(self, ended: SessionEvent) -> None:
-        """Write the session (every outcome)."""
+        """In the loop: the session's record, counted at once and handed to the writer."""
         record = SessionRecord(
             started=self._wall_at(ended.started_at), ended=self._wall_at(ended.ended_at),
             outcome=ended.outcome, routine=self.routine.name,
             holds=tuple(records_of(ended)),
         )
-        saved = self.history.record(record)
-        self.loop.publish(HistoryEvent(self.loop.stamp(), ended.outcome, saved))
+        self.tally.add(record)
+        with self._lock:
+            self._records[id(ended)] = record
+            self._outstanding += 1
         self._plans.clear()
 
+    def _write(self, event: SessionEvent | StateEvent) -> None:
+        """The writer's thread: write a session (every outcome); at a change of state,
+        retry sessions that could not be written before."""
+        if event.kind == "state":
+            if self.history.pending:
+                self.history.flush()
+            return
+        with self._lock:
+            record = self._records.pop(id(event), None)
+        if record is None:
+            return
+        how = self.history.save(record)
+        if how == IN_MEMORY:
+            log.error("the session started %s could not be saved: neither the history "
+                      "file %s nor the fallback file %s can be written; it is kept in "
+                      "memory and retried while the box runs", record.started.isoformat(),
+                      self.history.path, self.history.fallback_path)
+        if not self.tally.loaded:
+            self.tally.load(self.history)  # the store was down at start-up
+        with self._lock:
+            self._written.append((record.outcome, how))
+        if not self._virtual:
+            self.loop.call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        """Publish what the writer wrote (in the loop, or the closing thread)."""
+        with self._lock:
+            written, self._written = self._written, []
+            self._outstanding -= len(written)
+        for outcome, how in written:
+            self.loop.publish(HistoryEvent(self.loop.stamp(), outcome, how == "saved"))
+            if how == IN_MEMORY:
+                self.loop.say(self.routine.summary["not_saved"], "history.not_saved")
+
     def _summary(self, ended: SessionEvent) -> str | None:
-        """The spoken summary of a complete session, with the week and the streak."""
+        """The spoken summary of a complete session, with the week and the streak (from
+        the tally: no database call on the loop)."""
         now = self.wall()
+        starts = self.tally.starts()
         return summary_line(self.routine, records_of(ended),
-                            self.history.sessions_this_week(now, self.tz),
-                            self.history.streak_days(now, self.tz))
+                            sessions_this_week(starts, now, self.tz),
+                            streak_days(starts, now, self.tz))
 
     # ---- the nudge --------------------------------------------------------------------
 
@@ -130,7 +257,7 @@ class Habit:
         hh, mm = (int(x) for x in self.config.history.nudge_at.split(":"))
         local = now.astimezone(self.tz)
         after = (local.hour, local.minute) >= (hh, mm)
-        return after and not self.history.done_today(now, self.tz)
+        return after and not done_today(self.tally.starts(), now, self.tz)
 
     def _nudge_check(self, now_clock: float) -> None:
         idle = self.loop.state is State.IDLE
@@ -189,13 +316,17 @@ class PlainSummary:
         """Nothing to release."""
 
 
-def attach_history(
+def attach(
     loop: DeviceLoop, config: Config, routine: Routine, path: Path,
-    wall: Callable[[], datetime],
+    wall: Callable[[], datetime], outbox: bool = False,
 ) -> Habit:
-    """Wire a (fault-proof) history at ``path`` into ``loop``."""
+    """Wire a (fault-proof) history at ``path`` into ``loop``; ``outbox``: each session
+    is also queued for MQTT, in the same transaction."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
-    return Habit(loop, SafeHistory(path), config, routine, wall)
+    return Habit(loop, SafeHistory(path, outbox=outbox), config, routine, wall)
+
+
+attach_history = attach

@@ -5,7 +5,7 @@ JSON (``to_json``): a list of sessions, oldest first, each::
     {"started": ISO 8601 with offset, "ended": ISO 8601 with offset,
      "outcome": "complete" | "cancelled" | "interrupted", "routine": str,
      "holds": [{"leg": "right" | "left", "round": int (1-based), "planned_s": float,
-                "held_s": float, "ended": "complete" | "early",
+                "held_s": float, "ended": "complete" | "early" | "cancelled" | "interrupted",
                 "mean": float | null, "peak": float | null, "steadiness": float | null}]}
 
 CSV (``to_csv``): one row per hold with the session's columns repeated (``CSV_COLUMNS``);
@@ -21,7 +21,7 @@ import io
 import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -113,7 +113,7 @@ def history_table(history: History, now: datetime, tz: tzinfo, limit: int = 10,
                   weeks: int = 8) -> str:
     """The text report: recent sessions, then today's minutes, streak and weekly counts."""
     recent = history.recent(limit)
-    lines = [f"Recent sessions ({getattr(tz, 'key', None) or tz}):"]
+    lines = [f"Recent sessions ({zone_name(tz, now)}):"]
     if not recent:
         lines.append("  none yet")
     else:
@@ -133,14 +133,42 @@ def history_table(history: History, now: datetime, tz: tzinfo, limit: int = 10,
     return "\n".join(lines)
 
 
-def plot(sessions: Sequence[SessionRecord], path: Path | str, tz: tzinfo) -> None:
-    """Save a PNG: hold seconds per leg over time, and strap steadiness when recorded."""
+def zone_name(tz: tzinfo, now: datetime | None = None) -> str:
+    """A readable name for ``tz``: its IANA key, or (for the machine's /etc/localtime,
+    whose key is just "localtime") "local time" with its abbreviation and UTC offset."""
+    key = getattr(tz, "key", None)
+    if key and key != "localtime":
+        return str(key)
+    local = (now or datetime.now(UTC)).astimezone(tz)
+    z = local.strftime("%z")
+    names = [] if not z else [f"UTC{z[:3]}:{z[3:5]}"]
+    abbrev = local.tzname() or ""
+    if abbrev and abbrev[0] not in "+-" and not abbrev.startswith("UTC"):
+        names.insert(0, abbrev)  # "CET", not "+03"
+    return f"local time ({', '.join(names)})" if names else "local time"
+
+
+# how each leg is drawn: different markers and dashes, so equal values show both legs
+LEG_STYLE = {
+    "right": {"color": "tab:blue", "marker": "o", "linestyle": "-", "markersize": 6},
+    "left": {"color": "tab:orange", "marker": "s", "linestyle": (0, (5, 3)), "markersize": 9,
+             "markerfacecolor": "none", "markeredgewidth": 1.5},
+}
+PLANNED_STYLE = {"right": "-", "left": (0, (2, 2))}
+MIN_SPAN_DAYS = 7.0  # the date axis shows at least a week, so its ticks are distinct days
+
+
+def figure(sessions: Sequence[SessionRecord], tz: tzinfo, now: datetime | None = None) -> Any:
+    """The chart as a matplotlib Figure: hold seconds per leg over time, and strap
+    steadiness when recorded. With no sessions: the last weeks, empty, and says so."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.dates import MO, AutoDateLocator, DateFormatter, WeekdayLocator
         from matplotlib.figure import Figure
     except ImportError as e:
         raise PlotUnavailable(f"plotting needs matplotlib: {PLOT_HINT}") from e
+
+    now = (now or datetime.now(tz)).astimezone(tz)
 
     def local(dt: datetime) -> datetime:
         return dt.astimezone(tz).replace(tzinfo=None)
@@ -150,8 +178,8 @@ def plot(sessions: Sequence[SessionRecord], path: Path | str, tz: tzinfo) -> Non
     FigureCanvasAgg(fig)
     axes = fig.subplots(2 if steady else 1, 1, sharex=True, squeeze=False)[:, 0]
     fig.suptitle("Stretch Companion: hold time per leg")
-    colours = {"right": "tab:blue", "left": "tab:orange"}
     early_labelled = False
+    top = 60.0
     for leg in LEGS:
         xs, held, planned, early_x, early_y, sx, sy = [], [], [], [], [], [], []
         for s in sessions:
@@ -169,37 +197,56 @@ def plot(sessions: Sequence[SessionRecord], path: Path | str, tz: tzinfo) -> Non
             if vals:
                 sx.append(x)
                 sy.append(sum(vals) / len(vals))
-        c = colours[leg]
-        axes[0].plot(xs, held, "o-", color=c, label=f"{leg} leg, held")
-        axes[0].step(xs, planned, "--", where="post", color=c, alpha=0.5,
-                     label=f"{leg} leg, planned")
+        top = max([top, *held, *planned])
+        style = LEG_STYLE[leg]
+        axes[0].plot(xs, held, label=f"{leg} leg, held", **style)
+        axes[0].step(xs, planned, where="post", color=style["color"], alpha=0.5,
+                     linestyle=PLANNED_STYLE[leg], label=f"{leg} leg, planned")
         if early_x:
             axes[0].plot(early_x, early_y, "x", color="tab:red", markersize=9,
                          label="_" if early_labelled else "ended early")
             early_labelled = True
         if steady:
-            axes[1].plot(sx, sy, "o-", color=c, label=f"{leg} leg")
+            axes[1].plot(sx, sy, label=f"{leg} leg", **style)
     axes[0].set_ylabel("hold (seconds)")
-    axes[0].set_ylim(bottom=0)
+    axes[0].set_ylim(0, top * 1.1)
     if steady:
         axes[1].set_ylabel("strap steadiness (0-100)")
         axes[1].set_ylim(0, 100)
         axes[1].legend(loc="lower right", fontsize="small")
+    times = [local(s.started) for s in sessions]
+    last = max(times) if times else local(now)
+    first = min(times) if times else last - timedelta(days=4 * MIN_SPAN_DAYS)
+    pad = timedelta(days=1)
+    if last - first < timedelta(days=MIN_SPAN_DAYS):  # e.g. two sessions on one day
+        mid = first + (last - first) / 2
+        half = timedelta(days=MIN_SPAN_DAYS / 2)
+        first, last = mid - half, mid + half
+    axes[-1].set_xlim(first - pad, last + pad)
+    span_days = (last - first).days + 2
+    if span_days <= 120:
+        axes[-1].xaxis.set_major_locator(WeekdayLocator(byweekday=MO))
+        ticks = "ticks on Mondays"
+    else:
+        axes[-1].xaxis.set_major_locator(AutoDateLocator(minticks=4, maxticks=10))
+        ticks = "dates"
+    axes[-1].xaxis.set_major_formatter(DateFormatter("%d %b" if span_days <= 300
+                                                     else "%d %b %Y"))
     if sessions:
         axes[0].legend(loc="lower right", fontsize="small")
-        if sessions[-1].started - sessions[0].started <= timedelta(days=120):
-            axes[-1].xaxis.set_major_locator(WeekdayLocator(byweekday=MO))
-            axes[-1].xaxis.set_major_formatter(DateFormatter("%d %b"))
-        else:  # years of history: a tick a week would be thousands (and seconds to draw)
-            axes[-1].xaxis.set_major_locator(AutoDateLocator(maxticks=12))
-            axes[-1].xaxis.set_major_formatter(DateFormatter("%b %Y"))
     else:
         axes[0].text(0.5, 0.5, "no sessions yet", ha="center", va="center",
                      transform=axes[0].transAxes)
-    axes[-1].set_xlabel(f"date (ticks on Mondays, {getattr(tz, 'key', None) or tz})")
+    axes[-1].set_xlabel(f"date ({ticks}, {zone_name(tz, now)})")
     for ax in axes:
         ax.grid(alpha=0.3)
-    fig.savefig(path, format="png", dpi=100)
+    return fig
+
+
+def plot(sessions: Sequence[SessionRecord], path: Path | str, tz: tzinfo,
+         now: datetime | None = None) -> None:
+    """Save the chart of ``figure`` as a PNG at ``path``."""
+    figure(sessions, tz, now).savefig(path, format="png", dpi=100)
 
 
 def add_history_arguments(parser: argparse.ArgumentParser) -> None:
@@ -238,6 +285,15 @@ def _open_for_reading(path: Path) -> History:
             raise e from None
 
 
+def _sim_history_hint(path: Path) -> str | None:
+    """A note for someone who tried the simulator: it keeps its own file beside ``path``."""
+    sim = path.with_name("sim-history.db")
+    if sim == path or not sim.is_file():
+        return None
+    return (f"Note: the simulator keeps its own history in {sim}; to see it: "
+            f"stretch-companion history --history {sim}")
+
+
 def history_main(args: argparse.Namespace, now: datetime | None = None,
                  tz: tzinfo | None = None, out: TextIO | None = None,
                  err: TextIO | None = None) -> int:
@@ -251,12 +307,16 @@ def history_main(args: argparse.Namespace, now: datetime | None = None,
     err = err or sys.stderr
     tz = tz or local_zone()
     now = (now or datetime.now(tz)).astimezone(tz)
-    path = getattr(args, "history", None)
-    path = Path(path) if path else default_history_path(getattr(args, "service", False))
+    given = getattr(args, "history", None)
+    path = Path(given) if given else default_history_path(getattr(args, "service", False))
+    sim_hint = None if given else _sim_history_hint(path)
     want_json = getattr(args, "json", False)
     csv_path, plot_path = getattr(args, "csv", None), getattr(args, "plot", None)
     fallback = default_fallback_path(path)
     try:
+        if path.exists() and not path.is_file():  # a folder, a FIFO (would hang), a device
+            print(f"stretch-companion: history file {path}: not a regular file", file=err)
+            return 1
         if not path.exists():
             if want_json:
                 print("[]", file=out)
@@ -266,7 +326,9 @@ def history_main(args: argparse.Namespace, now: datetime | None = None,
             if csv_path:
                 to_csv(sessions, csv_path if csv_path != "-" else out)
             if plot_path:
-                plot(sessions, plot_path, tz)
+                plot(sessions, plot_path, tz, now)
+            if sim_hint:
+                print(sim_hint, file=err)
             return 0
         with _open_for_reading(path) as h:
             if want_json:  # streamed: read and written a batch of sessions at a time
@@ -280,8 +342,12 @@ def history_main(args: argparse.Namespace, now: datetime | None = None,
                 if csv_path != "-":
                     print(f"Wrote {n} row(s) to {csv_path}.", file=err)
             if plot_path:  # aggregated in SQL: a point per leg per day (or wider bucket)
-                plot(h.plot_buckets(), plot_path, tz)
+                plot(h.plot_buckets(), plot_path, tz, now)
                 print(f"Wrote chart to {plot_path}.", file=err)
+            if sim_hint and h.count() == 0:
+                print(sim_hint, file=err)
+    except BrokenPipeError:
+        raise  # `history | head`: the reader left; the command line ends quietly
     except (HistoryError, OSError) as e:
         print(f"stretch-companion: {e}", file=err)
         return 1

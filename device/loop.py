@@ -270,6 +270,18 @@ class DeviceLoop:
         """The strap's latest reading and status, for the read model."""
         self._strap = (tension, units, status)
 
+    def reload(self, config: Config) -> None:
+        """Use ``config`` from the next session on (in the loop's thread, while idle: a
+        session in progress is never disturbed). The voice itself is not rebuilt."""
+        with self.lock:
+            self.machine.use_settings(config.session, config.voice.rate)
+            self.config = config
+            self.cues.rate_wpm = config.voice.rate
+            self.presses.long_s = config.session.long_press_seconds
+            self._chain_key = None  # the breath may have changed: light frames anew
+            self._dirty = True
+        self.set_idle_pattern()
+
     def pause_hold(self, since: float) -> None:
         """Stop the hold clock from ``since`` (clock s)."""
         self._hold_clock_running = False
@@ -427,11 +439,21 @@ class DeviceLoop:
         if self.cues.busy_until > now:
             times.append(self.cues.busy_until)  # the line being said ends
         if self.cues.pending and self.parts.speaker.busy():
+            if self._is_virtual():
+                self._wait_for_voice()
             times.append(now + 0.05)  # a real voice still talking: look again soon
         for due, _ in self._tickers:
             times.append(due(now))
         due = [t for t in times if t is not None]
         return min(due) if due else None
+
+    def _wait_for_voice(self) -> None:
+        """On virtual time a real voice still talking takes real time: block on it (up to
+        half a real second, so a stop is still heard) instead of spinning through
+        virtual time."""
+        wait = getattr(self.parts.speaker, "wait_spoken", None)
+        if wait is not None:
+            wait(0.5)
 
     def _finished(self) -> bool:
         return (

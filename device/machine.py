@@ -94,7 +94,8 @@ class StateChanged:
 
 @dataclass(frozen=True)
 class HoldEnded:
-    """A hold is over: planned and held seconds; ``ended`` is complete or early."""
+    """A hold is over: planned and held seconds; ``ended`` is complete, early, or (the
+    session stopped during it) cancelled or interrupted."""
 
     leg: str
     round: int
@@ -153,7 +154,7 @@ class SessionMachine:
         self.settings = session
         self.rate_wpm = rate_wpm
         self.idle_light = idle_light
-        self.plan_hold = plan_hold or (lambda leg: session.hold_seconds)
+        self.plan_hold = plan_hold or (lambda leg: self.settings.hold_seconds)
         self.state = State.IDLE
         self.leg: str | None = None
         self.round = 0
@@ -171,6 +172,14 @@ class SessionMachine:
         self._paused_timers: list[_Timer] = []
 
     # ---- public interface -------------------------------------------------------------
+
+    def use_settings(self, session: SessionSettings, rate_wpm: float) -> None:
+        """New session settings from the next session on (only while idle)."""
+        if self.state is not State.IDLE:
+            raise RuntimeError("settings change only between sessions")
+        self.settings = session
+        self.rate_wpm = rate_wpm
+        self.plan = [(leg, r) for r in range(1, session.rounds + 1) for leg in session.legs]
 
     @property
     def hold_ends_at(self) -> float | None:
@@ -254,10 +263,12 @@ class SessionMachine:
         return self._end_hold(now, "early")
 
     def interrupt(self, now: float) -> list[Effect]:
-        """The program is stopping (SIGTERM, Ctrl-C): end any session as interrupted."""
+        """The program is stopping (SIGTERM, Ctrl-C): end any session as interrupted (the
+        hold in progress is recorded, ended ``interrupted``)."""
         if self.state in (State.IDLE, State.DONE, State.CANCELLED):
             return []
-        out = self._stop_session(now, "interrupted")
+        out: list[Effect] = self._cut_hold(now, "interrupted")
+        out += self._stop_session(now, "interrupted")
         self._timers.clear()
         self.state = State.IDLE
         out.append(StateChanged(State.IDLE, None, 0))
@@ -435,11 +446,9 @@ class SessionMachine:
     def _cancel(self, now: float) -> list[Effect]:
         if self.state in (State.IDLE, State.CANCELLED):
             return []
-        self.paused_at = None
-        self._paused_timers = []
         if self.state is State.DONE:
             return self._to_idle(now)
-        out: list[Effect] = [Hush()]
+        out: list[Effect] = [Hush(), *self._cut_hold(now, "cancelled")]
         self._timers.clear()
         out += [self._enter(State.CANCELLED), Light(Pattern.OFF, now)]
         out.append(Buzz("cancel", CANCEL_BEEP_S))
@@ -447,6 +456,23 @@ class SessionMachine:
         out += self._stop_session(now, "cancelled")
         self._at(now + DONE_LINGER_S / 2, "idle")
         return out
+
+    def _cut_hold(self, now: float, ended: str) -> list[Effect]:
+        """The hold in progress, if any, recorded as held so far and ended ``ended``
+        (cancelled or interrupted); a waiting hold clock counts up to where it stopped."""
+        self._timers.clear()
+        started, paused = self.hold_started_at, self.paused_at
+        self.paused_at = None
+        self._paused_timers = []
+        if self.state is not State.HOLD or started is None or self.leg is None:
+            return []
+        record = HoldEnded(
+            leg=self.leg, round=self.round, planned_s=self.hold_planned_s,
+            held_s=max(0.0, (paused if paused is not None else now) - started),
+            ended=ended, started_at=started,
+        )
+        self._holds.append(record)
+        return [record]
 
     def _stop_session(self, now: float, outcome: str) -> list[Effect]:
         started = self.session_started_at if self.session_started_at is not None else now

@@ -15,7 +15,7 @@ from typing import Any
 
 LEGS = ("right", "left")
 OUTCOMES = ("complete", "cancelled", "interrupted")
-HOLD_ENDS = ("complete", "early")
+HOLD_ENDS = ("complete", "early", "cancelled", "interrupted")
 MAX_HOLD_S = 300.0  # the product allows holds of 60 s to 5 min
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -30,7 +30,7 @@ class HoldRecord:
     round: int  # 1-based
     planned_s: float
     held_s: float
-    ended: str  # "complete" | "early"
+    ended: str  # "complete" | "early" | "cancelled" | "interrupted" (the session stopped)
     mean: float | None = None  # strap tension (kg, or relative units without calibration)
     peak: float | None = None
     steadiness: float | None = None  # 0..100

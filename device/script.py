@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from device.errors import ConfigError
 
 PRESS_S = 0.1  # a short press is held this long (s)
+MAX_AT_S = 7 * 24 * 3600.0  # the latest a scripted action can be (s), as for --until
 
 
 class ScriptError(ConfigError):
@@ -69,8 +70,9 @@ def parse_script(text: str, known: dict[str, str] | None = None) -> list[Action]
             raise ScriptError(
                 f"script item {item!r}: {when!r} is not a number of seconds"
             ) from None
-        if not math.isfinite(at) or at < 0:
-            raise ScriptError(f"script item {item!r}: time must be a number of seconds >= 0")
+        if not (math.isfinite(at) and 0 <= at <= MAX_AT_S):
+            raise ScriptError(f"script item {item!r}: time must be a number of seconds "
+                              f"from 0 to {MAX_AT_S:g} (a week)")
         if name in ("tension", "bounce") and arg:
             try:
                 value = float(arg)

@@ -270,12 +270,9 @@ def _no_card_fix(host: Host) -> str:
 
 
 def _real_speaker(config: Config) -> Any:
-    from drivers.speech import DEFAULT_PLAYER, Pyttsx3Speaker
+    from device.builder import make_voice
 
-    v = config.voice
-    return Pyttsx3Speaker(v.rate, v.volume, v.voice,
-                          audio_device=getattr(v, "audio_device", ""),
-                          player=getattr(v, "player", DEFAULT_PLAYER))
+    return make_voice(config)  # exactly the voice ``run`` makes
 
 
 def check_voice(config: Config, mock: bool, host: Host, clock: Clock,
@@ -323,6 +320,9 @@ def check_voice(config: Config, mock: bool, host: Host, clock: Clock,
                               _voice_fix(host, ""))
     finally:
         speaker.close()
+    if mock:
+        return PartResult("voice", True, "a fake: the line was recorded, not played; run "
+                          "without --mock to hear the real voice")
     device = getattr(config.voice, "audio_device", "") or "the default sound device"
     return PartResult("voice", True, f"said {SPOKEN_LINE!r} on {device}")
 
@@ -348,7 +348,8 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
     clock = clock or (VirtualClock() if mock else RealClock())
     where = f"0x{address:02X} on /dev/i2c-{bus_no}"
     opened = None
-    if bus is None and mock:
+    faked = bus is None and mock
+    if faked:
         try:
             from drivers.fake_nau7802 import FakeNAU7802, StrapModel
         except ImportError:
@@ -385,7 +386,9 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
         return PartResult("sensor", False, f"NAU7802 at {where} reads full scale",
                           FIX_LOAD_CELL, required)
     spread = max(samples) - min(samples)
-    return PartResult("sensor", True, f"NAU7802 at {where}: {len(samples)} readings in 1 s, "
+    what = (f"a fake: the simulated NAU7802 at 0x{address:02X}, no I2C used;" if faked
+            else f"NAU7802 at {where}:")
+    return PartResult("sensor", True, f"{what} {len(samples)} readings in 1 s, "
                       f"spread {spread} counts")
 
 
@@ -395,7 +398,7 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
 def selftest_main(
     config: Config,
     mock: bool,
-    out: TextIO = sys.stdout,
+    out: TextIO | None = None,
     *,
     host: Host | None = None,
     make_factory: Callable[[], Any] | None = None,
@@ -406,12 +409,13 @@ def selftest_main(
     """Check every part, print one line each (and the fix for a failure); 0 if every
     required part passed, else 1. ``make_factory`` makes the pin factory (default: mock
     pins with ``mock``, else gpiozero's real backend per ``pins.factory``)."""
-    from drivers.pins import mock_factory, real_factory
+    from device.builder import pin_factory
 
+    out = out or sys.stdout  # looked up now: the stdout of this call, not of the import
     host = host or (Host.virtual() if mock else Host.probe())
     clock = clock or (VirtualClock() if mock else RealClock())
     if make_factory is None:
-        make_factory = mock_factory if mock else (lambda: real_factory(config.pins.factory))
+        make_factory = lambda: pin_factory(config, mock)  # noqa: E731
     what = "mock pins, virtual time, fake voice and sensor" if mock else "real parts"
     out.write(f"Stretch Companion self-test ({what})\n")
     results: list[PartResult] = []

@@ -38,13 +38,17 @@ class Supervision:
         """Nothing to release (STOPPING is sent by ``run_service``)."""
 
 
-def supervise(loop: DeviceLoop, notifier: Notifier) -> Supervision:
-    """Attach sd_notify to ``loop``."""
+def attach(loop: DeviceLoop, notifier: Notifier) -> Supervision:
+    """The sd_notify add-on on ``loop``."""
     return Supervision(loop, notifier)
 
 
+supervise = attach
+
+
 def stop_on_signals(stop: Callable[[], None]) -> None:
-    """SIGTERM and SIGINT ask ``stop`` (only from the main thread, where Python allows it)."""
+    """SIGTERM, SIGINT and SIGHUP (the terminal closed) ask ``stop`` (only from the main
+    thread, where Python allows it)."""
     if threading.current_thread() is not threading.main_thread():
         return
 
@@ -52,8 +56,8 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop()
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, handler)
 
 
 def run_service(loop: DeviceLoop, notifier: Notifier | None = None) -> int:

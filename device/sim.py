@@ -81,16 +81,19 @@ def make_sim(
     seed: int = 1,
     history: Path | None = None,
     start: datetime | None = None,
+    web: str | None = None,
+    config_path: Path | None = None,
+    mqtt: Any = None,
 ) -> SimBox:
     """A box on fresh mock pins; virtual time and a recording voice unless given."""
     return build_box(config, mode="sim", clock=clock, speaker=speaker,
                      listeners=listeners or (), sensor=sensor, seed=seed, history=history,
-                     wall_start=start)
+                     wall_start=start, web=web, config_path=config_path, mqtt=mqtt)
 
 
 def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
     """Fit the simulated strap sensor: the real driver over a register-level fake chip."""
-    from device.strap import StrapSensor
+    from device.strap import attach
     from drivers.fake_nau7802 import FakeNAU7802, StrapModel
     from drivers.nau7802 import NAU7802
 
@@ -105,9 +108,7 @@ def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
 
     from device.strap import load_strap_calibration
 
-    box.sensor = StrapSensor(loop, settings, make_adc,
-                             load_strap_calibration(settings, simulated=True))
-    box.sensor.connect()
+    box.sensor = attach(loop, settings, make_adc, load_strap_calibration(settings, simulated=True))
     box.strap = strap
 
     def arg(action: Action) -> float:
@@ -142,8 +143,13 @@ def run_headless(
     history: Path | None = None,
     start: datetime | None = None,
     sensor: bool = False,
+    web: str | None = None,
+    config_path: Path | None = None,
+    mqtt: Any = None,
 ) -> SimBox:
-    """Run a scripted session to its end; returns the box (for its records)."""
+    """Run a scripted session to its end; returns the box (for its records). With
+    ``mqtt`` the run waits (a few real seconds at most) for the broker to acknowledge
+    its sessions before it returns."""
     if script is None:
         # No script: start a session and let it run through by itself.
         script = DEFAULT_SCRIPT
@@ -152,7 +158,8 @@ def run_headless(
     actions = parse_script(script, SENSOR_ACTIONS if sensor else ACTIONS)
     clock: Clock = RealClock(speed) if speed else VirtualClock()
     box = make_sim(config, clock=clock, speaker=sim_speaker(voice, config), listeners=listeners,
-                   sensor=sensor, history=history, start=start)
+                   sensor=sensor, history=history, start=start, web=web,
+                   config_path=config_path, mqtt=mqtt)
     box.add_script(actions)
     if handle_signals:
         from device.service import stop_on_signals
@@ -162,6 +169,9 @@ def run_headless(
     try:
         box.loop.run(until=limit, stop_when_done=until is None)
         box.loop.interrupt()  # a session still going when the run ends is kept, interrupted
+        drain = getattr(box.speaker, "drain", None)
+        if drain is not None and not box.loop.stop_event.is_set():
+            drain()  # the last line ("All done...") reaches the player before the run ends
     finally:
         box.close()
     return box

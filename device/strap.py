@@ -3,6 +3,11 @@
 Reads the NAU7802 from the device loop's own thread on the loop's clock (polling
 only in set-up and holds, so idle stays idle). Any ``SensorError`` means "go on
 without it": the box says so once per session and tries again every few seconds.
+Every timer of the strap's hold clock (pause, re-prompt, give up) is a deadline on the
+loop's clock, not something checked when a sample arrives; a sensor that is lost (or
+stuck on one reading) hands the hold back to the time clock. The sensor's own lines
+(lost, back, saturated, stuck) are each said at most once a session, "back" only once the
+sensor has answered for a few seconds.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ PROMPT_CLEAR_S = 12.0  # "clock running again" only with this much hold left (th
 REPROMPT_S = 20.0  # while the hold clock waits, say why again this often (s)
 GIVE_UP_PAUSED_S = 120.0  # a hold whose clock has waited this long ends early
 RETARE_LIMIT = 1.0  # a re-tare further than this (kg or rel) from the last zero is refused
+RESTORED_STABLE_S = 5.0  # "sensor back" only once it has answered this long (s)
+STUCK_S = 3.0  # the same raw count this long (and STUCK_SAMPLES times) is a stuck reading
+STUCK_SAMPLES = 10
 
 
 def thresholds_of(settings: SensorSettings) -> CoachThresholds:
@@ -60,7 +68,6 @@ class StrapSensor:
         self.thresholds = thresholds_of(settings)
         self.adc: LoadCell | None = None
         self.status = "absent"
-        self._said_lost = False
         self._next_retry: float | None = None
         self._next_poll: float | None = None
         self._connecting = False
@@ -76,6 +83,13 @@ class StrapSensor:
         self._last_t = float("-inf")
         self._slack_since: float | None = None
         self._prompted_at: float | None = None
+        self._restored_due: float | None = None  # say "sensor back" then, if still up
+        self._said: set[str] = set()  # the sensor's lines said this session
+        self._last_counts: int | None = None
+        self._same_since = 0.0
+        self._same_samples = 0
+        self.stuck = False  # the reading has not moved for STUCK_S: not trusted
+        self.saturated = False  # the latest reading is at the ADC's full scale
         loop.bus.subscribe(self._on_state, ["state"], name="strap")
         loop.add_ticker(self._deadline, self._on_wake)
         loop.set_hold_figures(self._figures)
@@ -122,26 +136,29 @@ class StrapSensor:
         self.status = "ok"
         self._show(None)
         self._next_retry = None
+        self._last_counts = None
+        self.stuck = False
         if was == "lost":
             self._publish_status("restored")
             log.info("strap sensor back")
-            if self.loop.state in (State.SETUP, State.HOLD):
-                self.loop.say(self.loop.routine.strap["restored"], "sensor.restored")
+            if "lost" in self._said and "restored" not in self._said:
+                # said from the loop once it has stayed up (a flapping plug says nothing)
+                self._restored_due = self.loop.clock.now() + RESTORED_STABLE_S
 
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
             self.adc = None
         now = self.loop.clock.now()
         self._next_retry = now + self.settings.retry_seconds
+        self._restored_due = None
         if self.status == "ok":
             self.status = "lost"
             self._show(None)
             self._publish_status("lost")
             log.warning("strap sensor lost (%s); going on without it", exc)
-            if not self._said_lost and self.loop.state is not State.IDLE:
-                self._said_lost = True
+            if self.loop.state is not State.IDLE:
                 # never stale: if the countdown holds it back, it is said just after
-                self.loop.say(self.loop.routine.strap["lost"], "sensor.lost")
+                self._say_once("lost")
         else:
             self._show(None)
             if self.status == "absent":
@@ -154,6 +171,14 @@ class StrapSensor:
     def _publish_status(self, status: str) -> None:
         self.loop.publish(SensorEvent(self.loop.stamp(), status))
 
+    def _say_once(self, line: str, not_after: float | None = None) -> bool:
+        """Say the sensor's ``line`` unless it was said this session; True if queued."""
+        if line in self._said:
+            return False
+        self._said.add(line)
+        self.loop.say(self.loop.routine.strap[line], f"sensor.{line}", not_after)
+        return True
+
     # ---- the loop's hooks -------------------------------------------------------------
 
     def _active(self) -> bool:
@@ -165,7 +190,8 @@ class StrapSensor:
         now = self.loop.clock.now()
         if state is State.SETUP:
             if change.round == 1 and change.leg == self.loop.first_leg:
-                self._said_lost = False
+                self._said.clear()  # a new session: each line may be said once again
+                self._restored_due = None
             self._tare = []
             self._tare_until = now + TARE_S
             self.coach = None
@@ -188,9 +214,11 @@ class StrapSensor:
     def _deadline(self, now: float) -> float | None:
         if not self._active():
             return None
-        if self.adc is None:
-            return self._next_retry
-        return self._next_poll
+        due = self._next_retry if self.adc is None else self._next_poll
+        for t in (self._restored_due, *self._clock_deadlines()):
+            if t is not None and (due is None or t < due):
+                due = t
+        return due
 
     def _on_wake(self, now: float) -> None:
         if not self._active():
@@ -199,9 +227,15 @@ class StrapSensor:
             if self._next_retry is not None and now >= self._next_retry - 1e-9:
                 self._next_retry = now + self.settings.retry_seconds
                 self._connect_soon()
-            return
-        if self._next_poll is None or now < self._next_poll - 1e-9:
-            return
+        elif self._next_poll is not None and now >= self._next_poll - 1e-9:
+            self._poll(now)
+        if (self._restored_due is not None and now >= self._restored_due - 1e-9
+                and self.status == "ok"):
+            self._restored_due = None
+            self._say_once("restored")
+        self._hold_clock(now)
+
+    def _poll(self, now: float) -> None:
         self._next_poll = now + min(0.05, 0.5 / self.settings.sps)
         with self._lock:
             adc = self.adc
@@ -213,7 +247,7 @@ class StrapSensor:
             self._failed(exc)
             return
         if counts is not None:
-            self._sample(now, counts)
+            self._sample(now, counts, adc)
 
     # ---- samples ----------------------------------------------------------------------
 
@@ -221,7 +255,43 @@ class StrapSensor:
         """Counts as tension (kg, or relative units when uncalibrated)."""
         return self.calibration.to_units(counts)
 
-    def _sample(self, now: float, counts: int) -> None:
+    def _check_reading(self, now: float, counts: int, adc: LoadCell) -> None:
+        """Notice a reading at the ADC's full scale, or stuck on one raw value; each is
+        logged, published and said once a session."""
+        low, high = full_scale_of(adc)
+        saturated = counts <= low or counts >= high
+        if saturated and not self.saturated:
+            self._publish_status("saturated")
+            if "saturated" not in self._said:
+                log.warning("strap reading at the ADC's full scale (%d counts): the pull is "
+                            "beyond what the sensor can measure", counts)
+            self._say_once("saturated", now + STATUS_GRACE_S)
+        self.saturated = saturated
+        if counts != self._last_counts or saturated:
+            self._last_counts = counts
+            self._same_since = now
+            self._same_samples = 1
+            if self.stuck:
+                self.stuck = False
+                self._publish_status("unstuck")
+                log.info("strap reading moves again")
+            return
+        self._same_samples += 1
+        if (not self.stuck and self._same_samples >= STUCK_SAMPLES
+                and now - self._same_since >= STUCK_S - 1e-9):
+            self.stuck = True
+            self._slack_since = None
+            self._publish_status("stuck")
+            if "stuck" not in self._said:
+                log.warning("strap reading stuck at %d counts for %.0f s; not trusted until "
+                            "it moves", counts, now - self._same_since)
+            self._say_once("stuck", now + STATUS_GRACE_S)
+
+    def _sample(self, now: float, counts: int, adc: LoadCell | None = None) -> None:
+        if adc is not None:
+            self._check_reading(now, counts, adc)
+            if self.stuck:
+                return  # a frozen value is no reading: no tension, coaching or hold clock
         state = self.loop.state
         if state is State.SETUP and self._tare is not None:
             if now <= self._tare_until:
@@ -267,17 +337,56 @@ class StrapSensor:
             loop.say(loop.routine.strap[cue], f"coach.{cue}", now + CUE_GRACE_S)
         if self.settings.hold_clock != "strap":
             return
-        strap = loop.routine.strap
         if coach.loaded:
             self._slack_since = None
             if paused:
-                line = strap["resumed"] if self._hold_left() > PROMPT_CLEAR_S else None
+                line = loop.routine.strap["resumed"] if self._hold_left() > PROMPT_CLEAR_S \
+                    else None
                 loop.publish(HoldClockEvent(loop.stamp(), True))
                 loop.resume_hold(now, line)
-            return
-        if self._slack_since is None:
+        elif self._slack_since is None:
             self._slack_since = now
-        if not paused and now - self._slack_since >= PAUSE_AFTER_S:
+        self._hold_clock(now)
+
+    def _strap_clock(self) -> bool:
+        """True while the hold clock follows the strap: asked for, in a hold, and the
+        sensor answering with a reading that moves."""
+        return (self.settings.hold_clock == "strap" and self.loop.state is State.HOLD
+                and self.adc is not None and self.status == "ok" and not self.stuck
+                and self.coach is not None)
+
+    def _clock_deadlines(self) -> list[float]:
+        """When the strap's hold clock next has something to do (clock s)."""
+        if self.settings.hold_clock != "strap" or self.loop.state is not State.HOLD:
+            return []
+        paused_at = self.loop.hold_status().paused_at
+        if not self._strap_clock():  # a waiting clock goes back to time at once
+            return [] if paused_at is None else [self.loop.clock.now()]
+        if paused_at is None:
+            return [] if self._slack_since is None else [self._slack_since + PAUSE_AFTER_S]
+        times = [paused_at + GIVE_UP_PAUSED_S]
+        if self._prompted_at is not None:
+            times.append(self._prompted_at + REPROMPT_S)
+        return times
+
+    def _hold_clock(self, now: float) -> None:
+        """The strap's hold clock, on the loop's clock: pause after the strap has been slack
+        PAUSE_AFTER_S, say why every REPROMPT_S, give up after GIVE_UP_PAUSED_S; a sensor
+        that is lost or stuck hands the hold back to the time clock."""
+        if self.settings.hold_clock != "strap" or self.loop.state is not State.HOLD:
+            return
+        loop = self.loop
+        hold = loop.hold_status()
+        paused = hold.paused_at is not None
+        if not self._strap_clock():
+            self._slack_since = None
+            if paused:  # no trustworthy reading: back to the time clock
+                log.info("strap hold clock: no reading, the time clock runs the hold")
+                loop.publish(HoldClockEvent(loop.stamp(), True))
+                loop.resume_hold(now)
+            return
+        if not paused and self._slack_since is not None \
+                and now - self._slack_since >= PAUSE_AFTER_S - 1e-9:
             # the clock stops from when the strap went slack: that time is not held
             since = max(self._slack_since, hold.started_at or self._slack_since)
             loop.publish(HoldClockEvent(loop.stamp(), False))
@@ -286,14 +395,14 @@ class StrapSensor:
             paused = True
         paused_at = loop.hold_status().paused_at
         if paused and paused_at is not None:
-            if now - paused_at >= GIVE_UP_PAUSED_S:
+            if now - paused_at >= GIVE_UP_PAUSED_S - 1e-9:
                 # nobody took the strap up again: end the hold rather than wait for ever
                 loop.publish(HoldClockEvent(loop.stamp(), False, gave_up=True))
                 loop.end_hold_early(now)
-            elif self._prompted_at is None or now - self._prompted_at >= REPROMPT_S:
+            elif self._prompted_at is None or now - self._prompted_at >= REPROMPT_S - 1e-9:
                 self._prompted_at = now
                 if self._hold_left() > PROMPT_CLEAR_S + 8.0:  # never into the countdown
-                    loop.say(strap["paused"], "hold.paused", now + STATUS_GRACE_S)
+                    loop.say(loop.routine.strap["paused"], "hold.paused", now + STATUS_GRACE_S)
 
     def _figures(self, hold: HoldEnded) -> dict[str, float | None] | None:
         coach, self.coach = self.coach, None
@@ -306,6 +415,21 @@ class StrapSensor:
             return None if v is None else round(v, 2)
         return {"mean": r(summary.mean_kg), "peak": r(summary.peak_kg),
                 "steadiness": r(summary.steadiness)}
+
+
+def attach(loop: DeviceLoop, settings: SensorSettings, make_adc: Callable[[], LoadCell],
+           calibration: Calibration | None = None) -> StrapSensor:
+    """The strap add-on: connect the load cell now (a missing one is retried later)."""
+    sensor = StrapSensor(loop, settings, make_adc, calibration)
+    if not sensor.connect():
+        log.warning("strap sensor not found; the box goes on without it")
+    return sensor
+
+
+def full_scale_of(adc: LoadCell) -> tuple[int, int]:
+    """The lowest and highest raw counts ``adc`` can report (a reading there is clipped)."""
+    limits = getattr(adc, "full_scale", None)
+    return limits if limits is not None else (-(1 << 23), (1 << 23) - 1)
 
 
 def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], LoadCell]:

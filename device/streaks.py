@@ -23,7 +23,7 @@ def local_zone(env: Mapping[str, str] | None = None) -> tzinfo:
     if name:
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: TZ=America, a folder
             pass
     try:
         with open("/etc/localtime", "rb") as f:

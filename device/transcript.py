@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, TextIO
+
+from device.bus import EventBus
+from device.events import CATALOGUE
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per line
 
@@ -53,3 +57,10 @@ class Readable:
         if line is not None:
             self.stream.write(line + "\n")
             self.stream.flush()
+
+
+def attach(bus: EventBus, listener: Callable[[dict[str, Any]], None]) -> None:
+    """The transcript add-on: ``listener`` gets every event (light frames too) as its
+    JSON dict, in the loop's thread (in-loop: it must be quick)."""
+    bus.subscribe(lambda event: listener(event.to_json()), CATALOGUE.keys(),
+                  name=f"transcript:{type(listener).__name__}")

@@ -363,7 +363,8 @@ def _stray_output_hidden() -> Iterator[None]:
 
 
 def run_tui(config: Config, speed: float = 1.0, mute: bool = False, sensor: bool = False,
-            history: Path | None = None) -> int:
+            history: Path | None = None, web: str | None = None,
+            config_path: Path | None = None, mqtt: Any = None) -> int:
     """The simulator on screen until ``q``; returns the exit code."""
     if not HAVE_TEXTUAL:
         print(INSTALL_HINT, file=sys.stderr)
@@ -371,7 +372,7 @@ def run_tui(config: Config, speed: float = 1.0, mute: bool = False, sensor: bool
     screen_log = ScreenLog()
     with _logs_on_screen(screen_log), _stray_output_hidden():
         app = StretchApp(config, speed=speed, mute=mute, screen_log=screen_log, sensor=sensor,
-                         history=history)
+                         history=history, web=web, config_path=config_path, mqtt=mqtt)
         try:
             app.run()
         finally:
@@ -437,6 +438,9 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         fps: float = FPS,
         sensor: bool = False,
         history: Path | None = None,
+        web: str | None = None,
+        config_path: Path | None = None,
+        mqtt: Any = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -456,7 +460,8 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
                 self.voice = SwitchableVoice(make=real_voice(config), muted=mute)
             box = build_box(config, mode="sim", clock=RealClock(speed), speaker=self.voice,
                             sensor=sensor or config.sensor.enabled, history=history,
-                            wall_start=datetime.now().astimezone())
+                            wall_start=datetime.now().astimezone(), web=web,
+                            config_path=config_path, mqtt=mqtt)
         box.bus.subscribe(self._on_event, WATCHED_EVENTS, name="screen")
         self.habit = box.habit
         self.box = box

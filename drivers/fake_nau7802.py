@@ -168,6 +168,7 @@ class FakeNAU7802:
         self._unplugged_errno: int | None = None
         self._ops_until_unplug: int | None = None
         self._pending_errno = errno.EREMOTEIO
+        self._stuck_counts: int | None = None
 
     # --- test controls ----------------------------------------------------------------
 
@@ -185,6 +186,11 @@ class FakeNAU7802:
             self._ops_until_unplug = after_ops
             self._pending_errno = err
 
+    def stick(self, counts: int | None) -> None:
+        """From now on every conversion reports the raw ``counts`` (a frozen front end or
+        a broken wire); None: back to the strap model."""
+        self._stuck_counts = counts
+
     def replug(self, power_cycled: bool = True) -> None:
         """Reconnect; if ``power_cycled`` the chip comes back in its power-on state."""
         self._unplugged_errno = None
@@ -198,7 +204,8 @@ class FakeNAU7802:
             del self.log[: len(self.log) - self.log_limit]
 
     def counts_for(self, kg: float) -> int:
-        """The raw count the chip would report for ``kg`` at the current gain."""
+        """The raw count the chip would report for ``kg`` at the current gain, clipped to
+        the ADC's full scale as the chip clips it (a pull past about 100 kg at gain 128)."""
         gain = _GAIN_OF_CODE[FIELDS["GAINS"].get(self.regs[Reg.CTRL1])]
         counts = round((self.offset_counts + kg * self.counts_per_kg) * gain / 128)
         return max(-(1 << 23), min((1 << 23) - 1, counts))
@@ -320,7 +327,10 @@ class FakeNAU7802:
         missed = math.floor((now - self._next_conv) / period)
         at = self._next_conv + missed * period
         self._next_conv = at + period
-        counts = self.counts_for(self.strap.kg(at)) & 0xFFFFFF
+        counts = self.counts_for(self.strap.kg(at))
+        if self._stuck_counts is not None:
+            counts = self._stuck_counts
+        counts &= 0xFFFFFF
         self.regs[Reg.ADCO_B2] = counts >> 16
         self.regs[Reg.ADCO_B1] = (counts >> 8) & 0xFF
         self.regs[Reg.ADCO_B0] = counts & 0xFF

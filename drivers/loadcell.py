@@ -25,7 +25,11 @@ class SensorError(Exception):
 
 
 class LoadCell(Protocol):
-    """What the strap needs from a load-cell ADC. Every failure raises ``SensorError``."""
+    """What the strap needs from a load-cell ADC. Every failure raises ``SensorError``.
+
+    A driver may also give ``full_scale``: the (lowest, highest) counts a conversion can
+    report, where an input beyond the range is clipped (24-bit signed when it does not).
+    """
 
     def begin(self) -> None:
         """Set the chip up (again after a ``SensorError``); raise if it does not answer."""

@@ -29,6 +29,10 @@ DEFAULT_ADDRESS = 0x2A
 REVISION_ID = 0x0F
 """Low nibble of DEVICE_REV on every NAU7802."""
 
+FULL_SCALE = (-(1 << 23), (1 << 23) - 1)
+"""The lowest and highest counts a conversion can give; an input beyond the range reads
+as one of these (clipped), so a reading there is saturated, not a measurement."""
+
 
 class I2CBus(Protocol):
     """The part of smbus2.SMBus the driver uses."""
@@ -170,6 +174,9 @@ class NAU7802:
 
     POLL_S = 0.001
     """Status polling interval while waiting, seconds."""
+
+    full_scale: tuple[int, int] = FULL_SCALE
+    """The clipped ends of the conversion range (counts)."""
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ import os
 import queue
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -446,6 +447,7 @@ class Pyttsx3Speaker:
         self._todo: deque[str] = deque()
         self._fixed: dict[str, None] = {}
         self._prerendering = False
+        self._current: str | None = None  # the line being rendered or played
         self._closed = threading.Event()
         self._proc: Any = None
         self._workers = 0
@@ -499,8 +501,7 @@ class Pyttsx3Speaker:
             self._todo.clear()
             proc = self._proc
         if proc is not None:
-            with contextlib.suppress(Exception):
-                proc.kill()
+            _kill_group(proc)
         self._lines.put(_STOP)
         if self._dispatcher is None and self._worker is not None:
             self._worker.retire()
@@ -526,6 +527,29 @@ class Pyttsx3Speaker:
                 timeout,
             )
 
+    def wait_spoken(self, timeout: float | None) -> bool:
+        """Block (real time, on a condition: no polling) until every line given to ``say``
+        has been played or given up on; True if so within ``timeout`` s."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending == 0, timeout)
+
+    def line_limit_s(self, text: str) -> float:
+        """The longest one line may take (s): its render up to the engine's time-out, then
+        playing up to about its length plus the player's margin (the overrun limits)."""
+        return (self._timeout_s(text) + 2.0 * speech_estimate_s(text, self._rate)
+                + self._play_margin_s)
+
+    def drain(self) -> bool:
+        """Block until the lines already given have been played (the last line of a run
+        must reach the player before the run ends), for at most the sum of their overrun
+        limits; True if they were all played or given up on in time."""
+        with self._lines.mutex:
+            texts = [t for t in self._lines.queue if isinstance(t, str)]
+        with self._cond:
+            if self._current is not None:
+                texts.append(self._current)
+        return self.wait_spoken(sum(self.line_limit_s(t) for t in texts))
+
     def cache_path(self, text: str) -> Path:
         """Where ``text``'s WAV is (or would be) cached."""
         return self._get_cache(create=False).path(self._key(text))
@@ -541,6 +565,8 @@ class Pyttsx3Speaker:
                 if item is _PRERENDER:
                     self._prerender_one()
                     continue
+                with self._cond:
+                    self._current = item
                 try:
                     if self.available and not self._closed.is_set():
                         self._speak(item)
@@ -548,6 +574,7 @@ class Pyttsx3Speaker:
                     log.exception("speaking %r failed", item)
                 finally:
                     with self._cond:
+                        self._current = None
                         self._pending = max(0, self._pending - 1)
                         self._cond.notify_all()
         finally:
@@ -713,8 +740,9 @@ class Pyttsx3Speaker:
         """Play ``path``: 'ok', 'failed' or 'missing' (the player cannot be run)."""
         argv = player_command(self._player, self._audio_device, str(path))
         try:
+            # a group of its own: an overrun ends the player and any children it started
             proc = self._popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE)
+                               stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             self._use_player = False
             self._warn_once("player-missing", f"cannot run the player {argv[0]!r} ({exc}); "
@@ -723,8 +751,7 @@ class Pyttsx3Speaker:
         with self._cond:
             self._proc = proc
         if self._closed.is_set():
-            with contextlib.suppress(Exception):
-                proc.kill()
+            _kill_group(proc)
         limit = seconds + self._play_margin_s
         try:
             _, err = proc.communicate(timeout=limit)
@@ -809,14 +836,23 @@ class Pyttsx3Speaker:
                 self._lines.put(_STOP)
                 break
         if proc is not None:
-            with contextlib.suppress(Exception):
-                proc.kill()
+            _kill_group(proc)
+
+
+def _kill_group(proc: Any) -> None:
+    """Kill the player and everything it started: it leads a process group of its own
+    (``start_new_session``), so a wrapper script's children go with it."""
+    pid = getattr(proc, "pid", None)
+    if isinstance(pid, int) and pid > 0:
+        with contextlib.suppress(OSError):
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(Exception):
+        proc.kill()
 
 
 def _stop(proc: Any) -> None:
-    """Kill an overrunning player and reap it (never waiting long)."""
-    with contextlib.suppress(Exception):
-        proc.kill()
+    """Kill an overrunning player's whole group and reap it (never waiting long)."""
+    _kill_group(proc)
     with contextlib.suppress(Exception):
         proc.communicate(timeout=1.0)
 

@@ -53,8 +53,14 @@ def test_bad_values_name_key_value_and_allowed(toml: str, words: list[str]) -> N
 
 
 def test_breath_limits_are_inclusive() -> None:
-    parse_config(tomllib.loads("[breath]\ninhale = 2\nexhale = 3"))  # 12 per minute
-    parse_config(tomllib.loads("[breath]\ninhale = 12\nexhale = 18"))  # 2 per minute
+    fast = parse_config(tomllib.loads("[breath]\ninhale = 2\nexhale = 3"))
+    slow = parse_config(tomllib.loads("[breath]\ninhale = 12\nexhale = 18"))
+    assert 60 / fast.breath.period == 12 and (fast.breath.inhale, fast.breath.exhale) == (2, 3)
+    assert 60 / slow.breath.period == 2 and (slow.breath.inhale, slow.breath.exhale) == (12, 18)
+    with pytest.raises(ConfigError, match="12.5 breaths per minute: must be 2 to 12"):
+        parse_config(tomllib.loads("[breath]\ninhale = 2\nexhale = 2.8"))  # just too fast
+    with pytest.raises(ConfigError, match="1.9 breaths per minute: must be 2 to 12"):
+        parse_config(tomllib.loads("[breath]\ninhale = 12\nexhale = 19.5"))  # just too slow
 
 
 @pytest.mark.parametrize(
@@ -132,3 +138,18 @@ def test_parts_cannot_sit_on_the_sensors_i2c_pins() -> None:
     with pytest.raises(ConfigError, match="pins.button = 2: GPIO2 and GPIO3"):
         parse_config(tomllib.loads("[pins]\nbutton = 2\n[sensor]\nenabled = true\n"))
     parse_config(tomllib.loads("[pins]\nbutton = 2\n"))  # fine without the sensor
+
+
+def test_an_unreadable_home_config_is_passed_over(tmp_path, monkeypatch) -> None:
+    """Under systemd's ProtectHome= the user's ~/.config cannot even be looked at."""
+    import device.config as config_module
+
+    class Hidden(type(tmp_path)):
+        def is_file(self) -> bool:
+            raise PermissionError(13, "Permission denied", str(self))
+
+    system = tmp_path / "etc.toml"
+    system.write_text("[session]\nrounds = 2\n")
+    monkeypatch.setattr(config_module, "config_paths",
+                        lambda: [Hidden("/home/stretch/.config/x.toml"), system])
+    assert config_module.load_config().session.rounds == 2

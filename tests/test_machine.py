@@ -211,3 +211,33 @@ def test_every_line_fills_the_leg_placeholders() -> None:
     m2.handle(Press.SHORT, 0.0)
     cancel = [e.text for e in m2.handle(Press.LONG, 5.0) if isinstance(e, Speak)]
     assert cancel[-1] == "right off."
+
+
+@pytest.mark.parametrize("how", ["cancelled", "interrupted"])
+def test_the_hold_in_progress_is_recorded_when_the_session_stops(how: str) -> None:
+    m = SessionMachine(ROUTINE, SessionSettings(hold_seconds=90))
+    t0 = hold_now(m)
+    out = m.handle(Press.LONG, t0 + 30.0) if how == "cancelled" else m.interrupt(t0 + 30.0)
+    holds = [e for e in out if isinstance(e, HoldEnded)]
+    assert [(h.leg, h.round, h.planned_s, h.ended) for h in holds] == [("right", 1, 90.0, how)]
+    assert holds[0].held_s == pytest.approx(30.0)
+    ended = next(e for e in out if isinstance(e, SessionEnded))
+    assert ended.outcome == how and ended.holds == tuple(holds)
+    assert out.index(holds[0]) < out.index(ended)
+
+
+def test_a_waiting_hold_clock_counts_up_to_where_it_stopped_when_cancelled() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    t0 = hold_now(m)
+    m.pause_hold(t0 + 12.0)
+    out = m.handle(Press.LONG, t0 + 100.0)
+    hold = next(e for e in out if isinstance(e, HoldEnded))
+    assert hold.ended == "cancelled" and hold.held_s == pytest.approx(12.0)
+
+
+def test_no_hold_is_recorded_when_the_session_stops_outside_a_hold() -> None:
+    m = SessionMachine(ROUTINE, SessionSettings())
+    m.handle(Press.SHORT, 0.0)  # setup
+    out = m.handle(Press.LONG, 3.0)
+    assert not any(isinstance(e, HoldEnded) for e in out)
+    assert next(e for e in out if isinstance(e, SessionEnded)).holds == ()

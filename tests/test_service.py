@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -30,11 +32,15 @@ def events_of(path: Path) -> list[dict]:
     return [json.loads(line) for line in lines if line.endswith("}")]
 
 
-def test_sigterm_mid_hold_turns_outputs_off_and_exits_0(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["TERM", "HUP"])
+def test_sigterm_mid_hold_turns_outputs_off_and_exits_0(tmp_path: Path, signum: int) -> None:
+    """SIGHUP (the terminal running the simulator closed) is a stop like SIGTERM: light off,
+    the session recorded as interrupted, no WAL files left, exit 0."""
     events = tmp_path / "events.jsonl"
+    db = tmp_path / "history.db"
     child = subprocess.Popen(
         [sys.executable, "-m", "device", "sim", "--headless", "--quiet", "--speed", "20",
-         "--script", "press@0.5,press@1", "--events", str(events)],
+         "--script", "press@0.5,press@1", "--events", str(events), "--history", str(db)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -42,7 +48,7 @@ def test_sigterm_mid_hold_turns_outputs_off_and_exits_0(tmp_path: Path) -> None:
                              for e in events_of(events)))
         time.sleep(0.3)  # a few seconds of simulated hold: the light is breathing
         sent = time.monotonic()
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(signum)
         code = child.wait(timeout=5)
         took = time.monotonic() - sent
     finally:
@@ -54,7 +60,14 @@ def test_sigterm_mid_hold_turns_outputs_off_and_exits_0(tmp_path: Path) -> None:
     assert [e["outcome"] for e in got if e["kind"] == "session"] == ["interrupted"]
     leds = [e for e in got if e["kind"] == "led"]
     assert leds[-1]["value"] == 0.0 and max(e["value"] for e in leds) > 0.1
-    assert got[-1]["kind"] in ("led", "state", "session")
+    # the history event may come last: the session is written off the loop
+    assert [e["kind"] for e in got if e["kind"] != "history"][-1] in ("led", "state", "session")
+    assert [e["outcome"] for e in got if e["kind"] == "history"] == ["interrupted"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.jsonl", "history.db"]
+    from device.store.sqlite import History
+
+    with History(db, read_only=True) as h:
+        assert [s.outcome for s in h.sessions()] == ["interrupted"]
 
 
 def test_run_notifies_ready_watchdog_status_and_stopping(tmp_path: Path) -> None:
@@ -85,6 +98,9 @@ def test_run_notifies_ready_watchdog_status_and_stopping(tmp_path: Path) -> None
             child.kill()
         server.close()
     assert any("STATUS=idle" in m for m in messages)
+    said = child.stderr.read() if child.stderr else ""
+    # on mock pins `run` says once what it is doing and how to stop it
+    assert said.count("running the box on mock pins") == 1 and "Ctrl-C" in said
 
 
 def test_bad_config_exits_78_before_ready(tmp_path: Path) -> None:

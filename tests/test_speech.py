@@ -433,6 +433,82 @@ def test_a_real_player_process_that_hangs_is_killed(tmp_path, speakers) -> None:
     assert procs[0].poll() is not None  # killed and reaped
 
 
+def _gone(pid: int) -> bool:
+    """True once ``pid`` has exited (a zombie left for a non-reaping init counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def test_an_overrunning_wrapper_player_is_ended_with_its_children(tmp_path, speakers) -> None:
+    """voice.player may be a script that starts the real player: an overrun ends the whole
+    process group, so the child stops too and nothing waits on its pipe."""
+    pid_file = tmp_path / "child.pid"
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\nwait\n")
+    wrapper.chmod(0o755)
+    speaker = make(speakers, tmp_path, FakeEngine(), fixed_lines=LINES[:1],
+                   player=str(wrapper), process_factory=subprocess.Popen, play_margin_s=0.3)
+    assert speaker.wait_idle(5)
+    started = time.monotonic()
+    say_and_wait(speaker, LINES[0])
+    took = time.monotonic() - started
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 2
+    while not _gone(child) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if not _gone(child):
+        os.kill(child, 9)
+        raise AssertionError("the player's child outlived the overrun")
+    assert took < 1.0  # 0.05 s cue + 0.3 s margin; no extra second waiting on the pipe
+
+
+def test_a_slow_player_is_waited_for_without_spinning(tmp_path, speakers) -> None:
+    """A headless run on virtual time with a real voice blocks while the player plays:
+    its CPU time stays a small part of the time it takes."""
+    from device.config import Config
+    from device.sim import make_sim
+
+    player = tmp_path / "slow.sh"
+    player.write_text("#!/bin/sh\nsleep 0.4\n")
+    player.chmod(0o755)
+    speaker = make(speakers, tmp_path, FakeEngine(), player=str(player),
+                   process_factory=subprocess.Popen)
+    box = make_sim(Config(), speaker=speaker)
+    try:
+        box.loop.schedule(1.0, box.press_now)
+        cpu0, t0 = time.process_time(), time.monotonic()
+        box.loop.run(until=20.0)
+        cpu, elapsed = time.process_time() - cpu0, time.monotonic() - t0
+    finally:
+        box.close()
+    assert speaker.lines_spoken >= 3 and elapsed >= 1.2  # it did wait for the player
+    assert cpu < 0.2 * elapsed, f"{cpu:.2f} s of CPU in {elapsed:.2f} s"
+
+
+def test_the_last_line_of_a_run_reaches_the_player(tmp_path, speakers, monkeypatch) -> None:
+    """'All done...' is handed to the voice as the session ends: the run waits for it."""
+    import device.sim
+    from device.config import Config
+    from device.routine import load_routine
+
+    played = tmp_path / "played.log"
+    player = tmp_path / "player.sh"
+    player.write_text(f"#!/bin/sh\nsleep 0.05\necho \"$1\" >> {played}\n")
+    player.chmod(0o755)
+    config = Config()
+    speaker = make(speakers, tmp_path, FakeEngine(), player=str(player),
+                   process_factory=subprocess.Popen,
+                   fixed_lines=load_routine(None).fixed_lines(config.session.legs))
+    monkeypatch.setattr(device.sim, "sim_speaker", lambda voice, config: speaker)
+    box = device.sim.run_headless(config, None, [], voice=True)
+    last = box.loop.spoken[-1]
+    assert last.startswith("All done")
+    assert played.read_text().splitlines()[-1] == str(speaker.cache_path(last))
+
+
 def test_busy_while_the_player_plays(tmp_path, speakers) -> None:
     gate = threading.Event()
     player = FakePlayer(gate=gate)

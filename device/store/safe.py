@@ -2,7 +2,9 @@
 
 A locked, read-only or corrupt store costs nothing but a log line: the record stays in
 memory (retried on the next ``record`` or ``flush``) and is appended as one JSON line to a
-fallback file beside the database, imported once the store works again.
+fallback file beside the database, imported once the store works again. When even the
+fallback file cannot be written (disk full, no writable folder), ``save`` says so
+(``IN_MEMORY``): the session lives only in memory until a retry reaches the store.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ from device.store.sqlite import History
 
 log = logging.getLogger(__name__)
 
+SAVED = "saved"  # in the store
+IN_FILE = "file"  # not in the store, but in the fallback file (imported later)
+IN_MEMORY = "memory"  # neither: kept in memory only, retried while the process runs
+
 
 class SafeHistory:
     """``History`` for the device loop: never raises, never loses a session it was given.
@@ -37,16 +43,19 @@ class SafeHistory:
 
     def __init__(self, path: Path | str, fallback_path: Path | str | None = None, *,
                  timeout_s: float = 2.0, opener: Callable[[], History] | None = None,
+                 outbox: bool = False,
                  logger: logging.Logger | None = None) -> None:
         self.path = Path(path)
         self.fallback_path = (Path(fallback_path) if fallback_path is not None
                               else default_fallback_path(self.path))
-        self._opener = opener or (lambda: History(self.path, timeout_s=timeout_s))
+        self._opener = opener or (lambda: History(self.path, timeout_s=timeout_s,
+                                                  outbox=outbox))
         self._log = logger or log
         self._store: History | None = None
         self._pending: list[SessionRecord] = []
         self._failing = False
         self._fallback_failing = False
+        self._memory_only: set[int] = set()  # start instants of sessions only in memory
         self._lock = threading.RLock()
 
     @property
@@ -59,14 +68,27 @@ class SafeHistory:
         """False while the store is failing."""
         return not self._failing
 
+    @property
+    def memory_only(self) -> int:
+        """Pending sessions that are in neither the store nor the fallback file."""
+        with self._lock:
+            return len(self._memory_only)
+
     def record(self, session: SessionRecord) -> bool:
         """Save ``session``; True if it (and everything pending) reached the store."""
+        return self.save(session) == SAVED
+
+    def save(self, session: SessionRecord) -> str:
+        """Save ``session``: ``SAVED`` (in the store), ``IN_FILE`` (in the fallback file,
+        retried) or ``IN_MEMORY`` (neither could be written: kept in memory, retried)."""
         with self._lock:
             self._pending.append(session)
             if self._drain():
-                return True
-            self._append_fallback(session)
-            return False
+                return SAVED
+            if self._append_fallback(session):
+                return IN_FILE
+            self._memory_only.add(instant_us(session.started))
+            return IN_MEMORY
 
     def flush(self) -> bool:
         """Retry pending sessions and import the fallback file; True when nothing is left."""
@@ -112,13 +134,18 @@ class SafeHistory:
         except Exception as e:  # noqa: BLE001 - nothing may raise into the session
             self._fail(e)
             return False
+        if self._memory_only:
+            self._log.warning("history store %s works again: %d session(s) kept only in "
+                              "memory are saved now", self.path, len(self._memory_only))
+            self._memory_only.clear()
         if self._failing:
             self._failing = False
             self._log.info("history store %s works again%s", self.path,
                            f"; imported {imported} session(s)" if imported else "")
         return True
 
-    def _append_fallback(self, session: SessionRecord) -> None:
+    def _append_fallback(self, session: SessionRecord) -> bool:
+        """Append ``session`` to the fallback file; False if it cannot be written."""
         try:
             self.fallback_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.fallback_path, "a", encoding="utf-8") as f:
@@ -130,6 +157,9 @@ class SafeHistory:
                 self._fallback_failing = True
                 self._log.warning("cannot write fallback file %s either: %s",
                                   self.fallback_path, e)
+            return False
+        self._fallback_failing = False
+        return True
 
     def _import_fallback(self, store: History) -> int:
         """Write the fallback file's sessions to ``store`` and remove it; count written."""
@@ -175,6 +205,16 @@ class SafeHistory:
                 starts.setdefault(instant_us(s.started), s.started)
         return list(starts.values())
 
+    def complete_starts(self) -> list[datetime]:
+        """Start times of every complete session, stored or pending."""
+        return self._complete_starts()
+
+    def recent(self, limit: int = 30) -> list[SessionRecord]:
+        """The latest ``limit`` sessions, stored or pending, newest first."""
+        stored = self._stored(lambda h: h.recent(limit))
+        merged = sorted(_merge(stored, self._pending), key=lambda s: s.started, reverse=True)
+        return merged[:limit]
+
     def streak_days(self, now: datetime, tz: tzinfo | None = None) -> int:
         """See ``streaks.streak_days``."""
         return streaks.streak_days_bounded(self._complete_starts, now, tz)
@@ -194,9 +234,7 @@ class SafeHistory:
 
     def leg_progress(self, leg: str, limit: int = 30) -> list[LegSession]:
         """See ``History.leg_progress``; pending sessions included."""
-        stored = self._stored(lambda h: h.recent(limit))
-        merged = sorted(_merge(stored, self._pending), key=lambda s: s.started, reverse=True)
-        return [LegSession.of(s, leg) for s in merged[:limit]]
+        return [LegSession.of(s, leg) for s in self.recent(limit)]
 
 
 def _merge(stored: Iterable[SessionRecord],

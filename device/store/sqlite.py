@@ -13,7 +13,9 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -53,12 +55,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX sessions_outcome ON sessions(outcome, started_us)",
     ),
-    (  # issue 13: the streak and week queries read the index alone (covering: no row reads)
+    (  # 2: the MQTT outbox, one row per session to publish, written with the session
+        """CREATE TABLE outbox (
+            id INTEGER PRIMARY KEY,              -- publishing order
+            session_id INTEGER NOT NULL UNIQUE REFERENCES sessions(id) ON DELETE CASCADE,
+            msg_id TEXT NOT NULL UNIQUE,         -- the message's id, for de-duplication
+            delivered_us INTEGER                 -- broker's acknowledgement; NULL = not yet
+        )""",
+        "CREATE INDEX outbox_pending ON outbox(delivered_us, id)",
+    ),
+    (  # 3 (issue 13): the streak and week queries read the index alone (covering: no row
+        # reads of the sessions table)
         "DROP INDEX sessions_outcome",
         "CREATE INDEX sessions_outcome_started ON sessions(outcome, started_us, started)",
     ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A session waiting for the broker: outbox row id, message id, the session."""
+
+    id: int
+    msg_id: str
+    session: SessionRecord
 
 
 class History:
@@ -71,9 +92,10 @@ class History:
     """
 
     def __init__(self, path: Path | str, *, timeout_s: float = 5.0,
-                 read_only: bool = False) -> None:
+                 read_only: bool = False, outbox: bool = False) -> None:
         self.path = Path(path)
         self.read_only = read_only
+        self.outbox = outbox  # record() also queues each new session in the MQTT outbox
         self._lock = threading.RLock()
         try:
             if read_only:
@@ -174,6 +196,9 @@ class History:
                         " ended, mean, peak, steadiness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         [(cur.lastrowid, i, h.leg, h.round, h.planned_s, h.held_s, h.ended,
                           h.mean, h.peak, h.steadiness) for i, h in enumerate(session.holds)])
+                    if self.outbox:
+                        c.execute("INSERT INTO outbox (session_id, msg_id) VALUES (?, ?)",
+                                  (cur.lastrowid, uuid.uuid4().hex))
                     c.execute("COMMIT")
                     return True
                 except BaseException:
@@ -181,6 +206,35 @@ class History:
                     raise
             except sqlite3.Error as e:
                 raise HistoryError(f"cannot write history file {self.path}: {e}") from e
+
+    # ----------------------------------------------------------------- the outbox
+
+    def outbox_pending(self, limit: int = 100) -> list[OutboxEntry]:
+        """Undelivered outbox entries, oldest first."""
+        def run(c: sqlite3.Connection) -> list[OutboxEntry]:
+            rows = c.execute(
+                "SELECT o.id, o.msg_id, s.started_us FROM outbox o JOIN sessions s"
+                " ON s.id = o.session_id WHERE o.delivered_us IS NULL"
+                " ORDER BY o.id LIMIT ?", (limit,)).fetchall()
+            return [OutboxEntry(oid, msg_id,
+                                self._load("WHERE started_us = ?", (us,), "", None)[0])
+                    for oid, msg_id, us in rows]
+        return self._query(run)
+
+    def outbox_delivered(self, entry_id: int, at: datetime) -> None:
+        """Mark an outbox entry delivered (the broker acknowledged it at ``at``)."""
+        with self._lock:
+            try:
+                self._conn.execute("UPDATE outbox SET delivered_us = ? WHERE id = ?"
+                                   " AND delivered_us IS NULL", (instant_us(at), entry_id))
+            except sqlite3.Error as e:
+                raise HistoryError(f"cannot write history file {self.path}: {e}") from e
+
+    def outbox_count(self, delivered: bool = False) -> int:
+        """How many outbox entries are (un)delivered."""
+        cond = "IS NOT NULL" if delivered else "IS NULL"
+        return self._query(lambda c: c.execute(
+            f"SELECT count(*) FROM outbox WHERE delivered_us {cond}").fetchone()[0])
 
     # ----------------------------------------------------------------- reading
 

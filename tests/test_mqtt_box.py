@@ -1,0 +1,215 @@
+"""The MQTT add-on on the real box (build_box, the bus, the read model, the command
+port) and a real Mosquitto: a scripted session, commands, and a silent broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device.builder import build_box
+from device.clock import RealClock
+from device.config import Config, with_overrides
+from device.mqtt import box_id_from_hostname, endpoint
+from device.sim import run_headless
+from device.store.sqlite import History
+from device.transcript import JsonLines
+from tests.broker import INSTALL, MOSQUITTO, Mosquitto
+
+if os.environ.get("CI") != "true":  # in CI these run, never skip
+    pytest.importorskip("paho.mqtt.client", reason="pip install 'stretch-companion[mqtt]'")
+    if MOSQUITTO is None:
+        pytest.skip(f"mosquitto is not installed ({INSTALL})", allow_module_level=True)
+
+from tests.test_mqtt import WAIT_S, Watch, studio, wait_until  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Any:
+    m = Mosquitto(tmp_path / "broker", tls=False)
+    m.start()
+    yield m
+    m.stop()
+
+
+def mqtt_config(url: str, **mqtt: Any) -> Config:
+    return with_overrides(Config(), mqtt={"url": url, "box_id": "box1", **mqtt})
+
+
+def test_a_scripted_session_arrives_once(broker: Mosquitto, tmp_path: Path) -> None:
+    s, store = studio(broker.url, tmp_path / "studio.db")
+    try:
+        config = mqtt_config(broker.url)
+        run_headless(config, None, [], history=tmp_path / "h.db",
+                     mqtt=endpoint(config))  # returns once the broker has acknowledged
+        with History(tmp_path / "h.db") as h:
+            assert h.count() == 1 and h.outbox_count() == 0
+        assert wait_until(lambda: store.count() == 1)
+        row = store.summary()[0]
+        assert row["box"] == "box1" and row["sessions"] == 1
+        assert row["mean_hold_s"] == {"right": 60.0, "left": 60.0}
+        assert row["sessions_this_week"] == 1
+        assert s.settle(0.3, 3.0) and store.count() == 1
+    finally:
+        s.stop()
+
+
+def test_sim_command_line_with_mqtt_and_the_studio(broker: Mosquitto, tmp_path: Path) -> None:
+    s, store = studio(broker.url, tmp_path / "studio.db")
+    s.stop()  # its persistent session keeps the box's session until it comes back
+    r = subprocess.run([sys.executable, "-m", "device", "sim", "--headless", "--quiet",
+                        "--history", str(tmp_path / "h.db"), "--mqtt", broker.url],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "device", "studio", "--mqtt", broker.url,
+                        "--db", str(tmp_path / "studio.db"), "--json"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)
+    assert row["sessions"] == 1 and row["online"] is False and row["last_session_id"]
+    r = subprocess.run([sys.executable, "-m", "device", "studio", "--mqtt", broker.url,
+                        "--db", str(tmp_path / "studio.db")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=30)
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[:3] == ["box", "online", "last"] and len(lines) == 3
+    assert lines[1].split()[:2] == [box_id_from_hostname(), "no"]
+
+
+def test_bad_mqtt_url_on_the_command_line_is_one_line(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "device", "sim", "--headless", "--quiet",
+                        "--no-history", "--mqtt", "http://x"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 78 and r.stderr.count("\n") == 1
+    assert "--mqtt 'http://x': must be" in r.stderr or "mqtt.url" in r.stderr
+
+
+def _running_box(url: str, tmp_path: Path, speed: float = 20.0, **mqtt: Any) -> Any:
+    config = with_overrides(mqtt_config(url, **mqtt), session={"switch": "auto"})
+    box = build_box(config, mode="sim", clock=RealClock(speed), history=tmp_path / "h.db",
+                    mqtt=endpoint(config))
+    thread = threading.Thread(target=box.loop.run, daemon=True)
+    thread.start()
+    return box, thread
+
+
+def _stop(box: Any, thread: threading.Thread) -> None:
+    box.loop.stop()
+    thread.join(WAIT_S)
+    box.close()
+
+
+def test_a_command_starts_a_session_when_on(broker: Mosquitto, tmp_path: Path) -> None:
+    watch = Watch(broker.port, ["homeassistant/button/#", "homeassistant/number/#"])
+    box, thread = _running_box(broker.url, tmp_path, commands=True)
+    try:
+        assert watch.wait(lambda w: len(w.messages) == 3)
+        watch.send("stretch-companion/box1/command", '{"next_hold_seconds": 90}')
+        watch.send("stretch-companion/box1/command", "start")
+        assert wait_until(lambda: box.view().state == "hold")
+        assert box.view().hold_planned_s == 90.0
+        watch.send("stretch-companion/box1/command", "cancel")
+        assert wait_until(lambda: box.view().state in ("cancelled", "idle"))
+    finally:
+        _stop(box, thread)
+        watch.close()
+
+
+def test_a_command_is_ignored_when_off(broker: Mosquitto, tmp_path: Path) -> None:
+    watch = Watch(broker.port, ["homeassistant/+/+/session_state/config"])
+    box, thread = _running_box(broker.url, tmp_path)
+    try:
+        assert watch.wait(lambda w: len(w.messages) == 1)
+        watch.send("stretch-companion/box1/command", "start")
+        watch.send("homeassistant/status", "online")  # a round trip through the box
+        assert watch.wait(lambda w: len(w.messages) == 2)
+        assert box.view().state == "idle"
+    finally:
+        _stop(box, thread)
+        watch.close()
+
+
+def test_a_silent_broker_does_not_slow_the_light_or_the_hold(tmp_path: Path) -> None:
+    """A broker that accepts and never answers: the transcript of a real-time hold (at
+    30x) shows the planned hold held and no gap in the light frames."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(5)
+    url = f"mqtt://127.0.0.1:{server.getsockname()[1]}"
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+    events = tmp_path / "events.jsonl"
+    config = mqtt_config(url)
+    try:
+        with open(events, "w") as out:
+            run_headless(config, "press@1", [JsonLines(out)], speed=30.0, until=126.0,
+                         history=tmp_path / "h.db", mqtt=endpoint(config))
+        assert accepted  # the box did connect, and got no answer
+        rows = [json.loads(line) for line in events.read_text().splitlines()]
+        holds = [r for r in rows if r["kind"] == "hold"]
+        assert holds and holds[0]["held_s"] == holds[0]["planned_s"] == 60.0
+        start = next(r["t"] for r in rows if r["kind"] == "state" and r["state"] == "hold")
+        end = holds[0]["t"]
+        frames = [r["t"] for r in rows if r["kind"] == "led" and start <= r["t"] <= end]
+        gaps = [b - a for a, b in zip(frames, frames[1:], strict=False)]
+        assert len(frames) >= 90  # ~50 frames a real second (the cap at high speed)
+        print(f"{len(frames)} frames, largest gap {max(gaps):.3f} loop s")
+        assert max(gaps) < 3.0  # loop seconds: 0.1 s of real time at 30x
+        with History(tmp_path / "h.db") as h:
+            assert h.outbox_count() == 1  # the interrupted session waits for a broker
+    finally:
+        server.close()
+        for s in accepted:
+            s.close()
+
+
+def test_broker_restarted_mid_session_nothing_lost(broker: Mosquitto, tmp_path: Path) -> None:
+    s, store = studio(broker.url, tmp_path / "studio.db")
+    watch = Watch(broker.port, ["stretch-companion/box1/state"])
+    box, thread = _running_box(broker.url, tmp_path, speed=100.0)
+    try:
+        assert wait_until(lambda: box.bus is not None and watch.messages)
+        box.commands.press()
+        assert wait_until(lambda: box.view().state == "hold")
+        broker.restart()  # during the first hold
+        assert wait_until(lambda: store.count() == 1, 30)
+        row = store.summary()[0]
+        assert row["mean_hold_s"] == {"right": 60.0, "left": 60.0}
+        # the retained state is right again after the reconnect
+        late = Watch(broker.port, ["stretch-companion/box1/state"])
+        assert late.wait(lambda w: w.json("stretch-companion/box1/state")[-1:] != [])
+        assert late.json("stretch-companion/box1/state")[-1]["state"] == box.view().state
+        late.close()
+    finally:
+        _stop(box, thread)
+        watch.close()
+        s.stop()
+
+
+def test_studio_follow_prints_as_sessions_arrive(broker: Mosquitto, tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "device", "studio", "--mqtt", broker.url,
+                             "--db", str(tmp_path / "s.db"), "--json", "--follow"],
+                            cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    guard = threading.Timer(30, proc.kill)  # a hung studio fails the test, never hangs it
+    guard.start()
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline()) == []  # nothing yet
+        config = mqtt_config(broker.url)
+        run_headless(config, None, [], history=tmp_path / "h.db", mqtt=endpoint(config))
+        rows: list[Any] = []
+        while not (rows and rows[0]["sessions"] == 1):
+            rows = json.loads(proc.stdout.readline())
+        assert rows[0]["box"] == "box1"
+    finally:
+        guard.cancel()
+        proc.terminate()
+        proc.wait(WAIT_S)

@@ -1,0 +1,142 @@
+"""The page on the real (simulated) box: settings between sessions, the CLI lines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from device.builder import build_box
+from device.cli import main
+from device.clock import VirtualClock
+from device.config import Config, with_overrides
+from device.web.reload import ConfigReloader
+
+
+def _box(history: Path | None = None):
+    config = with_overrides(Config(), session={"setup_pause_seconds": 0, "hold_seconds": 60})
+    return build_box(config, mode="sim", clock=VirtualClock(), history=history)
+
+
+def test_saved_settings_wait_for_the_session_to_end_then_apply(tmp_path: Path) -> None:
+    box = _box(tmp_path / "h.db")
+    reloader = ConfigReloader(box)
+    loop = box.loop
+    try:
+        new = with_overrides(box.config, session={"hold_seconds": 150, "legs": ["left"],
+                                                  "rounds": 2, "long_press_seconds": 1.0},
+                             breath={"inhale": 5})
+        loop.schedule(1, box.commands.press)
+        loop.run(until=60)
+        assert box.view().state == "hold" and box.view().hold_planned_s == 60
+        reloader.request(new)
+        loop.run(until=62)
+        assert reloader.pending == new and reloader.applied == []  # the session goes on
+        assert box.view().hold_planned_s == 60 and loop.config.breath.inhale == 4
+        loop.schedule(63, box.commands.long_press)  # cancel: back to idle soon after
+        loop.run(until=80)
+        assert box.view().state == "idle"
+        assert reloader.applied == [new] and reloader.pending is None
+        assert loop.config is new and box.config is new and box.habit.config is new
+        loop.schedule(81, box.commands.press)  # the next session uses it
+        loop.run(until=200)
+        view = box.view()
+        assert (view.state, view.leg, view.rounds, view.hold_planned_s) == (
+            "hold", "left", 2, 150)
+    finally:
+        reloader.close()
+        box.close()
+
+
+def test_saved_settings_apply_at_once_when_idle() -> None:
+    box = _box()
+    reloader = ConfigReloader(box)
+    try:
+        new = with_overrides(box.config, session={"hold_seconds": 90})
+        reloader.request(new)
+        box.loop.run(until=1)
+        assert reloader.applied == [new]
+        box.loop.schedule(2, box.commands.press)
+        box.loop.run(until=120)
+        assert box.view().hold_planned_s == 90
+    finally:
+        reloader.close()
+        box.close()
+
+
+pytest.importorskip("uvicorn", reason="pip install 'stretch-companion[web]'")
+
+
+def test_sim_web_prints_the_pairing_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("")
+    assert main(["sim", "--headless", "--quiet", "--no-history", "--config", str(cfg),
+                 "--speed", "50", "--until", "2", "--web", "127.0.0.1:0"]) == 0
+    err = capsys.readouterr().err
+    code = json.loads((tmp_path / "sim-web-pairing.json").read_text())["code"]
+    assert f"pair with code {code} at http://127.0.0.1:" in err
+    capsys.readouterr()
+    assert main(["web-code", "--sim"]) == 0
+    assert capsys.readouterr().out.strip() == code
+    assert main(["web-forget", "--sim"]) == 0
+    assert capsys.readouterr().out.startswith("forgot 0 paired phones; new code ")
+
+
+def test_sim_web_bad_address_and_virtual_time_are_usage_errors(capsys) -> None:
+    assert main(["sim", "--headless", "--web", "nowhere"]) == 2
+    assert "--web 'nowhere': must be HOST:PORT" in capsys.readouterr().err
+    assert main(["sim", "--headless", "--web", "127.0.0.1:0"]) == 2
+    assert "--web needs real time" in capsys.readouterr().err
+
+
+def test_web_enabled_in_the_config_serves_the_page(tmp_path: Path, monkeypatch) -> None:
+    import socket
+
+    import httpx
+
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+    with socket.socket() as s:  # a free port (0 is not a valid config value)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = with_overrides(Config(), web={"enabled": True, "listen": f"127.0.0.1:{port}"})
+    box = build_box(config, mode="sim", clock=VirtualClock(), config_path=tmp_path / "c.toml")
+    try:
+        from device.web import WebHandle
+
+        handle = next(a for a in box.addons if isinstance(a, WebHandle))
+        assert httpx.get(handle.url + "api/state").status_code == 401
+    finally:
+        box.close()
+    assert not handle.server.thread.is_alive()
+
+
+def test_the_systemd_drop_in_opens_only_the_page_port(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    text = (root / "systemd" / "web.conf").read_text()
+    lines = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert "SocketBindAllow=tcp:@PORT@" in lines and "SocketBindDeny=any" in lines
+    assert "IPAddressDeny=any" in lines and "PrivateNetwork=no" in lines
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze not installed (apt install systemd)")
+    unit = (root / "systemd" / "stretch-companion.service").read_text()
+    unit = "\n".join("ExecStart=/bin/true" if ln.startswith("ExecStart=") else ln
+                     for ln in unit.splitlines()) + "\n"
+    (tmp_path / "stretch-companion.service").write_text(unit)
+    (tmp_path / "stretch-companion.service.d").mkdir()
+    (tmp_path / "stretch-companion.service.d" / "web.conf").write_text(
+        text.replace("@PORT@", "8321"))
+    env = {"SYSTEMD_UNIT_PATH": f"{tmp_path}:", "SYSTEMD_COLORS": "0", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([analyze, "verify", str(tmp_path / "stretch-companion.service")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    done = subprocess.run([analyze, "security", "--offline=yes",
+                           str(tmp_path / "stretch-companion.service")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    exposure = float(done.stdout.rsplit("exposure level", 1)[1].split(":")[1].split()[0])
+    assert exposure <= 2.0  # the drop-in opens the network, and only that

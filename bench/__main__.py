@@ -1,4 +1,4 @@
-"""``python -m bench``: run the benchmarks, print the table, write bench/results.json."""
+"""``python -m bench``: run the benchmarks, print the table, write bench/results/DATE.json."""
 
 import sys
 

@@ -1,8 +1,10 @@
-"""``python -m bench [--quick] [--long] [--only NAME[,NAME]] [--side-by-side] [--out FILE]``."""
+"""``python -m bench [--quick] [--long] [--runs N] [--only NAME[,NAME]] [--side-by-side]
+[--out FILE]``."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import tempfile
@@ -12,9 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import suite
-from bench.report import Bench, machine, machine_line, summary, table, write_json
+from bench.report import Bench, machine, machine_line, merge_runs, summary, table, write_json
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
+RESULTS = Path(__file__).resolve().parent / "results"  # bench/results/YYYY-MM-DD.json
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,8 +34,11 @@ def _parser() -> argparse.ArgumentParser:
                         help="run the real-time measurements all at once: about a minute "
                         "quicker, but CPU figures read low (other processes keep the cores "
                         "awake)")
-    parser.add_argument("--out", metavar="FILE", default=str(DEFAULT_OUT),
-                        help="where to write the JSON (default: bench/results.json)")
+    parser.add_argument("--runs", type=int, default=None, metavar="N",
+                        help="run every benchmark N times, interleaved (A B A B), and report "
+                        "the median with min and max (default 3; --quick: 1)")
+    parser.add_argument("--out", metavar="FILE", default=None,
+                        help="where to write the JSON (default: bench/results/DATE.json)")
     return parser
 
 
@@ -81,9 +86,10 @@ def run(names: list[str], plan: suite.Plan, scratch: Path) -> list[Bench]:
 
     from bench.web import bench_web
 
-    others = {"button": suite.bench_button, "voice": suite.bench_voice,
-              "startup": suite.bench_startup, "virtual": suite.bench_virtual, "web": bench_web,
-              "fleet": suite.bench_fleet}
+    others = {"exit": suite.bench_exit, "button": suite.bench_button,
+              "voice": suite.bench_voice, "startup": suite.bench_startup,
+              "tui": suite.bench_tui, "history": suite.bench_history,
+              "virtual": suite.bench_virtual, "web": bench_web, "fleet": suite.bench_fleet}
     for name in names:
         if name not in others:
             continue
@@ -102,21 +108,34 @@ def run(names: list[str], plan: suite.Plan, scratch: Path) -> list[Bench]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     names = _names(args.only)
+    runs = args.runs if args.runs is not None else (1 if args.quick else 3)
+    if runs < 1:
+        raise SystemExit("python -m bench: --runs must be 1 or more")
     plan = suite.Plan(quick=args.quick, long=args.long, side_by_side=args.side_by_side)
     info = machine()
+    info["loadavg_per_run"] = []
     started = time.monotonic()
+    reps: list[list[Bench]] = []
     with tempfile.TemporaryDirectory(prefix="stretch-bench-") as tmp:
-        benches = run(names, plan, Path(tmp))
+        for k in range(runs):
+            info["loadavg_per_run"].append(list(os.getloadavg()))
+            if runs > 1:
+                _progress(f"run {k + 1} of {runs} (load average "
+                          f"{os.getloadavg()[0]:.2f})")
+            reps.append(run(names, plan, Path(tmp)))
+    benches = merge_runs(reps)
     info["loadavg_end"] = list(os.getloadavg())
     options = {"quick": plan.quick, "long": plan.long, "side_by_side": plan.side_by_side,
-               "only": names,
+               "only": names, "runs": runs,
                "wall_s": round(time.monotonic() - started, 1)}
-    out = Path(args.out)
+    day = dt.datetime.now(dt.UTC).date().isoformat()
+    out = Path(args.out) if args.out else RESULTS / f"{day}.json"
     write_json(out, info, options, benches)
     mode = "quick" if plan.quick else "full" + (" + 300 s hold" if plan.long else "")
     print(f"Stretch Companion benchmarks ({mode}) on {machine_line(info)}")
     print(f"load average {info['loadavg_start'][0]:.2f} at start, "
-          f"{info['loadavg_end'][0]:.2f} at end; {options['wall_s']:.0f} s in all")
+          f"{info['loadavg_end'][0]:.2f} at end; {runs} run(s), "
+          f"{options['wall_s']:.0f} s in all")
     print()
     print(table(benches))
     print()

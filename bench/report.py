@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
@@ -36,7 +37,10 @@ class Figure:
     target_op: str | None = None
     target: float | None = None
     target_alt: bool = False
+    target_factor: float = 1.0  # with target_alt: the threshold is alt_value x this
     note: str = ""
+    runs: list[float | None] = field(default_factory=list)  # one value per run (A B A B)
+    alt_runs: list[float | None] = field(default_factory=list)
 
     @property
     def ratio(self) -> float | None:
@@ -49,7 +53,9 @@ class Figure:
 
     @property
     def threshold(self) -> float | None:
-        return self.alt_value if self.target_alt else self.target
+        if self.target_alt:
+            return None if self.alt_value is None else self.alt_value * self.target_factor
+        return self.target
 
     @property
     def met(self) -> bool | None:
@@ -64,6 +70,8 @@ class Figure:
         if self.target_op is None:
             return ""
         if self.target_alt:
+            if self.target_factor != 1.0:
+                return f"{self.target_op} alternative / {1 / self.target_factor:g}"
             return f"{self.target_op} alternative"
         return f"{self.target_op} {fmt(self.target, self.unit)}"
 
@@ -73,7 +81,58 @@ class Figure:
         out["target_text"] = self.target_text()
         out["threshold"] = self.threshold
         out["met"] = self.met
+        for name, values in (("", self.runs), ("alt_", self.alt_runs)):
+            known = [v for v in values if v is not None]
+            out[f"{name}min"] = min(known) if known else None
+            out[f"{name}max"] = max(known) if known else None
         return out
+
+    def spread_text(self, alt: bool = False) -> str:
+        """The median with the range over the runs: ``1.2 ms (1.1-1.4, 3 runs)``."""
+        values = [v for v in (self.alt_runs if alt else self.runs) if v is not None]
+        median = self.alt_value if alt else self.value
+        text = fmt(median, self.unit)
+        if len(values) > 1:
+            text += f" ({fmt(min(values), '')}-{fmt(max(values), '')})"
+        return text
+
+
+def merge_runs(reps: list[list[Bench]]) -> list[Bench]:
+    """One bench per name from several runs of the same benchmarks: each figure's value
+    (and its alternative's) is the median over the runs, its runs kept for min and max."""
+    merged: list[Bench] = []
+    for first in reps[0]:
+        same = [b for rep in reps for b in rep if b.name == first.name]
+        ok = [b for b in same if b.status == "ok"] or same
+        out = Bench(first.name, first.title, status=ok[0].status, error=ok[0].error,
+                    seconds=sum(b.seconds for b in same))
+        keys: list[str] = []
+        for b in ok:
+            keys += [f.key for f in b.figures if f.key not in keys]
+        for key in keys:
+            figures = [next((f for f in b.figures if f.key == key), None) for b in ok]
+            proto = next(f for f in figures if f is not None)
+            runs = [f.value if f is not None else None for f in figures]
+            alts = [f.alt_value if f is not None else None for f in figures]
+            known = [v for v in runs if v is not None]
+            alt_known = [v for v in alts if v is not None]
+            out.figures.append(Figure(**{
+                **{k: getattr(proto, k) for k in proto.__dataclass_fields__},
+                "value": statistics.median(known) if known else None,
+                "alt_value": statistics.median(alt_known) if alt_known else None,
+                "runs": runs, "alt_runs": alts,
+            }))
+        out.notes = list(ok[0].notes)
+        if len(same) > 1:
+            out.notes.append(f"{len(same)} runs, interleaved with the other benchmarks' "
+                             "(A B A B); each figure is the median, (min-max) beside it; "
+                             "notes are from the first run")
+            errors = [b.error for b in same if b.status == "error"]
+            if errors and out.status == "ok":
+                out.notes.append(f"{len(errors)} run(s) failed: {errors[0]}")
+        out.raw = {"runs": [b.raw for b in same]} if len(same) > 1 else first.raw
+        merged.append(out)
+    return merged
 
 
 @dataclass
@@ -151,9 +210,9 @@ def table(benches: list[Bench]) -> str:
         for f in bench.figures:
             alt = ""
             if f.alt_label or f.alt_value is not None:
-                alt = f"{f.alt_label}: {fmt(f.alt_value, f.unit)}" if f.alt_label else fmt(
-                    f.alt_value, f.unit)
-            rows.append(("  " + f.label, fmt(f.value, f.unit), alt, ratio_text(f),
+                alt = f"{f.alt_label}: {f.spread_text(True)}" if f.alt_label else \
+                    f.spread_text(True)
+            rows.append(("  " + f.label, f.spread_text(), alt, ratio_text(f),
                          f.target_text(), met_text(f)))
         for note in bench.notes:
             rows.append(f"    note: {note}")

@@ -221,8 +221,135 @@ def device_idle(idle_s: float, settle_s: float = 0.5) -> dict[str, Any]:
         "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
         "loop_wakes": w1 - w0,
         "process_wakeups_per_s": (ru1.ru_nvcsw - ru0.ru_nvcsw) / (t1 - t0),
+        "context_switches": (ru1.ru_nvcsw + ru1.ru_nivcsw) - (ru0.ru_nvcsw + ru0.ru_nivcsw),
         "threads": threading.active_count(),
+        "thread_names": sorted(t.name for t in threading.enumerate()),
     }
+
+
+def sleep_idle(idle_s: float) -> dict[str, Any]:
+    """The floor for an idle process: ``time.sleep(idle_s)`` in a fresh interpreter."""
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    c0, t0 = time.process_time(), time.monotonic()
+    time.sleep(idle_s)
+    c1, t1 = time.process_time(), time.monotonic()
+    ru1 = resource.getrusage(resource.RUSAGE_SELF)
+    return {"wall_s": t1 - t0, "cpu_s": c1 - c0, "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
+            "context_switches": (ru1.ru_nvcsw + ru1.ru_nivcsw) - (ru0.ru_nvcsw + ru0.ru_nivcsw)}
+
+
+def box_close(runs: int) -> dict[str, Any]:
+    """After a headless session ends: closing the box (add-ons, bus, pins), in process;
+    beside it, closing a gpiozero ``Button`` (its hold thread is joined)."""
+    from gpiozero import Button
+
+    from device.clock import VirtualClock
+    from device.config import Config, with_overrides
+    from device.script import Action
+    from device.sim import make_sim
+
+    config = with_overrides(Config(), session={"legs": ["right"], "switch": "auto"})
+    closes, buttons = [], []
+    for _ in range(runs):
+        box = make_sim(config, clock=VirtualClock(), listeners=[])
+        box.add_script([Action("press", 1.0)])
+        box.loop.run(until=3600, stop_when_done=True)
+        t0 = time.perf_counter()
+        box.close()
+        closes.append(time.perf_counter() - t0)
+        factory = _mock_factory()
+        button = Button(17, pull_up=True, pin_factory=factory)
+        t0 = time.perf_counter()
+        button.close()
+        buttons.append(time.perf_counter() - t0)
+    return {"close_ms": [c * 1000 for c in closes], "button_close_ms": [b * 1000 for b in buttons],
+            "close_median_ms": statistics.median(closes) * 1000,
+            "button_close_median_ms": statistics.median(buttons) * 1000}
+
+
+def _fill_history(path: str, sessions: int, streak: int = 30) -> None:
+    """A history of ``sessions`` complete two-leg sessions, three a day back from now, with
+    a gap before the last ``streak`` days (one a day): written in one transaction."""
+    from datetime import datetime, timedelta
+
+    from device.records import instant_us
+    from device.store.sqlite import History
+
+    now = datetime.now().astimezone().replace(hour=7, minute=0, second=0, microsecond=0)
+    rows, holds = [], []
+    for k in range(sessions):
+        if k < streak:
+            start = now - timedelta(days=k)
+        else:
+            start = now - timedelta(days=streak + 1, hours=8 * (k - streak))
+        end = start + timedelta(minutes=5)
+        rows.append((k + 1, instant_us(start), start.isoformat(), instant_us(end),
+                     end.isoformat(), "complete", "hamstring"))
+        for seq, leg in enumerate(("right", "left")):
+            holds.append((k + 1, seq, leg, 1, 60.0, 60.0 - (k % 7), "complete", None, None,
+                          None))
+    with History(path) as h:
+        c = h._conn
+        c.execute("BEGIN")
+        c.executemany("INSERT INTO sessions (id, started_us, started, ended_us, ended, outcome,"
+                      " routine) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        c.executemany("INSERT INTO holds (session_id, seq, leg, round, planned_s, held_s, ended,"
+                      " mean, peak, steadiness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", holds)
+        c.execute("COMMIT")
+
+
+def history_fill(path: str, sessions: int) -> dict[str, Any]:
+    """Write a history of ``sessions`` sessions to ``path`` (for the history benchmark)."""
+    t0 = time.perf_counter()
+    _fill_history(path, sessions)
+    return {"sessions": sessions, "fill_s": time.perf_counter() - t0}
+
+
+def session_end(path: str, runs: int) -> dict[str, Any]:
+    """What the box does with its history when a session ends: store it (one transaction),
+    then the summary's week count and streak, the done-today check and each leg's next hold
+    (progression). Median over ``runs`` sessions; beside it, the streak as a scan of every
+    complete start (how it was done before)."""
+    from datetime import datetime, timedelta
+
+    from device import streaks
+    from device.records import HoldRecord, SessionRecord
+    from device.store.safe import SafeHistory
+    from device.store.sqlite import History
+
+    tz = datetime.now().astimezone().tzinfo
+    safe = SafeHistory(Path(path))
+    took, scan = [], []
+    base = datetime.now().astimezone().replace(microsecond=0)
+    for k in range(runs):
+        start = base + timedelta(minutes=10 * k)
+        record = SessionRecord(start, start + timedelta(minutes=5), "complete", "hamstring",
+                               (HoldRecord("right", 1, 60.0, 60.0, "complete"),
+                                HoldRecord("left", 1, 60.0, 60.0, "complete")))
+        now = record.ended
+        t0 = time.perf_counter()
+        safe.record(record)
+        safe.sessions_this_week(now, tz)
+        safe.streak_days(now, tz)
+        safe.done_today(now, tz)
+        for leg in ("right", "left"):
+            safe.leg_progress(leg)
+        took.append(time.perf_counter() - t0)
+    safe.close()
+    with History(path) as h:
+        bounded = []
+        for _ in range(min(runs, 5)):
+            t0 = time.perf_counter()
+            streaks.streak_days(h.complete_starts(), base, tz)
+            scan.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            h.streak_days(base, tz)
+            bounded.append(time.perf_counter() - t0)
+        count = h.count()
+    return {"sessions": count, "end_ms": [t * 1000 for t in took],
+            "end_median_ms": statistics.median(took) * 1000,
+            "full_scan_streak_ms": statistics.median(scan) * 1000,
+            "bounded_streak_ms": statistics.median(bounded) * 1000}
 
 
 # ---- the obvious alternatives -----------------------------------------------------------
@@ -736,6 +863,10 @@ def virtual_session(runs: int) -> dict[str, Any]:
 WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
     "device_hold": device_hold,
     "device_idle": device_idle,
+    "sleep_idle": sleep_idle,
+    "box_close": box_close,
+    "history_fill": history_fill,
+    "session_end": session_end,
     "naive_countdown": naive_countdown,
     "stock_pulse": stock_pulse,
     "tick_idle": tick_idle,

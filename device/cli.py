@@ -19,6 +19,17 @@ from device.errors import ConfigError, UsageError
 
 log = logging.getLogger("stretch_companion")
 
+SIM_KEYS = (  # the terminal simulator's keys, for `sim --help`
+    ("space, enter", "press the button (start, skip the set-up, end a hold early, switch)"),
+    ("l", "long press: cancel the session"),
+    ("m", "mute or unmute the voice (the words stay on screen)"),
+    ("+, -", "faster or slower clock: 1, 2, 5, 10, 30x"),
+    ("up, down", "pull the strap harder or softer (with --sensor)"),
+    ("b", "bounce on the strap (with --sensor)"),
+    ("u", "unplug or plug the strap sensor back in (with --sensor)"),
+    ("q, ctrl+c", "quit (a session in progress is kept as interrupted)"),
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -36,7 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker "
                      "(mqtt://host:1883, mqtts://host:8883); overrides mqtt.url")
 
-    sim = sub.add_parser("sim", help="the box on a laptop: mock pins, in the terminal")
+    sim = sub.add_parser(
+        "sim", help="the box on a laptop: mock pins, in the terminal",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="keys on screen:\n" + "\n".join(f"  {k:14} {what}" for k, what in SIM_KEYS))
     sim.add_argument("--config", metavar="FILE", help="config file (TOML)")
     sim.add_argument("--headless", action="store_true",
                      help="no screen: run a scripted session and print what happens")
@@ -169,10 +183,16 @@ def _history_file(config: Any, override: str | None, simulator: bool) -> Path:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """The simulator: headless (scripted) or on screen."""
+    from device import lean
+
+    lean.lazy_metadata()
     from device.config import load_config
     from device.routine import load_routine
 
     config = load_config(args.config)
+    mqtt_wanted = bool(args.mqtt or config.mqtt.url)
+    if not args.headless and args.web is None and not mqtt_wanted:
+        lean.without_tls()  # the screen alone talks no TLS: OpenSSL stays out (4 MiB)
     load_routine(config.routine.file or None)  # a bad routine file stops here, not mid-run
     if args.speed is not None and not 0.1 <= args.speed <= 1000:  # NaN fails too
         raise UsageError(f"--speed {args.speed:g}: must be from 0.1 to 1000")
@@ -189,9 +209,11 @@ def cmd_sim(args: argparse.Namespace) -> int:
                              ) from None
         if args.headless and not args.speed:
             raise UsageError("--web needs real time: add --speed 1 (or leave out --headless)")
-    from device.mqtt import endpoint
+    args.mqtt_endpoint = None
+    if mqtt_wanted:  # device.mqtt imports ssl: only when MQTT is on
+        from device.mqtt import endpoint
 
-    args.mqtt_endpoint = endpoint(config, args.mqtt)
+        args.mqtt_endpoint = endpoint(config, args.mqtt)
     if not args.headless:
         from device.tui import run_tui
 
@@ -285,6 +307,9 @@ def _headless(args: argparse.Namespace, config: object) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The box on real pins, until SIGTERM or Ctrl-C."""
+    from device import lean
+
+    lean.lazy_metadata()
     from device.builder import build_box
     from device.clock import RealClock
     from device.config import load_config

@@ -106,7 +106,9 @@ class LightSettings:
     """The breathing light."""
 
     idle: str = _f("off", "light while idle: off or a faint glow", choices=("off", "glow"))
-    hz: float = _f(50, "updates per second while animating", range=(20, 200))
+    hz: float = _f(50, "most updates per second while animating", range=(20, 200))
+    step: float = _f(0.015, "perceived brightness (0..1) the light moves between updates: "
+                     "it is redrawn when the eye would see this much change", range=(0.002, 0.05))
     glow: float = _f(0.15, "faint glow level (perceived brightness 0..1)", range=(0.01, 1))
     low: float = _f(0.04, "breath light at empty lungs (perceived 0..1)", range=(0, 0.5))
     high: float = _f(1.0, "breath light at full lungs (perceived 0..1)", range=(0.2, 1))

@@ -22,7 +22,7 @@ import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
@@ -41,26 +41,39 @@ class PlotUnavailable(HistoryError):
     """matplotlib is not installed."""
 
 
-def to_json(sessions: Sequence[SessionRecord]) -> str:
+def to_json(sessions: Iterable[SessionRecord]) -> str:
     """Sessions as a JSON list (shape in the module docstring)."""
-    return json.dumps([session_to_dict(s) for s in sessions], indent=2)
+    out = io.StringIO()
+    write_json(sessions, out)
+    return out.getvalue()
 
 
-def _csv_rows(sessions: Sequence[SessionRecord]) -> list[list[Any]]:
-    rows: list[list[Any]] = []
+def write_json(sessions: Iterable[SessionRecord], out: TextIO) -> int:
+    """Stream sessions to ``out`` as the JSON list of ``to_json`` (no trailing newline),
+    one session at a time: memory stays flat however long the history. Sessions written."""
+    n = 0
+    out.write("[")
+    for s in sessions:
+        text = json.dumps(session_to_dict(s), indent=2)
+        out.write(("," if n else "") + "\n  " + text.replace("\n", "\n  "))
+        n += 1
+    out.write("\n]" if n else "]")
+    return n
+
+
+def _csv_rows(sessions: Iterable[SessionRecord]) -> Iterator[list[Any]]:
     for s in sessions:
         head = [s.started.isoformat(), s.ended.isoformat(), s.outcome, s.routine]
         if not s.holds:
-            rows.append(head + [""] * 8)
+            yield head + [""] * 8
         for h in s.holds:
-            rows.append(head + [h.leg, h.round, h.planned_s, h.held_s, h.ended]
-                        + ["" if v is None else v for v in (h.mean, h.peak, h.steadiness)])
-    return rows
+            yield (head + [h.leg, h.round, h.planned_s, h.held_s, h.ended]
+                   + ["" if v is None else v for v in (h.mean, h.peak, h.steadiness)])
 
 
-def to_csv(sessions: Sequence[SessionRecord], path: Path | str | TextIO) -> int:
-    """Write one row per hold to ``path`` ("-" or a text stream for a stream); rows written."""
-    rows = _csv_rows(sessions)
+def to_csv(sessions: Iterable[SessionRecord], path: Path | str | TextIO) -> int:
+    """Write one row per hold to ``path`` ("-" or a text stream for a stream), row by row
+    as the sessions come; rows written."""
     if isinstance(path, io.TextIOBase) or hasattr(path, "write"):
         out: Any = path
         close = False
@@ -71,11 +84,14 @@ def to_csv(sessions: Sequence[SessionRecord], path: Path | str | TextIO) -> int:
     try:
         w = csv.writer(out, lineterminator="\n")
         w.writerow(CSV_COLUMNS)
-        w.writerows(rows)
+        n = 0
+        for row in _csv_rows(sessions):
+            w.writerow(row)
+            n += 1
     finally:
         if close:
             out.close()
-    return len(rows)
+    return n
 
 
 def _leg_cell(s: SessionRecord, leg: str) -> str:
@@ -317,18 +333,18 @@ def history_main(args: argparse.Namespace, now: datetime | None = None,
                 print(sim_hint, file=err)
             return 0
         with _open_for_reading(path) as h:
-            sessions = h.sessions() if want_json or csv_path or plot_path else []
-            if want_json:
-                print(to_json(sessions), file=out)
+            if want_json:  # streamed: read and written a batch of sessions at a time
+                write_json(h.iter_sessions(), out)
+                print(file=out)
             elif csv_path != "-":
                 print(history_table(h, now, tz, getattr(args, "limit", 10),
                                     getattr(args, "weeks", 8)), file=out)
             if csv_path:
-                n = to_csv(sessions, csv_path if csv_path != "-" else out)
+                n = to_csv(h.iter_sessions(), csv_path if csv_path != "-" else out)
                 if csv_path != "-":
                     print(f"Wrote {n} row(s) to {csv_path}.", file=err)
-            if plot_path:
-                plot(sessions, plot_path, tz, now)
+            if plot_path:  # aggregated in SQL: a point per leg per day (or wider bucket)
+                plot(h.plot_buckets(), plot_path, tz, now)
                 print(f"Wrote chart to {plot_path}.", file=err)
             if sim_hint and h.count() == 0:
                 print(sim_hint, file=err)

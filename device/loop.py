@@ -2,8 +2,9 @@
 
 One thread, one run loop. It sleeps on the injected clock until the next thing is due
 (a timer of the machine, a light frame, a beep's end, a scripted input) or a button
-edge wakes it. Idle, it does not tick at all; it animates the light at ``light.hz``
-only while a pattern moves. Every side effect goes through a small named hook.
+edge wakes it. Idle, it does not tick at all; while a pattern moves it redraws the light
+only when the eye would see a change (``light.step``), at most ``light.hz`` times a
+second. Every side effect goes through a small named hook.
 """
 
 from __future__ import annotations
@@ -18,7 +19,15 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from device.breath import NUDGE_PERIOD, SWITCH_PERIOD, Pattern, breath_phase, light_value
+from device.breath import (
+    Pattern,
+    Piece,
+    breath_phase,
+    duty,
+    level_and_next,
+    light_value,
+    pieces,
+)
 from device.bus import EventBus
 from device.clock import Clock
 from device.config import Config
@@ -60,12 +69,10 @@ from drivers.speech import Speaker
 log = logging.getLogger(__name__)
 
 Listener = Callable[[dict[str, Any]], None]  # a transcript reader: one dict per event
+CATCH_UP_S = 0.25  # real s: a light frame up to this late catches up in steps; a longer
+# stall (or a clock that jumps) shows the curve where it is at once
+LATE_SLACK = 1.1  # a frame a few ms late may show up to 10 % more than a step
 TRIM_EVERY_FRAMES = 50  # mock pins: trim their state lists this often (memory stays flat)
-PERIODS: dict[Pattern, Callable[[Any], float]] = {  # repeating patterns: one period (s)
-    Pattern.BREATH: lambda breath: breath.period,
-    Pattern.SWITCH: lambda breath: SWITCH_PERIOD,
-    Pattern.NUDGE: lambda breath: NUDGE_PERIOD,
-}
 
 
 @dataclass
@@ -179,12 +186,16 @@ class DeviceLoop:
         self._since = 0.0
         self._next_frame: float | None = None
         self._frames = 0
-        self._table_key: tuple[Pattern, float] | None = None
-        self._table: list[float | None] = []
+        self._chain_key: Pattern | None = None
+        self._frame_due: float | None = None  # when (s into the pattern) the next frame is due
+        self._last_level: float | None = None  # the perceived level last shown
+        self._last_t: float | None = None  # and when (s into the pattern)
+        self._chain: tuple[float, list[Piece]] = (0.0, [])
         self._last_led: float | None = None
         self._buzz_off_at: float | None = None
         self._voice_warned = False
         self._applying = 0
+        self._dirty = False  # an add-on changed something since the last full step
         self.voice_off_reason = ""
         self.sessions_ended = 0
         self.holds: deque[HoldEnded] = deque(maxlen=100)  # the latest holds
@@ -232,6 +243,7 @@ class DeviceLoop:
     def say_cue(self, cue: Cue) -> None:
         """Queue ``cue`` (see ``say``)."""
         self.cues.push(cue)
+        self._dirty = True
         if not self._applying:
             self._speech(self.clock.now())
 
@@ -285,7 +297,8 @@ class DeviceLoop:
             self.config = config
             self.cues.rate_wpm = config.voice.rate
             self.presses.long_s = config.session.long_press_seconds
-            self._table_key = None  # the breath may have changed: light frames anew
+            self._chain_key = None  # the breath may have changed: light frames anew
+            self._dirty = True
         self.set_idle_pattern()
 
     def pause_hold(self, since: float) -> None:
@@ -334,18 +347,42 @@ class DeviceLoop:
         end = None if until is None else self.origin + until
         if self.machine.state is State.IDLE:
             self._on_light(Light(self.idle_pattern, self.clock.now()))
+        # Between two full steps, a wake for a light frame alone (nothing else due before
+        # ``others``, nothing woke the loop, no add-on changed anything) only draws the
+        # frame: the cheapest wake the loop has, and most wakes in a hold are these.
+        others: float | None = None
         try:
             while not self.stop_event.is_set():
                 now = self.clock.now()
                 if end is not None and now >= end - 1e-9:
                     break
-                if self.wake.is_set():  # clear() takes a lock: skip it when not set
+                woken = self.wake.is_set()
+                if woken:  # clear() takes a lock: skip it when not set
                     self.wake.clear()
-                with self.lock:
-                    self.step(now)
-                    if stop_when_done and self._finished():
-                        break
-                    deadline = self._deadline(now)
+                if not woken and not self._dirty and others is not None \
+                        and now < others - 1e-9:
+                    with self.lock:
+                        self._frame(now)
+                        for _, run in self._tickers:
+                            run(now)
+                        frame = self._next_frame
+                    deadline = others if frame is None else min(others, frame)
+                else:
+                    with self.lock:
+                        self._dirty = False
+                        self.step(now)
+                        if stop_when_done and self._finished():
+                            break
+                        others = self._deadline(now, frames=False)
+                        frame = self._next_frame
+                    if frame is not None:
+                        deadline = frame if others is None else min(others, frame)
+                    else:
+                        deadline = others
+                    if others is None:
+                        others = math.inf
+                if deadline == math.inf:
+                    deadline = None
                 if end is not None:
                     deadline = end if deadline is None else min(deadline, end)
                 if deadline is None and self._is_virtual():
@@ -358,6 +395,11 @@ class DeviceLoop:
                 if self.stop_event.is_set():
                     self.interrupt()
                 self.shutdown()
+
+    @property
+    def light_moving(self) -> bool:
+        """True while the light animates (a screen then redraws it; else it is still)."""
+        return self._animated
 
     @property
     def frames(self) -> int:
@@ -404,12 +446,12 @@ class DeviceLoop:
         exactly as one told apart on the button."""
         self.call_soon(lambda: self._press(press, self.clock.now(), injected=True))
 
-    def _deadline(self, now: float) -> float | None:
+    def _deadline(self, now: float, frames: bool = True) -> float | None:
         times = [
             self.machine.next_deadline(),
             self.presses.deadline(),
             self._buzz_off_at,
-            self._next_frame,
+            self._next_frame if frames else None,
             self.cues.deadline(now),
             self._inputs[0][0] if self._inputs else None,
         ]
@@ -447,6 +489,8 @@ class DeviceLoop:
 
     def apply(self, effects: list[Effect]) -> None:
         """Carry out the machine's effects, each through its hook."""
+        if effects:
+            self._dirty = True
         self._applying += 1
         try:
             self._apply(effects)
@@ -509,10 +553,11 @@ class DeviceLoop:
         self.bus.publish(BuzzEvent(self.stamp(), buzz.name, buzz.seconds))
 
     def _on_light(self, light: Light) -> None:
+        self._dirty = True
         self._pattern = light.pattern
         self._animated = light.pattern.animated
         self._since = light.since
-        self._next_frame = None
+        self._next_frame = self._frame_due = None
         self._frame(self.clock.now(), force=True)
 
     def _on_hold_end(self, hold: HoldEnded) -> None:
@@ -606,51 +651,57 @@ class DeviceLoop:
             self.bus.publish(SpeakCut(self.stamp(), speaking.cue.key, why))
 
     def _frame(self, now: float, force: bool = False) -> None:
-        pattern = self._pattern
+        """Draw the light if a frame is due, and work out when the next one is: the moment
+        the perceived level will have moved by ``light.step`` (solved on the pattern's
+        curve), no sooner than 1/``light.hz`` s of real time after this one."""
         if not force and (self._next_frame is None or now < self._next_frame - 1e-9):
             return
-        # hz frames per real second: sped-up clocks (the simulator) get no more
-        hz = self.config.light.hz / max(1.0, getattr(self.clock, "speed", 1.0))
+        pattern = self._pattern
+        t = now - self._since
         light = self.parts.light
-        light.value = self._frame_value(pattern, now - self._since, hz)
+        at: float | None = None
+        if self._animated:
+            if self._chain_key is not pattern:
+                self._chain_key = pattern
+                self._chain = pieces(pattern, self.config.breath, self.config.light)
+            period, chain = self._chain
+            step = self.config.light.step
+            level, at = level_and_next(t, step, period, chain)
+            last, last_t = self._last_level, self._last_t
+            speed = max(1.0, getattr(self.clock, "speed", 1.0))
+            if not force and last is not None and last_t is not None \
+                    and abs(level - last) > step * LATE_SLACK \
+                    and t - (self._frame_due or t) <= CATCH_UP_S * speed:
+                # Further than one step from what is shown: woken late (a busy machine),
+                # or the light.hz cap. Move no further than the curve moves between the
+                # last frame and this one as scheduled (one step, or more under the cap),
+                # and catch up at the light.hz rate: a late wake shows no jump.
+                due = t if self._frame_due is None else min(t, self._frame_due)
+                limit = max(step, abs(level_and_next(due, step, period, chain)[0]
+                                      - level_and_next(last_t, step, period, chain)[0]))
+                if abs(level - last) > limit * LATE_SLACK:
+                    level = last + math.copysign(limit, level - last)
+                    at = t
+            self._last_level, self._last_t = level, t
+            light.value = duty(level)
+        else:
+            self._last_level = self._last_t = None
+            light.value = light_value(pattern, t, self.config.breath, self.config.light)
         shown = round(light.duty, 4)
         if shown != self._last_led:
             self._last_led = shown
             if self._led_wanted:
                 self.bus.publish(LedEvent(self.stamp(), shown))
-        if self._animated:
-            k = math.floor((now - self._since) * hz + 1e-6) + 1
-            self._next_frame = self._since + k / hz
-            self._frames += 1
-            if self.parts.is_mock and self._frames % TRIM_EVERY_FRAMES == 0:
-                trim_states(self.parts.factory)
-        else:
-            self._next_frame = None
-
-    def _frame_value(self, pattern: Pattern, t: float, hz: float) -> float:
-        """The light's duty ``t`` s into ``pattern``; frames on the ``hz`` grid of a
-        repeating pattern are computed once per period and then looked up."""
-        if self._table_key != (pattern, hz):
-            self._table_key = (pattern, hz)
-            self._table = []
-            period = PERIODS.get(pattern)
-            if period is not None:
-                per = period(self.config.breath) * hz
-                n = round(per)
-                if abs(per - n) < 1e-6 and 0 < n <= 100_000:
-                    self._table = [None] * n
-        table = self._table
-        if table:
-            x = t * hz
-            k = round(x)
-            if abs(x - k) < 1e-3:
-                i = k % len(table)
-                value = table[i]
-                if value is None:
-                    value = table[i] = light_value(pattern, i / hz, self.config.breath,
-                                                   self.config.light)
-                return value
-        return light_value(pattern, t, self.config.breath, self.config.light)
+        if at is None:
+            self._next_frame = self._frame_due = None
+            return
+        # light.hz frames per real second at most: sped-up clocks (the simulator) get no more
+        gap = max(1.0, getattr(self.clock, "speed", 1.0)) / self.config.light.hz
+        self._frame_due = max(at, t + gap)
+        self._next_frame = self._since + self._frame_due
+        self._frames += 1
+        if self.parts.is_mock and self._frames % TRIM_EVERY_FRAMES == 0:
+            trim_states(self.parts.factory)
 
     # ---- status and shutdown ----------------------------------------------------------
 

@@ -9,7 +9,7 @@ those of ``tz`` (default: ``now``'s own zone). ``local_zone`` finds the machine'
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -63,6 +63,19 @@ def streak_days(complete_starts: Iterable[datetime], now: datetime,
         n += 1
         day -= timedelta(days=1)
     return n
+
+
+def streak_days_bounded(starts_since: Callable[[datetime], Iterable[datetime]], now: datetime,
+                        tz: tzinfo | None = None, first_days: int = 40) -> int:
+    """``streak_days`` reading only as far back as the streak goes: the complete starts of
+    the last ``first_days`` days, then four times as many while the streak reaches the
+    window's edge. The cost follows the streak's length, never the history's size."""
+    days = first_days
+    while True:
+        n = streak_days(starts_since(now - timedelta(days=days)), now, tz)
+        if n < days - 2:  # the day before the streak lies wholly inside the window
+            return n
+        days *= 4
 
 
 def done_today(complete_starts: Iterable[datetime], now: datetime,

@@ -7,12 +7,18 @@ loop's record of what was said. Keys stand in for the button and, when a sensor 
 for the strap. Events reach the screen through a bounded deque; nothing here grows with
 time, so the simulator can run for hours.
 
+The screen idles like the box: it has no frame timer. An event from the loop (a state, a
+line said, a beep, a strap reading), a key or a resize wakes it; while the light moves it
+redraws at ``LIGHT_FPS``; otherwise it sleeps until the next thing it shows can change (a
+notice running out, a beep's flash). Each panel is redrawn only when what it shows changed.
+
 Textual is an optional dependency (the ``sim`` extra): without it ``run_tui`` says how to
 get it and returns 1, and the rest of this module still imports.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import logging
@@ -63,15 +69,18 @@ INSTALL_HINT = (
     "pip install 'stretch-companion[sim]' (or use `stretch-companion sim --headless`)"
 )
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 30.0)  # what + and - step through
-FPS = 25.0  # screen refreshes per second
+FPS = 25.0  # most screen refreshes per second (events coming faster are drawn together)
+LIGHT_FPS = 10.0  # refreshes per second while the light moves (a modest rate: the glow is
+# a few character cells; the pin's exact duty is in the transcript)
 EVENTS_KEPT = 64  # events waiting for the screen (a bounded hand-over from the loop thread)
-CUES_SHOWN = 6  # spoken lines shown: the current one and the ones before it (all the loop keeps)
+CUES_SHOWN = 20  # spoken lines kept by the loop: as many are shown as the panel has room for
 BUZZ_FLASH_S = 0.2  # a beep stays visible at least this long (ticks are 50 ms)
 NOTICE_S = 4.0  # transient messages (no strap sensor, a key's effect) stay this long
+WARNING_S = 10.0  # a logged warning stays on the title line this long (the panels keep the state)
 LED_RGB = (255, 183, 64)  # the breathing light's colour at full duty (a warm amber LED)
 GAUGE_MAX_KG = 10.0
 NO_STRAP = "no strap sensor (start with --sensor)"
-WATCHED_EVENTS = frozenset({"buzz", "button", "session"})  # not the 50 Hz led events
+WATCHED_EVENTS = None  # every kind but the light frames: each may change what is shown
 STATE_NAMES = {
     "idle": "idle",
     "setup": "set-up",
@@ -172,6 +181,7 @@ class SwitchableVoice:
         self.muted = muted
         self.available: bool | None = True
         self.notice: str | None = None
+        self.on_change: Callable[[], None] | None = None  # told when the voice is up or failed
         self._lock = threading.Lock()
         self._starting = False
         self._box_closed = False
@@ -195,8 +205,15 @@ class SwitchableVoice:
         if self._inner is None:
             return "voice starting"
         if not self._inner.available:
-            return "voice failed (text only)"
+            return f"voice failed: {self.last_error or 'the speech engine did not start'}" \
+                " (text only)"
         return "voice on"
+
+    @property
+    def last_error(self) -> str:
+        """Why the voice is not speaking, when it failed ("" otherwise)."""
+        inner = self._inner
+        return str(getattr(inner, "last_error", "") or "") if inner is not None else ""
 
     def _start(self) -> None:
         with self._lock:
@@ -221,11 +238,12 @@ class SwitchableVoice:
                 self.notice = f"voice unavailable ({why}): showing the words only"
                 if inner is not None:
                     inner.close()
-                return
-            if self._box_closed:
+            elif self._box_closed:
                 inner.close()
-                return
-            self._inner = inner
+            else:
+                self._inner = inner
+        if self.on_change is not None:
+            self.on_change()
 
     def set_muted(self, muted: bool) -> None:
         """Mute (drop lines) or unmute (and start the real voice if not yet done)."""
@@ -276,14 +294,30 @@ class ScreenLog(logging.Handler):
     def __init__(self, keep: int = 3) -> None:
         super().__init__(logging.WARNING)
         self.lines: deque[str] = deque(maxlen=keep)
+        self.at: deque[float] = deque(maxlen=keep)  # time.monotonic() of each line
+        self.on_line: Callable[[], None] | None = None  # told of each new line
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.name.startswith("drivers.speech"):
             return  # the voice's state is on screen already, once
         try:
             self.lines.append(record.getMessage())
+            self.at.append(time.monotonic())
+            if self.on_line is not None:
+                self.on_line()
         except Exception:  # a bad log call must not break the screen
             pass
+
+    def current(self, now: float) -> tuple[str, float] | None:
+        """The latest line and until when it is shown (``WARNING_S`` after it came)."""
+        if not self.lines or not self.at or now >= self.at[-1] + WARNING_S:
+            return None
+        return self.lines[-1], self.at[-1] + WARNING_S
+
+    def forget(self) -> None:
+        """Clear the lines (what they warned of is over, e.g. the strap is back)."""
+        self.lines.clear()
+        self.at.clear()
 
 
 @contextlib.contextmanager
@@ -454,12 +488,58 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self._notice_until = 0.0
         self._last_session = ""
         self._fitted_to: Any = None
+        self._aio: asyncio.AbstractEventLoop | None = None
+        self._poked = False  # a wake from the loop thread is on its way
+        self._timer: Any = None
+        self._timer_at = math.inf  # time.monotonic() the pending refresh is due
+        self._drawn_at = -math.inf
+        self._shown: dict[str, Any] = {}  # panel -> what it shows now (redraw on change)
+        self._lines: dict[str, int] = {}  # panel -> its line breaks (layout when they change)
+        self.draws = 0  # refreshes so far (tests count them)
+        self._levels: deque[float] = deque(maxlen=100)  # strap readings of this hold
+        self._level_state = ""
+        self.voice.on_change = self.poke
+        if screen_log is not None:
+            screen_log.on_line = self.poke
 
     # ---- the loop thread ------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        """A bus subscriber, called in the loop's thread: hand the event over, bounded."""
+        """A bus subscriber, called in the loop's thread: hand the event over, bounded,
+        and wake the screen."""
         self.events.append(event.to_json())
+        self.poke()
+
+    def poke(self) -> None:
+        """Wake the screen to look at the box again (from any thread; cheap, coalesced)."""
+        if self._aio is None or self._poked:
+            return
+        self._poked = True
+        try:
+            self.call_later(self._woken)  # thread-safe: a message on the app's queue
+        except RuntimeError:  # the screen's event loop is closed: quitting
+            pass
+
+    def _woken(self) -> None:
+        self._poked = False
+        self.schedule_refresh(0.0)
+
+    def schedule_refresh(self, delay: float) -> None:
+        """Refresh in ``delay`` s of real time (no sooner than 1/FPS after the last one),
+        unless one is due sooner already."""
+        now = time.monotonic()
+        at = max(now + max(0.0, delay), self._drawn_at + 1.0 / self.fps)
+        if self._timer is not None:
+            if self._timer_at <= at + 1e-4:
+                return
+            self._timer.stop()
+        self._timer_at = at
+        self._timer = self.set_timer(max(0.001, at - now), self._on_timer)  # 0 divides by 0
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = math.inf
+        self.refresh_view()
 
     def _run_loop(self) -> None:
         try:
@@ -467,6 +547,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         except Exception as exc:  # show it rather than die silently in a thread
             log.exception("the device loop stopped")
             self.crashed = f"{type(exc).__name__}: {exc}"
+            self.poke()
 
     def start_box(self) -> None:
         """Run the device loop in a background thread (once)."""
@@ -504,6 +585,8 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         if self.size == self._fitted_to:
             return
         self._fitted_to = self.size
+        self._shown.clear()  # everything is drawn again at the new size
+        self._lines.clear()
         width, height = self.size
         compact = width < 70 or height < 22
         self.screen.set_class(compact, "compact")
@@ -515,10 +598,13 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self.query_one("#buzzer").border_title = "buzzer"
         self.query_one("#tension").border_title = "strap tension"
         self.query_one("#voice").border_title = "voice"
+        self._aio = asyncio.get_running_loop()
         self.fit_to_size()
         self.start_box()
         self.refresh_view()
-        self.set_interval(1.0 / self.fps, self.refresh_view)
+
+    def on_resize(self) -> None:
+        self.schedule_refresh(0.0)
 
     def on_unmount(self) -> None:
         self.stop_box()
@@ -531,10 +617,12 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
     def action_press(self) -> None:
         if self._box_running():
             self.box.commands.press()
+        self.schedule_refresh(0.0)
 
     def action_long_press(self) -> None:
         if self._box_running():
             self.box.commands.long_press()
+        self.schedule_refresh(0.0)
 
     def action_mute(self) -> None:
         self.voice.set_muted(not self.voice.muted)
@@ -548,6 +636,8 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         current = self._speed if self._speed is not None else clock.speed
         new = next_speed(current, step)  # from the last asked-for speed: quick presses add up
         if new == current:
+            self.flash(f"already at {current:g}x, the {'fastest' if step > 0 else 'slowest'}"
+                       f" ({SPEEDS[0]:g} to {SPEEDS[-1]:g}x)")
             return
         self._speed = new
 
@@ -555,13 +645,14 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
             clock.speed = new
 
         self.loop.call_soon(set_speed)  # and wakes the loop, so its waits are re-timed
-        self.flash(f"speed {new:g}x")
+        self.schedule_refresh(0.0)  # the title shows the new speed (once)
 
     def action_strap(self, what: str) -> None:
         if self.box.strap is None:
             self.flash(NO_STRAP)
             return
         self.box.commands.strap(what)
+        self.schedule_refresh(0.0)
 
     async def action_quit(self) -> None:
         self.stop_box()
@@ -571,6 +662,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         """Show ``text`` on the title line for a few seconds."""
         self._notice = text
         self._notice_until = time.monotonic() + NOTICE_S
+        self.schedule_refresh(0.0)
 
     # ---- drawing --------------------------------------------------------------------------
 
@@ -597,10 +689,13 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
             self.bell()
 
     def refresh_view(self) -> None:
-        """Read the box and redraw every panel (called ~25 times a second)."""
+        """Read the box, redraw the panels whose content changed, and plan the next
+        refresh: soon while the light moves, else only when something shown will expire."""
         self._drain_events()
         snap = self._snapshot()
         now_real = time.monotonic()
+        self._drawn_at = now_real
+        self.draws += 1
         if snap is None:
             return
         try:
@@ -608,9 +703,47 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         except Exception:  # the screen went away mid-frame (quitting)
             if self.is_running and not self._box_closed:
                 raise
+            return
+        delay = self._next_change(snap, now_real)
+        if delay is not None and not self._box_closed:
+            self.schedule_refresh(delay)
+
+    def _next_change(self, snap: Snapshot, now_real: float) -> float | None:
+        """Real seconds until what is on screen can change with no event (None: never)."""
+        due: list[float] = []
+        if self.loop.light_moving or snap.buzzing is not None:
+            due.append(1.0 / LIGHT_FPS)
+        if snap.hold_left_s is not None and snap.hold_clock_running is not False:
+            speed = max(1e-3, float(getattr(self.loop.clock, "speed", 1.0)))
+            to_next_second = snap.hold_left_s - (math.ceil(snap.hold_left_s - 1e-6) - 1)
+            due.append(max(0.0, to_next_second) / speed + 1e-3)
+        for until in (self._notice_until, self._buzz_until):
+            if until > now_real:
+                due.append(until - now_real)
+        if self.screen_log is not None:
+            warning = self.screen_log.current(now_real)
+            if warning is not None:
+                due.append(warning[1] - now_real)
+        return min(due) if due else None
+
+    def _put(self, selector: str, key: Any, render: Callable[[], Any]) -> None:
+        """Update the widget at ``selector`` only if ``key`` (what it shows) changed."""
+        if self._shown.get(selector) == key:
+            return
+        self._shown[selector] = key
+        content = render()
+        lines = content.plain.count("\n") if isinstance(content, Text) else -1
+        # a layout pass of the whole screen only when the panel's height may change
+        layout = self._lines.get(selector) != lines or lines < 0
+        self._lines[selector] = lines
+        self.query_one(selector, Static).update(content, layout=layout)
 
     def _draw(self, snap: Snapshot, now_real: float) -> None:
         self.fit_to_size()
+        log_lines = self.screen_log.lines if self.screen_log is not None else ()
+        if snap.sensor_status == "ok" and any("sensor" in line for line in log_lines):
+            assert self.screen_log is not None
+            self.screen_log.forget()  # the strap is back: its old warning goes
         self._draw_title(now_real)
         self._draw_state(snap)
         self._draw_light(snap)
@@ -618,101 +751,180 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self._draw_tension(snap)
         self._draw_voice(snap)
 
+    def _voice_status(self) -> str:
+        status = self.voice.status
+        snap = self._last_snapshot
+        if status == "voice on" and snap is not None and snap.voice_status == "failed":
+            return f"voice failed: {snap.voice_off_reason} (text only)"
+        return status
+
     def _draw_title(self, now_real: float) -> None:
-        speed = getattr(self.loop.clock, "speed", None)
-        title = Text("Stretch Companion", style="bold")
-        if speed:
-            title.append(f" · speed {speed:g}x", style="bold")
-        title.append(f" · {self.voice.status}")
+        speed = self._speed if self._speed is not None else getattr(self.loop.clock, "speed",
+                                                                      None)
+        extra: tuple[str, str] | None = None
         if self.crashed:
-            title.append(f" · the box stopped: {self.crashed}", style="bold red")
+            extra = (f"the box stopped: {self.crashed}", "bold red")
         elif now_real < self._notice_until:
-            title.append(f" · {self._notice}", style="italic")
-        elif self.screen_log is not None and self.screen_log.lines:
-            title.append(f" · {self.screen_log.lines[-1]}", style="yellow")
-        self.query_one("#title", Static).update(title)
+            extra = (self._notice, "italic")
+        elif self.screen_log is not None:
+            warning = self.screen_log.current(now_real)
+            if warning is not None:
+                extra = (warning[0], "yellow")
+        key = (speed, self._voice_status(), extra)
+
+        def render() -> Text:
+            title = Text("Stretch Companion", style="bold")
+            if speed:
+                title.append(f" · speed {speed:g}x", style="bold")
+            title.append(f" · {key[1]}")
+            if extra is not None:
+                title.append(f" · {extra[0]}", style=extra[1])
+            return title
+
+        self._put("#title", key, render)
 
     def _draw_state(self, snap: Snapshot) -> None:
-        text = Text()
-        text.append(STATE_NAMES.get(snap.state, snap.state).upper(), style="bold reverse")
-        if snap.leg:
-            text.append(f"  {snap.leg} leg · round {snap.round}/{snap.rounds}")
-        if snap.hold_left_s is not None:
-            text.append(" · ")
-            text.append(format_left(snap.hold_left_s), style="bold")
-            text.append(" left")
-            if not self.screen.has_class("compact"):
-                planned = snap.hold_planned_s or 1.0
-                text.append("  " + bar(1.0 - snap.hold_left_s / planned, 20), style="cyan")
+        compact = self.screen.has_class("compact")
+        left = None if snap.hold_left_s is None else format_left(snap.hold_left_s)
+        filled = None
+        if left is not None and not compact:
+            planned = snap.hold_planned_s or 1.0
+            filled = round((1.0 - (snap.hold_left_s or 0.0) / planned) * 160)  # eighths
         hint = STATE_HINTS.get(snap.state, "")
         line2 = hint
         if self._last_session and snap.state in ("idle", "done", "cancelled"):
             line2 = f"{hint} · {self._last_session}" if hint else self._last_session
-        text.append(f"\n{line2}", style="dim")
-        self.query_one("#state", Static).update(text)
+        key = (snap.state, snap.leg, snap.round, snap.rounds, left, filled, line2)
+
+        def render() -> Text:
+            text = Text()
+            text.append(STATE_NAMES.get(snap.state, snap.state).upper(), style="bold reverse")
+            if snap.leg:
+                text.append(f"  {snap.leg} leg · round {snap.round}/{snap.rounds}")
+            if left is not None:
+                text.append(" · ")
+                text.append(left, style="bold")
+                text.append(" left")
+                if filled is not None:
+                    text.append("  " + bar(filled / 160, 20), style="cyan")
+            text.append(f"\n{line2}", style="dim")
+            return text
+
+        self._put("#state", key, render)
 
     def _draw_light(self, snap: Snapshot) -> None:
         value = float(self.led_pin.state or 0.0)  # the pin itself, not what the loop meant
         glow = self.query_one("#glow", Static)
-        if value > 0:
-            shade = SHADES[max(1, min(4, math.ceil(perceived(value) * 4 - 1e-9)))]
-            rows = glow.size.height or 1
-            fill = "\n".join([shade * max(1, glow.size.width)] * rows)
-            glow.update(Text(fill, style=f"rgb({','.join(map(str, led_rgb(value)))})"))
-        else:
-            glow.update(Text("off", style="dim"))
-        line = Text("" if self.screen.has_class("compact") else "PWM ")
-        line.append(format_duty(value), style="bold")
+        size = (glow.size.width, glow.size.height)
+        rgb = led_rgb(value)
+        shade = SHADES[max(1, min(4, math.ceil(perceived(value) * 4 - 1e-9)))] if value > 0 \
+            else ""
+
+        def render_glow() -> Text:
+            if not shade:
+                return Text("off", style="dim")
+            fill = "\n".join([shade * max(1, size[0])] * (size[1] or 1))
+            return Text(fill, style=f"rgb({','.join(map(str, rgb))})")
+
+        self._put("#glow", (shade, rgb, size), render_glow)
+        compact = self.screen.has_class("compact")
         phase = snap.breath_phase
-        if phase is not None:
-            line.append(f"  {PHASE_ARROWS[phase]} {PHASE_NAMES[phase]}", style="bold")
-        self.query_one("#light-value", Static).update(line)
+        shown = format_duty(value)
+
+        def render_value() -> Text:
+            line = Text("" if compact else "PWM ")
+            line.append(shown, style="bold")
+            if phase is not None:
+                line.append(f"  {PHASE_ARROWS[phase]} {PHASE_NAMES[phase]}", style="bold")
+            return line
+
+        self._put("#light-value", (compact, shown, phase), render_value)
 
     def _draw_buzzer(self, now_real: float) -> None:
         on = bool(self.buzzer_pin.state) or self.loop.parts.beeper.sounding is not None
         shown = on or now_real < self._buzz_until
+        name = (self.loop.parts.beeper.sounding or self._buzz_name) if shown else None
+        if self._shown.get("#buzzer") == (shown, name):
+            return
         widget = self.query_one("#buzzer", Static)
         widget.set_class(shown, "sounding")
-        if shown:
-            name = self.loop.parts.beeper.sounding or self._buzz_name
-            widget.update(Text.assemble(("♪ BEEP", "bold"), f"  {name}"))
+        self._put("#buzzer", (shown, name), lambda: Text.assemble(("♪ BEEP", "bold"), f"  {name}")
+                  if shown else Text("quiet", style="dim"))
+
+    def _strap_band(self, snap: Snapshot, kg: float) -> tuple[float, float]:
+        """The band a pull should stay in (kg): loaded from ``sensor.loaded_kg``, and below
+        the over-pull line drawn from this hold's own level (the coach's rule)."""
+        sensor = self.config.sensor
+        if snap.state != self._level_state:
+            self._level_state = snap.state
+            self._levels.clear()
+        if snap.state == "hold" and kg >= sensor.loaded_kg:
+            self._levels.append(kg)
+        if self._levels:
+            level = sorted(self._levels)[len(self._levels) // 2]
+            top = max(sensor.overpull_ratio * level, level + sensor.overpull_margin_kg)
         else:
-            widget.update(Text("quiet", style="dim"))
+            top = sensor.loaded_kg * sensor.overpull_ratio + sensor.overpull_margin_kg
+        return sensor.loaded_kg, min(top, GAUGE_MAX_KG)
 
     def _draw_tension(self, snap: Snapshot) -> None:
         status = snap.sensor_status
         kg = snap.tension
-        widget = self.query_one("#tension", Static)
         if status == "absent":
-            widget.update(Text(NO_STRAP, style="dim"))
+            self._put("#tension", ("absent",), lambda: Text(NO_STRAP, style="dim"))
             return
         if kg is None:
-            widget.update(Text(f"strap sensor: {status}", style="yellow"))
+            self._put("#tension", (status,),
+                      lambda: Text(f"strap sensor: {status}", style="yellow"))
             return
-        kg = float(kg)
-        width = max(4, widget.size.width - 22)
+        kg = max(0.0, float(kg))  # below zero is the scale's noise after zeroing: no pull
         units = snap.tension_units
-        line = Text(f"{kg:5.1f} {units} ")
-        line.append(bar(kg / GAUGE_MAX_KG, width), style="green")
-        if status != "ok":
-            line.append(f" {status}", style="yellow")
-        widget.update(line)
+        low, high = self._strap_band(snap, kg)
+        width = max(4, self.query_one("#tension", Static).size.width - 22)
+        key = (f"{kg:5.1f}", units, status, width, round(low, 1), round(high, 1))
+
+        def render() -> Text:
+            line = Text(f"{kg:5.1f} {units} ")
+            cells = bar(kg / GAUGE_MAX_KG, width)
+            lo = round(low / GAUGE_MAX_KG * width)
+            hi = round(high / GAUGE_MAX_KG * width)
+            for i, cell in enumerate(cells):
+                inside = lo <= i < hi
+                style = ("green" if inside else "yellow") if cell != "░" else (
+                    "green dim" if inside else "dim")
+                line.append(cell, style=style)
+            line.append(f" {GAUGE_MAX_KG:g}", style="dim")
+            if status != "ok":
+                line.append(f" {status}", style="yellow")
+            line.append(f"\n0 {units} · aim for {low:g}-{high:.1f} {units} (green), steady",
+                        style="dim")
+            return line
+
+        self._put("#tension", key, render)
 
     def _draw_voice(self, snap: Snapshot) -> None:
-        lines = snap.spoken[-CUES_SHOWN:]
-        text = Text()
-        if self.voice.notice:
-            text.append(self.voice.notice + "\n", style="yellow")
-        if not lines:
-            text.append("(nothing said yet)", style="dim")
-        for i, line in enumerate(reversed(lines)):
-            if i:
-                text.append("\n")
-            if i == 0:
-                text.append("» " + line, style="bold")
-            else:
-                text.append("  " + line, style="dim")
-        self.query_one("#voice", Static).update(text)
+        widget = self.query_one("#voice", Static)
+        notice = self.voice.notice
+        room = max(1, (widget.size.height or 6) - (1 if notice else 0))
+        lines = snap.spoken[-room:]
+        key = (notice, lines)
+
+        def render() -> Text:
+            text = Text()
+            if notice:
+                text.append(notice + "\n", style="yellow")
+            if not lines:
+                text.append("(nothing said yet)", style="dim")
+            for i, line in enumerate(reversed(lines)):
+                if i:
+                    text.append("\n")
+                if i == 0:
+                    text.append("» " + line, style="bold")
+                else:
+                    text.append("  " + line, style="dim")
+            return text
+
+        self._put("#voice", key, render)
 
     # ---- a text picture of the screen --------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gpiozero import PWMLED, Button, Buzzer, TonalBuzzer
+from gpiozero import PWMLED, Buzzer, DigitalInputDevice, TonalBuzzer
 from gpiozero.tones import Tone
 
 BUTTON_BOUNCE_S = 0.02
@@ -20,27 +20,33 @@ TONES = {"start": 880.0, "tick": 660.0, "breath": 262.0, "count": 880.0, "end": 
 
 
 class StrapButton:
-    """The one push button (to GND, internal pull-up); ``listen`` reports its edges."""
+    """The one push button (to GND, internal pull-up); ``listen`` reports its edges.
+
+    A plain ``DigitalInputDevice``, not gpiozero's ``Button``: a ``Button`` starts a hold
+    thread that wakes 10 times a second for ``when_held``, and long presses are timed on
+    the injected clock (``device.presses``) instead. Edges arrive from the pin factory's
+    own callback (on a Pi: lgpio's alert thread, asleep until an edge), so an idle box
+    sleeps and closing the button is immediate."""
 
     def __init__(self, pin: int, pin_factory: Any) -> None:
-        self.device = Button(pin, pull_up=True, bounce_time=BUTTON_BOUNCE_S,
-                             pin_factory=pin_factory)
+        self.device = DigitalInputDevice(pin, pull_up=True, bounce_time=BUTTON_BOUNCE_S,
+                                         pin_factory=pin_factory)
 
     def listen(self, on_change: Callable[[bool], None]) -> None:
         """Call ``on_change(True)`` on press and ``on_change(False)`` on release."""
-        self.device.when_pressed = lambda: on_change(True)
-        self.device.when_released = lambda: on_change(False)
+        self.device.when_activated = lambda: on_change(True)
+        self.device.when_deactivated = lambda: on_change(False)
 
     @property
     def is_pressed(self) -> bool:
         """True while the button is held down."""
-        return bool(self.device.is_pressed)
+        return bool(self.device.is_active)
 
     def close(self) -> None:
         """Release the pin."""
-        if self.device.when_pressed is not None:
-            self.device.when_pressed = None
-            self.device.when_released = None
+        if self.device.when_activated is not None:
+            self.device.when_activated = None
+            self.device.when_deactivated = None
         self.device.close()
 
 
@@ -49,6 +55,7 @@ class BreathLight:
 
     def __init__(self, pin: int, pin_factory: Any) -> None:
         self.device = PWMLED(pin, pin_factory=pin_factory)
+        self._pin = self.device.pin  # written directly per frame (active high, no blink)
         self._value = 0.0
 
     @property
@@ -66,7 +73,9 @@ class BreathLight:
         duty = min(1.0, max(0.0, duty))
         if duty != self._value:
             self._value = duty
-            self.device.value = duty
+            # the pin itself: PWMLED.value's own checks (range, blink thread, attribute
+            # guard) cost several calls a frame, and the loop never blinks the LED
+            self._pin.state = duty
 
     def off(self) -> None:
         """Dark."""

@@ -23,7 +23,7 @@ from device import tui  # noqa: E402
 from device.breath import duty  # noqa: E402
 from device.builder import attach_transcript  # noqa: E402
 from device.config import Config, with_overrides  # noqa: E402
-from device.events import BuzzEvent, LedEvent  # noqa: E402
+from device.events import BuzzEvent, LedEvent, SensorEvent, TensionEvent  # noqa: E402
 from device.sim import SimBox, make_sim  # noqa: E402
 from device.tui import (  # noqa: E402
     EVENTS_KEPT,
@@ -403,9 +403,16 @@ def test_strap_keys_and_tension_gauge_with_a_sensor() -> None:
             await pilot.press("up", "down", "b", "u")
             assert await until(pilot, lambda: len(strap.calls) == 4)
             assert strap.calls == ["harder", "softer", "bounce", "toggle_plug"]
+            # as the strap add-on does: the read model, then an event (which wakes the screen)
             box.loop.set_strap(3.2, "kg", "ok")
+            box.bus.publish(TensionEvent(1.0, 3.2, "kg"))
             assert await until(pilot, shows(app, "3.2 kg"))
+            assert "aim for 1-" in app.screen_text()  # the gauge has a scale and a band
+            box.loop.set_strap(-1.7, "kg", "ok")  # noise just after zeroing
+            box.bus.publish(TensionEvent(1.1, -1.7, "kg"))
+            assert await until(pilot, shows(app, "  0.0 kg"))
             box.loop.set_strap(None, "kg", "unplugged")
+            box.bus.publish(SensorEvent(2.0, "unplugged"))
             assert await until(pilot, shows(app, "strap sensor: unplugged"))
             await pilot.press("q")
 

@@ -217,7 +217,7 @@ class SafeHistory:
 
     def streak_days(self, now: datetime, tz: tzinfo | None = None) -> int:
         """See ``streaks.streak_days``."""
-        return streaks.streak_days(self._complete_starts(), now, tz)
+        return streaks.streak_days_bounded(self._complete_starts, now, tz)
 
     def done_today(self, now: datetime, tz: tzinfo | None = None) -> bool:
         """See ``streaks.done_today``."""

@@ -10,10 +10,11 @@ functions of ``device.streaks`` over what is stored.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -63,7 +64,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX outbox_pending ON outbox(delivered_us, id)",
     ),
-    (  # 3 (issue 11): the answer to "how tight was that?" and the seconds over-pulled
+    (  # 3 (issue 13): the streak and week queries read the index alone (covering: no row
+        # reads of the sessions table)
+        "DROP INDEX sessions_outcome",
+        "CREATE INDEX sessions_outcome_started ON sessions(outcome, started_us, started)",
+    ),
+    (  # 4 (issue 11): the answer to "how tight was that?" and the seconds over-pulled
         "ALTER TABLE holds ADD COLUMN tightness TEXT",  # easy, tight, very_tight or NULL
         "ALTER TABLE holds ADD COLUMN overpull_s REAL",
     ),
@@ -277,6 +283,53 @@ class History:
         return self._load("WHERE started_us >= ? AND started_us < ?", (lo, hi),
                           "ORDER BY started_us", None)
 
+    def iter_sessions(self, batch: int = 500) -> Iterator[SessionRecord]:
+        """Every session, oldest first, read ``batch`` at a time (memory stays flat)."""
+        after = -(2**62)
+        while True:
+            chunk = self._load("WHERE started_us > ?", (after,), "ORDER BY started_us", batch)
+            if not chunk:
+                return
+            yield from chunk
+            if len(chunk) < batch:
+                return
+            after = instant_us(chunk[-1].started)
+
+    def plot_buckets(self, most: int = 1000) -> list[SessionRecord]:
+        """The history for a chart, aggregated in SQL: per leg and per bucket of days (the
+        calendar day the session was recorded in; wider buckets when there are more than
+        ``most`` days), one stand-in session per bucket with one hold per leg: mean held,
+        longest planned, ended early if any was, mean steadiness. Noon of the bucket's
+        first day, in the offset of its first session."""
+        def run(c: sqlite3.Connection) -> list[SessionRecord]:
+            span = c.execute("SELECT min(julianday(substr(started, 1, 10))),"
+                             " max(julianday(substr(started, 1, 10))) FROM sessions").fetchone()
+            if span[0] is None:
+                return []
+            width = max(1, math.ceil((span[1] - span[0] + 1) / most))
+            rows = c.execute(
+                "SELECT CAST((julianday(substr(s.started, 1, 10)) - ?) / ? AS INTEGER) AS b,"
+                " min(s.started), h.leg, avg(h.held_s), max(h.planned_s),"
+                " max(h.ended = 'early'), avg(h.steadiness)"
+                " FROM holds h JOIN sessions s ON s.id = h.session_id"
+                " GROUP BY b, h.leg ORDER BY b, h.leg", (span[0], width)).fetchall()
+            out: list[SessionRecord] = []
+            last, holds, at = None, [], None
+            for b, first, leg, held, planned, early, steady in rows + [(None,) * 7]:
+                if b != last and at is not None:
+                    out.append(SessionRecord(at, at, "complete", "chart", tuple(holds)))
+                    holds = []
+                if b is None:
+                    break
+                if b != last:
+                    day = datetime.fromisoformat(first)
+                    at = day.replace(hour=12, minute=0, second=0, microsecond=0)
+                    last = b
+                holds.append(HoldRecord(leg, 1, planned, held, "early" if early else "complete",
+                                        steadiness=steady))
+            return out
+        return self._query(run)
+
     def count(self) -> int:
         """Number of sessions stored."""
         return self._query(lambda c: c.execute("SELECT count(*) FROM sessions").fetchone()[0])
@@ -285,8 +338,8 @@ class History:
         """Start times of complete sessions (from ``since``), oldest first."""
         lo = instant_us(since) if since is not None else -(2**62)
         return self._query(lambda c: [datetime.fromisoformat(r[0]) for r in c.execute(
-            "SELECT started FROM sessions WHERE outcome = 'complete' AND started_us >= ?"
-            " ORDER BY started_us", (lo,))])
+            "SELECT started FROM sessions"
+            " WHERE outcome = 'complete' AND started_us >= ? ORDER BY started_us", (lo,))])
 
     def leg_progress(self, leg: str, limit: int = 30) -> list[LegSession]:
         """The last ``limit`` sessions seen from ``leg``, newest first (for progression)."""
@@ -295,8 +348,8 @@ class History:
     # queries for the loop and the report; tz defaults to now's zone
 
     def streak_days(self, now: datetime, tz: tzinfo | None = None) -> int:
-        """See ``streaks.streak_days``."""
-        return streaks.streak_days(self.complete_starts(), now, tz)
+        """See ``streaks.streak_days``; reads back only as far as the streak goes."""
+        return streaks.streak_days_bounded(self.complete_starts, now, tz)
 
     def done_today(self, now: datetime, tz: tzinfo | None = None) -> bool:
         """See ``streaks.done_today``."""

@@ -1,0 +1,156 @@
+"""The terminal simulator idles: no frame timer while nothing moves, panels redrawn only
+when what they show changed, and the newcomer's stumbles (title, speed, voice, strap gauge,
+voice panel, keys in --help)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+pytest.importorskip("textual")
+
+from device import tui  # noqa: E402
+from device.cli import main  # noqa: E402
+from device.events import SpeakEvent, TensionEvent  # noqa: E402
+from device.tui import LIGHT_FPS, WARNING_S, ScreenLog, StretchApp, SwitchableVoice  # noqa: E402
+from tests.test_tui import hand_box, into_hold, shows, until  # noqa: E402
+
+
+def test_idle_screen_has_no_timer_and_does_not_redraw() -> None:
+    box, clock, _, _ = hand_box()
+    app = StretchApp(box.config, box=box)
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await until(pilot, shows(app, "IDLE"))
+            assert await until(pilot, lambda: app._timer is None)
+            draws = app.draws
+            for _ in range(10):
+                await pilot.pause(0.05)
+            assert app._timer is None and app.draws == draws  # asleep: nothing scheduled
+            await into_hold(pilot, app, clock)
+            clock.tick(0.5)
+            # the light moves: a refresh is always pending, LIGHT_FPS apart at most
+            assert await until(pilot, lambda: app._timer is not None)
+            assert app._timer_at - app._drawn_at <= 1 / LIGHT_FPS + 1e-3
+            await pilot.press("q")
+
+    asyncio.run(go())
+
+
+def test_only_changed_panels_are_redrawn() -> None:
+    box, clock, _, _ = hand_box()
+    app = StretchApp(box.config, box=box)
+    updates: dict[str, int] = {}
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await into_hold(pilot, app, clock)
+            real = tui.Static.update
+
+            def counting(self, *args, **kwargs):
+                updates[self.id] = updates.get(self.id, 0) + 1
+                return real(self, *args, **kwargs)
+
+            tui.Static.update = counting  # type: ignore[method-assign]
+            try:
+                draws = app.draws
+                for _ in range(8):
+                    clock.tick(0.4)
+                    await pilot.pause(0.12)
+                assert app.draws > draws + 3
+                assert updates.get("glow", 0) + updates.get("light-value", 0) > 3
+                assert updates.get("voice", 0) <= 1 and updates.get("help", 0) == 0
+                assert updates.get("title", 0) == 0
+            finally:
+                tui.Static.update = real  # type: ignore[method-assign]
+            await pilot.press("q")
+
+    asyncio.run(go())
+
+
+def test_speed_is_shown_once_and_the_slowest_says_so() -> None:
+    box, _, _, _ = hand_box()
+    app = StretchApp(box.config, box=box)
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 24)) as pilot:
+            await pilot.press("plus")
+            assert await until(pilot, shows(app, "speed 2x"))
+            assert app.screen_text().splitlines()[0].count("speed") == 1  # not again in a notice
+            await pilot.press("minus")
+            assert await until(pilot, shows(app, "speed 1x"))
+            await pilot.press("minus")  # already the slowest
+            assert await until(pilot, shows(app, "already at 1x, the slowest"))
+            await pilot.press("q")
+
+    asyncio.run(go())
+
+
+def test_a_warning_leaves_the_title_after_a_while() -> None:
+    log = ScreenLog()
+    log.emit(__import__("logging").makeLogRecord(
+        {"msg": "strap sensor lost (NAU7802 at 0x2A: I/O error)", "levelno": 30,
+         "name": "device.strap"}))
+    now = time.monotonic()
+    assert log.current(now)[0].startswith("strap sensor lost")
+    assert log.current(now + WARNING_S + 0.1) is None
+    box, _, _, _ = hand_box()
+    app = StretchApp(box.config, box=box, screen_log=log)
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 24)) as pilot:
+            assert await until(pilot, shows(app, "strap sensor lost"))
+            box.loop.set_strap(2.0, "kg", "ok")  # the strap came back
+            box.bus.publish(TensionEvent(1.0, 2.0, "kg"))
+            assert await until(pilot, lambda: "strap sensor lost" not in app.screen_text())
+            await pilot.press("q")
+
+    asyncio.run(go())
+
+
+class MutedCard:
+    available = False
+    last_error = "no sound card (aplay: cannot open audio device default)"
+
+    def say(self, text: str) -> None:
+        raise AssertionError("not asked")
+
+    def busy(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        pass
+
+
+def test_voice_failure_says_why() -> None:
+    voice = SwitchableVoice(inner=MutedCard())  # type: ignore[arg-type]
+    assert voice.status == f"voice failed: {MutedCard.last_error} (text only)"
+
+
+def test_voice_panel_uses_the_room_it_has() -> None:
+    box, _, _, _ = hand_box()
+    app = StretchApp(box.config, box=box)
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 40)) as pilot:
+            for i in range(15):
+                box.loop.spoken.append(f"line number {i:02d}")
+            box.bus.publish(SpeakEvent(1.0, "line number 14", "x", 1.0))
+            assert await until(pilot, shows(app, "line number 14"))
+            text = app.screen_text()
+            assert sum(f"line number {i:02d}" in text for i in range(15)) > 6
+            await pilot.press("q")
+
+    asyncio.run(go())
+
+
+def test_sim_help_lists_the_keys(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["sim", "--help"])
+    out = capsys.readouterr().out
+    assert "keys on screen" in out
+    for key in ("space", "long press", "mute", "faster", "strap", "quit"):
+        assert key in out

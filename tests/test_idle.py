@@ -19,6 +19,7 @@ from device.breath import (
 from device.builder import build_box
 from device.clock import RealClock, VirtualClock
 from device.config import BreathSettings, Config, LightSettings, with_overrides
+from device.machine import Press
 
 PULSE_STEP = 0.090  # gpiozero PWMLED.pulse(4, 6): its largest perceived step, measured
 
@@ -120,7 +121,8 @@ def test_default_step_is_at_least_five_times_finer_than_pulse() -> None:
     leds = []
     box.bus.subscribe(lambda e: leds.append(e), ["led"])
     box.loop.schedule(1.0, box.press_now)
-    box.loop.schedule(2.0, box.press_now)  # the hold starts at 2.1
+    box.loop.schedule(1.7, box.press_now)
+    box.loop.schedule(2.0, box.press_now)  # a double press: the hold starts at 2.1
     box.loop.run(until=40.0)
     box.close()
     inside = [e for e in leds if 2.2 < e.t < 40.0]
@@ -138,7 +140,8 @@ def test_frames_never_come_faster_than_light_hz() -> None:
     leds = []
     box.bus.subscribe(lambda e: leds.append(e.t), ["led"])
     box.loop.schedule(1.0, box.press_now)
-    box.loop.schedule(2.0, box.press_now)
+    box.loop.schedule(1.7, box.press_now)
+    box.loop.schedule(2.0, box.press_now)  # a double press: the hold starts at 2.1
     box.loop.run(until=30.0)
     box.close()
     gaps = [b - a for a, b in zip(leds, leds[1:], strict=False) if 2.2 < a and b < 30.0]
@@ -165,7 +168,9 @@ def test_a_late_wake_does_not_show_a_jump() -> None:
     leds = []
     box.bus.subscribe(lambda e: leds.append(e), ["led"])
     box.loop.schedule(1.0, box.press_now)
-    box.loop.schedule(2.0, box.press_now)  # the hold starts at 2.1
+    # a double press through the command port: the hold starts at 2.0
+    box.loop.schedule(2.0, lambda: (box.loop.command(Press.SHORT),
+                                    box.loop.command(Press.SHORT)))
     box.loop.run(until=40.0)
     box.close()
     inside = [e for e in leds if 2.2 < e.t < 40.0]

@@ -142,3 +142,28 @@ def test_the_systemd_drop_in_opens_only_the_page_port(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=env, timeout=120)
     exposure = float(done.stdout.rsplit("exposure level", 1)[1].split(":")[1].split()[0])
     assert exposure <= 2.0  # the drop-in opens the network, and only that
+
+
+def test_settings_path_skips_a_location_it_may_not_look_into(tmp_path, monkeypatch) -> None:
+    """Under systemd's ProtectHome= the user's config folder cannot even be looked at: the
+    page's config file is then the next location, and ``run`` starts (no traceback)."""
+    from pathlib import Path
+
+    from device.web import settings
+
+    hidden = tmp_path / "hidden" / "config.toml"
+    etc = tmp_path / "etc" / "config.toml"
+    real_is_file = Path.is_file
+
+    def is_file(self: Path) -> bool:
+        if self == hidden:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    monkeypatch.setattr("device.config.config_paths", lambda: [hidden, etc])
+    monkeypatch.setattr(settings, "config_paths", lambda: [hidden, etc])
+    assert settings.settings_path(None, service=True) == etc
+    etc.parent.mkdir()
+    etc.write_text("")
+    assert settings.settings_path(None) == etc

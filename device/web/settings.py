@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from device.config import Config, config_paths, parse_config
+from device.config import Config, config_paths, config_source, parse_config
 from device.errors import ConfigError
 
 MAX_CONFIG_BYTES = 256 * 1024  # a config file larger than this is not edited from the page
@@ -60,12 +60,10 @@ LEG_ORDERS = (["right", "left"], ["left", "right"], ["right"], ["left"])
 def settings_path(explicit: str | Path | None, service: bool = False) -> Path:
     """The config file the page edits: ``--config``, else the first that exists, else the
     user's (or, for the service, /etc's) default location, created on the first save."""
-    if explicit:
-        return Path(explicit)
+    found = config_source(explicit or None)  # a location it may not look into is skipped
+    if found is not None:
+        return found
     paths = config_paths()
-    for candidate in paths:
-        if candidate.is_file():
-            return candidate
     return paths[-1] if service else paths[0]
 
 

@@ -222,7 +222,7 @@ def session_payload(entry: OutboxEntry, box_id: str) -> dict[str, Any]:
         "holds": [
             {"leg": h.leg, "round": h.round, "planned_s": h.planned_s, "held_s": h.held_s,
              "ended": h.ended, "mean": h.mean, "peak": h.peak, "steadiness": h.steadiness,
-             "tightness": getattr(h, "tightness", None)}
+             "overpull_s": h.overpull_s, "tightness": h.tightness}
             for h in s.holds
         ],
     }

@@ -278,6 +278,11 @@ class DeviceLoop:
         hold-length cycle, or None (then the planner decides)."""
         return self.machine.leg_hold.get(leg)
 
+    def next_hold(self, leg: str) -> float:
+        """``leg``'s next hold (s) as the box will plan it (safe from any thread)."""
+        with self.lock:
+            return self.machine.next_hold_s(leg)
+
     def set_hold_planner(self, plan: Callable[[str], float]) -> None:
         """``plan(leg)`` gives each hold's length (s) from now on."""
         self.machine.plan_hold = plan

@@ -312,7 +312,8 @@ def test_history_chart_renders_with_data(page: Page, rig: Rig, tmp_path: Path) -
             start = now - timedelta(days=d * 2, hours=2)
             holds = (HoldRecord("right", 1, 60 + d, 60 + 3 * (20 - d), "complete", 3, 4,
                                 60 + d),
-                     HoldRecord("left", 1, 60, 55 + 3 * (20 - d), "complete", 3, 4, 50 + d))
+                     HoldRecord("left", 1, 60, 55 + 3 * (20 - d), "complete", 3, 4, 50 + d,
+                                "very_tight"))
             h.record(SessionRecord(start, start + timedelta(minutes=6), "complete",
                                    "hamstring", holds))
     paired(page, rig)
@@ -322,6 +323,8 @@ def test_history_chart_renders_with_data(page: Page, rig: Rig, tmp_path: Path) -
     expect(page.locator("#chart svg circle.dot.right")).to_have_count(20 + 1)
     expect(page.locator("#calendar td.d2").first).to_be_visible()
     expect(page.locator("#recent li")).to_have_count(10)
+    expect(page.locator("#recent li").first).to_contain_text("left 115 s (steady 50), felt "
+                                                             "very tight")
     width = chart.bounding_box()["width"]  # type: ignore[index]
     assert 280 <= width <= 360  # fits a phone
     shot = tmp_path / "history.png"

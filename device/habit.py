@@ -130,8 +130,11 @@ class Habit:
             loop.add_ticker(self._nudge_deadline, self._nudge_check)
 
     def reload(self, config: Config) -> None:
-        """New settings (nudge time, progression, base hold) from the next session on."""
+        """New settings (nudge time, progression, base hold) from the next session on (call
+        it between sessions: holds planned while idle are planned again)."""
         self.config = config
+        self._plans.clear()
+        self._grew.clear()
 
     def close(self) -> None:
         """Let the writer finish, publish what it wrote, and close the history (what

@@ -12,7 +12,8 @@ JSON (``to_json``): a list of sessions, oldest first, each::
 
 CSV (``to_csv``): one row per hold with the session's columns repeated (``CSV_COLUMNS``);
 a session without holds (cancelled during set-up) has one row with empty hold columns.
-Strap figures are empty when no sensor was fitted.
+Strap figures (``mean``, ``peak``, ``steadiness``, ``overpull_s``) are empty when no sensor
+was fitted; ``tightness`` (easy, tight, very_tight) is empty when the hold was not asked about.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ from device.store.sqlite import History, HistoryError
 from device.streaks import local_zone
 
 CSV_COLUMNS = ("started", "ended", "outcome", "routine", "leg", "round", "planned_s",
-               "held_s", "hold_ended", "mean", "peak", "steadiness")
+               "held_s", "hold_ended", "mean", "peak", "steadiness", "tightness",
+               "overpull_s")
 PLOT_HINT = "pip install 'stretch-companion[plot]'"
 
 
@@ -65,10 +67,11 @@ def _csv_rows(sessions: Iterable[SessionRecord]) -> Iterator[list[Any]]:
     for s in sessions:
         head = [s.started.isoformat(), s.ended.isoformat(), s.outcome, s.routine]
         if not s.holds:
-            yield head + [""] * 8
+            yield head + [""] * (len(CSV_COLUMNS) - len(head))
         for h in s.holds:
             yield (head + [h.leg, h.round, h.planned_s, h.held_s, h.ended]
-                   + ["" if v is None else v for v in (h.mean, h.peak, h.steadiness)])
+                   + ["" if v is None else v
+                      for v in (h.mean, h.peak, h.steadiness, h.tightness, h.overpull_s)])
 
 
 def to_csv(sessions: Iterable[SessionRecord], path: Path | str | TextIO) -> int:

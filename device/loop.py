@@ -109,6 +109,12 @@ class BoxView:
     voice_status: str = "on"
     voice_off_reason: str = ""
     breath_s: float | None = None  # s into the current breath (during a hold)
+    # the strap's band to aim for (in tension_units): from sensor.loaded_kg up to the
+    # over-pull line drawn from this hold's own level (None until the level is known) ...
+    tension_low: float | None = None
+    tension_high: float | None = None
+    tension_ceiling: float | None = None  # ... and the over-pull ceiling, always (None: no strap)
+    next_hold_s: float | None = None  # idle: the next session's first hold (s)
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (lists for tuples) for JSON."""
@@ -146,7 +152,8 @@ class DeviceLoop:
 
     Add-ons use only the public API below: ``say``, ``publish``, ``add_ticker``,
     ``set_hold_planner``, ``set_hold_figures``, ``set_summary``, ``set_idle_pattern``,
-    ``pause_hold``/``resume_hold``/``end_hold_early``, ``set_strap``, ``state``,
+    ``pause_hold``/``resume_hold``/``end_hold_early``, ``set_strap``, ``set_strap_limits``,
+    ``state``,
     ``hold_status()``, ``first_leg``, ``view()``, ``schedule``/``call_soon``, ``stop``.
     """
 
@@ -204,6 +211,7 @@ class DeviceLoop:
         self._hold_figures: Callable[[HoldEnded], dict[str, float | None] | None] | None = None
         self._summary: Callable[[SessionEvent], str | None] | None = None
         self._strap: tuple[float | None, str, str] = (None, "kg", "absent")
+        self._strap_limits: tuple[float | None, float | None, float | None] = (None, None, None)
         self._hold_clock_running: bool | None = None
         # strap figures per finished hold, (leg, round) -> {"mean", "peak", "steadiness"}
         self.strap_figures: dict[tuple[str, int], dict[str, float | None]] = {}
@@ -270,6 +278,11 @@ class DeviceLoop:
         hold-length cycle, or None (then the planner decides)."""
         return self.machine.leg_hold.get(leg)
 
+    def next_hold(self, leg: str) -> float:
+        """``leg``'s next hold (s) as the box will plan it (safe from any thread)."""
+        with self.lock:
+            return self.machine.next_hold_s(leg)
+
     def set_hold_planner(self, plan: Callable[[str], float]) -> None:
         """``plan(leg)`` gives each hold's length (s) from now on."""
         self.machine.plan_hold = plan
@@ -286,6 +299,12 @@ class DeviceLoop:
     def set_strap(self, tension: float | None, units: str, status: str) -> None:
         """The strap's latest reading and status, for the read model."""
         self._strap = (tension, units, status)
+
+    def set_strap_limits(self, low: float | None, high: float | None,
+                         ceiling: float | None) -> None:
+        """The strap's band to aim for (``low`` to ``high``, ``high`` None until the hold's
+        level is known) and its over-pull ceiling, in the strap's units, for the read model."""
+        self._strap_limits = (low, high, ceiling)
 
     def reload(self, config: Config) -> None:
         """Use ``config`` from the next session on (in the loop's thread, while idle: a
@@ -722,6 +741,13 @@ class DeviceLoop:
                 breath_s = (now - m.hold_started_at) % self.config.breath.period
                 phase, _ = breath_phase(breath_s, self.config.breath)
             tension, units, sensor = self._strap
+            low, high, ceiling = self._strap_limits
+            next_hold = None
+            if m.state is State.IDLE:
+                try:
+                    next_hold = m.next_hold_s(self.first_leg)
+                except Exception:  # a planner that fails now fails again at set-up
+                    log.debug("next hold not known", exc_info=True)
             speaker = self.parts.speaker
             reason = self.voice_off_reason or getattr(speaker, "last_error", "") or ""
             if not self.config.voice.enabled:
@@ -741,6 +767,8 @@ class DeviceLoop:
                 tension=tension, tension_units=units, sensor_status=sensor,
                 hold_clock_running=self._hold_clock_running,
                 voice_status=voice, voice_off_reason=reason,
+                tension_low=low, tension_high=high, tension_ceiling=ceiling,
+                next_hold_s=next_hold,
             )
 
     def snapshot(self) -> BoxView:

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from device.config import Config, MqttSettings
 from device.errors import ConfigError
-from device.progression import next_hold_seconds
+from device.progression import next_hold_seconds, tightness_plan
 from device.records import LEGS
 from device.store.sqlite import History, HistoryError, OutboxEntry
 from device.streaks import minutes_today, sessions_this_week, streak_days
@@ -222,31 +222,43 @@ def session_payload(entry: OutboxEntry, box_id: str) -> dict[str, Any]:
         "holds": [
             {"leg": h.leg, "round": h.round, "planned_s": h.planned_s, "held_s": h.held_s,
              "ended": h.ended, "mean": h.mean, "peak": h.peak, "steadiness": h.steadiness,
-             "tightness": getattr(h, "tightness", None)}
+             "overpull_s": h.overpull_s, "tightness": h.tightness}
             for h in s.holds
         ],
     }
 
 
-def next_holds(history: History, config: Config) -> dict[str, float]:
-    """Each leg's next hold (s), by the same progression rule the box uses."""
+def next_holds(history: History, config: Config,
+               of: Callable[[str], float] | None = None) -> dict[str, float]:
+    """Each leg's next hold (s): ``of(leg)`` when the box can say (its own plan: answers,
+    the idle cycle, progression), else from the history by the box's rule (the newest
+    tightness answer when the routine asks, then the progression)."""
+    if of is not None:
+        return {leg: float(of(leg)) for leg in config.session.legs}
     base = config.session.hold_seconds
     h = config.history
     out = {}
     for leg in config.session.legs:
-        if h.progression == "off":
+        sessions = history.leg_progress(leg)
+        answered = (tightness_plan(sessions, config.session.tightness_step_seconds)
+                    if config.session.ask_tightness else None)
+        if answered is not None:
+            out[leg] = answered
+        elif h.progression == "off":
             out[leg] = base
-            continue
-        out[leg] = next_hold_seconds(
-            history.leg_progress(leg), base, step_s=h.step_seconds,
-            max_s=max(h.max_seconds, base), sessions_needed=h.sessions_to_grow,
-            require_steady=h.min_steadiness or None).hold_s
+        else:
+            out[leg] = next_hold_seconds(
+                sessions, base, step_s=h.step_seconds,
+                max_s=max(h.max_seconds, base), sessions_needed=h.sessions_to_grow,
+                require_steady=h.min_steadiness or None).hold_s
     return out
 
 
 def stats_payload(history: History, config: Config, now: datetime,
-                  tz: tzinfo | None = None) -> dict[str, Any]:
-    """The retained ``stats`` message (days and weeks in ``tz``)."""
+                  tz: tzinfo | None = None,
+                  next_hold_of: Callable[[str], float] | None = None) -> dict[str, Any]:
+    """The retained ``stats`` message (days and weeks in ``tz``; the next holds from
+    ``next_hold_of`` when given, see ``next_holds``)."""
     starts = history.complete_starts()
     recent = history.recent(1)
     today = history.sessions(since=now - timedelta(days=2))
@@ -256,7 +268,7 @@ def stats_payload(history: History, config: Config, now: datetime,
         "minutes_today": round(minutes_today(today, now, tz), 1),
         "last_session": recent[0].ended.isoformat() if recent else None,
         "last_outcome": recent[0].outcome if recent else None,
-        "next_hold_s": next_holds(history, config),
+        "next_hold_s": next_holds(history, config, next_hold_of),
         "updated": now.isoformat(),
     }
 
@@ -405,17 +417,21 @@ class Publisher:
     None) sets the next session's hold length.
     """
 
-    def __init__(self, ep: Endpoint, config: Config, *, view: Callable[[], dict[str, Any]],
+    def __init__(self, ep: Endpoint, config: Config | Callable[[], Config], *,
+                 view: Callable[[], dict[str, Any]],
                  store: History | None, wall: Callable[[], datetime],
                  tz: tzinfo | None = None, commands: CommandPort | None = None,
                  next_hold: Callable[[float], None] | None = None, version: str = "",
                  sensor: bool = False, configuration_url: str | None = None,
                  backoff_s: tuple[float, float] = (1.0, 60.0), keepalive_s: int = 30,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None,
+                 next_hold_of: Callable[[str], float] | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.ep = ep
-        self.config = config
+        self._config = config
+        self.next_hold_of = next_hold_of
+        self._stats_config: Config | None = None  # the config the last stats were made with
         self.view = view
         self.store = store
         self.wall = wall
@@ -471,6 +487,12 @@ class Publisher:
         self._ticker = threading.Thread(target=self._tick_loop, name="mqtt-state", daemon=True)
         self._outbox = threading.Thread(target=self._outbox_loop, name="mqtt-outbox",
                                         daemon=True)
+
+    @property
+    def config(self) -> Config:
+        """The box's config now (a getter follows one saved from the phone page)."""
+        c = self._config
+        return c if isinstance(c, Config) else c()
 
     # ---- life ---------------------------------------------------------------------------
 
@@ -535,6 +557,8 @@ class Publisher:
                 if self._holding:
                     self._tick.set()
                 self.publish_state(data)
+                if self._stats_config is not None and self.config is not self._stats_config:
+                    self.publish_stats()  # new settings (the phone page): new next holds
             elif kind == "history":
                 self.drain_now()
                 self.publish_stats()
@@ -586,11 +610,14 @@ class Publisher:
         """The retained ``stats`` message from the history."""
         if self.store is None or not self._connected:
             return
+        config = self.config
         try:
-            payload = stats_payload(self.store, self.config, self.wall(), self.tz)
+            payload = stats_payload(self.store, config, self.wall(), self.tz,
+                                    self.next_hold_of)
         except HistoryError as exc:
             self._store_failed(exc)
             return
+        self._stats_config = config
         self._send(self.ep.topic("stats"), payload, qos=1, retain=True)
 
     def publish_discovery(self) -> None:
@@ -859,6 +886,33 @@ class MqttAddon:
             self.publisher.store.close()
 
 
+def page_url(box: Any, ep: Endpoint) -> str | None:
+    """The phone page's address when the box serves it (for Home Assistant's device
+    page): a page on every address is named by the address the broker is reached from."""
+    from device.web import WebHandle
+
+    handle = next((a for a in getattr(box, "addons", ()) if isinstance(a, WebHandle)), None)
+    if handle is None:
+        return None
+    parts = urlsplit(handle.url)
+    host = parts.hostname or ""
+    if host in ("0.0.0.0", "::", ""):
+        host = _local_address(ep.host) or socket.gethostname()
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}:{parts.port}/"
+
+
+def _local_address(broker_host: str) -> str | None:
+    """This machine's address on the way to ``broker_host`` (no packet is sent)."""
+    try:
+        family = socket.getaddrinfo(broker_host, None)[0][0]
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.connect((broker_host, 9))
+            return str(sock.getsockname()[0])
+    except OSError:
+        return None
+
+
 def attach(box: Any, ep: Endpoint, *, history: Path | None = None,
            wall_start: datetime | None = None, wait_s: float = 3.0) -> MqttAddon:
     """Attach the MQTT publisher to ``box``: state and stats, discovery, the sessions in
@@ -873,12 +927,14 @@ def attach(box: Any, ep: Endpoint, *, history: Path | None = None,
         except HistoryError as exc:
             log.warning("MQTT: history file unavailable (%s); no sessions are published", exc)
     next_hold = NextHold(box.loop) if ep.commands else None
+    next_hold_of = getattr(box.loop, "next_hold", None)
     publisher = Publisher(
-        ep, box.config, view=lambda: box.view().to_json(), store=store,
+        ep, lambda: box.config, view=lambda: box.view().to_json(), store=store,
         wall=wall_clock(box.clock, wall_start), tz=zone_of(box.config),
         commands=box.commands if ep.commands else None,
         next_hold=next_hold.set if next_hold is not None else None,
-        sensor=box.sensor is not None or box.strap is not None)
+        sensor=box.sensor is not None or box.strap is not None,
+        configuration_url=page_url(box, ep), next_hold_of=next_hold_of)
     addon = MqttAddon(box, publisher, wait_s)
     publisher.start()
     return addon

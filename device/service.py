@@ -60,6 +60,22 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
         signal.signal(signum, handler)
 
 
+def outputs_line(loop: DeviceLoop) -> str:
+    """The light and the buzzer as their pins say now (after a stop: "light off, buzzer
+    off"), for the log."""
+    try:
+        duty = loop.parts.light.value  # read back from the pin
+        light = "light off" if duty == 0 else f"light ON (duty {duty:.2f})"
+    except Exception as exc:  # a pin already released: say so rather than fail the stop
+        light = f"light unknown ({exc})"
+    try:
+        on = bool(loop.parts.beeper.device.value)
+        buzzer = "buzzer ON" if on else "buzzer off"
+    except Exception as exc:
+        buzzer = f"buzzer unknown ({exc})"
+    return f"{light}, {buzzer}"
+
+
 def run_service(loop: DeviceLoop, notifier: Notifier | None = None) -> int:
     """Run ``loop`` until a signal; 0 on a clean stop, 1 if the loop crashed."""
     notifier = notifier or Notifier()
@@ -70,6 +86,7 @@ def run_service(loop: DeviceLoop, notifier: Notifier | None = None) -> int:
     notifier.ready(status="idle")
     try:
         loop.run()
+        log.warning("stopped: %s", outputs_line(loop))  # the journal's proof of a safe stop
     except Exception:
         log.exception(
             "device loop failed in state %s (leg %s); outputs made safe, exiting for a restart",

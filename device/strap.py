@@ -21,7 +21,7 @@ from device.config import SensorSettings
 from device.events import CoachEvent, HoldClockEvent, SensorEvent, StateEvent, TensionEvent
 from device.loop import DeviceLoop
 from device.machine import HoldEnded, State
-from device.tension import CoachThresholds, TensionCoach
+from device.tension import CoachThresholds, TensionCoach, strap_loaded
 from device.voice import Priority
 from drivers.loadcell import Calibration, LoadCell, SensorError
 
@@ -105,6 +105,7 @@ class StrapSensor:
         loop.bus.subscribe(self._on_state, ["state"], name="strap")
         loop.add_ticker(self._deadline, self._on_wake)
         loop.set_hold_figures(self._figures)
+        loop.set_strap_limits(*self.limits())
 
     @property
     def units(self) -> str:
@@ -177,8 +178,31 @@ class StrapSensor:
                 log.info("no strap sensor (%s)", exc)
 
     def _show(self, tension: float | None) -> None:
-        """Tell the read model the latest reading and status."""
+        """Tell the read model the latest reading and status, and the band and ceiling."""
         self.loop.set_strap(tension, self.units, self.status)
+        self.loop.set_strap_limits(*self.limits())
+
+    def limits(self) -> tuple[float, float | None, float | None]:
+        """The band to aim for and the ceiling (strap units): from ``loaded_kg`` up to the
+        over-pull line drawn from this hold's own level (the coach's rule; None until the
+        level is known, and never above the ceiling), and the over-pull ceiling."""
+        th = self.thresholds
+        high = None
+        coach = self.coach
+        level = coach.level if coach is not None else None
+        if level is not None and strap_loaded(level, th):
+            high = max(th.overpull_ratio * level, level + th.overpull_margin_kg)
+            if th.overpull_max is not None:
+                high = min(high, th.overpull_max)
+            high = round(high, 2)
+        return th.loaded_kg, high, th.overpull_max
+
+    def reload(self, settings: SensorSettings) -> None:
+        """New settings (the ceiling, the coaching thresholds) from the next hold on; the
+        hold in progress keeps its coach (call it between sessions)."""
+        self.settings = settings
+        self.thresholds = thresholds_of(settings, self.units)
+        self.loop.set_strap_limits(*self.limits())
 
     def _publish_status(self, status: str) -> None:
         self.loop.publish(SensorEvent(self.loop.stamp(), status))

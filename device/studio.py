@@ -125,7 +125,8 @@ class StudioStore:
                 "SELECT box, id, started, received_us FROM sessions ORDER BY rowid").fetchall()
 
     def summary(self) -> list[dict[str, Any]]:
-        """One object per box: online, last session, counts, streak, mean hold per leg."""
+        """One object per box: online, last session, counts, streak, mean hold per leg,
+        the last steadiness and each leg's latest tightness answer."""
         with self._lock:
             boxes = self._conn.execute(
                 "SELECT box, online, stats FROM boxes ORDER BY box").fetchall()
@@ -140,6 +141,7 @@ class StudioStore:
             mine = sessions.get(box, [])
             held: dict[str, list[float]] = {}
             steadiness = None
+            tightness: dict[str, str] = {}  # each leg's latest answer to "how tight?"
             for _, _, message in mine:
                 steady = [h["steadiness"] for h in message.get("holds", [])
                           if h.get("steadiness") is not None]
@@ -147,6 +149,8 @@ class StudioStore:
                     steadiness = round(sum(steady) / len(steady), 1)
                 for h in message.get("holds", []):
                     held.setdefault(h["leg"], []).append(float(h["held_s"]))
+                    if h.get("tightness"):
+                        tightness[h["leg"]] = h["tightness"]
             last = mine[-1] if mine else None
             out.append({
                 "box": box,
@@ -158,6 +162,7 @@ class StudioStore:
                 "streak_days": stats.get("streak_days"),
                 "mean_hold_s": {leg: round(sum(v) / len(v), 1) for leg, v in held.items()},
                 "last_steadiness": steadiness,
+                "last_tightness": tightness,
             })
         return out
 
@@ -165,15 +170,18 @@ class StudioStore:
 def table(rows: list[dict[str, Any]]) -> str:
     """The studio table, one line per box."""
     head = ("box", "online", "last session", "week", "streak", "mean hold R/L (s)",
-            "steadiness")
+            "steadiness", "tightness R/L")
     lines = [head]
     for r in rows:
         online = {True: "yes", False: "no", None: "?"}[r["online"]]
         last = (r["last_session"] or "-")[:16].replace("T", " ")
         mean = "/".join(f"{r['mean_hold_s'][leg]:.0f}" if leg in r["mean_hold_s"] else "-"
                         for leg in LEGS)
+        answers = r.get("last_tightness") or {}
+        tight = "/".join(answers.get(leg, "-").replace("_", " ") for leg in LEGS)
         lines.append((r["box"], online, last, _show(r["sessions_this_week"]),
-                      _show(r["streak_days"]), mean, _show(r["last_steadiness"])))
+                      _show(r["streak_days"]), mean, _show(r["last_steadiness"]),
+                      "-" if not answers else tight))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths,
                                                                   strict=True)).rstrip()

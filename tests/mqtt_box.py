@@ -36,8 +36,8 @@ def session(i: int, outcome: str = "complete") -> SessionRecord:
     """The i-th test session: one day apart, two 60 s holds."""
     started = START + timedelta(days=i)
     return SessionRecord(started, started + timedelta(seconds=150), outcome, "hamstring", (
-        HoldRecord("right", 1, 60, 60, "complete", 3.1, 4.0, 82.0),
-        HoldRecord("left", 1, 60, 58.5, "early", 2.9, 3.8, 77.0)))
+        HoldRecord("right", 1, 60, 60, "complete", 3.1, 4.0, 82.0, "easy", 0.0),
+        HoldRecord("left", 1, 60, 58.5, "early", 2.9, 3.8, 77.0, "tight", 1.2)))
 
 
 IDLE = {"state": "idle", "leg": None, "round": 0, "rounds": 1, "hold_left_s": None,

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -299,7 +300,9 @@ def test_summary_line() -> None:
 
 
 def _sample() -> list[SessionRecord]:
-    return [session(at(2024, 5, 6), holds=(hold("right", steadiness=80), hold("left"))),
+    return [session(at(2024, 5, 6), holds=(
+                replace(hold("right", steadiness=80), tightness="tight", overpull_s=1.5),
+                hold("left"))),
             session(at(2024, 5, 7), "cancelled", holds=())]
 
 
@@ -310,7 +313,7 @@ def test_json_shape() -> None:
     assert data[0]["started"] == "2024-05-06T07:00:00+02:00"
     assert data[0]["holds"][0] == {"leg": "right", "round": 1, "planned_s": 60, "held_s": 60,
                                    "ended": "complete", "mean": 3.2, "peak": 4.1,
-                                   "steadiness": 80, "tightness": None, "overpull_s": None}
+                                   "steadiness": 80, "tightness": "tight", "overpull_s": 1.5}
     assert data[0]["holds"][1]["steadiness"] is None and data[1]["holds"] == []
 
 
@@ -320,9 +323,10 @@ def test_csv_shape(tmp_path: Path) -> None:
     rows = list(csv.reader(path.open(encoding="utf-8")))
     assert tuple(rows[0]) == CSV_COLUMNS
     assert rows[1] == ["2024-05-06T07:00:00+02:00", "2024-05-06T07:05:00+02:00", "complete",
-                       "hamstring", "right", "1", "60.0", "60.0", "complete", "3.2", "4.1", "80.0"]
-    assert rows[2][4:] == ["left", "1", "60.0", "60.0", "complete", "", "", ""]
-    assert rows[3][2] == "cancelled" and rows[3][4:] == [""] * 8
+                       "hamstring", "right", "1", "60.0", "60.0", "complete", "3.2", "4.1", "80.0",
+                       "tight", "1.5"]
+    assert rows[2][4:] == ["left", "1", "60.0", "60.0", "complete", "", "", "", "", ""]
+    assert rows[3][2] == "cancelled" and rows[3][4:] == [""] * 10
 
 
 def test_plot_writes_png(tmp_path: Path) -> None:

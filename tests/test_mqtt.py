@@ -291,7 +291,8 @@ def test_a_session_arrives_once_and_is_marked_delivered(broker: Mosquitto,
         assert message["started"] == session(0).started.isoformat()
         assert message["holds"][1] == {"leg": "left", "round": 1, "planned_s": 60.0,
                                        "held_s": 58.5, "ended": "early", "mean": 2.9,
-                                       "peak": 3.8, "steadiness": 77.0, "tightness": None}
+                                       "peak": 3.8, "steadiness": 77.0, "tightness": "tight",
+                                       "overpull_s": 1.2}
         with History(db) as h:
             assert h.outbox_count() == 0 and h.outbox_count(delivered=True) == 1
         pub.handle(Ev("history", outcome="complete", saved=True))  # nothing new: no resend
@@ -667,7 +668,8 @@ def test_studio_table_and_json(broker: Mosquitto, tmp_path: Path) -> None:
     # persistent session existed, so the broker did not keep them for it
     assert rows == [{"box": "box1", "online": False, "last_session": rows[0]["last_session"],
                      "last_session_id": None, "sessions": 0, "sessions_this_week": 1,
-                     "streak_days": 1, "mean_hold_s": {}, "last_steadiness": None}]
+                     "streak_days": 1, "mean_hold_s": {}, "last_steadiness": None,
+                     "last_tightness": {}}]
     s, store = studio(broker.url, tmp_path / "s2.db")
     try:
         pub = publisher(broker.url, db)
@@ -676,5 +678,7 @@ def test_studio_table_and_json(broker: Mosquitto, tmp_path: Path) -> None:
         pub.close()
         text = table(store.summary())
         assert "box1" in text and "60/58" in text and "79.5" in text
+        assert "easy/tight" in text.splitlines()[1] and "tightness R/L" in text
+        assert store.summary()[0]["last_tightness"] == {"right": "easy", "left": "tight"}
     finally:
         s.stop()

@@ -16,7 +16,7 @@ import pytest
 
 from device.builder import build_box
 from device.clock import RealClock
-from device.config import Config, with_overrides
+from device.config import Config, MqttSettings, with_overrides
 from device.mqtt import box_id_from_hostname, endpoint
 from device.sim import run_headless
 from device.store.sqlite import History
@@ -105,6 +105,60 @@ def _stop(box: Any, thread: threading.Thread) -> None:
     box.loop.stop()
     thread.join(WAIT_S)
     box.close()
+
+
+def test_discovery_names_the_page_and_stats_follow_saved_settings(
+        broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the phone page on, Home Assistant's device links to it; settings saved from
+    the page (applied between sessions) change the next holds in ``stats``."""
+    pytest.importorskip("uvicorn", reason="pip install 'stretch-companion[web]'")
+    from device.web import WebHandle
+    from device.web.reload import ConfigReloader
+
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))  # the pairing store
+    watch = Watch(broker.port, ["homeassistant/sensor/+/session_state/config",
+                                "stretch-companion/box1/stats"])
+    config = with_overrides(mqtt_config(broker.url), session={"switch": "auto"},
+                            history={"progression": "off"})
+    box = build_box(config, mode="sim", clock=RealClock(20.0), history=tmp_path / "h.db",
+                    mqtt=endpoint(config), web="127.0.0.1:0",
+                    config_path=tmp_path / "c.toml")
+    thread = threading.Thread(target=box.loop.run, daemon=True)
+    thread.start()
+    reloader = ConfigReloader(box)
+    stats = "stretch-companion/box1/stats"
+    try:
+        page = next(a for a in box.addons if isinstance(a, WebHandle))
+        topic = "homeassistant/sensor/stretch_companion_box1/session_state/config"
+        assert watch.wait(lambda w: w.on(topic) and w.on(stats))
+        assert watch.json(topic)[-1]["device"]["configuration_url"] == page.url
+        assert watch.json(stats)[-1]["next_hold_s"] == {"right": 60.0, "left": 60.0}
+        reloader.request(with_overrides(box.config, session={"hold_seconds": 90}))
+        assert wait_until(lambda: box.config.session.hold_seconds == 90)
+        assert box.view().next_hold_s == 90.0
+        box.commands.press()  # a state change: the new settings' stats go out
+        assert watch.wait(lambda w: w.json(stats)[-1]["next_hold_s"]
+                          == {"right": 90.0, "left": 90.0})
+    finally:
+        reloader.close()
+        _stop(box, thread)
+        watch.close()
+
+
+def test_page_url_names_an_address_the_broker_side_can_reach() -> None:
+    from device.mqtt import page_url, resolve
+    from device.web import WebHandle
+
+    ep = resolve(MqttSettings(url="mqtt://127.0.0.1:1883", box_id="b"))
+
+    class Page:
+        addons = [WebHandle(None, None, None, "http://0.0.0.0:8321/")]
+
+    assert page_url(Page(), ep) == "http://127.0.0.1:8321/"
+    Page.addons = [WebHandle(None, None, None, "http://192.0.2.7:8321/")]
+    assert page_url(Page(), ep) == "http://192.0.2.7:8321/"
+    Page.addons = []
+    assert page_url(Page(), ep) is None
 
 
 def test_a_command_starts_a_session_when_on(broker: Mosquitto, tmp_path: Path) -> None:

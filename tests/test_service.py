@@ -144,3 +144,24 @@ def test_loop_crash_makes_outputs_safe_and_exits_nonzero(make_box, caplog) -> No
     assert run_service(box.loop, Notifier(environ={})) == 1
     assert box.led_pin.state == 0.0 and box.buzzer_pin.state == 0
     assert "device loop failed in state hold" in caplog.text
+
+
+def test_a_clean_stop_logs_the_outputs_read_back_from_the_pins(make_box, caplog) -> None:
+    """The line the system test finds in the journal after ``systemctl stop`` mid-hold."""
+    from device.notify import Notifier
+    from device.service import run_service
+
+    box = make_box()
+    box.loop.schedule(1.0, box.press_now)
+    box.loop.schedule(1.5, box.press_now)
+    box.loop.schedule(1.8, box.press_now)  # a double press: straight to the hold
+    seen: list[float] = []
+    box.loop.schedule(20.0, lambda: seen.append(box.led_pin.state))
+    box.loop.schedule(20.01, box.loop.stop)
+    assert run_service(box.loop, Notifier(environ={})) == 0
+    assert seen and seen[0] > 0  # the light was breathing when the stop came
+    assert "stopped: light off, buzzer off" in caplog.text
+    box.loop.parts.light.device.value = 0.5  # as if the light had been left on
+    from device.service import outputs_line
+
+    assert outputs_line(box.loop) == "light ON (duty 0.50), buzzer off"

@@ -316,12 +316,16 @@ def test_settings_lists_the_page_fields_from_the_file(client: TestClient,
     assert values["session.hold_seconds"] == 90 and values["voice.rate"] == 150
     hold = next(f for f in data["fields"] if f["key"] == "session.hold_seconds")
     assert (hold["min"], hold["max"]) == (60, 300)
+    ceiling = next(f for f in data["fields"] if f["key"] == "sensor.overpull_max_kg")
+    assert (ceiling["value"], ceiling["min"], ceiling["max"], ceiling["unit"]) == (15, 2, 100,
+                                                                                   "kg")
 
 
 @pytest.mark.parametrize("key,value", [
     ("session.hold_seconds", 30), ("session.rounds", 2.5), ("voice.volume", "loud"),
     ("session.legs", ["left", "left"]), ("history.nudge_at", "25:00"),
     ("breath.inhale", 1),  # each part valid; the whole breath too fast: cross-check
+    ("sensor.overpull_max_kg", 1), ("sensor.overpull_max_kg", "high"),
 ])
 def test_bad_setting_gives_the_config_message_and_changes_nothing(
         client: TestClient, store: PairingStore, config_file: Path, box: FakeBox,
@@ -349,14 +353,15 @@ def test_good_setting_is_written_atomically_keeping_comments_and_a_backup(
         client: TestClient, store: PairingStore, config_file: Path, box: FakeBox) -> None:
     csrf = pair(client, store)
     r = post_settings(client, csrf, {"session.hold_seconds": 120, "session.legs": ["left"],
-                                     "voice.enabled": False, "history.nudge_at": "19:30"})
+                                     "voice.enabled": False, "history.nudge_at": "19:30",
+                                     "sensor.overpull_max_kg": 12.5})
     assert r.status_code == 200, r.text
     text = config_file.read_text()
     assert "# a comment that must survive" in text and "# my box" in text
     config = load_config(config_file)
     assert config.session.hold_seconds == 120 and config.session.legs == ("left",)
     assert config.voice.enabled is False and config.voice.rate == 150
-    assert config.history.nudge_at == "19:30"
+    assert config.history.nudge_at == "19:30" and config.sensor.overpull_max_kg == 12.5
     assert config_file.with_name("config.toml.bak").read_text() == CONFIG_TEXT
     assert box.commands.reloaded == [config]
     assert not [p for p in config_file.parent.iterdir() if p.name.endswith(".tmp")]
@@ -398,7 +403,8 @@ def _history(path: Path, now: datetime, days: int = 5) -> None:
     with History(path) as h:
         for d in range(days):
             start = now - timedelta(days=d, hours=1)
-            holds = (HoldRecord("right", 1, 60, 55 + d, "complete", 3.0, 4.0, 80 - d),
+            holds = (HoldRecord("right", 1, 60, 55 + d, "complete", 3.0, 4.0, 80 - d,
+                                "very_tight", 0.5),
                      HoldRecord("left", 1, 60, 60 - d, "complete"))
             h.record(SessionRecord(start, start + timedelta(minutes=5), "complete",
                                    "hamstring", holds))
@@ -414,7 +420,9 @@ def test_history_calendar_chart_and_csv(client: TestClient, store: PairingStore,
     assert data["sessions"] == 5
     assert data["calendar"]["streak"] >= 4  # 5 days in a row (the zone may cut the first)
     assert sum(d == 2 for w in data["calendar"]["weeks"] for d in w["days"]) == 5
-    assert data["recent"][0]["legs"]["right"] == {"held_s": 55.0, "steadiness": 80}
+    assert data["recent"][0]["legs"]["right"] == {"held_s": 55.0, "steadiness": 80,
+                                                  "tightness": "very_tight"}
+    assert data["recent"][0]["legs"]["left"]["tightness"] is None
     svg = client.get("/api/history/chart.svg")
     assert svg.headers["content-type"].startswith("image/svg+xml")
     assert svg.text.count('class="dot right"') == 5 + 1  # five holds and the legend
@@ -422,6 +430,9 @@ def test_history_calendar_chart_and_csv(client: TestClient, store: PairingStore,
     csv = client.get("/api/history.csv")
     assert csv.text.splitlines()[0].startswith("started,ended,outcome")
     assert len(csv.text.splitlines()) == 11
+    header = csv.text.splitlines()[0].split(",")
+    assert header[-2:] == ["tightness", "overpull_s"]  # the answers and over-pull too
+    assert csv.text.splitlines()[1].endswith(",very_tight,0.5")
     assert "attachment" in csv.headers["content-disposition"]
 
 

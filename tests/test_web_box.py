@@ -67,6 +67,51 @@ def test_saved_settings_apply_at_once_when_idle() -> None:
         box.close()
 
 
+def test_the_read_model_shows_the_strap_band_ceiling_and_next_hold(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's Now view reads these: the strap's band and ceiling (set by the strap
+    add-on through the loop's API), and the next hold while idle; a saved ceiling reaches
+    the strap between sessions."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))  # no saved calibration: rel units
+    config = with_overrides(Config(), session={"setup_pause_seconds": 0, "hold_seconds": 75},
+                            sensor={"overpull_max_kg": 20, "overpull_max_rel": 12,
+                                    "loaded_kg": 1.5})
+    box = build_box(config, mode="sim", clock=VirtualClock(), sensor=True)
+    reloader = ConfigReloader(box)
+    loop = box.loop
+    try:
+        loop.run(until=0.5)
+        view = box.view()
+        assert view.tension_units == "rel" and view.state == "idle"
+        assert (view.tension_low, view.tension_high, view.tension_ceiling) == (1.5, None, 12)
+        assert view.next_hold_s == 75
+        assert view.to_json()["tension_ceiling"] == 12
+        loop.schedule(1, box.commands.press)
+        loop.schedule(4, box.commands.press)
+        loop.schedule(4.3, box.commands.press)  # a double press: into the hold
+        loop.schedule(5, lambda: box.strap.set_level(5.0))
+        loop.run(until=25)
+        view = box.view()
+        assert view.state == "hold" and view.next_hold_s is None
+        # the over-pull line from this hold's own level: max(1.5 x 5, 5 + 2) = 7.5
+        assert view.tension_high == pytest.approx(7.5, abs=0.3)
+        assert view.tension_low == 1.5 and view.tension_ceiling == 12
+        new = with_overrides(box.config, sensor={"overpull_max_rel": 6})
+        reloader.request(new)
+        loop.run(until=26)
+        assert box.view().tension_ceiling == 12  # the hold in progress keeps its ceiling
+        assert box.sensor.coach.thresholds.overpull_max == 12
+        loop.schedule(27, box.commands.long_press)
+        loop.run(until=40)
+        assert reloader.applied == [new]
+        view = box.view()
+        assert view.state == "idle" and view.tension_ceiling == 6
+        assert box.sensor.thresholds.overpull_max == 6  # the next hold's coach uses it
+    finally:
+        reloader.close()
+        box.close()
+
+
 pytest.importorskip("uvicorn", reason="pip install 'stretch-companion[web]'")
 
 

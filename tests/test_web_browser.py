@@ -83,8 +83,9 @@ def browser() -> Iterator[Browser]:
 class Rig:
     """The simulated box, built like ``sim --web`` builds it, its loop in a thread."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, sensor: bool = False) -> None:
         self.tmp = tmp
+        self.sensor = sensor
         self.config_path = tmp / "config.toml"
         self.config_path.write_text(CONFIG)
         self.history_path = tmp / "history.db"
@@ -95,7 +96,8 @@ class Rig:
     def start_box(self, listen: str) -> None:
         self.box: Box = build_box(load_config(self.config_path), mode="sim",
                                   clock=RealClock(SPEED), history=self.history_path,
-                                  web=listen, config_path=self.config_path)
+                                  web=listen, config_path=self.config_path,
+                                  sensor=self.sensor)
         self.web: WebHandle = next(a for a in self.box.addons if isinstance(a, WebHandle))
         self.web.server.web.store.clock = self.clock
         self.box.bus.subscribe(lambda e: self.seen.append((e.kind, e, time.time())),
@@ -222,6 +224,34 @@ def test_tap_starts_and_holding_cancels(page: Page, rig: Rig) -> None:
     expect(page.locator("#state")).to_have_text(re.compile("setup|hold"))
 
 
+def test_now_shows_the_next_hold_and_the_strap_band_and_ceiling(
+        page: Page, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))  # no calibration: rel
+    rig = Rig(tmp_path, sensor=True)
+    try:
+        paired(page, rig)
+        expect(page.locator("#next-hold")).to_have_text("1:30")  # idle: the next hold
+        expect(page.locator("#strap")).to_be_visible()
+        expect(page.locator("#tension-band")).to_have_text(
+            "aim for 1.0 rel or more, steady · ceiling 15.0 rel")
+        assert page.get_attribute("#tension-meter", "max") == "15"
+        loop, box = rig.box.loop, rig.box
+        at = loop.clock.now() - loop.origin
+        loop.schedule(at + 0.5, box.commands.press)  # start
+        loop.schedule(at + 1.5, box.commands.press)
+        loop.schedule(at + 1.8, box.commands.press)  # a double press: into the hold
+        loop.schedule(at + 2.0, lambda: box.strap.set_level(5.0))
+        expect(page.locator("#state")).to_have_text("hold")
+        expect(page.locator("#next-hold")).to_have_text("–")
+        # once the hold's level is known: up to the over-pull line max(1.5 x 5, 5 + 2)
+        expect(page.locator("#tension-band")).to_have_text(
+            re.compile(r"aim for 1\.0–7\.[3-7] rel, steady · ceiling 15\.0 rel"),
+            timeout=10000)
+        assert float(page.get_attribute("#tension-meter", "high") or 0) > 7
+    finally:
+        rig.stop_box()
+
+
 def test_bad_setting_shows_the_message_and_changes_nothing(page: Page, rig: Rig) -> None:
     paired(page, rig)
     field = page.locator("#f-session\\.hold_seconds")
@@ -282,7 +312,8 @@ def test_history_chart_renders_with_data(page: Page, rig: Rig, tmp_path: Path) -
             start = now - timedelta(days=d * 2, hours=2)
             holds = (HoldRecord("right", 1, 60 + d, 60 + 3 * (20 - d), "complete", 3, 4,
                                 60 + d),
-                     HoldRecord("left", 1, 60, 55 + 3 * (20 - d), "complete", 3, 4, 50 + d))
+                     HoldRecord("left", 1, 60, 55 + 3 * (20 - d), "complete", 3, 4, 50 + d,
+                                "very_tight"))
             h.record(SessionRecord(start, start + timedelta(minutes=6), "complete",
                                    "hamstring", holds))
     paired(page, rig)
@@ -292,6 +323,8 @@ def test_history_chart_renders_with_data(page: Page, rig: Rig, tmp_path: Path) -
     expect(page.locator("#chart svg circle.dot.right")).to_have_count(20 + 1)
     expect(page.locator("#calendar td.d2").first).to_be_visible()
     expect(page.locator("#recent li")).to_have_count(10)
+    expect(page.locator("#recent li").first).to_contain_text("left 115 s (steady 50), felt "
+                                                             "very tight")
     width = chart.bounding_box()["width"]  # type: ignore[index]
     assert 280 <= width <= 360  # fits a phone
     shot = tmp_path / "history.png"

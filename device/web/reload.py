@@ -5,10 +5,11 @@ there it is applied at once when the box is idle, else kept until the state next
 to idle (an in-loop ``state`` subscriber, so nothing is missed and nothing is polled).
 
 Applied: session settings (hold length, rounds, leg order, long press), the breath
-pattern, the voice rate for timings, the idle light and habit's config (nudge time,
-progression). The speaker itself is not rebuilt here: a change of ``voice.enabled``,
-``rate`` or ``volume`` reaches the spoken voice at the next start of the service.
-It goes through the loop's own ``reload`` and habit's ``reload``.
+pattern, the voice rate for timings, the idle light, habit's config (nudge time,
+progression) and the strap's thresholds (its ceiling). The speaker itself is not rebuilt
+here: a change of ``voice.enabled``, ``rate`` or ``volume`` reaches the spoken voice at
+the next start of the service. It goes through the loop's, habit's and the strap's
+``reload``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ class ConfigReloader:
         box.loop.reload(config)
         if box.habit is not None:
             box.habit.reload(config)
+        sensor = getattr(box, "sensor", None)
+        if sensor is not None:  # the strap ceiling and coaching thresholds
+            sensor.reload(config.sensor)
         box.config = config
         self.applied.append(config)
         log.info("web: new settings in use from this session on")

@@ -416,8 +416,11 @@ class WebApp:
                 held = [h.held_s for h in s.holds if h.leg == leg]
                 steady = [h.steadiness for h in s.holds
                           if h.leg == leg and h.steadiness is not None]
+                answers = [h.tightness for h in s.holds
+                           if h.leg == leg and h.tightness is not None]
                 legs[leg] = {"held_s": round(sum(held) / len(held), 1) if held else None,
-                             "steadiness": round(sum(steady) / len(steady)) if steady else None}
+                             "steadiness": round(sum(steady) / len(steady)) if steady else None,
+                             "tightness": answers[-1] if answers else None}
             recent.append({"started": s.started.astimezone(tz).strftime("%a %d %b %H:%M"),
                            "outcome": s.outcome, "legs": legs})
         return JSONResponse({"calendar": cal, "sessions": len(sessions), "recent": recent})

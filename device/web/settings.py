@@ -39,7 +39,6 @@ class Field:
         return self.key.split(".", 1)[1]
 
 
-# The strap ceiling is not here: the config has no such key yet.
 FIELDS: tuple[Field, ...] = (
     Field("session.hold_seconds", "Hold length", "s"),
     Field("session.rounds", "Rounds"),
@@ -52,6 +51,8 @@ FIELDS: tuple[Field, ...] = (
     Field("voice.rate", "Speaking rate", "words/min"),
     Field("voice.volume", "Volume", "0..1"),
     Field("history.nudge_at", "Nudge after", "HH:MM"),
+    Field("sensor.overpull_max_kg", "Strap ceiling", "kg"),
+    Field("sensor.overpull_max_rel", "Strap ceiling before calibration", "rel"),
 )
 BY_KEY = {f.key: f for f in FIELDS}
 LEG_ORDERS = (["right", "left"], ["left", "right"], ["right"], ["left"])

@@ -87,6 +87,7 @@ function render(v) {
   $("leg").textContent = v.leg || "–";
   $("round").textContent = v.state === "idle" ? "–" : `${v.round} of ${v.rounds}`;
   $("planned").textContent = fmtS(v.hold_planned_s);
+  $("next-hold").textContent = fmtS(v.next_hold_s);
   $("phase").textContent = { in: "breathe in", full: "hold full", out: "breathe out",
     empty: "hold empty" }[v.breath_phase] || "–";
   $("sensor").textContent = v.sensor_status || "–";
@@ -94,10 +95,7 @@ function render(v) {
     (v.voice_status || "–");
   const strap = v.sensor_status && v.sensor_status !== "absent";
   $("strap").hidden = !strap;
-  if (strap && v.tension !== null && v.tension !== undefined) {
-    $("tension").textContent = `${Number(v.tension).toFixed(1)} ${v.tension_units || ""}`;
-    $("tension-meter").value = v.tension;
-  }
+  if (strap) renderStrap(v);
   const list = $("spoken");
   const lines = (v.spoken || []).slice(-4);
   if (list.dataset.lines !== JSON.stringify(lines)) {
@@ -112,6 +110,32 @@ function render(v) {
     v.state === "cancelled" ? "Start" : "Press";
   syncBreath(v);
   tickLeft();
+}
+
+// The strap: its reading on a meter whose good range is the hold's band, and the ceiling.
+function renderStrap(v) {
+  const units = v.tension_units || "";
+  const num = (x) => x !== null && x !== undefined;
+  const meter = $("tension-meter");
+  const ceiling = num(v.tension_ceiling) ? Number(v.tension_ceiling) : null;
+  const top = Math.max(ceiling !== null ? ceiling : 20, num(v.tension) ? Number(v.tension) : 0);
+  meter.max = top;
+  if (num(v.tension)) {
+    $("tension").textContent = `${Number(v.tension).toFixed(1)} ${units}`;
+    meter.value = Math.max(0, Number(v.tension));
+  }
+  const parts = [];
+  if (num(v.tension_low)) {
+    const low = Number(v.tension_low);
+    const high = num(v.tension_high) ? Number(v.tension_high) : null;
+    meter.low = low;
+    meter.high = high !== null ? high : (ceiling !== null ? ceiling : top);
+    meter.optimum = (meter.low + meter.high) / 2;
+    parts.push(high !== null ? `aim for ${low.toFixed(1)}–${high.toFixed(1)} ${units}, steady` :
+      `aim for ${low.toFixed(1)} ${units} or more, steady`);
+  }
+  if (ceiling !== null) parts.push(`ceiling ${ceiling.toFixed(1)} ${units}`);
+  $("tension-band").textContent = parts.length ? parts.join(" · ") : "–";
 }
 
 function tickLeft() {
@@ -249,7 +273,8 @@ async function loadHistory() {
     const li = document.createElement("li");
     const legs = ["right", "left"].filter((l) => s.legs[l].held_s !== null)
       .map((l) => `${l} ${Math.round(s.legs[l].held_s)} s` +
-        (s.legs[l].steadiness !== null ? ` (steady ${s.legs[l].steadiness})` : ""));
+        (s.legs[l].steadiness !== null ? ` (steady ${s.legs[l].steadiness})` : "") +
+        (s.legs[l].tightness ? `, felt ${s.legs[l].tightness.replace("_", " ")}` : ""));
     li.textContent = `${s.started}: ${s.outcome}${legs.length ? ", " + legs.join(", ") : ""}`;
     return li;
   }));

@@ -29,7 +29,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -469,7 +468,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
                 self.voice = SwitchableVoice(make=real_voice(config), muted=mute)
             box = build_box(config, mode="sim", clock=RealClock(speed), speaker=self.voice,
                             sensor=sensor or config.sensor.enabled, history=history,
-                            wall_start=datetime.now().astimezone(), web=web,
+                            wall_start=None, web=web,  # stored ending now, as headless
                             config_path=config_path, mqtt=mqtt)
         box.bus.subscribe(self._on_event, WATCHED_EVENTS, name="screen")
         self.habit = box.habit

@@ -422,10 +422,16 @@ def test_strap_keys_and_tension_gauge_with_a_sensor() -> None:
 # ---- the real clock, at high speed ------------------------------------------------------------
 
 
-def test_whole_box_on_the_real_clock_at_high_speed() -> None:
+def test_whole_box_on_the_real_clock_at_high_speed(tmp_path) -> None:
+    from datetime import datetime
+
+    from device.store.sqlite import History
+
     speaker = RecordingSpeaker()
     config = with_overrides(Config(), light={"hz": 20})  # fewer light frames to draw at 1000x
-    app = StretchApp(config, speed=1000.0, speaker=speaker)
+    db = tmp_path / "sim-history.db"
+    before = datetime.now().astimezone()
+    app = StretchApp(config, speed=1000.0, speaker=speaker, history=db)
     events = Events()
     attach_transcript(app.box.bus, events)
 
@@ -445,6 +451,12 @@ def test_whole_box_on_the_real_clock_at_high_speed() -> None:
     assert events.kind("session")[-1]["outcome"] == "interrupted"
     assert speaker.spoken
     assert app.box.led_pin.state == 0
+    # minutes of sped-up time are stored ending now, never in the future (as headless runs)
+    after = datetime.now().astimezone()
+    with History(db, read_only=True) as h:
+        (session,) = h.sessions()
+    assert before <= session.ended <= after
+    assert (session.ended - session.started).total_seconds() >= 60  # its length is kept
 
 
 # ---- bounded memory -----------------------------------------------------------------------------

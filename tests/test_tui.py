@@ -514,6 +514,69 @@ def test_run_tui_routes_warnings_to_the_screen(monkeypatch) -> None:
     assert seen == {"stream_removed": True, "lines": ["something odd"], "speed": 5.0}
 
 
+@pytest.mark.parametrize("signame", ["SIGHUP", "SIGTERM"])
+def test_a_hang_up_quits_like_q_and_records_the_session(tmp_path, signame) -> None:
+    """The terminal running the simulator closed (SIGHUP), or SIGTERM: exit 0, the session
+    recorded as interrupted, no WAL files left (not exit 129 with nothing stored)."""
+    import os
+    import pty
+    import select
+    import signal
+    import subprocess
+    import time
+
+    from device.store.sqlite import History
+
+    db = tmp_path / "sim-history.db"
+    master, slave = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", XDG_CONFIG_HOME=str(tmp_path),
+               XDG_STATE_HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "device", "sim", "--mute", "--speed", "5",
+                             "--history", str(db)], cwd=Path(__file__).resolve().parent.parent,
+                            env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    screen = b""
+
+    def read_for(seconds: float) -> None:
+        nonlocal screen
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:
+                    return
+
+    try:
+        for _ in range(200):  # up to ~10 s on a busy machine: the set-up's first line shown
+            read_for(0.05)
+            if b"SET-UP" in screen or b"IDLE" in screen:
+                break
+        os.write(master, b" ")  # a session starts
+        for _ in range(200):
+            read_for(0.05)
+            if b"SET-UP" in screen:
+                break
+        assert b"SET-UP" in screen
+        proc.send_signal(getattr(signal, signame))
+        for _ in range(200):
+            read_for(0.05)
+            if proc.poll() is not None:
+                break
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        os.close(master)
+    assert code == 0
+    assert not list(tmp_path.glob("sim-history.db-*"))  # no -wal or -shm left behind
+    with History(db, read_only=True) as h:
+        assert [s.outcome for s in h.sessions()] == ["interrupted"]
+
+
 # ---- small pieces -------------------------------------------------------------------------------
 
 

@@ -274,11 +274,12 @@ def bench_fleet(plan: Any, scratch: Path, env: dict[str, str], bench: Bench) -> 
     except ImportError:
         bench.status, bench.error = "skipped", "pip install 'stretch-companion[mqtt]'"
         return
-    n_boxes, sessions = (10, 2) if plan.quick else (200, 5)
-    hold_s, rounds = (3.0, 2) if plan.quick else (60.0, 3)
-    res = fleet(n_boxes, sessions, 4 if not plan.quick else 2, scratch, env)
+    # --quick is a smoke run: a tiny fleet (still restarted once), one A B pair
+    n_boxes, sessions = (4, 2) if plan.quick else (200, 5)
+    hold_s, rounds = (1.0, 1) if plan.quick else (60.0, 3)
+    res = fleet(n_boxes, sessions, 4 if not plan.quick else 1, scratch, env)
     # the same path with the CPU not saturated: one box, sessions at 500x real time
-    quiet = fleet(1, 3 if plan.quick else 10, 1, scratch, env, restart=False, speed=500.0)
+    quiet = fleet(1, 1 if plan.quick else 10, 1, scratch, env, restart=False, speed=500.0)
     cpu = cpu_abab(hold_s, rounds, scratch, env)
     bench.raw = {"fleet": res, "quiet": quiet, "cpu_pct": cpu}
     bench.figures.append(Figure(

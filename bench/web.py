@@ -195,8 +195,8 @@ def bench_web(plan: Any, scratch: Path, env: dict[str, str], bench: Bench) -> No
     if not os.path.exists(CHROMIUM):
         bench.status, bench.error = "skipped", "apt-get install chromium"
         return
-    hold_s = plan.hold_s if plan.quick else 20.0
-    order = ["none", "pages"] * (2 if plan.quick else 3)  # A B A B (A B A B A B)
+    hold_s = 1.0 if plan.quick else 20.0
+    order = ["none", "pages"] * (1 if plan.quick else 3)  # A B A B A B (--quick: A B)
     runs: dict[str, list[dict[str, Any]]] = {"none": [], "pages": []}
     weight: dict[str, int] = {}
     render: dict[str, list[float]] = {}
@@ -210,7 +210,7 @@ def bench_web(plan: Any, scratch: Path, env: dict[str, str], bench: Bench) -> No
                     if not weight:
                         weight = _page_weight(worker.url, worker.token)
                         render = _first_render(browser, worker.url, worker.token,
-                                               3 if plan.quick else 7)
+                                               1 if plan.quick else 7)
                     for _ in range(PAGES):
                         context = _context(browser, worker.url, worker.token)
                         page = context.new_page()

@@ -24,12 +24,12 @@ import io
 import logging
 import math
 import os
+import signal
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -382,11 +382,34 @@ def run_tui(config: Config, speed: float = 1.0, mute: bool = False, sensor: bool
     with _logs_on_screen(screen_log), _stray_output_hidden():
         app = StretchApp(config, speed=speed, mute=mute, screen_log=screen_log, sensor=sensor,
                          history=history, web=web, config_path=config_path, mqtt=mqtt)
+        restore = _quit_on_hang_up(app)
         try:
             app.run()
         finally:
             app.stop_box()
+            restore()
     return app.return_code or 0
+
+
+def _quit_on_hang_up(app: StretchApp) -> Callable[[], None]:
+    """SIGHUP (the terminal closed) and SIGTERM quit like ``q``: the session is recorded
+    as interrupted, light and buzzer off, exit 0. Returns what puts the old handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(_signum: int, _frame: object) -> None:
+        aio = getattr(app, "_aio", None)
+        if aio is None or aio.is_closed():
+            raise SystemExit(0)  # before the screen is up: run_tui's finally stops the box
+        aio.call_soon_threadsafe(app.exit, 0)  # on_unmount stops the box
+
+    old = {signum: signal.signal(signum, handler) for signum in (signal.SIGHUP, signal.SIGTERM)}
+
+    def restore() -> None:
+        for signum, previous in old.items():
+            signal.signal(signum, previous)
+
+    return restore
 
 
 # ---- the screen ---------------------------------------------------------------------------
@@ -469,7 +492,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
                 self.voice = SwitchableVoice(make=real_voice(config), muted=mute)
             box = build_box(config, mode="sim", clock=RealClock(speed), speaker=self.voice,
                             sensor=sensor or config.sensor.enabled, history=history,
-                            wall_start=datetime.now().astimezone(), web=web,
+                            wall_start=None, web=web,  # stored ending now, as headless
                             config_path=config_path, mqtt=mqtt)
         box.bus.subscribe(self._on_event, WATCHED_EVENTS, name="screen")
         self.habit = box.habit

@@ -40,7 +40,8 @@ def test_sigterm_mid_hold_turns_outputs_off_and_exits_0(tmp_path: Path, signum: 
     db = tmp_path / "history.db"
     child = subprocess.Popen(
         [sys.executable, "-m", "device", "sim", "--headless", "--quiet", "--speed", "20",
-         "--script", "press@0.5,press@1", "--events", str(events), "--history", str(db)],
+         "--script", "press@0.5,press@1,press@1.3", "--events", str(events),
+         "--history", str(db)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:

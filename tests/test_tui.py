@@ -422,10 +422,16 @@ def test_strap_keys_and_tension_gauge_with_a_sensor() -> None:
 # ---- the real clock, at high speed ------------------------------------------------------------
 
 
-def test_whole_box_on_the_real_clock_at_high_speed() -> None:
+def test_whole_box_on_the_real_clock_at_high_speed(tmp_path) -> None:
+    from datetime import datetime
+
+    from device.store.sqlite import History
+
     speaker = RecordingSpeaker()
     config = with_overrides(Config(), light={"hz": 20})  # fewer light frames to draw at 1000x
-    app = StretchApp(config, speed=1000.0, speaker=speaker)
+    db = tmp_path / "sim-history.db"
+    before = datetime.now().astimezone()
+    app = StretchApp(config, speed=1000.0, speaker=speaker, history=db)
     events = Events()
     attach_transcript(app.box.bus, events)
 
@@ -445,6 +451,12 @@ def test_whole_box_on_the_real_clock_at_high_speed() -> None:
     assert events.kind("session")[-1]["outcome"] == "interrupted"
     assert speaker.spoken
     assert app.box.led_pin.state == 0
+    # minutes of sped-up time are stored ending now, never in the future (as headless runs)
+    after = datetime.now().astimezone()
+    with History(db, read_only=True) as h:
+        (session,) = h.sessions()
+    assert before <= session.ended <= after
+    assert (session.ended - session.started).total_seconds() >= 60  # its length is kept
 
 
 # ---- bounded memory -----------------------------------------------------------------------------
@@ -500,6 +512,69 @@ def test_run_tui_routes_warnings_to_the_screen(monkeypatch) -> None:
     finally:
         root.removeHandler(stream)
     assert seen == {"stream_removed": True, "lines": ["something odd"], "speed": 5.0}
+
+
+@pytest.mark.parametrize("signame", ["SIGHUP", "SIGTERM"])
+def test_a_hang_up_quits_like_q_and_records_the_session(tmp_path, signame) -> None:
+    """The terminal running the simulator closed (SIGHUP), or SIGTERM: exit 0, the session
+    recorded as interrupted, no WAL files left (not exit 129 with nothing stored)."""
+    import os
+    import pty
+    import select
+    import signal
+    import subprocess
+    import time
+
+    from device.store.sqlite import History
+
+    db = tmp_path / "sim-history.db"
+    master, slave = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", XDG_CONFIG_HOME=str(tmp_path),
+               XDG_STATE_HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "device", "sim", "--mute", "--speed", "5",
+                             "--history", str(db)], cwd=Path(__file__).resolve().parent.parent,
+                            env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    screen = b""
+
+    def read_for(seconds: float) -> None:
+        nonlocal screen
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ready, _, _ = select.select([master], [], [], 0.05)
+            if ready:
+                try:
+                    screen += os.read(master, 65536)
+                except OSError:
+                    return
+
+    try:
+        for _ in range(200):  # up to ~10 s on a busy machine: the set-up's first line shown
+            read_for(0.05)
+            if b"SET-UP" in screen or b"IDLE" in screen:
+                break
+        os.write(master, b" ")  # a session starts
+        for _ in range(200):
+            read_for(0.05)
+            if b"SET-UP" in screen:
+                break
+        assert b"SET-UP" in screen
+        proc.send_signal(getattr(signal, signame))
+        for _ in range(200):
+            read_for(0.05)
+            if proc.poll() is not None:
+                break
+        code = proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        os.close(master)
+    assert code == 0
+    assert not list(tmp_path.glob("sim-history.db-*"))  # no -wal or -shm left behind
+    with History(db, read_only=True) as h:
+        assert [s.outcome for s in h.sessions()] == ["interrupted"]
 
 
 # ---- small pieces -------------------------------------------------------------------------------

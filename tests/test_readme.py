@@ -91,3 +91,25 @@ def test_no_spoken_line_copies_a_sentence_of_the_article() -> None:
                 copied.append(line)
                 break
     assert not copied, copied
+
+
+def test_every_event_kind_and_field_is_in_the_readme_schema() -> None:
+    """The transcript schema in the README names every kind in the catalogue and each of
+    its fields (a new event without its row fails here)."""
+    from device.events import CATALOGUE
+
+    rows = {}
+    for line in _section("Event transcript (JSON lines)").splitlines():
+        m = re.match(r"\| `(\w+)` \| (.*) \|$", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    assert set(rows) == set(CATALOGUE)
+    # every key the golden transcripts hold (the hold's strap figures included)
+    import gzip
+    import json
+
+    for golden in sorted((ROOT / "tests" / "golden").glob("*.jsonl.gz")):
+        for line in gzip.decompress(golden.read_bytes()).splitlines():
+            event = json.loads(line)
+            for key in set(event) - {"t", "kind"}:
+                assert f"`{key}`" in rows[event["kind"]], (golden.name, event["kind"], key)

@@ -141,9 +141,13 @@ def reference_level(
     filtered: Sequence[Sample], now: float, th: CoachThresholds = DEFAULT_THRESHOLDS
 ) -> float | None:
     """The hold's own level: median over ``level_window_s`` ending ``level_lag_s`` before
-    ``now``; None until that window spans ``level_min_s``."""
+    ``now``; None until that window spans ``level_min_s``. Readings above the over-pull
+    ceiling are no part of it: a hold that starts too hard and then eases off as it is told
+    is not taken for a strap gone slack."""
     end = now - th.level_lag_s
-    window = [(t, v) for t, v in filtered if end - th.level_window_s - _EPS <= t <= end + _EPS]
+    top = th.overpull_max if th.overpull_max is not None else math.inf
+    window = [(t, v) for t, v in filtered
+              if end - th.level_window_s - _EPS <= t <= end + _EPS and v <= top]
     if not window or window[-1][0] - window[0][0] < th.level_min_s - _EPS:
         return None
     return statistics.median(v for _, v in window)

@@ -114,6 +114,22 @@ def test_overpull_ceiling_is_kg_once_calibrated_and_relative_before() -> None:
     assert thresholds_of(settings, "rel").overpull_max == 30
 
 
+def test_a_calibrated_strap_cues_above_the_kg_ceiling_from_the_first_second() -> None:
+    from device.calibrate import calibrate_main
+
+    config = with_overrides(Config(), session={"legs": ["right"]},
+                            sensor={"overpull_max_kg": 12})
+    script = SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:14,tension@40:6"
+    before = run(script, config, sensor=True)  # relative units: 14 is under the 15 rel ceiling
+    assert {e["units"] for e in before.kind("tension")} == {"rel"}
+    assert not [c for c in before.kind("coach") if c["cue"] == "overpull"]
+    assert calibrate_main(config, 5.0, mock=True, ask=lambda prompt: "") == 0
+    after = run(script, config, sensor=True)  # kg: 14 kg is over the configured 12 kg
+    assert {e["units"] for e in after.kind("tension")} == {"kg"}
+    cued = [e["t"] for e in said(after) if e["key"] == "coach.overpull"]
+    assert cued and cued[0] - HOLD_AT <= 1.0 and max(cued) < 41
+
+
 # ---- cues are never lost, never late -----------------------------------------------------
 
 

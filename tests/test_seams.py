@@ -75,6 +75,21 @@ def test_a_full_queue_drops_light_first_never_state_hold_or_session(caplog) -> N
     bus.close()
 
 
+def test_a_queue_full_of_events_it_must_keep_says_once_that_it_fell_behind(caplog) -> None:
+    bus = EventBus()
+    gate = threading.Event()
+    got: list = []
+    bus.subscribe(lambda e: (gate.wait(10), got.append(e)), ["state"], queued=True,
+                  name="slow-state", maxsize=2)
+    for i in range(6):  # nothing lossy to drop: the queue grows, and says so once
+        bus.publish(StateEvent(float(i), "hold", "right", 1))
+    gate.set()
+    assert bus.drain(5)
+    assert [e.t for e in got] == [float(i) for i in range(6)]
+    assert sum("slow-state fell behind" in r.message for r in caplog.records) == 1
+    bus.close()
+
+
 def test_a_failing_in_loop_subscriber_does_not_stop_the_others(caplog) -> None:
     bus = EventBus()
     got: list = []

@@ -238,6 +238,17 @@ def test_a_reminder_dropped_behind_the_strap_is_said_in_a_later_gap() -> None:
     assert "reminder.knee" not in [d["key"] for d in events.kind("speak_dropped")]
 
 
+def test_a_reminder_starts_at_most_twice_while_over_pulling_cuts_it_off() -> None:
+    # 25 from 24 s to the end: "still pulling" every 8 s cuts the reminders off; each is
+    # put back once, never started a third time
+    script = SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:6,tension@24:25"
+    events = run(script, with_overrides(Config(), session={"legs": ["right"]}), sensor=True)
+    start, end, _ = spans(events, "hold")[0]
+    keys = [e["key"] for e in said(events, start, end) if e["key"].startswith("reminder.")]
+    cut = [c["key"] for c in events.kind("speak_cut") if c["key"].startswith("reminder.")]
+    assert len(cut) >= 2 and max(keys.count(k) for k in keys) <= 2, keys
+
+
 def test_a_reminder_is_skipped_when_the_strap_just_cued_the_same_mistake() -> None:
     one_leg = with_overrides(Config(), session={"legs": ["right"]})
     plain = run(SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:6", one_leg, sensor=True)

@@ -77,10 +77,14 @@ class _Queue:
         if event.kind in LOSSY_KINDS:
             self._lost()
             return False
-        return True  # never drop a state, hold or session event: grow past the bound
+        self._behind()  # never drop a state, hold or session event: grow past the bound
+        return True
 
     def _lost(self) -> None:
         self.dropped += 1
+        self._behind()
+
+    def _behind(self) -> None:
         if not self.warned:
             self.warned = True
             log.warning("%s fell behind; dropping its oldest light/tension events",

@@ -278,14 +278,21 @@ class DeviceLoop:
         hold-length cycle, or None (then the planner decides)."""
         return self.machine.leg_hold.get(leg)
 
+    def outputs(self) -> tuple[float, bool]:
+        """The light's duty (0..1) and whether the buzzer is on, read back from the pins."""
+        return self.parts.light.value, bool(self.parts.beeper.device.value)
+
     def next_hold(self, leg: str) -> float:
         """``leg``'s next hold (s) as the box will plan it (safe from any thread)."""
         with self.lock:
             return self.machine.next_hold_s(leg)
 
-    def set_hold_planner(self, plan: Callable[[str], float]) -> None:
-        """``plan(leg)`` gives each hold's length (s) from now on."""
+    def set_hold_planner(self, plan: Callable[[str], float]) -> Callable[[str], float]:
+        """``plan(leg)`` gives each hold's length (s) from now on; returns the planner it
+        replaces (an add-on that only overrides some sessions asks it the rest)."""
+        before = self.machine.plan_hold
         self.machine.plan_hold = plan
+        return before
 
     def set_hold_figures(self, figures: Callable[[HoldEnded], dict[str, float | None] | None]
                          ) -> None:

@@ -852,8 +852,7 @@ class NextHold:
     def __init__(self, loop: Any) -> None:
         self.loop = loop
         self.seconds: float | None = None
-        self._plan = loop.machine.plan_hold
-        loop.set_hold_planner(self.plan)
+        self._plan = loop.set_hold_planner(self.plan)
         loop.bus.subscribe(self._session_over, ["session"], name="mqtt-next-hold")
 
     def plan(self, leg: str) -> float:

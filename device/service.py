@@ -64,15 +64,11 @@ def outputs_line(loop: DeviceLoop) -> str:
     """The light and the buzzer as their pins say now (after a stop: "light off, buzzer
     off"), for the log."""
     try:
-        duty = loop.parts.light.value  # read back from the pin
-        light = "light off" if duty == 0 else f"light ON (duty {duty:.2f})"
+        duty, on = loop.outputs()  # read back from the pins
     except Exception as exc:  # a pin already released: say so rather than fail the stop
-        light = f"light unknown ({exc})"
-    try:
-        on = bool(loop.parts.beeper.device.value)
-        buzzer = "buzzer ON" if on else "buzzer off"
-    except Exception as exc:
-        buzzer = f"buzzer unknown ({exc})"
+        return f"outputs unknown ({exc})"
+    light = "light off" if duty == 0 else f"light ON (duty {duty:.2f})"
+    buzzer = "buzzer ON" if on else "buzzer off"
     return f"{light}, {buzzer}"
 
 

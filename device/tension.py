@@ -22,6 +22,10 @@ Sample = tuple[float, float]
 """(time s, tension kg)."""
 
 CUES: tuple[str, ...] = ("overpull", "bounce", "slack")
+# An over-pull ends once no reading has shown it for this long (s): one reading late or a
+# little low does not end it, so it is not cued afresh (the first line, at once) but keeps
+# its every-8-s repeat, and a line waiting to be said about it is not dropped.
+OVERPULL_RELEASE_S = 1.0
 """Cue names, most urgent first."""
 
 _EPS = 1e-6
@@ -141,9 +145,13 @@ def reference_level(
     filtered: Sequence[Sample], now: float, th: CoachThresholds = DEFAULT_THRESHOLDS
 ) -> float | None:
     """The hold's own level: median over ``level_window_s`` ending ``level_lag_s`` before
-    ``now``; None until that window spans ``level_min_s``."""
+    ``now``; None until that window spans ``level_min_s``. Readings above the over-pull
+    ceiling are no part of it: a hold that starts too hard and then eases off as it is told
+    is not taken for a strap gone slack."""
     end = now - th.level_lag_s
-    window = [(t, v) for t, v in filtered if end - th.level_window_s - _EPS <= t <= end + _EPS]
+    top = th.overpull_max if th.overpull_max is not None else math.inf
+    window = [(t, v) for t, v in filtered
+              if end - th.level_window_s - _EPS <= t <= end + _EPS and v <= top]
     if not window or window[-1][0] - window[0][0] < th.level_min_s - _EPS:
         return None
     return statistics.median(v for _, v in window)
@@ -297,6 +305,8 @@ class TensionCoach:
         self._last_cue_t: float | None = None
         self._latched: set[str] = set()
         self._last_overpull_t: float | None = None
+        self._overpull_seen_t: float | None = None  # the last reading found over-pulling
+        self._over_at_last = False  # whether that was the previous reading
         self.overpull_cues = 0
         """Over-pull cues in the current episode (1: the first; more: it goes on)."""
         self.overpull_s = 0.0
@@ -346,15 +356,22 @@ class TensionCoach:
             self._recent.popleft()
 
         previous_t = self._samples[-2][0] if len(self._samples) > 1 else None
-        was_over = "overpull" in self.active
-        self.active = frozenset(self._detect(t))
+        found = self._detect(t)
+        over_now = "overpull" in found
+        if over_now:
+            if self._over_at_last and previous_t is not None:
+                self.overpull_s += min(1.0, t - previous_t)
+            self._overpull_seen_t = t
+        elif ("overpull" in self.active and self._overpull_seen_t is not None
+              and t - self._overpull_seen_t < OVERPULL_RELEASE_S - _EPS):
+            found.append("overpull")  # a late or low reading or two does not end it
+        self._over_at_last = over_now
+        self.active = frozenset(found)
         self._latched &= self.active
         if "overpull" in self.active:
-            if was_over and previous_t is not None:
-                self.overpull_s += min(1.0, t - previous_t)
             due = (self._last_overpull_t is None or self.overpull_cues == 0
                    or t - self._last_overpull_t >= th.overpull_repeat_s - _EPS)
-            if allow_safety and due and t >= self._quiet_until:
+            if allow_safety and due and over_now and t >= self._quiet_until:
                 self._last_overpull_t = t
                 self.overpull_cues += 1
                 return ["overpull"]

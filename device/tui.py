@@ -770,7 +770,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self._draw_title(now_real)
         self._draw_state(snap)
         self._draw_light(snap)
-        self._draw_buzzer(now_real)
+        self._draw_buzzer(snap, now_real)
         self._draw_tension(snap)
         self._draw_voice(snap)
 
@@ -863,10 +863,10 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
 
         self._put("#light-value", (compact, shown, phase), render_value)
 
-    def _draw_buzzer(self, now_real: float) -> None:
-        on = bool(self.buzzer_pin.state) or self.loop.parts.beeper.sounding is not None
+    def _draw_buzzer(self, snap: Snapshot, now_real: float) -> None:
+        on = bool(self.buzzer_pin.state) or snap.buzzing is not None
         shown = on or now_real < self._buzz_until
-        name = (self.loop.parts.beeper.sounding or self._buzz_name) if shown else None
+        name = (snap.buzzing or self._buzz_name) if shown else None
         if self._shown.get("#buzzer") == (shown, name):
             return
         widget = self.query_one("#buzzer", Static)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
 _WORD = re.compile(r"[\w']+")
@@ -64,6 +64,7 @@ class Cue:
     priority: Priority = Priority.TIMING
     still: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
     topic: str = ""
+    cut_before: bool = field(default=False, compare=False)  # cut off once and put back
 
     def stale(self, now: float) -> bool:
         """Whether its moment has passed or its reason no longer holds."""
@@ -253,14 +254,18 @@ class CueQueue:
 
     def cut(self, now: float) -> Cue | None:
         """Stop the line being said at ``now``; it goes back in the queue (unless its
-        moment has passed). Returns the cut cue."""
+        moment has passed, or it is a reminder cut off once before: a reminder starts at
+        most twice). Returns the cut cue."""
         speaking = self._speaking(now)
         self.stop(now)
         if speaking is None:
             return None
         cue = speaking.cue
+        if cue.priority <= Priority.REMINDER and cue.cut_before:
+            self.dropped = (self.dropped + [cue])[-100:]
+            return cue
         if not cue.stale(now) and not any(c.key == cue.key for c in self._pending):
-            self._pending.append(cue)
+            self._pending.append(replace(cue, cut_before=True))
             self._pending.sort(key=lambda c: -c.priority)
         return cue
 

@@ -4,6 +4,7 @@ scripted headless sessions on virtual time, with and without the strap sensor.""
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,17 @@ def test_overpull_from_the_first_second_is_cued_within_a_second_and_while_it_las
     assert "pulled too hard" in summary and "steady" not in summary.lower()
 
 
+def test_easing_off_after_an_overpull_from_the_first_second_is_not_called_slack() -> None:
+    # 25 from the hold's first second, eased to 6 as told: the hold's own level never
+    # learnt the pull above the ceiling, so 6 is a good hold, not a strap gone loose
+    script = SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:25,tension@40:6"
+    events = run(script, with_overrides(Config(), session={"legs": ["right"]}), sensor=True)
+    start, end, _ = spans(events, "hold")[0]
+    cues = [(c["t"], c["cue"]) for c in events.kind("coach") if start <= c["t"] < end]
+    assert cues and all(cue == "overpull" and t < 41 for t, cue in cues), cues
+    assert not [e for e in said(events, start, end) if e["key"] == "coach.slack"]
+
+
 def test_overpull_ceiling_is_kg_once_calibrated_and_relative_before() -> None:
     from device.strap import thresholds_of
 
@@ -100,6 +112,22 @@ def test_overpull_ceiling_is_kg_once_calibrated_and_relative_before() -> None:
                                                 "overpull_max_rel": 30}).sensor
     assert thresholds_of(settings, "kg").overpull_max == 12
     assert thresholds_of(settings, "rel").overpull_max == 30
+
+
+def test_a_calibrated_strap_cues_above_the_kg_ceiling_from_the_first_second() -> None:
+    from device.calibrate import calibrate_main
+
+    config = with_overrides(Config(), session={"legs": ["right"]},
+                            sensor={"overpull_max_kg": 12})
+    script = SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:14,tension@40:6"
+    before = run(script, config, sensor=True)  # relative units: 14 is under the 15 rel ceiling
+    assert {e["units"] for e in before.kind("tension")} == {"rel"}
+    assert not [c for c in before.kind("coach") if c["cue"] == "overpull"]
+    assert calibrate_main(config, 5.0, mock=True, ask=lambda prompt: "") == 0
+    after = run(script, config, sensor=True)  # kg: 14 kg is over the configured 12 kg
+    assert {e["units"] for e in after.kind("tension")} == {"kg"}
+    cued = [e["t"] for e in said(after) if e["key"] == "coach.overpull"]
+    assert cued and cued[0] - HOLD_AT <= 1.0 and max(cued) < 41
 
 
 # ---- cues are never lost, never late -----------------------------------------------------
@@ -210,6 +238,17 @@ def test_a_reminder_dropped_behind_the_strap_is_said_in_a_later_gap() -> None:
     assert "reminder.knee" not in [d["key"] for d in events.kind("speak_dropped")]
 
 
+def test_a_reminder_starts_at_most_twice_while_over_pulling_cuts_it_off() -> None:
+    # 25 from 24 s to the end: "still pulling" every 8 s cuts the reminders off; each is
+    # put back once, never started a third time
+    script = SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:6,tension@24:25"
+    events = run(script, with_overrides(Config(), session={"legs": ["right"]}), sensor=True)
+    start, end, _ = spans(events, "hold")[0]
+    keys = [e["key"] for e in said(events, start, end) if e["key"].startswith("reminder.")]
+    cut = [c["key"] for c in events.kind("speak_cut") if c["key"].startswith("reminder.")]
+    assert len(cut) >= 2 and max(keys.count(k) for k in keys) <= 2, keys
+
+
 def test_a_reminder_is_skipped_when_the_strap_just_cued_the_same_mistake() -> None:
     one_leg = with_overrides(Config(), session={"legs": ["right"]})
     plain = run(SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:6", one_leg, sensor=True)
@@ -239,7 +278,7 @@ def test_every_reminder_topic_is_heard_on_each_leg_of_a_60_s_session() -> None:
         assert f"{other.capitalize()} leg long, toes up, not rolling out" in texts  # floor leg
         assert "not turned in or out" in texts  # the raised foot square
     setup_texts = " ".join(e["text"] for e in said(events, 0, holds[0][0]))
-    assert "Press the inner groin" in setup_texts
+    assert re.search(r"Press your (left|right) inner groin down", setup_texts)  # press, not sink
 
 
 def test_second_leg_hears_only_what_changes() -> None:

@@ -75,6 +75,21 @@ def test_a_full_queue_drops_light_first_never_state_hold_or_session(caplog) -> N
     bus.close()
 
 
+def test_a_queue_full_of_events_it_must_keep_says_once_that_it_fell_behind(caplog) -> None:
+    bus = EventBus()
+    gate = threading.Event()
+    got: list = []
+    bus.subscribe(lambda e: (gate.wait(10), got.append(e)), ["state"], queued=True,
+                  name="slow-state", maxsize=2)
+    for i in range(6):  # nothing lossy to drop: the queue grows, and says so once
+        bus.publish(StateEvent(float(i), "hold", "right", 1))
+    gate.set()
+    assert bus.drain(5)
+    assert [e.t for e in got] == [float(i) for i in range(6)]
+    assert sum("slow-state fell behind" in r.message for r in caplog.records) == 1
+    bus.close()
+
+
 def test_a_failing_in_loop_subscriber_does_not_stop_the_others(caplog) -> None:
     bus = EventBus()
     got: list = []
@@ -246,11 +261,18 @@ def test_the_loop_does_not_import_the_history_store_or_add_ons() -> None:
 
 
 def test_add_ons_use_the_loop_api_not_its_insides() -> None:
-    """No add-on reaches into the machine, the cue queue or assigns a loop field."""
-    for name in ("strap.py", "habit.py", "service.py", "tui.py"):
-        text = (ROOT / "device" / name).read_text()
-        for inside in ("loop.machine", "loop.cues", ".listeners", "loop.parts.speaker ="):
-            assert inside not in text, f"{name} uses {inside}"
+    """No add-on (nor the screen, the page, MQTT or the control socket) reaches into the
+    machine, the cue queue, the loop's parts or private fields, or assigns a loop field:
+    only the builder, which makes the loop, and the loop itself may."""
+    import re
+
+    inside = re.compile(r"\bloop\.(machine|cues|parts|_\w+)\b|\bloop\.\w+\s*=[^=]|\.listeners")
+    owners = {"loop.py", "builder.py", "machine.py"}
+    for path in sorted((ROOT / "device").rglob("*.py")):
+        if path.name in owners:
+            continue
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            assert not inside.search(line), f"{path.relative_to(ROOT)}:{n} {line.strip()}"
 
 
 # ---- the terminal simulator honours voice.player -----------------------------------------------
@@ -302,3 +324,19 @@ def test_terminal_simulator_plays_every_cue_through_the_configured_player(tmp_pa
         assert call.startswith("-D plughw:CARD=Test --from-config ") and call.endswith(".wav")
     assert sys.executable  # the player ran as a real process, once per cue started
     assert len(calls) <= len(spoken)
+
+
+def test_set_hold_planner_hands_back_the_planner_it_replaces() -> None:
+    """MQTT's ``next_hold_seconds`` overrides one session's holds through the loop API and
+    asks the planner it replaced for every other (no reach into the machine)."""
+    from device.mqtt import NextHold
+
+    box = build_box(with_overrides(Config(), session={"hold_seconds": 75}))
+    assert box.loop.set_hold_planner(lambda leg: 80.0)("right") == 75.0
+    next_hold = NextHold(box.loop)
+    assert next_hold.plan("left") == 80.0
+    next_hold.set(90)
+    box.commands.press()
+    box.loop.run(until=0.5)
+    assert next_hold.plan("left") == 90.0 and box.view().state == "setup"
+    box.close()

@@ -134,6 +134,38 @@ def test_a_higher_cue_interrupts_and_the_cut_line_is_said_again() -> None:
     assert again is not None and again.cue.key == "reminder.knee"
 
 
+def test_a_reminder_cut_off_twice_is_not_started_a_third_time() -> None:
+    q = CueQueue(160)
+    q.push(Cue("Keep your knee long, lower the leg if it bends.", "reminder.knee",
+               not_after=60.0, priority=Priority.REMINDER))
+    q.push(Cue("Hold for one minute.", "hold.start", not_after=60.0))
+    now, starts = 0.0, []
+    for _ in range(2):  # started, cut by a safety line, started again, cut again
+        while True:
+            started, _ = q.next_cue(now)
+            if started is not None and started.cue.key == "reminder.knee":
+                break
+            now = (started.at + started.duration_s) if started else now + 0.5
+        starts.append(now)
+        q.push(Cue("Too much pull.", "coach.overpull", priority=Priority.SAFETY))
+        assert q.cut(now + 1.0) is not None
+        pull, _ = q.next_cue(now + 1.0)
+        assert pull is not None and pull.cue.key == "coach.overpull"
+        now = pull.at + pull.duration_s + 2.0
+    assert len(starts) == 2
+    later, _ = q.next_cue(now)
+    assert later is None and q.dropped[-1].key == "reminder.knee"
+    # a timing line cut off keeps coming back: only reminders are limited
+    q.push(Cue("Halfway.", "hold.halfway", not_after=90.0))
+    for _ in range(3):
+        line, _ = q.next_cue(now)
+        assert line is not None and line.cue.key == "hold.halfway"
+        q.push(Cue("Too much pull.", "coach.overpull", priority=Priority.SAFETY))
+        q.cut(now + 0.2)
+        pull, _ = q.next_cue(now + 0.2)
+        now = pull.at + pull.duration_s + 0.1
+
+
 def test_an_equal_or_lower_cue_never_interrupts() -> None:
     q = CueQueue(160)
     q.push(Cue("Ten seconds to go.", "hold.ten_left", priority=Priority.TIMING))

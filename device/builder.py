@@ -28,6 +28,8 @@ from drivers.speech import RecordingSpeaker, SilentSpeaker, Speaker
 
 log = logging.getLogger(__name__)
 
+DOUBLE_GAP_S = 0.3  # a double press from the command port: the second this much later (s)
+
 
 # ---- parts -------------------------------------------------------------------------------
 
@@ -92,6 +94,11 @@ class LoopCommands:
         """A long press: cancel (thread-safe)."""
         self.loop.command(Press.LONG)
 
+    def double_press(self) -> None:
+        """Two quick presses: in the set-up, straight to the hold (thread-safe)."""
+        self.loop.command(Press.SHORT)
+        self.loop.command(Press.SHORT)
+
 
 class PinCommands:
     """Presses on the simulator's mock button pin, so they go through gpiozero."""
@@ -110,6 +117,14 @@ class PinCommands:
     def long_press(self) -> None:
         """Hold the button past the long-press time."""
         self.press(self.box.config.session.long_press_seconds + PRESS_S)
+
+    def double_press(self) -> None:
+        """Two quick presses on the loop's clock (0.3 s apart), whatever the simulator's
+        speed: in the set-up, straight to the hold."""
+        box = self.box
+        self.press()
+        now = box.loop.clock.now() - box.loop.origin
+        box.loop.schedule(now + DOUBLE_GAP_S, self.press)
 
     def strap(self, action: str, arg: float | None = None) -> None:
         """A strap action on the simulated strap (harder, softer, bounce, unplug, replug,

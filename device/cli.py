@@ -22,6 +22,7 @@ log = logging.getLogger("stretch_companion")
 SIM_KEYS = (  # the terminal simulator's keys, for `sim --help`
     ("space, enter", "press the button (start, skip the set-up, end a hold early, switch)"),
     ("l", "long press: cancel the session"),
+    ("h", "a double press: in the set-up, straight to the hold (at any speed)"),
     ("m", "mute or unmute the voice (the words stay on screen)"),
     ("+, -", "faster or slower clock: 1, 2, 5, 10, 30x"),
     ("up, down", "pull the strap harder or softer (with --sensor)"),

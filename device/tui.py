@@ -92,7 +92,7 @@ STATE_NAMES = {
 }
 STATE_HINTS = {
     "idle": "press to start a session",
-    "setup": "press: next step · double press: straight to the hold",
+    "setup": "press: next step · double press (h): straight to the hold",
     "hold": "press to end the hold early",
     "ask": "press 1x easy · 2x tight · 3x very tight",
     "switch": "press to switch legs",
@@ -448,6 +448,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
     BINDINGS = [
         Binding("space,enter", "press", "press", priority=True),
         Binding("l", "long_press", "long press"),
+        Binding("h", "double_press", "to the hold"),
         Binding("m", "mute", "mute"),
         Binding("plus,equals_sign", "speed(1)", "faster"),
         Binding("minus,underscore", "speed(-1)", "slower"),
@@ -640,6 +641,12 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
     def action_press(self) -> None:
         if self._box_running():
             self.box.commands.press()
+        self.schedule_refresh(0.0)
+
+    def action_double_press(self) -> None:
+        """A double press on the box's own clock: quick enough at any simulator speed."""
+        if self._box_running():
+            self.box.commands.double_press()
         self.schedule_refresh(0.0)
 
     def action_long_press(self) -> None:

@@ -340,3 +340,42 @@ def test_set_hold_planner_hands_back_the_planner_it_replaces() -> None:
     box.loop.run(until=0.5)
     assert next_hold.plan("left") == 90.0 and box.view().state == "setup"
     box.close()
+
+
+@pytest.mark.parametrize("port", ["pins", "loop"])
+def test_a_double_press_from_the_command_port_goes_straight_to_the_hold(port: str) -> None:
+    from device.builder import LoopCommands
+
+    box = build_box(Config())
+    commands = box.commands if port == "pins" else LoopCommands(box.loop)
+    box.loop.schedule(1.0, commands.press)
+    box.loop.run(until=3.0)
+    assert box.loop.state is State.SETUP
+    box.loop.call_soon(commands.double_press)
+    box.loop.run(until=5.0)
+    assert box.loop.state is State.HOLD
+    box.close()
+
+
+def test_the_screen_key_h_double_presses_at_high_speed() -> None:
+    pytest.importorskip("textual")
+    import asyncio
+
+    from device.tui import StretchApp
+
+    app = StretchApp(Config(), speed=10.0, speaker=RecordingSpeaker())
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("space")
+            deadline = time.monotonic() + 10
+            while app.box.view().state != "setup":
+                assert time.monotonic() < deadline
+                await pilot.pause(0.02)
+            await pilot.press("h")
+            while app.box.view().state != "hold":
+                assert time.monotonic() < deadline, app.box.view().state
+                await pilot.pause(0.02)
+            await pilot.press("q")
+
+    asyncio.run(go())

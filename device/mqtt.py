@@ -42,7 +42,7 @@ from urllib.parse import urlsplit
 from device.config import Config, MqttSettings
 from device.errors import ConfigError
 from device.progression import next_hold_seconds, tightness_plan
-from device.records import LEGS
+from device.records import LEGS, session_to_dict
 from device.store.sqlite import History, HistoryError, OutboxEntry
 from device.streaks import minutes_today, sessions_this_week, streak_days
 
@@ -210,22 +210,9 @@ def state_payload(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def session_payload(entry: OutboxEntry, box_id: str) -> dict[str, Any]:
-    """The ``session`` message of an outbox entry."""
-    s = entry.session
-    return {
-        "id": entry.msg_id,
-        "box": box_id,
-        "started": s.started.isoformat(),
-        "ended": s.ended.isoformat(),
-        "outcome": s.outcome,
-        "routine": s.routine,
-        "holds": [
-            {"leg": h.leg, "round": h.round, "planned_s": h.planned_s, "held_s": h.held_s,
-             "ended": h.ended, "mean": h.mean, "peak": h.peak, "steadiness": h.steadiness,
-             "overpull_s": h.overpull_s, "tightness": h.tightness}
-            for h in s.holds
-        ],
-    }
+    """The ``session`` message of an outbox entry: its id, the box, and the session in the
+    history's own JSON shape."""
+    return {"id": entry.msg_id, "box": box_id, **session_to_dict(entry.session)}
 
 
 def next_holds(history: History, config: Config,

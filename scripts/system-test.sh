@@ -202,7 +202,11 @@ check() { # check NAME: start timing a check
     CHECK=$1
     CHECK_T0=$(date +%s.%N)
 }
-passed() { printf 'PASS  %-64s %5s s\n' "$CHECK" "$(elapsed "$CHECK_T0")"; }
+NPASSED=0
+passed() {
+    printf 'PASS  %-64s %5s s\n' "$CHECK" "$(elapsed "$CHECK_T0")"
+    NPASSED=$((NPASSED + 1))
+}
 fail() {
     printf '\nFAIL  %s: %s\n\n' "$CHECK" "$*" >&2
     {
@@ -560,5 +564,6 @@ grep -q "Fatal Python error: Aborted" <<<"$journal" ||
 passed
 
 say "all checks passed in $(elapsed "$T0") s"
+echo "system-test: $NPASSED passed, 0 failed"
 exit 0
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import faulthandler
 import logging
+import os
 import signal
 import sys
 import threading
@@ -46,18 +47,54 @@ def attach(loop: DeviceLoop, notifier: Notifier) -> Supervision:
 supervise = attach
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+_stop_target: list[Callable[[], None]] = []  # what the next signal stops (the newest run)
+_watcher: list[int] = []  # the wake-up pipe's write end, once it exists
+
+
+def _watch_signals(read_fd: int) -> None:
+    """The signal thread: each signal number written to the wake-up pipe stops the box."""
+    while True:
+        try:
+            data = os.read(read_fd, 64)
+        except OSError:
+            return
+        if not data:
+            return
+        for signum in data:
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:
+                name = str(signum)
+            log.info("signal %s: stopping", name)
+            if _stop_target:
+                _stop_target[-1]()
+
+
+def _noted(signum: int, frame: object) -> None:
+    """The Python-level handler does nothing: the wake-up pipe carries the signal."""
+
+
 def stop_on_signals(stop: Callable[[], None]) -> None:
     """SIGTERM, SIGINT and SIGHUP (the terminal closed) ask ``stop`` (only from the main
-    thread, where Python allows it)."""
+    thread, where Python allows it).
+
+    ``stop`` runs in a thread of its own, fed by ``signal.set_wakeup_fd``, never inside
+    the handler: a handler runs on the main thread between any two bytecodes, and taking
+    a lock there (setting an Event) deadlocks if the main thread held that very lock when
+    the signal landed."""
     if threading.current_thread() is not threading.main_thread():
         return
-
-    def handler(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop()
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, handler)
+    _stop_target[:] = [stop]
+    if not _watcher:
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        threading.Thread(target=_watch_signals, args=(read_fd,), name="signals",
+                         daemon=True).start()
+        _watcher.append(write_fd)
+    signal.set_wakeup_fd(_watcher[0], warn_on_full_buffer=False)
+    for signum in _STOP_SIGNALS:
+        signal.signal(signum, _noted)
 
 
 def outputs_line(loop: DeviceLoop) -> str:

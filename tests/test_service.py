@@ -166,3 +166,23 @@ def test_a_clean_stop_logs_the_outputs_read_back_from_the_pins(make_box, caplog)
     from device.service import outputs_line
 
     assert outputs_line(box.loop) == "light ON (duty 0.50), buzzer off"
+
+
+def test_a_signal_landing_while_the_main_thread_holds_a_lock_still_stops(tmp_path: Path) -> None:
+    """A signal handler runs on the main thread between any two bytecodes; if it set the
+    loop's Event itself it would deadlock whenever the main thread was inside that Event
+    (clear, wait) when the signal landed. The stop runs in a thread of its own."""
+    script = tmp_path / "held.py"
+    script.write_text(
+        "import os, signal, threading, time\n"
+        "from device.service import stop_on_signals\n"
+        "stopped = threading.Event()\n"
+        "stop_on_signals(stopped.set)\n"
+        "with stopped._cond:  # the main thread is inside the Event when the signal lands\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(0.3)  # Python runs the signal handler here, on this thread\n"
+        "print('stopped' if stopped.wait(5) else 'lost')\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=30)
+    assert result.stdout.strip() == "stopped", result.stderr

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from device.cli import main
 from device.clock import RealClock
 from device.config import Config
+from tests.tools import need
 
 PROPERTY = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -119,8 +120,7 @@ def test_a_start_late_in_the_calendar_is_recorded(tmp_path, capsys) -> None:
 
 
 def test_events_to_a_full_device_stop_at_start(tmp_path, capsys) -> None:
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full here")
+    need(os.path.exists("/dev/full"), "/dev/full", "a Linux machine")
     db = tmp_path / "h.db"
     code, out, err = run(["sim", "--headless", "--quiet", "--history", str(db),
                           "--events", "/dev/full"], capsys)

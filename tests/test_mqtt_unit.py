@@ -8,11 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from device.config import Config, with_overrides
 from device.mqtt_unit import dropin_text, name_servers
 from tests.test_systemd import MAX_EXPOSURE, UNIT, _run, _systemd_analyze, needs_analyze
+from tests.tools import need
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "mqtt-dropin.sh"
@@ -83,9 +82,8 @@ def test_security_exposure_with_the_mqtt_dropin_at_most_2(tmp_path: Path) -> Non
     assert m and float(m.group(1)) <= MAX_EXPOSURE, result.stdout[-3000:]
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None,
-                    reason="shellcheck not installed (apt install shellcheck)")
 def test_dropin_script_passes_shellcheck() -> None:
+    need(shutil.which("shellcheck") is not None, "shellcheck", "apt-get install shellcheck")
     r = subprocess.run(["shellcheck", str(SCRIPT)], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.tools import need
+
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "stretch-companion.service"
 INSTALLER = ROOT / "scripts" / "install-pi.sh"
@@ -149,8 +151,7 @@ def test_installer_syntax() -> None:
 
 
 def test_installer_shellcheck() -> None:
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck not installed")
+    need(shutil.which("shellcheck") is not None, "shellcheck", "apt-get install shellcheck")
     result = _run("shellcheck", INSTALLER)
     assert result.returncode == 0, result.stdout
 

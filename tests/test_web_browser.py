@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from tests.tools import need
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -26,11 +28,7 @@ INSTALL = "apt-get install chromium; pip install 'stretch-companion[web,test]'"
 
 
 def _need(ok: bool, what: str) -> None:
-    if ok:
-        return
-    if CI:
-        pytest.fail(f"{what} is missing under CI=true ({INSTALL})")
-    pytest.skip(f"{what} is missing: {INSTALL}")
+    need(ok, what, INSTALL)
 
 
 _need(shutil.which(CHROMIUM) is not None or os.path.exists(CHROMIUM), CHROMIUM)

@@ -13,13 +13,13 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from device.files import write_atomic
 from device.store.paths import default_history_path
 
 log = logging.getLogger(__name__)
@@ -177,22 +177,6 @@ class PairingStore:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temp file + rename), readable by the owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:  # root running web-forget must leave the file to the service's user
-            st = path.stat()
-            if (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-                os.fchown(fd, st.st_uid, st.st_gid)
-        except (FileNotFoundError, PermissionError):
-            pass
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` atomically, readable by the owner only (root running
+    web-forget leaves the file to the service's user)."""
+    write_atomic(path, text, mode=0o600, keep_owner=True)

@@ -8,9 +8,7 @@ Plain Python (no web library).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any, get_type_hints
 
 from device.config import Config, config_paths, config_source, parse_config
 from device.errors import ConfigError
+from device.files import write_atomic
 
 MAX_CONFIG_BYTES = 256 * 1024  # a config file larger than this is not edited from the page
 
@@ -215,42 +214,11 @@ def set_key(text: str, section: str, name: str, value: str) -> str:
     return "".join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: temp file, fsync, old file copied to ``.bak``, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    mode = 0o644
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            shutil.copy2(path, path.with_name(path.name + ".bak"))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def save(path: Path, changes: dict[str, Any]) -> Config:
     """Validate ``changes`` and write them; the new config (``SettingsError`` if refused)."""
     text, config = validate(path, changes)
     try:
-        write_atomic(path, text)
+        write_atomic(path, text, backup=True)
     except OSError as exc:
         raise SettingsError(next(iter(changes)),
                             f"{path}: cannot write it ({exc.strerror})") from None

@@ -214,7 +214,6 @@ class Box:
         close_parts(self.loop.parts)
 
 
-SimBox = Box  # the simulator's box is the same box on mock pins
 
 
 def attach_transcript(bus: EventBus, listener: Listener) -> None:

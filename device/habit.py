@@ -339,5 +339,3 @@ def attach(
         log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
     return Habit(loop, SafeHistory(path, outbox=outbox), config, routine, wall)
 
-
-attach_history = attach

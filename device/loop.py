@@ -123,8 +123,6 @@ class BoxView:
         return out
 
 
-Snapshot = BoxView  # the name screens used before the read model
-
 
 @dataclass(frozen=True)
 class HoldStatus:
@@ -777,10 +775,6 @@ class DeviceLoop:
                 tension_low=low, tension_high=high, tension_ceiling=ceiling,
                 next_hold_s=next_hold,
             )
-
-    def snapshot(self) -> BoxView:
-        """The read model (the older name)."""
-        return self.view()
 
     def interrupt(self) -> None:
         """End a running session as interrupted (SIGTERM, Ctrl-C, quit)."""

@@ -44,8 +44,6 @@ def attach(loop: DeviceLoop, notifier: Notifier) -> Supervision:
     return Supervision(loop, notifier)
 
 
-supervise = attach
-
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _stop_target: list[Callable[[], None]] = []  # what the next signal stops (the newest run)
@@ -114,7 +112,7 @@ def run_service(loop: DeviceLoop, notifier: Notifier | None = None) -> int:
     notifier = notifier or Notifier()
     if sys.stderr is not None:
         faulthandler.enable()  # a watchdog abort leaves a Python traceback in the journal
-    supervise(loop, notifier)
+    attach(loop, notifier)
     stop_on_signals(loop.stop)
     notifier.ready(status="idle")
     try:

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from device.builder import SimBox, build_box, make_voice
+from device.builder import Box, build_box, make_voice
 from device.clock import Clock, RealClock, VirtualClock
 from device.config import Config, with_overrides
 from device.loop import Listener
@@ -84,14 +84,14 @@ def make_sim(
     web: str | None = None,
     config_path: Path | None = None,
     mqtt: Any = None,
-) -> SimBox:
+) -> Box:
     """A box on fresh mock pins; virtual time and a recording voice unless given."""
     return build_box(config, mode="sim", clock=clock, speaker=speaker,
                      listeners=listeners or (), sensor=sensor, seed=seed, history=history,
                      wall_start=start, web=web, config_path=config_path, mqtt=mqtt)
 
 
-def add_strap(box: SimBox, seed: int = 1) -> SimStrap:
+def add_strap(box: Box, seed: int = 1) -> SimStrap:
     """Fit the simulated strap sensor: the real driver over a register-level fake chip."""
     from device.strap import attach
     from drivers.fake_nau7802 import FakeNAU7802, StrapModel
@@ -146,7 +146,7 @@ def run_headless(
     web: str | None = None,
     config_path: Path | None = None,
     mqtt: Any = None,
-) -> SimBox:
+) -> Box:
     """Run a scripted session to its end; returns the box (for its records). With
     ``mqtt`` the run waits (a few real seconds at most) for the broker to acknowledge
     its sessions before it returns."""

@@ -34,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from device.breath import perceived
-from device.builder import SimBox, build_box, make_voice
+from device.builder import Box, build_box, make_voice
 from device.clock import RealClock
 from device.config import Config
 from device.events import Event
-from device.loop import Snapshot
+from device.loop import BoxView
 from drivers.speech import Speaker
 
 try:
@@ -465,7 +465,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         config: Config,
         speed: float = 1.0,
         mute: bool = False,
-        box: SimBox | None = None,
+        box: Box | None = None,
         speaker: Speaker | None = None,
         screen_log: ScreenLog | None = None,
         fps: float = FPS,
@@ -504,7 +504,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self.thread: threading.Thread | None = None
         self.crashed: str | None = None
         self._box_closed = False
-        self._last_snapshot: Snapshot | None = None
+        self._last_snapshot: BoxView | None = None
         self._buzz_until = 0.0
         self._buzz_name = ""
         self._notice = ""
@@ -696,7 +696,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
 
     # ---- drawing --------------------------------------------------------------------------
 
-    def _snapshot(self) -> Snapshot | None:
+    def _snapshot(self) -> BoxView | None:
         # Read from the screen's thread while the loop runs: a torn read (the machine
         # mid-change) is skipped, the next frame gets it right.
         self._last_snapshot = self.box.view()
@@ -738,7 +738,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         if delay is not None and not self._box_closed:
             self.schedule_refresh(delay)
 
-    def _next_change(self, snap: Snapshot, now_real: float) -> float | None:
+    def _next_change(self, snap: BoxView, now_real: float) -> float | None:
         """Real seconds until what is on screen can change with no event (None: never)."""
         due: list[float] = []
         if self.loop.light_moving or snap.buzzing is not None:
@@ -768,7 +768,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self._lines[selector] = lines
         self.query_one(selector, Static).update(content, layout=layout)
 
-    def _draw(self, snap: Snapshot, now_real: float) -> None:
+    def _draw(self, snap: BoxView, now_real: float) -> None:
         self.fit_to_size()
         log_lines = self.screen_log.lines if self.screen_log is not None else ()
         if snap.sensor_status == "ok" and any("sensor" in line for line in log_lines):
@@ -813,7 +813,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
 
         self._put("#title", key, render)
 
-    def _draw_state(self, snap: Snapshot) -> None:
+    def _draw_state(self, snap: BoxView) -> None:
         compact = self.screen.has_class("compact")
         left = None if snap.hold_left_s is None else format_left(snap.hold_left_s)
         filled = None
@@ -842,7 +842,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
 
         self._put("#state", key, render)
 
-    def _draw_light(self, snap: Snapshot) -> None:
+    def _draw_light(self, snap: BoxView) -> None:
         value = float(self.led_pin.state or 0.0)  # the pin itself, not what the loop meant
         glow = self.query_one("#glow", Static)
         size = (glow.size.width, glow.size.height)
@@ -870,7 +870,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
 
         self._put("#light-value", (compact, shown, phase), render_value)
 
-    def _draw_buzzer(self, snap: Snapshot, now_real: float) -> None:
+    def _draw_buzzer(self, snap: BoxView, now_real: float) -> None:
         on = bool(self.buzzer_pin.state) or snap.buzzing is not None
         shown = on or now_real < self._buzz_until
         name = (snap.buzzing or self._buzz_name) if shown else None
@@ -881,7 +881,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self._put("#buzzer", (shown, name), lambda: Text.assemble(("♪ BEEP", "bold"), f"  {name}")
                   if shown else Text("quiet", style="dim"))
 
-    def _strap_band(self, snap: Snapshot, kg: float) -> tuple[float, float]:
+    def _strap_band(self, snap: BoxView, kg: float) -> tuple[float, float]:
         """The band a pull should stay in (kg): loaded from ``sensor.loaded_kg``, and below
         the over-pull line drawn from this hold's own level (the coach's rule)."""
         sensor = self.config.sensor
@@ -897,7 +897,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
             top = sensor.loaded_kg * sensor.overpull_ratio + sensor.overpull_margin_kg
         return sensor.loaded_kg, min(top, GAUGE_MAX_KG)
 
-    def _draw_tension(self, snap: Snapshot) -> None:
+    def _draw_tension(self, snap: BoxView) -> None:
         status = snap.sensor_status
         kg = snap.tension
         if status == "absent":
@@ -932,7 +932,7 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
 
         self._put("#tension", key, render)
 
-    def _draw_voice(self, snap: Snapshot) -> None:
+    def _draw_voice(self, snap: BoxView) -> None:
         widget = self.query_one("#voice", Static)
         notice = self.voice.notice
         room = max(1, (widget.size.height or 6) - (1 if notice else 0))

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from gpiozero import Device
 
+from device.builder import Box
 from device.config import Config, with_overrides
-from device.sim import SimBox, make_sim
+from device.sim import make_sim
 
 
 class Events(list):
@@ -50,11 +51,11 @@ def events() -> Events:
 
 
 @pytest.fixture
-def make_box(events: Events) -> Iterator[Callable[..., SimBox]]:
+def make_box(events: Events) -> Iterator[Callable[..., Box]]:
     """Build simulated boxes on fresh mock pins and virtual time; closed after the test."""
-    boxes: list[SimBox] = []
+    boxes: list[Box] = []
 
-    def make(config: Config | None = None, **sections: dict[str, Any]) -> SimBox:
+    def make(config: Config | None = None, **sections: dict[str, Any]) -> Box:
         cfg = with_overrides(config or Config(), **sections) if sections else (config or Config())
         box = make_sim(cfg, listeners=[events])
         boxes.append(box)

@@ -11,7 +11,7 @@ from device.breath import Pattern
 from device.cli import main
 from device.clock import VirtualClock, wall_clock
 from device.config import Config, with_overrides
-from device.habit import attach_history
+from device.habit import attach as attach_history
 from device.sim import make_sim
 from tests.conftest import Events
 

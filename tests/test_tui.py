@@ -21,10 +21,13 @@ pytest.importorskip("textual")
 
 from device import tui  # noqa: E402
 from device.breath import duty  # noqa: E402
-from device.builder import attach_transcript  # noqa: E402
+from device.builder import (
+    Box,
+    attach_transcript,  # noqa: E402
+)
 from device.config import Config, with_overrides  # noqa: E402
 from device.events import BuzzEvent, LedEvent, SensorEvent, TensionEvent  # noqa: E402
-from device.sim import SimBox, make_sim  # noqa: E402
+from device.sim import make_sim  # noqa: E402
 from device.tui import (  # noqa: E402
     EVENTS_KEPT,
     NO_STRAP,
@@ -86,7 +89,7 @@ class Events(list):
         return [e for e in self if e["kind"] == kind]
 
 
-def hand_box(config: Config | None = None) -> tuple[SimBox, HandClock, RecordingSpeaker, Events]:
+def hand_box(config: Config | None = None) -> tuple[Box, HandClock, RecordingSpeaker, Events]:
     clock = HandClock()
     speaker = RecordingSpeaker()
     events = Events()
@@ -219,15 +222,15 @@ def test_plus_speeds_the_clock_and_the_hold_runs_down_faster() -> None:
     async def go() -> None:
         async with app.run_test(size=(80, 24)) as pilot:
             await into_hold(pilot, app, clock)
-            left0 = app.loop.snapshot().hold_left_s
+            left0 = app.box.view().hold_left_s
             clock.tick(1.0)
-            left1 = app.loop.snapshot().hold_left_s
+            left1 = app.box.view().hold_left_s
             assert left0 - left1 == pytest.approx(1.0)
             await pilot.press("plus")
             assert await until(pilot, lambda: clock.speed == 2.0)
             assert await until(pilot, shows(app, "speed 2x"))
             clock.tick(1.0)  # one second of wall time now takes two off the hold
-            left2 = app.loop.snapshot().hold_left_s
+            left2 = app.box.view().hold_left_s
             assert left1 - left2 == pytest.approx(2.0)
             for _ in range(5):
                 await pilot.press("plus")

@@ -36,11 +36,11 @@ def boxes(url: str, folder: str, first: int, count: int, sessions: int,
     """Boxes ``first`` .. ``first + count - 1``: all connected at once, each running its
     sessions on virtual time (or at ``speed`` x real time) in its own thread; then each
     waits for its acknowledgements. Returns each box's session-end wall times."""
-    from device.builder import build_box
-    from device.clock import RealClock, VirtualClock
-    from device.config import Config, with_overrides
-    from device.mqtt import endpoint
-    from device.script import Action
+    from device.addons.mqtt import endpoint
+    from device.apps.builder import build_box
+    from device.box.clock import RealClock, VirtualClock
+    from device.core.config import Config, with_overrides
+    from device.core.script import Action
 
     built = []
     ends: dict[str, list[float]] = {}
@@ -79,11 +79,11 @@ def hold(hold_s: float, url: str | None, folder: str) -> dict[str, Any]:
     MQTT add-on publishing to ``url`` or without it: the process's CPU (every thread)
     over the hold, per wall second."""
     from bench.workers import _config_one_hold, _HoldRecorder
-    from device.builder import build_box
-    from device.clock import RealClock
-    from device.config import MqttSettings
-    from device.mqtt import endpoint
-    from device.script import Action
+    from device.addons.mqtt import endpoint
+    from device.apps.builder import build_box
+    from device.box.clock import RealClock
+    from device.core.config import MqttSettings
+    from device.core.script import Action
 
     config = _config_one_hold(hold_s)
     ep = None
@@ -166,10 +166,10 @@ def fleet(n_boxes: int, sessions: int, procs: int, scratch: Path, env: dict[str,
     """The fleet run; every figure of it."""
     import logging
 
-    from device.studio import Studio, StudioStore
+    from device.apps.studio import Studio, StudioStore
     from tests.broker import Mosquitto
 
-    logging.getLogger("device.studio").setLevel(logging.ERROR)  # the restart is on purpose
+    logging.getLogger("device.apps.studio").setLevel(logging.ERROR)  # the restart is on purpose
     folder = scratch / f"fleet-{time.monotonic_ns()}"
     broker = Mosquitto(folder / "broker", tls=False)
     broker.start()

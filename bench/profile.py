@@ -30,11 +30,11 @@ def _profiler(interval: float) -> Any:
 
 
 def profile_virtual(repeat: int = 3) -> Any:
-    from device.clock import VirtualClock
-    from device.config import Config, with_overrides
-    from device.script import Action
-    from device.sim import make_sim
-    from device.transcript import JsonLines
+    from device.addons.transcript import JsonLines
+    from device.apps.sim import make_sim
+    from device.box.clock import VirtualClock
+    from device.core.config import Config, with_overrides
+    from device.core.script import Action
 
     config = with_overrides(Config(), session={"hold_seconds": 300, "rounds": 2,
                                                "switch": "auto"})
@@ -52,9 +52,9 @@ def profile_virtual(repeat: int = 3) -> Any:
 
 def profile_hold(seconds: float) -> Any:
     from bench.workers import _config_one_hold
-    from device.clock import RealClock
-    from device.script import Action
-    from device.sim import make_sim
+    from device.apps.sim import make_sim
+    from device.box.clock import RealClock
+    from device.core.script import Action
 
     config = _config_one_hold(max(60.0, seconds + 5))
     box = make_sim(config, clock=RealClock(), listeners=[])

@@ -277,7 +277,7 @@ def bench_light(plan: Plan, results: dict[str, Any], bench: Bench) -> None:
         key="light.max_perceived_step", label="largest step in perceived brightness",
         value=dl["max_step"], unit="", alt_label="pulse()", alt_value=pl["max_step"],
         target_op="<=", target_alt=True, target_factor=0.2,
-        note="device.breath.perceived (CIE L*, 0..1) of consecutive pin values",
+        note="device.core.breath.perceived (CIE L*, 0..1) of consecutive pin values",
     ))
     bench.figures.append(Figure(
         key="light.updates_per_s", label="pin changes per second in a hold (fewer: cheaper)",
@@ -512,7 +512,7 @@ def _rss_run(argv: list[str], env: dict[str, str], timeout: float) -> tuple[floa
 
 
 OLD_JSON = ("import json, sys\n"
-            "from device.records import session_to_dict\n"
+            "from device.core.records import session_to_dict\n"
             "from device.store.sqlite import History\n"
             "with History(sys.argv[1]) as h:\n"
             "    print(json.dumps([session_to_dict(s) for s in h.sessions()], indent=2))\n")
@@ -831,7 +831,7 @@ def _tui_sim(seconds: float, env: dict[str, str], extra: list[str] | None = None
     import select
 
     if not (REPO / "device" / "tui.py").exists():
-        return {"skipped": "no device/tui.py"}
+        return {"skipped": "no device/apps/tui.py"}
     master, slave = pty.openpty()
     try:
         import fcntl
@@ -891,11 +891,12 @@ def bench_startup(plan: Plan, scratch: Path, env: dict[str, str], bench: Bench) 
     py = sys.executable
     help_s = _wall([py, "-m", "device", "--help"], plan.runs, env)
     eager = ("import importlib, sys\n"
-             "for m in ('device.sim', 'device.tui', 'drivers.speech', 'device.store.safe',"
-             " 'device.config', 'pyttsx3', 'textual.app'):\n"
+             "for m in ('device.apps.sim', 'device.apps.tui', 'drivers.speech',"
+             " 'device.store.safe', 'device.core.config', 'pyttsx3', 'textual.app'):\n"
              "    try: importlib.import_module(m)\n"
              "    except Exception: pass\n"
-             "from device.cli import main; sys.argv = ['stretch-companion', '--help']; main()\n")
+             "from device.apps.cli import main\n"
+             "sys.argv = ['stretch-companion', '--help']; main()\n")
     eager_s = _wall([py, "-c", eager], plan.runs, env)
     bare_s = _wall([py, "-c", "pass"], plan.runs, env)
     flags = _sim_flags(env)

@@ -49,13 +49,13 @@ def web_hold(hold_s: float, state_dir: str) -> dict[str, Any]:
     import gc
 
     from bench.workers import _config_one_hold
-    from device.builder import build_box
-    from device.clock import RealClock
+    from device.apps.builder import build_box
+    from device.box.clock import RealClock
 
     box = build_box(_config_one_hold(hold_s), mode="sim", clock=RealClock())
     gc.collect()
     rss_box = _rss_kb()
-    from device.web import attach
+    from device.addons.web import attach
 
     handle = attach(box, "127.0.0.1:0", state_dir=Path(state_dir),
                     config_path=Path(state_dir) / "config.toml")
@@ -130,7 +130,7 @@ class _Worker:
 
 
 def _context(browser: Any, url: str, token: str) -> Any:
-    from device.web.server import COOKIE
+    from device.addons.web.server import COOKIE
 
     context = browser.new_context(viewport={"width": 360, "height": 740})
     host = url.split("//", 1)[1].split("/", 1)[0]
@@ -142,7 +142,7 @@ def _context(browser: Any, url: str, token: str) -> Any:
 
 def _page_weight(url: str, token: str) -> dict[str, int]:
     """Bytes on the wire (gzip accepted) of everything one page load fetches."""
-    from device.web.server import COOKIE
+    from device.addons.web.server import COOKIE
 
     host = url.split("//", 1)[1].split("/", 1)[0]
     paths = ["/", "/static/app.js", "/static/app.css", "/api/session", "/api/settings",

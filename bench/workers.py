@@ -33,9 +33,9 @@ def light_stats(times: Sequence[float], duties: Sequence[float],
 
     ``times`` are monotonic seconds of each change of the pin, ``duties`` the PWM duty
     after it; the rate is changes / ``duration`` (default: over the first to the last).
-    Perceived brightness is ``device.breath.perceived`` (CIE 1931 L*).
+    Perceived brightness is ``device.core.breath.perceived`` (CIE 1931 L*).
     """
-    from device.breath import perceived
+    from device.core.breath import perceived
 
     n = len(times)
     if n < 2:
@@ -77,7 +77,7 @@ def _mock_factory() -> Any:
 def _config_one_hold(hold_s: float, hz: float | None = None) -> Any:
     """Default config, one leg, one round, a hold of ``hold_s`` (below 60 s: unvalidated),
     the light animated at ``hz`` (default: the config's)."""
-    from device.config import Config, with_overrides
+    from device.core.config import Config, with_overrides
 
     base = Config() if hz is None else with_overrides(Config(), light={"hz": hz})
     if hold_s >= 60:
@@ -148,9 +148,9 @@ def device_hold(hold_s: float, hz: float | None = None) -> dict[str, Any]:
     on time.monotonic() as the loop emits them) minus the planned hold. The light's pin
     changes are caught on the mock PWM pin itself.
     """
-    from device.clock import RealClock
-    from device.script import Action
-    from device.sim import make_sim
+    from device.apps.sim import make_sim
+    from device.box.clock import RealClock
+    from device.core.script import Action
 
     rec = _HoldRecorder()
     box = make_sim(_config_one_hold(hold_s, hz), clock=RealClock(), listeners=[rec])
@@ -197,9 +197,9 @@ def device_hold(hold_s: float, hz: float | None = None) -> dict[str, Any]:
 
 def device_idle(idle_s: float, settle_s: float = 0.5) -> dict[str, Any]:
     """The device loop on real time with nothing to do: CPU over wall for ``idle_s``."""
-    from device.clock import RealClock
-    from device.config import Config
-    from device.sim import make_sim
+    from device.apps.sim import make_sim
+    from device.box.clock import RealClock
+    from device.core.config import Config
 
     box = make_sim(Config(), clock=RealClock(), listeners=[])
     wakes = [0]
@@ -243,10 +243,10 @@ def box_close(runs: int) -> dict[str, Any]:
     beside it, closing a gpiozero ``Button`` (its hold thread is joined)."""
     from gpiozero import Button
 
-    from device.clock import VirtualClock
-    from device.config import Config, with_overrides
-    from device.script import Action
-    from device.sim import make_sim
+    from device.apps.sim import make_sim
+    from device.box.clock import VirtualClock
+    from device.core.config import Config, with_overrides
+    from device.core.script import Action
 
     config = with_overrides(Config(), session={"legs": ["right"], "switch": "auto"})
     closes, buttons = [], []
@@ -272,7 +272,7 @@ def _fill_history(path: str, sessions: int, streak: int = 30) -> None:
     a gap before the last ``streak`` days (one a day): written in one transaction."""
     from datetime import datetime, timedelta
 
-    from device.records import instant_us
+    from device.core.records import instant_us
     from device.store.sqlite import History
 
     now = datetime.now().astimezone().replace(hour=7, minute=0, second=0, microsecond=0)
@@ -312,8 +312,8 @@ def session_end(path: str, runs: int) -> dict[str, Any]:
     complete start (how it was done before)."""
     from datetime import datetime, timedelta
 
-    from device import streaks
-    from device.records import HoldRecord, SessionRecord
+    from device.core import streaks
+    from device.core.records import HoldRecord, SessionRecord
     from device.store.safe import SafeHistory
     from device.store.sqlite import History
 
@@ -403,7 +403,7 @@ def stock_pulse(seconds: float, fade_in_s: float = 4.0, fade_out_s: float = 6.0)
     stats = light_stats(times, duties, duration=t1 - t0)
     # the first change is a step too (from the pin's initial state)
     if duties:
-        from device.breath import perceived
+        from device.core.breath import perceived
 
         first = abs(perceived(duties[0]) - perceived(float(states[0].state)))
         stats["max_step"] = max(stats["max_step"] or 0.0, first)
@@ -489,13 +489,13 @@ def button(presses: int, alt_presses: int, seed: int = 7) -> dict[str, Any]:
     """
     from gpiozero import Button
 
-    from device.clock import RealClock
-    from device.config import Config
-    from device.sim import make_sim
+    from device.apps.sim import make_sim
+    from device.box.clock import RealClock
+    from device.core.config import Config
 
     rng = random.Random(seed)
     watch = _StateWatch()
-    from device.config import with_overrides
+    from device.core.config import with_overrides
 
     config = with_overrides(Config(), session={"ask_tightness": False})
     box = make_sim(config, clock=RealClock(), listeners=[watch])
@@ -584,7 +584,7 @@ def _player_starts() -> list[float]:
 
 def _hold_lines() -> list[str]:
     """The lines a hold speaks (right leg), as the box would say them."""
-    from device.routine import fill, load_routine
+    from device.core.routine import fill, load_routine
 
     routine = load_routine(None)
     lines = [fill(routine.hold_start, duration="one minute"), routine.ten_left, routine.ready,
@@ -623,8 +623,8 @@ def voice_device(cues: int, mode: str, cache_dir: str) -> dict[str, Any]:
     ``say`` + ``runAndWait``, no WAV cache). Latency: ``say`` -> the player (aplay)
     process starting, from the aplay shim's log.
     """
-    from device.config import Config
-    from device.routine import load_routine
+    from device.core.config import Config
+    from device.core.routine import load_routine
     from drivers import speech
 
     why = _engine_available()
@@ -810,11 +810,11 @@ def virtual_session(runs: int) -> dict[str, Any]:
     """Two rounds of both legs (4 x 300 s holds, auto switch) on virtual time, transcript
     written as JSON lines to /dev/null. Timed: building the box and running the session
     (``make_sim`` + ``run``); closing the pins is timed apart."""
-    from device.clock import VirtualClock
-    from device.config import Config, with_overrides
-    from device.script import Action
-    from device.sim import make_sim
-    from device.transcript import JsonLines
+    from device.addons.transcript import JsonLines
+    from device.apps.sim import make_sim
+    from device.box.clock import VirtualClock
+    from device.core.config import Config, with_overrides
+    from device.core.script import Action
 
     config = with_overrides(Config(), session={"hold_seconds": 300, "rounds": 2,
                                                "switch": "auto"})

@@ -24,7 +24,7 @@ class StrapButton:
 
     A plain ``DigitalInputDevice``, not gpiozero's ``Button``: a ``Button`` starts a hold
     thread that wakes 10 times a second for ``when_held``, and long presses are timed on
-    the injected clock (``device.presses``) instead. Edges arrive from the pin factory's
+    the injected clock (``device.core.presses``) instead. Edges arrive from the pin factory's
     own callback (on a Pi: lgpio's alert thread, asleep until an edge), so an idle box
     sleeps and closing the button is immediate."""
 

@@ -4,7 +4,7 @@
 # The unit keeps the network closed. When the config has [mqtt] url set, this writes
 # /etc/systemd/system/stretch-companion.service.d/mqtt.conf allowing IP traffic to the
 # broker's addresses (and the name servers, for a broker given by name) and nothing else;
-# when MQTT is off it removes that file. The text comes from `python -m device.mqtt_unit`.
+# when MQTT is off it removes that file. The text comes from `python -m device.addons.mqtt_unit`.
 #
 # Sourced by scripts/install-pi.sh (setup_mqtt, before install_unit reloads systemd), or
 # run on its own after changing [mqtt] in the config:
@@ -22,7 +22,7 @@ mqtt_dropin() {
         rm -f "$MQTT_DROPIN"
         return 0
     fi
-    if ! text=$("$MQTT_VENV/bin/python" -m device.mqtt_unit --config "$MQTT_CONF"); then
+    if ! text=$("$MQTT_VENV/bin/python" -m device.addons.mqtt_unit --config "$MQTT_CONF"); then
         printf 'error: %s: fix the [mqtt] settings first\n' "$MQTT_CONF" >&2
         return 1
     fi

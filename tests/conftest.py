@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from gpiozero import Device
 
-from device.builder import Box
-from device.config import Config, with_overrides
-from device.sim import make_sim
+from device.apps.builder import Box
+from device.apps.sim import make_sim
+from device.core.config import Config, with_overrides
 
 
 class Events(list):

@@ -13,9 +13,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from device.config import Config, MqttSettings
-from device.mqtt import Publisher, resolve
-from device.records import HoldRecord, SessionRecord
+from device.addons.mqtt import Publisher, resolve
+from device.core.config import Config, MqttSettings
+from device.core.records import HoldRecord, SessionRecord
 from device.store.sqlite import History
 
 START = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)

@@ -4,7 +4,7 @@ script item or --events stream that cannot be written at all, 1 for a stream tha
 part-way (the session itself still runs).
 
 The property-based tests (Hypothesis) cover whole classes: config values, script items and
-command-line arguments. They call ``device.cli.main`` in-process, so they run in seconds.
+command-line arguments. They call ``device.apps.cli.main`` in-process, so they run in seconds.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from device.cli import main
-from device.clock import RealClock
-from device.config import Config
+from device.apps.cli import main
+from device.box.clock import RealClock
+from device.core.config import Config
 from tests.tools import need
 
 PROPERTY = settings(max_examples=40, deadline=None,
@@ -61,7 +61,7 @@ def test_a_time_zone_that_names_a_folder_is_a_config_error(tmp_path, capsys) -> 
 
 
 def test_tz_naming_a_folder_falls_back_to_the_system_zone(tmp_path, capsys, monkeypatch) -> None:
-    from device.streaks import local_zone
+    from device.core.streaks import local_zone
 
     monkeypatch.setenv("TZ", "America")
     assert local_zone() is not None
@@ -425,6 +425,6 @@ def test_the_config_text_round_trips_every_key(tmp_path) -> None:
     """``config_text`` (behind ``config`` and ``config --default``) is valid TOML."""
     import tomllib
 
-    from device.config import config_text, parse_config
+    from device.core.config import config_text, parse_config
 
     assert parse_config(tomllib.loads(config_text(Config(), []))) == Config()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device.breath import (
+from device.core.breath import (
     Pattern,
     breath_level,
     breath_phase,
@@ -13,7 +13,7 @@ from device.breath import (
     light_value,
     perceived,
 )
-from device.config import BreathSettings, LightSettings
+from device.core.config import BreathSettings, LightSettings
 
 BREATH = BreathSettings()
 LIGHT = LightSettings()

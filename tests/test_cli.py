@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from device.cli import main
+from device.apps.cli import main
 
 SCHEMA = {
     "state": {"state", "leg", "round"},

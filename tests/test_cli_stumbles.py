@@ -7,7 +7,7 @@ import tomllib
 
 import pytest
 
-from device.cli import main
+from device.apps.cli import main
 
 
 def test_config_prints_the_configuration_in_effect(tmp_path, capsys) -> None:

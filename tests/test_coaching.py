@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from device.config import Config, with_overrides
-from device.errors import ConfigError
-from device.routine import load_routine
-from device.script import SENSOR_ACTIONS, parse_script
-from device.sim import make_sim
-from device.strap import say_strap_cue
+from device.addons.strap import say_strap_cue
+from device.apps.sim import make_sim
+from device.core.config import Config, with_overrides
+from device.core.errors import ConfigError
+from device.core.routine import load_routine
+from device.core.script import SENSOR_ACTIONS, parse_script
 from tests.conftest import Events
 
 ROUTINE = load_routine()
@@ -106,7 +106,7 @@ def test_easing_off_after_an_overpull_from_the_first_second_is_not_called_slack(
 
 
 def test_overpull_ceiling_is_kg_once_calibrated_and_relative_before() -> None:
-    from device.strap import thresholds_of
+    from device.addons.strap import thresholds_of
 
     settings = with_overrides(Config(), sensor={"overpull_max_kg": 12,
                                                 "overpull_max_rel": 30}).sensor
@@ -115,7 +115,7 @@ def test_overpull_ceiling_is_kg_once_calibrated_and_relative_before() -> None:
 
 
 def test_a_calibrated_strap_cues_above_the_kg_ceiling_from_the_first_second() -> None:
-    from device.calibrate import calibrate_main
+    from device.apps.calibrate import calibrate_main
 
     config = with_overrides(Config(), session={"legs": ["right"]},
                             sensor={"overpull_max_kg": 12})

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from device.cli import main
-from device.config import Config, default_config_text, load_config, parse_config
-from device.errors import ConfigError
+from device.apps.cli import main
+from device.core.config import Config, default_config_text, load_config, parse_config
+from device.core.errors import ConfigError
 
 
 def test_default_file_round_trips_to_the_defaults() -> None:
@@ -117,9 +117,9 @@ def test_bad_routine_file_named(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_custom_routine_with_same_schema_is_used(tmp_path: Path) -> None:
     from importlib import resources
 
-    from device.routine import load_routine
+    from device.core.routine import load_routine
 
-    text = resources.files("device.routines").joinpath("hamstring.toml").read_text()
+    text = resources.files("device.core.routines").joinpath("hamstring.toml").read_text()
     text = text.replace('name = "hamstring"', 'name = "gentle"')
     path = tmp_path / "gentle.toml"
     path.write_text(text)
@@ -143,7 +143,7 @@ def test_parts_cannot_sit_on_the_sensors_i2c_pins() -> None:
 def test_an_older_routine_file_takes_the_new_lines_from_the_built_in_one(tmp_path: Path) -> None:
     # a routine written before issue 11: plain step strings, no safety line, no second-leg
     # list, no [ask] or [idle]; it still loads, each step with the configured pause
-    from device.routine import load_routine
+    from device.core.routine import load_routine
 
     path = tmp_path / "old.toml"
     path.write_text('name = "old"\n[setup]\nintro = "Hi."\nsteps = ["Lie down.", "Strap on."]\n'
@@ -161,9 +161,9 @@ def test_an_older_routine_file_takes_the_new_lines_from_the_built_in_one(tmp_pat
 def test_a_step_pause_is_checked(tmp_path: Path) -> None:
     from importlib import resources
 
-    from device.routine import load_routine
+    from device.core.routine import load_routine
 
-    text = resources.files("device.routines").joinpath("hamstring.toml").read_text()
+    text = resources.files("device.core.routines").joinpath("hamstring.toml").read_text()
     path = tmp_path / "r.toml"
     path.write_text(text.replace("pause = 6 }", "pause = -1 }", 1))
     with pytest.raises(ConfigError, match=r"setup.steps\[0\].pause = -1"):
@@ -172,7 +172,7 @@ def test_a_step_pause_is_checked(tmp_path: Path) -> None:
 
 def test_an_unreadable_home_config_is_passed_over(tmp_path, monkeypatch) -> None:
     """Under systemd's ProtectHome= the user's ~/.config cannot even be looked at."""
-    import device.config as config_module
+    import device.core.config as config_module
 
     class Hidden(type(tmp_path)):
         def is_file(self) -> bool:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from device.cli import main
-from device.config import load_config
-from device.control import ControlError, ControlServer, default_socket_path, request
-from device.errors import ConfigError
+from device.addons.control import ControlError, ControlServer, default_socket_path, request
+from device.apps.cli import main
+from device.core.config import load_config
+from device.core.errors import ConfigError
 
 ROOT = Path(__file__).parent.parent
 
@@ -246,13 +246,13 @@ def test_run_serves_the_socket_and_drives_the_box(tmp_path: Path) -> None:
 
 
 def _box_config(**control):
-    from device.config import Config, with_overrides
+    from device.core.config import Config, with_overrides
 
     return with_overrides(Config(), control=control) if control else Config()
 
 
 def test_attach_needs_a_runtime_directory_or_a_path(make_box, tmp_path: Path) -> None:
-    from device import control
+    from device.addons import control
 
     box = make_box(_box_config())
     assert control.attach(box, environ={}) is None  # not under systemd: no socket
@@ -270,7 +270,7 @@ def test_attach_needs_a_runtime_directory_or_a_path(make_box, tmp_path: Path) ->
 
 def test_a_socket_that_cannot_be_made_leaves_the_box_running(make_box, tmp_path: Path,
                                                              caplog) -> None:
-    from device import control
+    from device.addons import control
 
     box = make_box(_box_config(socket=str(tmp_path / "no" / "dir.sock")))
     assert control.attach(box) is None
@@ -279,7 +279,7 @@ def test_a_socket_that_cannot_be_made_leaves_the_box_running(make_box, tmp_path:
 
 def test_attach_drives_the_command_port_and_reads_the_view(make_box, events,
                                                            tmp_path: Path) -> None:
-    from device import control
+    from device.addons import control
 
     sock = tmp_path / "c.sock"
     box = make_box(_box_config(socket=str(sock)))  # the builder attaches it (one line)

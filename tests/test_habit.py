@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from device.breath import Pattern
-from device.cli import main
-from device.clock import VirtualClock, wall_clock
-from device.config import Config, with_overrides
-from device.habit import attach as attach_history
-from device.sim import make_sim
+from device.addons.habit import attach as attach_history
+from device.apps.cli import main
+from device.apps.sim import make_sim
+from device.box.clock import VirtualClock, wall_clock
+from device.core.breath import Pattern
+from device.core.config import Config, with_overrides
 from tests.conftest import Events
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -143,7 +143,7 @@ def test_nudge_light_when_no_session_by_the_set_time(tmp_path: Path) -> None:
 def test_nudge_line_is_the_routines(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from device.routine import load_routine
+    from device.core.routine import load_routine
 
     def spoken_nudges(routine_nudge: str | None) -> list[str]:
         events = Events()

@@ -20,14 +20,14 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from device.history_report import CSV_COLUMNS, PLOT_HINT, history_main, plot, to_csv, to_json
-from device.progression import next_hold_seconds
-from device.records import HoldRecord, LegSession, SessionRecord
-from device.routine import load_routine
+from device.apps.history_report import CSV_COLUMNS, PLOT_HINT, history_main, plot, to_csv, to_json
+from device.core.progression import next_hold_seconds
+from device.core.records import HoldRecord, LegSession, SessionRecord
+from device.core.routine import load_routine
+from device.core.summary import growth_line, summary_line
 from device.store.paths import default_history_path
 from device.store.safe import SafeHistory
 from device.store.sqlite import SCHEMA_VERSION, History, HistoryError
-from device.summary import growth_line, summary_line
 
 BERLIN = ZoneInfo("Europe/Berlin")
 ROUTINE = load_routine()
@@ -485,7 +485,7 @@ HOLDS_PER_SESSION = 10
 CHILD = textwrap.dedent("""
     import os, signal, sys
     from datetime import datetime, timedelta, timezone
-    from device.records import HoldRecord, SessionRecord
+    from device.core.records import HoldRecord, SessionRecord
     from device.store.sqlite import History
     path, day, kill_at = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     h = History(path)
@@ -577,7 +577,7 @@ def test_a_version_1_file_gains_the_tightness_and_overpull_columns(tmp_path: Pat
 def test_tightness_moves_a_legs_hold_in_steps_within_60_to_300_s() -> None:
     from dataclasses import replace
 
-    from device.progression import adjust_for_tightness, tightness_plan
+    from device.core.progression import adjust_for_tightness, tightness_plan
 
     assert adjust_for_tightness(60, "very_tight", 30) == 90
     assert adjust_for_tightness(290, "very_tight", 30) == 300
@@ -595,7 +595,7 @@ def test_tightness_moves_a_legs_hold_in_steps_within_60_to_300_s() -> None:
 def test_summary_never_calls_an_over_pulled_hold_steady() -> None:
     from dataclasses import replace
 
-    from device.summary import summary_line
+    from device.core.summary import summary_line
 
     routine = load_routine()
     steady = hold("right", steadiness=95)

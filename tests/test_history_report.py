@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from device.cli import main
+from device.apps.cli import main
 
 ROOT = Path(__file__).parent.parent
 
 
 def _sessions(db: Path, n: int, start: datetime, step: timedelta,
               holds: tuple[tuple[float, float], ...] | None = None) -> None:
-    from device.records import HoldRecord, SessionRecord
+    from device.core.records import HoldRecord, SessionRecord
     from device.store.sqlite import History
 
     with History(db) as h:
@@ -101,8 +101,8 @@ def test_a_session_with_start_moves_with_virtual_time(tmp_path, capsys) -> None:
 
 def _figure(sessions, now=None):
     pytest.importorskip("matplotlib")
-    from device.history_report import figure
-    from device.streaks import local_zone
+    from device.apps.history_report import figure
+    from device.core.streaks import local_zone
 
     fig = figure(sessions, local_zone(env={}), now)  # /etc/localtime: its key is "localtime"
     fig.canvas.draw()
@@ -110,7 +110,7 @@ def _figure(sessions, now=None):
 
 
 def _make(days: list[float], holds: list[tuple[float, float]]):
-    from device.records import HoldRecord, SessionRecord
+    from device.core.records import HoldRecord, SessionRecord
 
     base = datetime(2026, 11, 2, 7, 0).astimezone()
     out = []

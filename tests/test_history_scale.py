@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from device import streaks
-from device.history_report import history_main, to_json, write_json
-from device.records import HoldRecord, SessionRecord
+from device.apps.history_report import history_main, to_json, write_json
+from device.core import streaks
+from device.core.records import HoldRecord, SessionRecord
 from device.store.sqlite import MIGRATIONS, History
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -110,7 +110,7 @@ def test_json_and_csv_stream_in_batches_without_loading_everything(
 
 
 def test_streamed_json_is_the_same_text_as_one_dump() -> None:
-    from device.records import session_to_dict
+    from device.core.records import session_to_dict
 
     sessions = [session(NOW - timedelta(days=2)), session(NOW - timedelta(days=1), held=41.5,
                                                          steadiness=80.0)]

@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
-from device.breath import (
+from device.apps.builder import build_box
+from device.box.clock import RealClock, VirtualClock
+from device.core.breath import (
     Pattern,
     breath_level,
     next_change,
@@ -16,10 +18,8 @@ from device.breath import (
     pieces,
     switch_level,
 )
-from device.builder import build_box
-from device.clock import RealClock, VirtualClock
-from device.config import BreathSettings, Config, LightSettings, with_overrides
-from device.machine import Press
+from device.core.config import BreathSettings, Config, LightSettings, with_overrides
+from device.core.machine import Press
 
 PULSE_STEP = 0.090  # gpiozero PWMLED.pulse(4, 6): its largest perceived step, measured
 

@@ -130,7 +130,7 @@ def test_a_rerun_leaves_the_config_directory_mode_alone(tmp_path: Path) -> None:
 
 
 def test_mock_writes_a_config_with_mock_pins_and_no_sensor(tmp_path: Path) -> None:
-    from device.config import load_config
+    from device.core.config import load_config
 
     _stub_venv(tmp_path)
     result = bash(tmp_path, "MOCK=yes; write_config")

@@ -1,4 +1,4 @@
-"""Heavy imports kept out of the terminal simulator's process (device/lean.py)."""
+"""Heavy imports kept out of the terminal simulator's process (device/apps/lean.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 PROBE = """
 import sys
-from device import lean
+from device.apps import lean
 lean.lazy_metadata()
 assert lean.without_tls()
 import asyncio, hashlib
 import gpiozero
 from gpiozero.pins.mock import MockFactory
-import device.tui
+import device.apps.tui
 print(hashlib.sha256(b"cue").hexdigest())
 print(sorted(m for m in ("ssl", "_ssl", "_hashlib", "importlib.metadata", "email")
              if sys.modules.get(m) is not None))
@@ -35,7 +35,7 @@ def test_screen_process_loads_no_openssl_and_no_metadata_and_hashes_the_same() -
 
 
 def test_metadata_stand_in_still_finds_entry_points() -> None:
-    probe = ("from device import lean\nlean.lazy_metadata()\n"
+    probe = ("from device.apps import lean\nlean.lazy_metadata()\n"
              "import importlib_metadata as m\n"
              "print(len(list(m.entry_points(group='gpiozero_pin_factories'))) > 0)\n")
     done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from device.breath import perceived
-from device.config import Config
-from device.machine import State
-from device.sim import make_sim
+from device.apps.sim import make_sim
+from device.core.breath import perceived
+from device.core.config import Config
+from device.core.machine import State
 from drivers.speech import Pyttsx3Speaker, RecordingSpeaker
 
 
@@ -154,7 +154,7 @@ def test_long_press_cancels_on_the_injected_clock(make_box, events) -> None:
 
 
 def test_button_held_at_boot_is_ignored_until_released(events) -> None:
-    from device.builder import build_box
+    from device.apps.builder import build_box
     from drivers.pins import mock_factory
 
     factory = mock_factory()

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from device.breath import Pattern
-from device.config import SessionSettings
-from device.machine import (
+from device.core.breath import Pattern
+from device.core.config import SessionSettings
+from device.core.machine import (
     Buzz,
     HoldEnded,
     Light,
@@ -19,7 +19,7 @@ from device.machine import (
     State,
     StateChanged,
 )
-from device.routine import load_routine
+from device.core.routine import load_routine
 
 ROUTINE = load_routine()
 

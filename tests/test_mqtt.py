@@ -22,16 +22,16 @@ from typing import Any
 
 import pytest
 
-from device.config import Config, MqttSettings, parse_config
-from device.errors import ConfigError
-from device.mqtt import (
+from device.addons.mqtt import (
     Publisher,
     box_id_from_hostname,
     parse_command,
     resolve,
 )
+from device.apps.studio import Studio, StudioStore, table
+from device.core.config import Config, MqttSettings, parse_config
+from device.core.errors import ConfigError
 from device.store.sqlite import History
-from device.studio import Studio, StudioStore, table
 from tests.broker import INSTALL, MOSQUITTO, Mosquitto, make_certs
 from tests.mqtt_box import IDLE, START, Ev, session
 
@@ -305,7 +305,7 @@ def test_a_session_arrives_once_and_is_marked_delivered(broker: Mosquitto,
 
 def test_broker_down_at_start_every_session_arrives_in_order(
         broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, "device.mqtt")
+    caplog.set_level(logging.INFO, "device.addons.mqtt")
     s, store = studio(broker.url, tmp_path / "studio.db")  # the persistent session exists
     s.stop()
     broker.stop()

@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from device.builder import build_box
-from device.clock import RealClock
-from device.config import Config, MqttSettings, with_overrides
-from device.mqtt import box_id_from_hostname, endpoint
-from device.sim import run_headless
+from device.addons.mqtt import box_id_from_hostname, endpoint
+from device.addons.transcript import JsonLines
+from device.apps.builder import build_box
+from device.apps.sim import run_headless
+from device.box.clock import RealClock
+from device.core.config import Config, MqttSettings, with_overrides
 from device.store.sqlite import History
-from device.transcript import JsonLines
 from tests.broker import INSTALL, MOSQUITTO, Mosquitto
 
 if os.environ.get("CI") != "true":  # in CI these run, never skip
@@ -112,8 +112,8 @@ def test_discovery_names_the_page_and_stats_follow_saved_settings(
     """With the phone page on, Home Assistant's device links to it; settings saved from
     the page (applied between sessions) change the next holds in ``stats``."""
     pytest.importorskip("uvicorn", reason="pip install 'stretch-companion[web]'")
-    from device.web import WebHandle
-    from device.web.reload import ConfigReloader
+    from device.addons.web import WebHandle
+    from device.addons.web.reload import ConfigReloader
 
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))  # the pairing store
     watch = Watch(broker.port, ["homeassistant/sensor/+/session_state/config",
@@ -146,8 +146,8 @@ def test_discovery_names_the_page_and_stats_follow_saved_settings(
 
 
 def test_page_url_names_an_address_the_broker_side_can_reach() -> None:
-    from device.mqtt import page_url, resolve
-    from device.web import WebHandle
+    from device.addons.mqtt import page_url, resolve
+    from device.addons.web import WebHandle
 
     ep = resolve(MqttSettings(url="mqtt://127.0.0.1:1883", box_id="b"))
 

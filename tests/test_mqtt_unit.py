@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from device.config import Config, with_overrides
-from device.mqtt_unit import dropin_text, name_servers
+from device.addons.mqtt_unit import dropin_text, name_servers
+from device.core.config import Config, with_overrides
 from tests.test_systemd import MAX_EXPOSURE, UNIT, _run, _systemd_analyze, needs_analyze
 from tests.tools import need
 
@@ -53,12 +53,12 @@ def test_name_servers(tmp_path: Path) -> None:
 def test_module_prints_nothing_when_off_and_exits_78_on_a_bad_config(tmp_path: Path) -> None:
     good = tmp_path / "ok.toml"
     good.write_text("")
-    r = subprocess.run([sys.executable, "-m", "device.mqtt_unit", "--config", str(good)],
+    r = subprocess.run([sys.executable, "-m", "device.addons.mqtt_unit", "--config", str(good)],
                        capture_output=True, text=True, cwd=ROOT)
     assert (r.returncode, r.stdout) == (0, "")
     bad = tmp_path / "bad.toml"
     bad.write_text('[mqtt]\nurl = "mqtt://broker.example:1883"\nusername = "box"\n')
-    r = subprocess.run([sys.executable, "-m", "device.mqtt_unit", "--config", str(bad)],
+    r = subprocess.run([sys.executable, "-m", "device.addons.mqtt_unit", "--config", str(bad)],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 78 and "unencrypted" in r.stderr and r.stderr.count("\n") == 1
 

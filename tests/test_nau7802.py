@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from device.clock import VirtualClock
+from device.box.clock import VirtualClock
 from drivers.fake_nau7802 import COUNTS_PER_KG, OFFSET_COUNTS, FakeNAU7802, StrapModel
 from drivers.loadcell import NOMINAL_COUNTS_PER_UNIT, Scale, SensorError
 from drivers.nau7802 import NAU7802, Reg, open_bus, to_signed24

@@ -1,4 +1,4 @@
-"""device.notify against real AF_UNIX datagram sockets (no systemd needed)."""
+"""device.addons.notify against real AF_UNIX datagram sockets (no systemd needed)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from device import notify as notify_mod
-from device.notify import Notifier, notify
+from device.addons import notify as notify_mod
+from device.addons.notify import Notifier, notify
 
 
 def _listener(address: str) -> socket.socket:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from device.cli import main
+from device.apps.cli import main
 from tests.tools import need
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def test_how_it_is_built_names_every_module() -> None:
         if rel.name == "__init__.py" and rel.parent.name in ("device", "drivers", "routines",
                                                              "store"):
             continue
-        # the full path; a sub-package's folder (`device/web/`); or, in a row that starts
+        # the full path; a sub-package's folder (`device/addons/web/`); or, in a row that starts
         # with a sibling's full path, the bare file name (`device/store/sqlite.py`, `safe.py`)
         names = {str(rel), f"`{rel.name}`" if len(rel.parts) > 2 else str(rel)}
         if len(rel.parts) > 2:
@@ -59,8 +59,9 @@ def test_how_it_is_built_names_every_module() -> None:
 
 def test_how_it_is_built_says_a_new_output_is_one_module_and_one_builder_line() -> None:
     text = " ".join(_named_in_how_it_is_built().split())
-    assert "one new module" in text and "one line in `build_box` in `device/builder.py`" in text
-    assert "one dataclass in `device/events.py`" in text
+    assert "one new module" in text
+    assert "one line in `build_box` in `device/apps/builder.py`" in text
+    assert "one dataclass in `device/box/events.py`" in text
 
 
 LEG_WORDS = {"right", "left", "opposite", "other"}
@@ -79,7 +80,7 @@ def test_no_spoken_line_copies_a_sentence_of_the_article() -> None:
     a difference, so "your opposite leg" reworded to "your left leg" is still a copy."""
     need(ARTICLE.exists(), f"the reference article {ARTICLE}", "a checkout beside shared/")
     article = " " + " ".join(_words(ARTICLE.read_text())) + " "
-    routine = (ROOT / "device" / "routines" / "hamstring.toml").read_text()
+    routine = (ROOT / "device" / "core" / "routines" / "hamstring.toml").read_text()
     routine = routine.replace("{leg}", "right").replace("{other}", "left")
     copied = []
     for line in re.findall(r'"([^"\n]{8,})"', routine):
@@ -94,7 +95,7 @@ def test_no_spoken_line_copies_a_sentence_of_the_article() -> None:
 def test_every_event_kind_and_field_is_in_the_readme_schema() -> None:
     """The transcript schema in the README names every kind in the catalogue and each of
     its fields (a new event without its row fails here)."""
-    from device.events import CATALOGUE
+    from device.box.events import CATALOGUE
 
     rows = {}
     for line in _section("Event transcript (JSON lines)").splitlines():

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from device.builder import build_box
-from device.bus import EventBus
-from device.clock import RealClock
-from device.config import Config, with_overrides
-from device.events import (
+from device.apps.builder import build_box
+from device.box.bus import EventBus
+from device.box.clock import RealClock
+from device.box.events import (
     CATALOGUE,
     HoldEvent,
     LedEvent,
@@ -25,7 +24,8 @@ from device.events import (
     StateEvent,
     TensionEvent,
 )
-from device.machine import State
+from device.core.config import Config, with_overrides
+from device.core.machine import State
 from drivers.speech import RecordingSpeaker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,7 +189,7 @@ def test_read_model_from_another_thread_and_commands_through_the_port() -> None:
         assert view.state == "setup" and view.leg == "right" and view.rounds == 1
         assert view.sensor_status == "ok" and view.voice_status == "on"
         box.commands.strap("set_level", 6.0)
-        from device.builder import LoopCommands
+        from device.apps.builder import LoopCommands
 
         port = LoopCommands(box.loop)  # two presses at once: a double press skips set-up
         port.press()
@@ -214,7 +214,7 @@ def test_read_model_from_another_thread_and_commands_through_the_port() -> None:
 
 
 def test_loop_commands_inject_presses_on_a_box_without_a_simulated_button() -> None:
-    from device.builder import LoopCommands
+    from device.apps.builder import LoopCommands
 
     box = build_box(Config())
     port = LoopCommands(box.loop)
@@ -254,8 +254,8 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_the_loop_does_not_import_the_history_store_or_add_ons() -> None:
-    names = _imports(ROOT / "device" / "loop.py")
-    banned = ("device.history", "device.habit", "device.records", "device.strap",
+    names = _imports(ROOT / "device" / "box" / "loop.py")
+    banned = ("device.history", "device.addons.habit", "device.core.records", "device.addons.strap",
               "device.store")
     assert not {n for n in names if n.startswith(banned)}
 
@@ -290,7 +290,7 @@ def _voice_here() -> bool:
                     reason="needs espeak-ng: apt-get install espeak-ng libespeak-ng1")
 def test_terminal_simulator_plays_every_cue_through_the_configured_player(tmp_path) -> None:
     pytest.importorskip("textual")
-    from device.tui import StretchApp
+    from device.apps.tui import StretchApp
 
     log = tmp_path / "played.log"
     player = tmp_path / "player.sh"
@@ -329,7 +329,7 @@ def test_terminal_simulator_plays_every_cue_through_the_configured_player(tmp_pa
 def test_set_hold_planner_hands_back_the_planner_it_replaces() -> None:
     """MQTT's ``next_hold_seconds`` overrides one session's holds through the loop API and
     asks the planner it replaced for every other (no reach into the machine)."""
-    from device.mqtt import NextHold
+    from device.addons.mqtt import NextHold
 
     box = build_box(with_overrides(Config(), session={"hold_seconds": 75}))
     assert box.loop.set_hold_planner(lambda leg: 80.0)("right") == 75.0
@@ -344,7 +344,7 @@ def test_set_hold_planner_hands_back_the_planner_it_replaces() -> None:
 
 @pytest.mark.parametrize("port", ["pins", "loop"])
 def test_a_double_press_from_the_command_port_goes_straight_to_the_hold(port: str) -> None:
-    from device.builder import LoopCommands
+    from device.apps.builder import LoopCommands
 
     box = build_box(Config())
     commands = box.commands if port == "pins" else LoopCommands(box.loop)
@@ -361,7 +361,7 @@ def test_the_screen_key_h_double_presses_at_high_speed() -> None:
     pytest.importorskip("textual")
     import asyncio
 
-    from device.tui import StretchApp
+    from device.apps.tui import StretchApp
 
     app = StretchApp(Config(), speed=10.0, speaker=RecordingSpeaker())
 

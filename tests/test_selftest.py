@@ -13,9 +13,7 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
-from device.clock import VirtualClock
-from device.config import Config, with_overrides
-from device.selftest import (
+from device.apps.selftest import (
     FIX_ESPEAK,
     FIX_GPIO_GROUP,
     FIX_I2C,
@@ -25,6 +23,8 @@ from device.selftest import (
     check_sensor,
     selftest_main,
 )
+from device.box.clock import VirtualClock
+from device.core.config import Config, with_overrides
 from drivers.pins import PinFactoryError
 from drivers.speech import Pyttsx3Speaker, RecordingSpeaker
 from tests.test_speech import NO_CARD, FakeEngine, FakePlayer

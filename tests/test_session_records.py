@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from device.cli import main
-from device.config import Config
-from device.script import parse_script
-from device.sim import make_sim
+from device.apps.cli import main
+from device.apps.sim import make_sim
+from device.core.config import Config
+from device.core.script import parse_script
 from device.store.sqlite import History
 from tests.conftest import Events
 
@@ -181,7 +181,7 @@ def test_a_session_that_cannot_be_written_anywhere_is_kept_said_and_retried(
 def test_on_a_running_clock_the_history_event_is_published_by_the_loop(tmp_path: Path) -> None:
     """Real time (sped up): the writer hands its result to the loop, which publishes it
     while it runs (not only when the box closes)."""
-    from device.clock import RealClock
+    from device.box.clock import RealClock
 
     events = Events()
     box = make_sim(Config(), clock=RealClock(20.0), listeners=[events],

@@ -468,8 +468,8 @@ def test_an_overrunning_wrapper_player_is_ended_with_its_children(tmp_path, spea
 def test_a_slow_player_is_waited_for_without_spinning(tmp_path, speakers) -> None:
     """A headless run on virtual time with a real voice blocks while the player plays:
     its CPU time stays a small part of the time it takes."""
-    from device.config import Config
-    from device.sim import make_sim
+    from device.apps.sim import make_sim
+    from device.core.config import Config
 
     player = tmp_path / "slow.sh"
     player.write_text("#!/bin/sh\nsleep 0.4\n")
@@ -490,9 +490,9 @@ def test_a_slow_player_is_waited_for_without_spinning(tmp_path, speakers) -> Non
 
 def test_the_last_line_of_a_run_reaches_the_player(tmp_path, speakers, monkeypatch) -> None:
     """'All done...' is handed to the voice as the session ends: the run waits for it."""
-    import device.sim
-    from device.config import Config
-    from device.routine import load_routine
+    import device.apps.sim
+    from device.core.config import Config
+    from device.core.routine import load_routine
 
     played = tmp_path / "played.log"
     player = tmp_path / "player.sh"
@@ -502,8 +502,8 @@ def test_the_last_line_of_a_run_reaches_the_player(tmp_path, speakers, monkeypat
     speaker = make(speakers, tmp_path, FakeEngine(), player=str(player),
                    process_factory=subprocess.Popen,
                    fixed_lines=load_routine(None).fixed_lines(config.session.legs))
-    monkeypatch.setattr(device.sim, "sim_speaker", lambda voice, config: speaker)
-    box = device.sim.run_headless(config, None, [], voice=True)
+    monkeypatch.setattr(device.apps.sim, "sim_speaker", lambda voice, config: speaker)
+    box = device.apps.sim.run_headless(config, None, [], voice=True)
     last = box.loop.spoken[-1]
     assert last.startswith("All done")
     assert played.read_text().splitlines()[-1] == str(speaker.cache_path(last))

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from device.calibrate import calibrate_main
-from device.cli import main
-from device.config import Config, with_overrides
-from device.script import SENSOR_ACTIONS, parse_script
-from device.sim import make_sim
+from device.apps.calibrate import calibrate_main
+from device.apps.cli import main
+from device.apps.sim import make_sim
+from device.core.config import Config, with_overrides
+from device.core.script import SENSOR_ACTIONS, parse_script
 from drivers.fake_nau7802 import COUNTS_PER_KG
 from tests.conftest import Events
 
@@ -167,7 +167,7 @@ def test_calibrate_against_the_fake_with_a_known_weight(tmp_path: Path, capsys) 
     config = with_overrides(Config(), sensor={"calibration_file": str(real)})
     assert calibrate_main(config, 5.0, mock=True, ask=lambda prompt: "") == 0
     assert not real.exists()  # --mock never touches the real strap's calibration
-    from device.strap import calibration_path, load_strap_calibration
+    from device.addons.strap import calibration_path, load_strap_calibration
 
     saved = json.loads(calibration_path(config.sensor, simulated=True).read_text())
     assert saved["scale"] == pytest.approx(COUNTS_PER_KG, rel=0.01)

@@ -4,9 +4,9 @@ All on virtual time, the real NAU7802 driver over the fake chip."""
 
 from __future__ import annotations
 
-from device.config import Config, with_overrides
-from device.script import SENSOR_ACTIONS, parse_script
-from device.sim import make_sim
+from device.apps.sim import make_sim
+from device.core.config import Config, with_overrides
+from device.core.script import SENSOR_ACTIONS, parse_script
 from tests.conftest import Events
 
 # a double press at 8 s goes straight to the hold (8.4); the tightness question is off
@@ -121,8 +121,8 @@ def test_a_reading_stuck_on_one_value_is_noticed_said_once_and_not_trusted() -> 
 
 
 def test_the_driver_reads_a_pull_past_the_range_as_its_full_scale() -> None:
-    from device.clock import VirtualClock
-    from device.strap import full_scale_of
+    from device.addons.strap import full_scale_of
+    from device.box.clock import VirtualClock
     from drivers.fake_nau7802 import FakeNAU7802, StrapModel
     from drivers.nau7802 import FULL_SCALE, NAU7802
 

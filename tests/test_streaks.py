@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from device.records import HoldRecord, SessionRecord
-from device.streaks import (
+from device.core.records import HoldRecord, SessionRecord
+from device.core.streaks import (
     done_today,
     local_day,
     local_zone,

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from device.errors import ConfigError
-from device.records import HoldRecord
-from device.routine import SUMMARY_KEYS, load_routine
-from device.summary import duration_words, growth_line, summary_line
+from device.core.errors import ConfigError
+from device.core.records import HoldRecord
+from device.core.routine import SUMMARY_KEYS, load_routine
+from device.core.summary import duration_words, growth_line, summary_line
 
-BUILT_IN = resources.files("device.routines").joinpath("hamstring.toml").read_text()
+BUILT_IN = resources.files("device.core.routines").joinpath("hamstring.toml").read_text()
 
 
 def hold(leg: str, held: float = 60, ended: str = "complete", rnd: int = 1,

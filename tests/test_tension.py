@@ -7,8 +7,8 @@ import statistics
 
 import pytest
 
-from device.clock import VirtualClock
-from device.tension import (
+from device.box.clock import VirtualClock
+from device.core.tension import (
     CoachThresholds,
     Sample,
     TensionCoach,

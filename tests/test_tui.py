@@ -19,16 +19,13 @@ import pytest
 
 pytest.importorskip("textual")
 
-from device import tui  # noqa: E402
-from device.breath import duty  # noqa: E402
-from device.builder import (
+from device.apps import tui  # noqa: E402
+from device.apps.builder import (
     Box,
     attach_transcript,  # noqa: E402
 )
-from device.config import Config, with_overrides  # noqa: E402
-from device.events import BuzzEvent, LedEvent, SensorEvent, TensionEvent  # noqa: E402
-from device.sim import make_sim  # noqa: E402
-from device.tui import (  # noqa: E402
+from device.apps.sim import make_sim  # noqa: E402
+from device.apps.tui import (  # noqa: E402
     EVENTS_KEPT,
     NO_STRAP,
     StretchApp,
@@ -39,6 +36,9 @@ from device.tui import (  # noqa: E402
     led_rgb,
     next_speed,
 )
+from device.box.events import BuzzEvent, LedEvent, SensorEvent, TensionEvent  # noqa: E402
+from device.core.breath import duty  # noqa: E402
+from device.core.config import Config, with_overrides  # noqa: E402
 from drivers.speech import RecordingSpeaker  # noqa: E402
 
 
@@ -512,7 +512,7 @@ def test_run_tui_routes_warnings_to_the_screen(monkeypatch) -> None:
 
     def fake_run(self: StretchApp) -> None:
         seen["stream_removed"] = stream not in root.handlers
-        logging.getLogger("device.loop").warning("something odd")
+        logging.getLogger("device.box.loop").warning("something odd")
         seen["lines"] = list(self.screen_log.lines) if self.screen_log else []
         seen["speed"] = self.loop.clock.speed
         self.stop_box()

@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("textual")
 
-from device import tui  # noqa: E402
-from device.cli import main  # noqa: E402
-from device.events import SpeakEvent, TensionEvent  # noqa: E402
-from device.tui import LIGHT_FPS, WARNING_S, ScreenLog, StretchApp, SwitchableVoice  # noqa: E402
+from device.apps import tui  # noqa: E402
+from device.apps.cli import main  # noqa: E402
+from device.apps.tui import LIGHT_FPS, WARNING_S, ScreenLog, StretchApp, SwitchableVoice  # noqa: E402
+from device.box.events import SpeakEvent, TensionEvent  # noqa: E402
 from tests.test_tui import hand_box, into_hold, shows, until  # noqa: E402
 
 
@@ -93,7 +93,7 @@ def test_a_warning_leaves_the_title_after_a_while() -> None:
     log = ScreenLog()
     log.emit(__import__("logging").makeLogRecord(
         {"msg": "strap sensor lost (NAU7802 at 0x2A: I/O error)", "levelno": 30,
-         "name": "device.strap"}))
+         "name": "device.addons.strap"}))
     now = time.monotonic()
     assert log.current(now)[0].startswith("strap sensor lost")
     assert log.current(now + WARNING_S + 0.1) is None

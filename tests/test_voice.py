@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from device.machine import Speak
-from device.voice import Cue, CueQueue, Priority, speech_seconds
+from device.core.cues import Cue, CueQueue, Priority, speech_seconds
+from device.core.machine import Speak
 from drivers.speech import Pyttsx3Speaker
 
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from device.config import Config, load_config, parse_config
-from device.errors import ConfigError
+from device.core.config import Config, load_config, parse_config
+from device.core.errors import ConfigError
 
 pytest.importorskip("starlette", reason="pip install 'stretch-companion[web]'")
 pytest.importorskip("httpx", reason="pip install httpx")
@@ -25,10 +25,10 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2; httpx still w
     warnings.simplefilter("ignore")
     from starlette.testclient import TestClient  # noqa: E402
 
-from device.web import parse_listen, web_code_main, web_forget_main  # noqa: E402
-from device.web.auth import LOCK_S, MAX_WRONG, PairingStore, store_path  # noqa: E402
-from device.web.server import COOKIE, MAX_BODY, WebApp, WebOptions  # noqa: E402
-from device.web.settings import BY_KEY, set_key  # noqa: E402
+from device.addons.web import parse_listen, web_code_main, web_forget_main  # noqa: E402
+from device.addons.web.auth import LOCK_S, MAX_WRONG, PairingStore, store_path  # noqa: E402
+from device.addons.web.server import COOKIE, MAX_BODY, WebApp, WebOptions  # noqa: E402
+from device.addons.web.settings import BY_KEY, set_key  # noqa: E402
 from tests.web_support import FakeBox  # noqa: E402
 
 ORIGIN = {"origin": "http://testserver"}
@@ -397,7 +397,7 @@ def test_set_key_edits_text_in_place() -> None:
 
 
 def _history(path: Path, now: datetime, days: int = 5) -> None:
-    from device.records import HoldRecord, SessionRecord
+    from device.core.records import HoldRecord, SessionRecord
     from device.store.sqlite import History
 
     with History(path) as h:
@@ -450,7 +450,7 @@ def test_events_stream_pushes_state_changes_from_a_queued_subscriber(
         box: FakeBox, tmp_path: Path, config_file: Path) -> None:
     import httpx
 
-    from device.web import attach
+    from device.addons.web import attach
 
     handle = attach(box, "127.0.0.1:0", config_path=config_file, state_dir=tmp_path)
     try:
@@ -481,7 +481,7 @@ def test_events_stream_pushes_state_changes_from_a_queued_subscriber(
 
 
 def test_attach_refuses_a_busy_port_with_one_line(box: FakeBox, tmp_path: Path) -> None:
-    from device.web import attach
+    from device.addons.web import attach
 
     first = attach(box, "127.0.0.1:0", state_dir=tmp_path, config_path=tmp_path / "c.toml")
     try:
@@ -494,7 +494,7 @@ def test_attach_refuses_a_busy_port_with_one_line(box: FakeBox, tmp_path: Path) 
 def test_announce_line_on_stderr(box: FakeBox, tmp_path: Path) -> None:
     from io import StringIO
 
-    from device.web import attach
+    from device.addons.web import attach
 
     err = StringIO()
     handle = attach(box, "127.0.0.1:0", state_dir=tmp_path, announce=err,

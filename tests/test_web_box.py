@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from device.builder import build_box
-from device.cli import main
-from device.clock import VirtualClock
-from device.config import Config, with_overrides
-from device.web.reload import ConfigReloader
+from device.addons.web.reload import ConfigReloader
+from device.apps.builder import build_box
+from device.apps.cli import main
+from device.box.clock import VirtualClock
+from device.core.config import Config, with_overrides
 from tests.tools import need
 
 
@@ -151,7 +151,7 @@ def test_web_enabled_in_the_config_serves_the_page(tmp_path: Path, monkeypatch) 
     config = with_overrides(Config(), web={"enabled": True, "listen": f"127.0.0.1:{port}"})
     box = build_box(config, mode="sim", clock=VirtualClock(), config_path=tmp_path / "c.toml")
     try:
-        from device.web import WebHandle
+        from device.addons.web import WebHandle
 
         handle = next(a for a in box.addons if isinstance(a, WebHandle))
         assert httpx.get(handle.url + "api/state").status_code == 401
@@ -195,7 +195,7 @@ def test_settings_path_skips_a_location_it_may_not_look_into(tmp_path, monkeypat
     page's config file is then the next location, and ``run`` starts (no traceback)."""
     from pathlib import Path
 
-    from device.web import settings
+    from device.addons.web import settings
 
     hidden = tmp_path / "hidden" / "config.toml"
     etc = tmp_path / "etc" / "config.toml"
@@ -207,7 +207,7 @@ def test_settings_path_skips_a_location_it_may_not_look_into(tmp_path, monkeypat
         return real_is_file(self)
 
     monkeypatch.setattr(Path, "is_file", is_file)
-    monkeypatch.setattr("device.config.config_paths", lambda: [hidden, etc])
+    monkeypatch.setattr("device.core.config.config_paths", lambda: [hidden, etc])
     monkeypatch.setattr(settings, "config_paths", lambda: [hidden, etc])
     assert settings.settings_path(None, service=True) == etc
     etc.parent.mkdir()

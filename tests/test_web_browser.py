@@ -42,11 +42,11 @@ try:
 except ImportError:
     _need(False, "the web extra")
 
-from device.builder import Box, build_box  # noqa: E402
-from device.clock import RealClock  # noqa: E402
-from device.config import load_config  # noqa: E402
-from device.web import WebHandle  # noqa: E402
-from device.web.auth import LOCK_S  # noqa: E402
+from device.addons.web import WebHandle  # noqa: E402
+from device.addons.web.auth import LOCK_S  # noqa: E402
+from device.apps.builder import Box, build_box  # noqa: E402
+from device.box.clock import RealClock  # noqa: E402
+from device.core.config import load_config  # noqa: E402
 
 # The box's clock runs this many times real time. A scripted press (0.1 s of box time) must
 # stay longer than the button's 20 ms debounce, which gpiozero measures on real time.
@@ -301,7 +301,7 @@ def test_good_setting_lands_in_the_file_and_the_next_session(page: Page, rig: Ri
 def test_history_chart_renders_with_data(page: Page, rig: Rig, tmp_path: Path) -> None:
     from datetime import UTC, datetime, timedelta
 
-    from device.records import HoldRecord, SessionRecord
+    from device.core.records import HoldRecord, SessionRecord
     from device.store.sqlite import History
 
     now = datetime.now(UTC)

@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from device.config import Config
+from device.core.config import Config
 
 
 @dataclass

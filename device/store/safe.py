@@ -18,8 +18,14 @@ from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from device import streaks
-from device.records import LegSession, SessionRecord, instant_us, session_from_dict, session_to_dict
+from device.core import streaks
+from device.core.records import (
+    LegSession,
+    SessionRecord,
+    instant_us,
+    session_from_dict,
+    session_to_dict,
+)
 from device.store.paths import default_fallback_path
 from device.store.sqlite import History
 

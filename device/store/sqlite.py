@@ -4,8 +4,8 @@ Schema versioned with ``PRAGMA user_version`` and a list of migrations; WAL jour
 ``synchronous=FULL``; each session (session row plus its hold rows) is written in one
 transaction, so a power cut leaves the file consistent and every earlier session intact.
 A session's start instant is its identity: recording the same session twice stores it
-once. Queries return ``device.records`` types; the day and week figures are the pure
-functions of ``device.streaks`` over what is stored.
+once. Queries return ``device.core.records`` types; the day and week figures are the pure
+functions of ``device.core.streaks`` over what is stored.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 
-from device import streaks
-from device.records import HoldRecord, LegSession, SessionRecord, instant_us
+from device.core import streaks
+from device.core.records import HoldRecord, LegSession, SessionRecord, instant_us
 
 
 class HistoryError(Exception):

@@ -1,0 +1,341 @@
+"""History and habit wired into the box: records, summaries, progression and the nudge.
+
+No database call runs on the loop: sessions are written by a queued bus subscriber (its
+own thread), and what the loop needs from the history (the week's sessions, the streak,
+whether today is done, each leg's latest sessions) comes from a small in-memory ``Tally``
+loaded once before the loop runs and updated as sessions end. The ``history`` event is
+published in the loop once the write is done; on virtual time the loop waits for the
+write when the box goes idle (no virtual time passes), so transcripts are reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from device.box.events import HistoryEvent, NudgeEvent, SessionEvent, StateEvent
+from device.box.loop import DeviceLoop
+from device.core.breath import Pattern
+from device.core.config import Config
+from device.core.machine import State
+from device.core.progression import next_hold_seconds, tightness_plan
+from device.core.records import HoldRecord, LegSession, SessionRecord, instant_us
+from device.core.routine import Routine
+from device.core.streaks import done_today, local_zone, sessions_this_week, streak_days
+from device.core.summary import growth_line, summary_line
+from device.store.safe import IN_MEMORY, SafeHistory
+
+log = logging.getLogger(__name__)
+
+NUDGE_CHECK_S = 600.0  # while idle with a nudge set, look at the time every 10 minutes
+RECENT = 30  # sessions kept in memory for progression
+WRITE_WAIT_S = 30.0  # virtual time / closing: wait this long (real s) for the writer
+
+
+class Tally:
+    """What the loop asks of the history, in memory (thread-safe): the start times of
+    complete sessions and the latest ``RECENT`` sessions."""
+
+    def __init__(self) -> None:
+        self._starts: dict[int, datetime] = {}
+        self._recent: dict[int, SessionRecord] = {}
+        self._lock = threading.Lock()
+        self.loaded = False  # the store answered once
+
+    def load(self, history: SafeHistory) -> bool:
+        """Merge what the store (and its pending sessions) holds; True if it answered.
+        Blocking: call before the loop runs, or from the writer's thread."""
+        starts, recent = history.complete_starts(), history.recent(RECENT)
+        ok = history.ok
+        with self._lock:
+            for t in starts:
+                self._starts.setdefault(instant_us(t), t)
+            for r in recent:
+                self._recent.setdefault(instant_us(r.started), r)
+            self._trim()
+            self.loaded = self.loaded or ok
+        return ok
+
+    def add(self, session: SessionRecord) -> None:
+        """Count a session that just ended (before it is written)."""
+        key = instant_us(session.started)
+        with self._lock:
+            if session.outcome == "complete":
+                self._starts[key] = session.started
+            self._recent[key] = session
+            self._trim()
+
+    def _trim(self) -> None:
+        if len(self._recent) > RECENT:
+            keep = sorted(self._recent.items(), key=lambda kv: kv[1].started)[-RECENT:]
+            self._recent = dict(keep)
+
+    def starts(self) -> list[datetime]:
+        """Start times of the complete sessions."""
+        with self._lock:
+            return list(self._starts.values())
+
+    def leg_progress(self, leg: str) -> list[LegSession]:
+        """The latest sessions seen from ``leg``, newest first."""
+        with self._lock:
+            recent = sorted(self._recent.values(), key=lambda s: s.started, reverse=True)
+        return [LegSession.of(s, leg) for s in recent]
+
+
+def zone_of(config: Config) -> tzinfo:
+    """The configured time zone, or the system's."""
+    return ZoneInfo(config.history.timezone) if config.history.timezone else local_zone()
+
+
+class Habit:
+    """Keeps every session, plans each leg's hold, and nudges when a day has none."""
+
+    def __init__(
+        self,
+        loop: DeviceLoop,
+        history: SafeHistory,
+        config: Config,
+        routine: Routine,
+        wall: Callable[[], datetime],
+        tz: tzinfo | None = None,
+    ) -> None:
+        self.loop = loop
+        self.history = history
+        self.config = config
+        self.routine = routine
+        self.wall = wall
+        self.tz = tz or zone_of(config)
+        self._plans: dict[str, float] = {}
+        self._grew: dict[str, bool] = {}
+        self._nudging = False
+        self._virtual = hasattr(loop.clock, "advance_to")
+        self._records: dict[int, SessionRecord] = {}  # id(session event) -> its record
+        self._written: list[tuple[str, str]] = []  # (outcome, how saved), to be published
+        self._outstanding = 0  # sessions handed to the writer, not yet published
+        self._lock = threading.Lock()
+        self.history.flush()  # once, before the loop runs
+        self.tally = Tally()
+        self.tally.load(history)
+        loop.set_hold_planner(self.plan_hold)
+        loop.bus.subscribe(self._on_state, ["state"], name="habit")
+        loop.bus.subscribe(self._on_session, ["session"], name="habit")
+        self._writer = loop.bus.subscribe(self._write, ["session", "state"], queued=True,
+                                          name="history")
+        loop.set_summary(self._summary)
+        if config.history.nudge_at:
+            loop.add_ticker(self._nudge_deadline, self._nudge_check)
+
+    def reload(self, config: Config) -> None:
+        """New settings (nudge time, progression, base hold) from the next session on (call
+        it between sessions: holds planned while idle are planned again)."""
+        self.config = config
+        self._plans.clear()
+        self._grew.clear()
+
+    def close(self) -> None:
+        """Let the writer finish, publish what it wrote, and close the history (what
+        could not be written stays in the fallback file, or is lost if not even that)."""
+        self.wait_for_writes()
+        self.loop.bus.unsubscribe(self._writer)
+        self.history.close()
+        if self.history.memory_only:
+            log.error("%d session(s) could not be saved anywhere and are lost",
+                      self.history.memory_only)
+
+    def wait_for_writes(self, timeout_s: float = WRITE_WAIT_S) -> None:
+        """Wait (real s) for the writer, then publish its results in this thread."""
+        queue = self._writer.queue
+        if queue is not None and not queue.drain(timeout_s):
+            log.warning("the history writer is still busy after %g s", timeout_s)
+        self._deliver()
+
+    # ---- progression ------------------------------------------------------------------
+
+    def _plan(self, leg: str) -> tuple[float, bool]:
+        base = self.config.session.hold_seconds
+        settings = self.config.history
+        if self.config.session.ask_tightness:
+            # the newest answer to "how tight was that?" sets the leg's hold
+            answered = tightness_plan(self.tally.leg_progress(leg),
+                                      self.config.session.tightness_step_seconds)
+            if answered is not None:
+                return answered, False
+        if settings.progression == "off":
+            return base, False
+        steady = settings.min_steadiness or None
+        progress = next_hold_seconds(
+            self.tally.leg_progress(leg), base, step_s=settings.step_seconds,
+            max_s=max(settings.max_seconds, base), sessions_needed=settings.sessions_to_grow,
+            require_steady=steady,
+        )
+        return progress.hold_s, progress.grew
+
+    def _on_state(self, event: StateEvent) -> None:
+        if event.state == State.SETUP.value and event.leg:
+            line = self.on_setup(event.leg, event.round)
+            if line:
+                self.loop.say(line, "progress")
+        elif event.state == State.IDLE.value and self._virtual and self._outstanding:
+            self.wait_for_writes()  # virtual time stands still while the write finishes
+
+    def on_setup(self, leg: str, round_: int) -> str | None:
+        """At each leg's first set-up: plan its hold; say so when it grows."""
+        if round_ == 1 and leg == self.loop.first_leg:
+            self._plans.clear()
+            self._grew.clear()
+        if leg not in self._plans:
+            self._plans[leg], self._grew[leg] = self._plan(leg)
+            chosen = self.loop.hold_choice(leg)  # set by an answer or the cycle
+            if self._grew[leg] and chosen is None:
+                return growth_line(self.routine, leg, self._plans[leg])
+        return None
+
+    def plan_hold(self, leg: str) -> float:
+        """This session's hold for ``leg`` (s)."""
+        if leg not in self._plans:
+            self._plans[leg], self._grew[leg] = self._plan(leg)
+        return self._plans[leg]
+
+    # ---- records ----------------------------------------------------------------------
+
+    def _wall_at(self, clock_t: float) -> datetime:
+        return self.wall() - timedelta(seconds=self.loop.clock.now() - clock_t)
+
+    def _on_session(self, ended: SessionEvent) -> None:
+        """In the loop: the session's record, counted at once and handed to the writer."""
+        record = SessionRecord(
+            started=self._wall_at(ended.started_at), ended=self._wall_at(ended.ended_at),
+            outcome=ended.outcome, routine=self.routine.name,
+            holds=tuple(records_of(ended)),
+        )
+        self.tally.add(record)
+        with self._lock:
+            self._records[id(ended)] = record
+            self._outstanding += 1
+        self._plans.clear()
+
+    def _write(self, event: SessionEvent | StateEvent) -> None:
+        """The writer's thread: write a session (every outcome); at a change of state,
+        retry sessions that could not be written before."""
+        if event.kind == "state":
+            if self.history.pending:
+                self.history.flush()
+            return
+        with self._lock:
+            record = self._records.pop(id(event), None)
+        if record is None:
+            return
+        how = self.history.save(record)
+        if how == IN_MEMORY:
+            log.error("the session started %s could not be saved: neither the history "
+                      "file %s nor the fallback file %s can be written; it is kept in "
+                      "memory and retried while the box runs", record.started.isoformat(),
+                      self.history.path, self.history.fallback_path)
+        if not self.tally.loaded:
+            self.tally.load(self.history)  # the store was down at start-up
+        with self._lock:
+            self._written.append((record.outcome, how))
+        if not self._virtual:
+            self.loop.call_soon(self._deliver)
+
+    def _deliver(self) -> None:
+        """Publish what the writer wrote (in the loop, or the closing thread)."""
+        with self._lock:
+            written, self._written = self._written, []
+            self._outstanding -= len(written)
+        for outcome, how in written:
+            self.loop.publish(HistoryEvent(self.loop.stamp(), outcome, how == "saved"))
+            if how == IN_MEMORY:
+                self.loop.say(self.routine.summary["not_saved"], "history.not_saved")
+
+    def _summary(self, ended: SessionEvent) -> str | None:
+        """The spoken summary of a complete session, with the week and the streak (from
+        the tally: no database call on the loop)."""
+        now = self.wall()
+        starts = self.tally.starts()
+        return summary_line(self.routine, records_of(ended),
+                            sessions_this_week(starts, now, self.tz),
+                            streak_days(starts, now, self.tz))
+
+    # ---- the nudge --------------------------------------------------------------------
+
+    def _nudge_due(self, now: datetime) -> bool:
+        hh, mm = (int(x) for x in self.config.history.nudge_at.split(":"))
+        local = now.astimezone(self.tz)
+        after = (local.hour, local.minute) >= (hh, mm)
+        return after and not done_today(self.tally.starts(), now, self.tz)
+
+    def _nudge_check(self, now_clock: float) -> None:
+        idle = self.loop.state is State.IDLE
+        due = idle and self._nudge_due(self.wall())
+        if due and not self._nudging:
+            self._nudging = True
+            self.loop.set_idle_pattern(Pattern.NUDGE)
+            self.loop.publish(NudgeEvent(self.loop.stamp(), True))
+            if self.config.history.nudge_voice:
+                self.loop.say(self.routine.nudge, "nudge")
+        elif self._nudging and not due:
+            # nudged and then a session began (or the day's stretch is done): back to normal
+            self._nudging = False
+            self.loop.set_idle_pattern(None)
+            self.loop.publish(NudgeEvent(self.loop.stamp(), False))
+
+    def _nudge_deadline(self, now_clock: float) -> float | None:
+        if self.loop.state is not State.IDLE:
+            return None
+        hh, mm = (int(x) for x in self.config.history.nudge_at.split(":"))
+        local = self.wall().astimezone(self.tz)
+        target = local.replace(hour=hh, minute=mm, second=0, microsecond=0)
+        if target <= local:
+            target += timedelta(days=1)
+        until = (target - local).total_seconds()
+        return now_clock + min(NUDGE_CHECK_S, until)
+
+
+def history_path(config: Config, override: str | None, simulator: bool) -> Path:
+    """Where the history lives: --history, the config, or the default (the simulator
+    keeps its own file so trying it out never mixes with real sessions)."""
+    from device.store.paths import default_history_path
+
+    if override:
+        return Path(override)
+    if config.history.file:
+        return Path(config.history.file)
+    path = default_history_path(service=False)
+    return path.with_name("sim-history.db") if simulator else path
+
+
+def records_of(ended: SessionEvent) -> list[HoldRecord]:
+    """A session's holds as history records."""
+    return [HoldRecord(leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
+                       ended=h.ended, mean=h.mean, peak=h.peak, steadiness=h.steadiness,
+                       tightness=h.tightness, overpull_s=h.overpull_s)
+            for h in ended.results]
+
+
+class PlainSummary:
+    """Without a history: the spoken summary of the holds alone."""
+
+    def __init__(self, loop: DeviceLoop) -> None:
+        loop.set_summary(lambda ended: summary_line(loop.routine, records_of(ended), 0, 0))
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def attach(
+    loop: DeviceLoop, config: Config, routine: Routine, path: Path,
+    wall: Callable[[], datetime], outbox: bool = False,
+) -> Habit:
+    """Wire a (fault-proof) history at ``path`` into ``loop``; ``outbox``: each session
+    is also queued for MQTT, in the same transaction."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
+    return Habit(loop, SafeHistory(path, outbox=outbox), config, routine, wall)
+

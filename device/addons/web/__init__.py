@@ -1,0 +1,140 @@
+"""The box on your phone: a local page to watch, press, look back and change settings.
+
+Off by default (``[web] enabled = false``); needs the ``web`` extra (Starlette, uvicorn).
+``attach(box, ...)`` starts it beside a built box and returns a handle with ``close()``.
+The pairing store (``device.addons.web.auth``) and the settings editor
+(``device.addons.web.settings``)
+import no web library, so ``stretch-companion web-code`` / ``web-forget`` work without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from device.core.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'stretch-companion[web]'"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 as ``[::]:8321``) -> (host, port); ``ConfigError`` otherwise."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"web.listen = {text!r}: must be HOST:PORT, e.g. \"0.0.0.0:8321\"")
+    return host, int(port)
+
+
+@dataclass
+class WebHandle:
+    """A running page: its address, its server and the bus subscription; ``close()``."""
+
+    server: Any
+    bus: Any
+    subscription: Any
+    url: str
+    reloader: Any = None
+
+    @property
+    def code(self) -> str:
+        """The current pairing code."""
+        return self.server.web.store.code
+
+    def close(self) -> None:
+        """Stop listening to the bus, then stop the server."""
+        try:
+            if self.subscription is not None:
+                self.bus.unsubscribe(self.subscription)
+            if self.reloader is not None:
+                self.reloader.close()
+        finally:
+            self.server.close()
+
+
+def attach(
+    box: Any,
+    listen: str = "0.0.0.0:8321",
+    *,
+    config_path: str | Path | None = None,
+    history_path: str | Path | None = None,
+    simulator: bool = False,
+    state_dir: Path | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    announce: TextIO | None = None,
+    say_code: bool = False,
+) -> WebHandle:
+    """Serve the page for ``box`` at ``listen``; the code goes to the log (and ``announce``).
+
+    ``box`` needs ``view()``, ``commands.press/long_press``, ``bus.subscribe``, ``loop``
+    (``say``, ``call_soon``) and ``config``. Raises ``ConfigError`` (exit 78) when the web
+    extra is missing or the address cannot be listened on."""
+    try:
+        from device.addons.web.server import WebOptions, WebServer
+    except ImportError as exc:
+        raise ConfigError(f"web.enabled = true needs the web extra ({exc.name} is missing): "
+                          f"{INSTALL_HINT}") from None
+    from device.addons.web.auth import PairingStore, store_path
+    from device.addons.web.settings import settings_path
+
+    host, port = parse_listen(listen)
+    store = PairingStore(store_path(state_dir, simulator=simulator), clock=clock)
+    reload = getattr(box.commands, "reload_config", None)
+    reloader = None
+    if reload is None:
+        from device.addons.web.reload import ConfigReloader
+
+        reloader = ConfigReloader(box)
+        reload = reloader.request
+    options = WebOptions(
+        host=host, port=port, config_path=settings_path(config_path, service=not simulator),
+        history_path=Path(history_path) if history_path else None, store=store, clock=clock,
+        on_config_saved=reload,
+    )
+    try:
+        server = WebServer(box, options)
+    except OSError as exc:
+        if reloader is not None:
+            reloader.close()
+        raise ConfigError(f"web.listen = {listen!r}: cannot listen there ({exc.strerror})"
+                          ) from None
+    server.start()
+    subscription = box.bus.subscribe(lambda event: server.web.hub.from_bus(box, event),
+                                     None, queued=True, name="web")
+    handle = WebHandle(server, box.bus, subscription, server.url, reloader)
+    shown = server.url.replace("0.0.0.0", "BOX-ADDRESS").replace("[::]", "BOX-ADDRESS")
+    log.warning("web page at %s: pair a phone with code %s", shown, store.code)
+    if announce is not None:
+        print(f"pair with code {store.code} at {shown}", file=announce, flush=True)
+    if say_code:
+        server.web.say_code()
+    return handle
+
+
+def web_code_main(simulator: bool = False, state_dir: Path | None = None,
+                  out: TextIO | None = None) -> int:
+    """``stretch-companion web-code``: print the current pairing code."""
+    from device.addons.web.auth import PairingStore, store_path
+
+    store = PairingStore(store_path(state_dir, simulator=simulator))
+    print(store.code, file=out or sys.stdout)
+    return 0
+
+
+def web_forget_main(simulator: bool = False, state_dir: Path | None = None,
+                    out: TextIO | None = None) -> int:
+    """``stretch-companion web-forget``: revoke every paired phone (and pick a new code)."""
+    from device.addons.web.auth import PairingStore, store_path
+
+    store = PairingStore(store_path(state_dir, simulator=simulator))
+    n = store.forget()
+    print(f"forgot {n} paired phone{'s' if n != 1 else ''}; new code {store.code}",
+          file=out or sys.stdout)
+    return 0

@@ -1,0 +1,556 @@
+"""The phone page's server: Starlette on uvicorn, in its own thread and event loop.
+
+The device loop is never waited on: the page reads ``box.view()`` (safe from any thread),
+sends presses through ``box.commands`` (thread-safe), and hears the bus as a *queued*
+subscriber (its own thread), whose handler only hands a ready JSON line to this server's
+event loop with ``call_soon_threadsafe``. Live updates go out as Server-Sent Events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from importlib import resources
+from io import StringIO
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from device.addons.web import settings as settings_mod
+from device.addons.web.auth import PairingStore, csrf_for
+from device.core.config import Config
+
+log = logging.getLogger(__name__)
+
+COOKIE = "sc_pair"
+COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest a browser keeps a cookie (400 days)
+MAX_BODY = 4096  # bytes: the largest request body accepted
+ANNOUNCE_GAP_S = 20.0  # the box says the code at most this often when a page asks
+HEARTBEAT_S = 15.0  # an SSE comment (and a fresh view) this often, so dead links show
+TENSION_GAP_S = 0.5  # at most two strap updates a second to the page
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cache-control", b"no-store"),
+]
+STATIC = {  # file -> content type; all of the page there is
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+
+
+def spoken_code(code: str) -> str:
+    """The pairing line the box says (digits apart, so a voice reads them one by one)."""
+    return f"To pair your phone, enter the code {' '.join(code[:3])}, {' '.join(code[3:])}."
+
+
+@dataclass
+class WebOptions:
+    """What the server needs besides the box."""
+
+    host: str = "127.0.0.1"
+    port: int = 8321
+    config_path: Path | None = None  # the file settings are read from and written to
+    history_path: Path | None = None  # None: no history section
+    store: PairingStore | None = None
+    clock: Callable[[], float] = time.monotonic  # for the announce throttle
+    on_config_saved: Callable[[Config], None] | None = None
+    weeks: int = 12  # history shown
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+def _json_view(box: Any) -> dict[str, Any]:
+    view = box.view()
+    return view.to_json() if hasattr(view, "to_json") else dict(view)
+
+
+def _zone(config: Config) -> tzinfo:
+    from device.core.streaks import local_zone
+
+    name = config.history.timezone
+    return ZoneInfo(name) if name else local_zone()
+
+
+class SecurityMiddleware:
+    """Every response gets the security headers; bodies over ``MAX_BODY`` are refused."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            await JSONResponse({"error": f"request body over {MAX_BODY} bytes"},
+                               status_code=413)(scope, receive, _with_headers(send))
+            return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > MAX_BODY:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, _with_headers(send))
+        except _TooLarge:
+            await JSONResponse({"error": f"request body over {MAX_BODY} bytes"},
+                               status_code=413)(scope, receive, _with_headers(send))
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _with_headers(send: Send) -> Send:
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            names = {k.lower() for k, _ in message.get("headers", [])}
+            message.setdefault("headers", [])
+            message["headers"] = list(message["headers"]) + [
+                (k, v) for k, v in SECURITY_HEADERS if k not in names]
+        await send(message)
+    return wrapped
+
+
+class Hub:
+    """Fans one JSON line out to every open event stream (in the server's event loop)."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.clients: set[asyncio.Queue[str | None]] = set()
+        self._last_tension = 0.0
+
+    def from_bus(self, box: Any, event: Any) -> None:
+        """The bus subscriber (its own thread): build the line once, hand it over."""
+        loop = self.loop
+        if loop is None or not self.clients:
+            return
+        data = event.to_json() if hasattr(event, "to_json") else dict(event)
+        if data.get("kind") == "tension":
+            now = time.monotonic()
+            if now - self._last_tension < TENSION_GAP_S:
+                return
+            self._last_tension = now
+        try:
+            line = json.dumps({"view": _json_view(box), "event": data}, separators=(",", ":"))
+        except Exception:  # a view that cannot be read now: the next event carries it
+            log.debug("web: view not readable", exc_info=True)
+            return
+        try:
+            loop.call_soon_threadsafe(self._fan_out, line)
+        except RuntimeError:  # the server's loop has closed
+            pass
+
+    def _fan_out(self, line: str | None) -> None:
+        for queue in list(self.clients):
+            if queue.full():  # a page that stopped reading loses its oldest update
+                try:
+                    queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    pass
+            queue.put_nowait(line)
+
+    def close_all(self) -> None:
+        """End every stream (from any thread)."""
+        if self.loop is not None:
+            try:
+                self.loop.call_soon_threadsafe(self._fan_out, None)
+            except RuntimeError:
+                pass
+
+
+class WebApp:
+    """The routes, around a box (``view()``, ``commands``, ``loop.say``) and ``options``."""
+
+    def __init__(self, box: Any, options: WebOptions) -> None:
+        self.box = box
+        self.options = options
+        self.store = options.store or PairingStore(Path("web-pairing.json"))
+        self.hub = Hub()
+        self._last_announce: float | None = None
+        static = resources.files("device.addons.web").joinpath("static")
+        self._static = {name: static.joinpath(name).read_bytes() for name in STATIC}
+        routes = [
+            Route("/", self.index),
+            Route("/static/{name}", self.static),
+            Route("/api/pair", self.pair, methods=["POST"]),
+            Route("/api/pair/announce", self.announce, methods=["POST"]),
+            Route("/api/session", self.session),
+            Route("/api/state", self.state),
+            Route("/api/events", self.events),
+            Route("/api/press", self.press, methods=["POST"]),
+            Route("/api/history", self.history),
+            Route("/api/history/chart.svg", self.chart),
+            Route("/api/history.csv", self.csv),
+            Route("/api/settings", self.get_settings),
+            Route("/api/settings", self.post_settings, methods=["POST"]),
+        ]
+        self.app = Starlette(routes=routes, middleware=[
+            Middleware(SecurityMiddleware), Middleware(GZipMiddleware, minimum_size=500)])
+
+    # ---- guards -----------------------------------------------------------------------
+
+    def _paired(self, request: Request) -> str | None:
+        token = request.cookies.get(COOKIE)
+        return token if self.store.valid(token) else None
+
+    @staticmethod
+    def _same_origin(request: Request) -> bool:
+        """A browser's cross-site request names another origin or says cross-site."""
+        site = request.headers.get("sec-fetch-site")
+        if site is not None and site not in ("same-origin", "none"):
+            return False
+        origin = request.headers.get("origin")
+        if origin is None:
+            return True
+        host = request.headers.get("host", "")
+        return origin in (f"http://{host}", f"https://{host}")
+
+    async def _json_body(self, request: Request) -> dict[str, Any] | Response:
+        if not self._same_origin(request):
+            return JSONResponse({"error": "cross-site request refused"}, status_code=403)
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return JSONResponse({"error": "send application/json"}, status_code=415)
+        try:
+            body = json.loads(await request.body() or b"null")
+        except ValueError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
+        return body
+
+    async def _authorised_post(self, request: Request) -> dict[str, Any] | Response:
+        """A state-changing request: same origin, paired cookie and its CSRF token."""
+        if not self._same_origin(request):
+            return JSONResponse({"error": "cross-site request refused"}, status_code=403)
+        token = self._paired(request)
+        if token is None:
+            return _unpaired()
+        if request.headers.get("x-csrf-token") != csrf_for(token):
+            return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+        return await self._json_body(request)
+
+    # ---- page -------------------------------------------------------------------------
+
+    async def index(self, request: Request) -> Response:
+        return Response(self._static["index.html"], media_type=STATIC["index.html"])
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in STATIC or name == "index.html":
+            return Response("not found", status_code=404, media_type="text/plain")
+        return Response(self._static[name], media_type=STATIC[name],
+                        headers={"cache-control": "no-cache"})
+
+    # ---- pairing ----------------------------------------------------------------------
+
+    async def pair(self, request: Request) -> Response:
+        body = await self._json_body(request)
+        if isinstance(body, Response):
+            return body
+        code = body.get("code")
+        if not isinstance(code, str) or not (len(code) == 6 and code.isdigit()):
+            return JSONResponse({"error": "the code is 6 digits"}, status_code=400)
+        token, why = self.store.pair(code)
+        if token is None:
+            status = 429 if why.startswith("locked") else 403
+            return JSONResponse({"error": why}, status_code=status)
+        log.info("web: a phone paired")
+        response = JSONResponse({"paired": True, "csrf": csrf_for(token)})
+        response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE, httponly=True,
+                            samesite="strict", path="/")
+        return response
+
+    async def announce(self, request: Request) -> Response:
+        """A page on the pairing screen asks the box to say the code (throttled)."""
+        body = await self._json_body(request)
+        if isinstance(body, Response):
+            return body
+        now = self.options.clock()
+        if self._last_announce is not None and now - self._last_announce < ANNOUNCE_GAP_S:
+            return JSONResponse({"said": False})
+        self._last_announce = now
+        self.say_code()
+        return JSONResponse({"said": True})
+
+    def say_code(self) -> None:
+        """The box says the pairing code aloud (from any thread) and logs it."""
+        code = self.store.code
+        log.warning("web page: pair a phone with code %s", code)
+        loop = getattr(self.box, "loop", None)
+        if loop is None:
+            return
+        line = spoken_code(code)
+
+        def speak() -> None:
+            try:
+                loop.say(line, "web_code")
+            except Exception:  # a failing voice never stops anything
+                log.warning("web: could not say the pairing code", exc_info=True)
+
+        try:
+            loop.call_soon(speak)
+        except Exception:
+            log.warning("web: could not ask the loop to say the code", exc_info=True)
+
+    # ---- live -------------------------------------------------------------------------
+
+    def _breath(self) -> dict[str, float]:
+        """The breath pattern (s) and light range the page animates its shape from."""
+        b, light = self.box.config.breath, self.box.config.light
+        return {"inhale": b.inhale, "hold_in": b.hold_in, "exhale": b.exhale,
+                "hold_out": b.hold_out, "low": light.low, "high": light.high}
+
+    async def session(self, request: Request) -> Response:
+        token = self._paired(request)
+        if token is None:
+            return _unpaired()
+        return JSONResponse({"paired": True, "csrf": csrf_for(token), "breath": self._breath(),
+                             "long_press_s": self.box.config.session.long_press_seconds,
+                             "history": self.options.history_path is not None,
+                             "view": _json_view(self.box)})
+
+    async def state(self, request: Request) -> Response:
+        if self._paired(request) is None:
+            return _unpaired()
+        return JSONResponse(_json_view(self.box))
+
+    async def events(self, request: Request) -> Response:
+        if self._paired(request) is None:
+            return _unpaired()
+        queue: asyncio.Queue[str | None] = asyncio.Queue(maxsize=200)
+        box = self.box
+
+        async def stream() -> AsyncIterator[str]:
+            self.hub.clients.add(queue)  # here, so the finally below always removes it
+            try:
+                first = json.dumps({"view": _json_view(box), "event": None,
+                                    "breath": self._breath()}, separators=(",", ":"))
+                yield f"retry: 1000\ndata: {first}\n\n"
+                while True:
+                    try:
+                        line = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                    except TimeoutError:
+                        line = json.dumps({"view": _json_view(box), "event": None},
+                                          separators=(",", ":"))
+                    if line is None:
+                        return
+                    yield f"data: {line}\n\n"
+            finally:
+                self.hub.clients.discard(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"x-accel-buffering": "no"})
+
+    async def press(self, request: Request) -> Response:
+        body = await self._authorised_post(request)
+        if isinstance(body, Response):
+            return body
+        kind = body.get("kind")
+        commands = self.box.commands
+        if kind == "short":
+            await asyncio.to_thread(commands.press)
+        elif kind == "long":
+            await asyncio.to_thread(commands.long_press)
+        else:
+            return JSONResponse({"error": "kind must be 'short' or 'long'"}, status_code=400)
+        return JSONResponse({"ok": True})
+
+    # ---- history ----------------------------------------------------------------------
+
+    def _sessions(self) -> list[Any]:
+        from datetime import timedelta
+
+        from device.store.sqlite import History, HistoryError
+
+        path = self.options.history_path
+        if path is None or not Path(path).is_file():
+            return []
+        since = self.options.now() - timedelta(weeks=self.options.weeks, days=1)
+        try:
+            with History(path, read_only=True) as store:
+                return store.sessions(since=since)
+        except HistoryError as exc:
+            log.warning("web: %s", exc)
+            return []
+
+    async def history(self, request: Request) -> Response:
+        if self._paired(request) is None:
+            return _unpaired()
+        from device.addons.web.charts import calendar
+
+        sessions = await asyncio.to_thread(self._sessions)
+        tz = _zone(self.box.config)
+        cal = calendar(sessions, self.options.now(), tz, self.options.weeks)
+        recent = []
+        for s in sessions[-10:][::-1]:
+            legs = {}
+            for leg in ("right", "left"):
+                held = [h.held_s for h in s.holds if h.leg == leg]
+                steady = [h.steadiness for h in s.holds
+                          if h.leg == leg and h.steadiness is not None]
+                answers = [h.tightness for h in s.holds
+                           if h.leg == leg and h.tightness is not None]
+                legs[leg] = {"held_s": round(sum(held) / len(held), 1) if held else None,
+                             "steadiness": round(sum(steady) / len(steady)) if steady else None,
+                             "tightness": answers[-1] if answers else None}
+            recent.append({"started": s.started.astimezone(tz).strftime("%a %d %b %H:%M"),
+                           "outcome": s.outcome, "legs": legs})
+        return JSONResponse({"calendar": cal, "sessions": len(sessions), "recent": recent})
+
+    async def chart(self, request: Request) -> Response:
+        if self._paired(request) is None:
+            return _unpaired()
+        from device.addons.web.charts import hold_chart
+
+        sessions = await asyncio.to_thread(self._sessions)
+        svg = hold_chart(sessions, self.options.now(), _zone(self.box.config), self.options.weeks)
+        return Response(svg, media_type="image/svg+xml")
+
+    async def csv(self, request: Request) -> Response:
+        if self._paired(request) is None:
+            return _unpaired()
+        from device.apps.history_report import to_csv
+
+        sessions = await asyncio.to_thread(self._sessions)
+        out = StringIO()
+        to_csv(sessions, out)
+        return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
+            "content-disposition": 'attachment; filename="stretch-history.csv"'})
+
+    # ---- settings ---------------------------------------------------------------------
+
+    def _config_path(self) -> Path:
+        return self.options.config_path or settings_mod.settings_path(None)
+
+    async def get_settings(self, request: Request) -> Response:
+        if self._paired(request) is None:
+            return _unpaired()
+        path = self._config_path()
+        try:
+            config = settings_mod.current(path)
+            problem = ""
+        except Exception as exc:  # an unreadable file: show what runs, say why
+            config, problem = self.box.config, str(exc)
+        return JSONResponse({"fields": settings_mod.describe(config), "file": str(path),
+                             "problem": problem})
+
+    async def post_settings(self, request: Request) -> Response:
+        body = await self._authorised_post(request)
+        if isinstance(body, Response):
+            return body
+        changes = body.get("changes")
+        if not isinstance(changes, dict):
+            return JSONResponse({"error": "changes must be an object"}, status_code=400)
+        path = self._config_path()
+        try:
+            config = await asyncio.to_thread(settings_mod.save, path, changes)
+        except settings_mod.SettingsError as exc:
+            return JSONResponse({"key": exc.key, "message": exc.message}, status_code=422)
+        log.info("web: settings saved to %s: %s", path, ", ".join(changes))
+        if self.options.on_config_saved is not None:
+            try:
+                self.options.on_config_saved(config)
+            except Exception:
+                log.warning("web: the new settings could not be handed to the box",
+                            exc_info=True)
+        return JSONResponse({"ok": True, "fields": settings_mod.describe(config),
+                             "applies": "from the next session"})
+
+
+def _unpaired() -> Response:
+    return JSONResponse({"error": "not paired", "paired": False}, status_code=401)
+
+
+class WebServer:
+    """Runs a ``WebApp`` with uvicorn in a thread of its own; ``close()`` stops it."""
+
+    def __init__(self, box: Any, options: WebOptions) -> None:
+        import uvicorn
+
+        self.web = WebApp(box, options)
+        self.options = options
+        self.sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((options.host, options.port))
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.listen(64)
+        self.host, self.port = self.sock.getsockname()[:2]
+        config = uvicorn.Config(self.web.app, log_level="warning", access_log=False,
+                                lifespan="off", ws="none", http="h11", loop="asyncio",
+                                timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self._started = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="web", daemon=True)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self.web.hub.loop = loop
+        try:
+            loop.run_until_complete(self._serve())
+        except Exception:
+            log.exception("web server stopped")
+        finally:
+            self.web.hub.loop = None
+            self._started.set()
+            loop.close()
+
+    async def _serve(self) -> None:
+        task = asyncio.ensure_future(self.server.serve(sockets=[self.sock]))
+        while not self.server.started and not task.done():
+            await asyncio.sleep(0.005)
+        self._started.set()
+        await task
+
+    def start(self) -> WebServer:
+        """Start serving; returns once the socket answers."""
+        self.thread.start()
+        self._started.wait(10)
+        return self
+
+    def close(self) -> None:
+        """Stop serving (open pages reconnect once a server is back)."""
+        self.web.hub.close_all()
+        self.server.should_exit = True
+        if self.thread.is_alive():
+            self.thread.join(5)
+        try:
+            self.sock.close()
+        except OSError:
+            pass

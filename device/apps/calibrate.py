@@ -1,0 +1,74 @@
+"""``stretch-companion calibrate``: zero the slack strap, then a known weight gives kg."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TextIO
+
+from device.addons.strap import calibration_path
+from device.box.clock import Clock, RealClock, VirtualClock
+from device.core.config import Config
+from drivers.loadcell import Scale, SensorError, save_calibration
+from drivers.nau7802 import NAU7802
+
+SAMPLES = 20  # averaged for the zero and for the weight
+
+
+def calibrate_main(
+    config: Config,
+    kg: float,
+    mock: bool = False,
+    ask: Callable[[str], str] = input,
+    out: TextIO | None = None,
+    clock: Clock | None = None,
+) -> int:
+    """Walk through tare and a known weight; save offset and scale. Exit code."""
+    out = out or sys.stdout
+    settings = config.sensor
+    if not 0 < kg <= 200:
+        print(f"stretch-companion: --kg {kg:g}: must be a weight of more than 0 and at most "
+              "200 kg", file=sys.stderr)
+        return 2
+    fake = None
+    if mock:
+        from drivers.fake_nau7802 import FakeNAU7802, StrapModel
+
+        clock = clock or VirtualClock()
+        fake = FakeNAU7802(clock, StrapModel(seed=7), address=settings.address)
+        bus: object = fake
+    else:
+        from drivers.nau7802 import open_bus
+
+        clock = clock or RealClock()
+        try:
+            bus = open_bus(settings.i2c_bus)
+        except SensorError as exc:
+            print(f"calibrate: {exc} (is I2C on? sudo raspi-config nonint do_i2c 0)",
+                  file=sys.stderr)
+            return 1
+    path = calibration_path(settings, simulated=mock)  # --mock never touches the real one
+    try:
+        adc = NAU7802(bus, clock, settings.address, gain=settings.gain,  # type: ignore[arg-type]
+                      sps=settings.sps)
+        adc.begin()
+        strap = Scale(adc)
+        ask("1/2  Let the strap hang slack, nothing pulling on it, then press Enter ")
+        offset = strap.tare(SAMPLES)
+        print(f"     zero: {offset:.0f} counts", file=out)
+        ask(f"2/2  Hang {kg:g} kg from the strap, let it settle, then press Enter ")
+        if fake is not None:
+            fake.strap.set_level(clock.now(), kg)  # the simulated weight goes on
+        scale = strap.calibrate(kg, SAMPLES)
+    except SensorError as exc:
+        print(f"calibrate: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"calibrate: {exc}", file=sys.stderr)
+        return 1
+    except (EOFError, KeyboardInterrupt):
+        print("\ncalibrate: stopped before the end; nothing saved", file=sys.stderr)
+        return 1
+    save_calibration(path, offset, scale)
+    print(f"Saved {path}: {abs(scale):.0f} counts per kg. The strap now reads in kg.", file=out)
+    return 0

@@ -1,0 +1,63 @@
+"""Keeping the heavy imports out of the processes that do not need them (measured).
+
+Measured on a 2-core VM, Python 3.11, resident memory added by each import in a fresh
+process (``python -m bench`` repeats it under ``startup``):
+
+- ``importlib.metadata`` (email, zipfile, csv...): 4.7 MiB, imported by gpiozero only to
+  look up pin factories by name, which a box given its factory never does;
+- OpenSSL (``ssl`` pulled in by asyncio, ``_hashlib`` by hashlib): 4.3 MiB; the terminal
+  simulator never talks TLS, and hashlib's built-in SHA-256 gives the same digests;
+- Textual 10-11 MiB and the espeak engine about 6 MiB: needed on screen, loaded only there
+  (the engine in a thread of its own, after the screen is up).
+
+``lazy_metadata()`` stands a small module in for ``importlib_metadata`` (which gpiozero
+tries first) that imports the real ``importlib.metadata`` on first use.
+``without_tls()`` makes ``ssl`` and ``_hashlib`` unimportable for this process: only for the
+terminal simulator, called before anything imports them.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from typing import Any
+
+
+def lazy_metadata() -> None:
+    """gpiozero's ``from importlib_metadata import entry_points`` gets a stand-in that
+    loads ``importlib.metadata`` only when a pin factory is looked up by name."""
+    if "importlib_metadata" in sys.modules or "gpiozero" in sys.modules:
+        return
+    try:  # the real backport, when installed, is used as is
+        import importlib.util
+
+        if importlib.util.find_spec("importlib_metadata") is not None:
+            return
+    except (ImportError, ValueError):
+        pass
+    shim = types.ModuleType("importlib_metadata")
+    shim.__doc__ = "device.apps.lean: importlib.metadata, imported on first use"
+
+    def entry_points(*args: Any, **kwargs: Any) -> Any:
+        from importlib.metadata import entry_points as real
+
+        return real(*args, **kwargs)
+
+    def version(name: str) -> str:
+        from importlib.metadata import version as real
+
+        return real(name)
+
+    shim.entry_points = entry_points  # type: ignore[attr-defined]
+    shim.version = version  # type: ignore[attr-defined]
+    sys.modules["importlib_metadata"] = shim
+
+
+def without_tls() -> bool:
+    """No OpenSSL in this process (asyncio then runs without TLS support, hashlib on its
+    built-in hashes); False when something already loaded it."""
+    if any(name in sys.modules for name in ("ssl", "_ssl", "_hashlib", "hashlib", "asyncio")):
+        return False
+    for name in ("ssl", "_ssl", "_hashlib"):
+        sys.modules[name] = None  # type: ignore[assignment]
+    return True

@@ -1,0 +1,381 @@
+"""The studio view: every box's availability, stats and sessions, from the broker.
+
+``stretch-companion studio --mqtt URL [--db FILE] [--json] [--follow]``. A persistent MQTT
+session (fixed client id, clean session off, QoS 1), so sessions published while the
+studio was stopped are delivered when it comes back. Each message is stored (SQLite,
+de-duplicated by the session's id) before paho acknowledges it to the broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from device.core.errors import ConfigError, UsageError
+from device.core.records import LEGS, session_from_dict
+
+log = logging.getLogger(__name__)
+
+ROOT = "stretch-companion"
+CLIENT_ID = "stretch-companion-studio"
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS boxes (
+        box TEXT PRIMARY KEY,
+        online INTEGER,            -- 1 online, 0 offline, NULL never heard
+        stats TEXT,                -- the box's last retained stats (JSON)
+        seen_us INTEGER            -- last message from it (microseconds since the epoch)
+    )""",
+    """CREATE TABLE IF NOT EXISTS sessions (
+        id TEXT PRIMARY KEY,       -- the session message's id: de-duplication
+        box TEXT NOT NULL,
+        started TEXT NOT NULL,
+        ended TEXT NOT NULL,
+        ended_us INTEGER NOT NULL,
+        outcome TEXT NOT NULL,
+        payload TEXT NOT NULL,     -- the whole message (JSON)
+        received_us INTEGER NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS sessions_box ON sessions(box, ended_us)",
+)
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+class StudioStore:
+    """The studio's SQLite file; thread-safe; each write is one durable transaction."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                     timeout=5.0)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        for statement in SCHEMA:
+            self._conn.execute(statement)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def _box(self, box: str) -> None:
+        self._conn.execute("INSERT INTO boxes (box) VALUES (?) ON CONFLICT DO NOTHING", (box,))
+
+    def add_session(self, box: str, message: dict[str, Any]) -> bool:
+        """Store a session message; False when its id is already stored. Raises ValueError,
+        KeyError or TypeError on a message that is not a session."""
+        record = session_from_dict(message)  # the same checks as the box's history
+        msg_id = message["id"]
+        if not isinstance(msg_id, str) or not msg_id:
+            raise ValueError("session message without an id")
+        ended_us = int(record.ended.timestamp() * 1_000_000)
+        with self._lock:
+            c = self._conn
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                self._box(box)
+                cur = c.execute(
+                    "INSERT INTO sessions (id, box, started, ended, ended_us, outcome, payload,"
+                    " received_us) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+                    (msg_id, box, record.started.isoformat(), record.ended.isoformat(),
+                     ended_us, record.outcome, json.dumps(message, separators=(",", ":")),
+                     _now_us()))
+                c.execute("UPDATE boxes SET seen_us = ? WHERE box = ?", (_now_us(), box))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+        return cur.rowcount == 1
+
+    def set_online(self, box: str, online: bool) -> None:
+        with self._lock:
+            self._box(box)
+            self._conn.execute("UPDATE boxes SET online = ?, seen_us = ? WHERE box = ?",
+                               (int(online), _now_us(), box))
+
+    def set_stats(self, box: str, stats: dict[str, Any]) -> None:
+        with self._lock:
+            self._box(box)
+            self._conn.execute("UPDATE boxes SET stats = ?, seen_us = ? WHERE box = ?",
+                               (json.dumps(stats, separators=(",", ":")), _now_us(), box))
+
+    def count(self, box: str | None = None) -> int:
+        with self._lock:
+            if box is None:
+                return self._conn.execute("SELECT count(*) FROM sessions").fetchone()[0]
+            return self._conn.execute("SELECT count(*) FROM sessions WHERE box = ?",
+                                      (box,)).fetchone()[0]
+
+    def received(self) -> list[tuple[str, str, str, int]]:
+        """(box, id, started, received_us) of every session, in arrival order."""
+        with self._lock:
+            return self._conn.execute(
+                "SELECT box, id, started, received_us FROM sessions ORDER BY rowid").fetchall()
+
+    def summary(self) -> list[dict[str, Any]]:
+        """One object per box: online, last session, counts, streak, mean hold per leg,
+        the last steadiness and each leg's latest tightness answer."""
+        with self._lock:
+            boxes = self._conn.execute(
+                "SELECT box, online, stats FROM boxes ORDER BY box").fetchall()
+            rows = self._conn.execute(
+                "SELECT box, id, ended, payload FROM sessions ORDER BY box, ended_us").fetchall()
+        sessions: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+        for box, msg_id, ended, payload in rows:
+            sessions.setdefault(box, []).append((msg_id, ended, json.loads(payload)))
+        out = []
+        for box, online, stats_text in boxes:
+            stats = json.loads(stats_text) if stats_text else {}
+            mine = sessions.get(box, [])
+            held: dict[str, list[float]] = {}
+            steadiness = None
+            tightness: dict[str, str] = {}  # each leg's latest answer to "how tight?"
+            for _, _, message in mine:
+                steady = [h["steadiness"] for h in message.get("holds", [])
+                          if h.get("steadiness") is not None]
+                if steady:
+                    steadiness = round(sum(steady) / len(steady), 1)
+                for h in message.get("holds", []):
+                    held.setdefault(h["leg"], []).append(float(h["held_s"]))
+                    if h.get("tightness"):
+                        tightness[h["leg"]] = h["tightness"]
+            last = mine[-1] if mine else None
+            out.append({
+                "box": box,
+                "online": None if online is None else bool(online),
+                "last_session": last[1] if last else stats.get("last_session"),
+                "last_session_id": last[0] if last else None,
+                "sessions": len(mine),
+                "sessions_this_week": stats.get("sessions_this_week"),
+                "streak_days": stats.get("streak_days"),
+                "mean_hold_s": {leg: round(sum(v) / len(v), 1) for leg, v in held.items()},
+                "last_steadiness": steadiness,
+                "last_tightness": tightness,
+            })
+        return out
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """The studio table, one line per box."""
+    head = ("box", "online", "last session", "week", "streak", "mean hold R/L (s)",
+            "steadiness", "tightness R/L")
+    lines = [head]
+    for r in rows:
+        online = {True: "yes", False: "no", None: "?"}[r["online"]]
+        last = (r["last_session"] or "-")[:16].replace("T", " ")
+        mean = "/".join(f"{r['mean_hold_s'][leg]:.0f}" if leg in r["mean_hold_s"] else "-"
+                        for leg in LEGS)
+        answers = r.get("last_tightness") or {}
+        tight = "/".join(answers.get(leg, "-").replace("_", " ") for leg in LEGS)
+        lines.append((r["box"], online, last, _show(r["sessions_this_week"]),
+                      _show(r["streak_days"]), mean, _show(r["last_steadiness"]),
+                      "-" if not answers else tight))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths,
+                                                                  strict=True)).rstrip()
+                     for line in lines)
+
+
+def _show(value: Any) -> str:
+    return "-" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class Studio:
+    """The consumer: subscribes with a persistent session and stores what arrives."""
+
+    def __init__(self, url: str, store: StudioStore, *, client_id: str = CLIENT_ID,
+                 root: str = ROOT, username: str = "", password: str | None = None,
+                 ca_file: str | None = None,
+                 on_change: Callable[[], None] | None = None) -> None:
+        import paho.mqtt.client as mqtt
+
+        from device.addons.mqtt import parse_url
+
+        self.host, self.port, self.tls = parse_url(url)
+        self.url = url
+        self.store = store
+        self.root = root
+        self.on_change = on_change
+        self.subscribed = threading.Event()
+        self.last_message = time.monotonic()
+        self.new_sessions = 0
+        self.duplicates = 0  # session messages whose id was already stored
+        self._bad_logged = False
+        self._down_logged = False
+        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+                        client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False,
+                        manual_ack=True)
+        if username:
+            c.username_pw_set(username, password)
+        if self.tls:
+            import ssl
+
+            c.tls_set_context(ssl.create_default_context(cafile=ca_file))
+        c.reconnect_delay_set(min_delay=0.2, max_delay=10)  # type: ignore[arg-type]
+        c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        self.client = c
+
+    def start(self) -> Studio:
+        self.client.connect_async(self.host, self.port, keepalive=30)
+        self.client.loop_start()
+        return self
+
+    def stop(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def settle(self, quiet_s: float = 0.4, max_s: float = 5.0) -> bool:
+        """Wait until subscribed and nothing arrived for ``quiet_s`` (at most ``max_s``)."""
+        deadline = time.monotonic() + max_s
+        if not self.subscribed.wait(max_s):
+            return False
+        while time.monotonic() < deadline:
+            idle = time.monotonic() - self.last_message
+            if idle >= quiet_s:
+                return True
+            time.sleep(min(quiet_s - idle, deadline - time.monotonic(), 0.1) + 0.001)
+        return True
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            log.warning("studio: broker %s refused the connection: %s", self.url, reason)
+            return
+        self._down_logged = False
+        client.subscribe([(f"{self.root}/+/{name}", 1)
+                          for name in ("availability", "stats", "session")])
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        if not self._down_logged:
+            self._down_logged = True
+            log.warning("studio: cannot connect to %s; retrying", self.url)
+
+    def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        if not self._down_logged and not reason.is_failure:
+            return
+        if not self._down_logged:
+            self._down_logged = True
+            log.warning("studio: lost %s (%s); retrying", self.url, reason)
+
+    def _on_subscribe(self, client: Any, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:
+        self.last_message = time.monotonic()
+        self.subscribed.set()
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        """Store first, then acknowledge (QoS 1): what is acknowledged is stored."""
+        self.last_message = time.monotonic()
+        parts = msg.topic.split("/")
+        box, name = parts[-2], parts[-1]
+        try:
+            if name == "availability":
+                self.store.set_online(box, msg.payload == b"online")
+            elif name == "stats":
+                self.store.set_stats(box, json.loads(msg.payload))
+            elif name == "session":
+                if self.store.add_session(box, json.loads(msg.payload)):
+                    self.new_sessions += 1
+                else:
+                    self.duplicates += 1
+        except (ValueError, KeyError, TypeError) as exc:
+            if not self._bad_logged:
+                self._bad_logged = True
+                log.warning("studio: skipped a bad message on %s (%s)", msg.topic, exc)
+        except sqlite3.Error as exc:
+            # not stored, not acknowledged: the broker sends it again after a reconnect
+            log.error("studio: cannot store a message (%s); reconnecting", exc)
+            client.disconnect()
+            return
+        if msg.qos > 0:
+            client.ack(msg.mid, msg.qos)
+        if self.on_change is not None:
+            self.on_change()
+
+
+def add_studio_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mqtt", metavar="URL", required=True,
+                        help="broker, e.g. mqtt://broker.lan:1883 or mqtts://broker.lan:8883")
+    parser.add_argument("--db", metavar="FILE",
+                        help="the studio's database (default: studio.db in the state folder)")
+    parser.add_argument("--json", action="store_true", help="print JSON, one object per box")
+    parser.add_argument("--follow", action="store_true", help="keep the table live")
+    parser.add_argument("--client-id", default=CLIENT_ID,
+                        help=f"persistent session name at the broker (default {CLIENT_ID})")
+    parser.add_argument("--root", default=ROOT,
+                        help=f"first topic level of the boxes' base topics (default {ROOT})")
+    parser.add_argument("--username", default="", help="user name at the broker")
+    parser.add_argument("--password-file", metavar="FILE", help="file holding the password")
+    parser.add_argument("--ca-file", metavar="FILE", help="CA certificate for mqtts://")
+
+
+def default_db() -> Path:
+    from device.store.paths import default_history_path
+
+    return default_history_path(service=False).with_name("studio.db")
+
+
+def studio_main(args: argparse.Namespace) -> int:
+    """``studio``: take what the broker holds, store it, print the table (or follow)."""
+    from device.addons.mqtt import parse_url, read_password
+    from device.core.config import _topic
+
+    try:
+        parse_url(args.mqtt)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if _topic(args.root, empty_ok=False) is not None:
+        raise UsageError(f"--root {args.root!r}: must be a topic without '+', '#' or '$'")
+    password = read_password(args.password_file) if args.password_file else None
+    try:
+        store = StudioStore(args.db or default_db())
+    except (sqlite3.Error, OSError) as exc:
+        raise UsageError(f"--db {args.db}: cannot use it ({exc})") from None
+
+    def show() -> None:
+        rows = store.summary()
+        if args.json:
+            print(json.dumps(rows, indent=None if args.follow else 2), flush=True)
+        else:
+            if args.follow:
+                sys.stdout.write("\x1b[H\x1b[2J")
+            stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
+            print(f"{table(rows)}\n({len(rows)} box(es), {stamp})", flush=True)
+
+    changed = threading.Event()
+    studio = Studio(args.mqtt, store, client_id=args.client_id, root=args.root,
+                    username=args.username, password=password, ca_file=args.ca_file,
+                    on_change=changed.set)
+    studio.start()
+    try:
+        if not studio.settle():
+            print(f"stretch-companion studio: no answer from {args.mqtt} within 5 s; "
+                  "showing what is stored", file=sys.stderr)
+        show()
+        while args.follow:
+            if changed.wait(1.0):
+                time.sleep(0.2)  # let a burst land before redrawing
+                changed.clear()
+                show()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        studio.stop()
+        store.close()
+    return 0

@@ -57,7 +57,7 @@ def web_hold(hold_s: float, state_dir: str) -> dict[str, Any]:
     rss_box = _rss_kb()
     from device.addons.web import attach
 
-    handle = attach(box, "127.0.0.1:0", state_dir=Path(state_dir),
+    handle = attach(box.port, "127.0.0.1:0", state_dir=Path(state_dir),
                     config_path=Path(state_dir) / "config.toml")
     token, _ = handle.server.web.store.pair(handle.code)
     rss_attached = _rss_kb()

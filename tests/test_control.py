@@ -255,17 +255,17 @@ def test_attach_needs_a_runtime_directory_or_a_path(make_box, tmp_path: Path) ->
     from device.addons import control
 
     box = make_box(_box_config())
-    assert control.attach(box, environ={}) is None  # not under systemd: no socket
+    assert control.attach(box.port, environ={}) is None  # not under systemd: no socket
     runtime = tmp_path / "rt"
     runtime.mkdir()
-    server = control.attach(box, environ={"RUNTIME_DIRECTORY": str(runtime)})
+    server = control.attach(box.port, environ={"RUNTIME_DIRECTORY": str(runtime)})
     assert server is not None
     try:
         assert server.path == str(runtime / "control.sock")
     finally:
         server.close()
     off = make_box(_box_config(enabled=False))
-    assert control.attach(off, environ={"RUNTIME_DIRECTORY": str(runtime)}) is None
+    assert control.attach(off.port, environ={"RUNTIME_DIRECTORY": str(runtime)}) is None
 
 
 def test_a_socket_that_cannot_be_made_leaves_the_box_running(make_box, tmp_path: Path,
@@ -273,7 +273,7 @@ def test_a_socket_that_cannot_be_made_leaves_the_box_running(make_box, tmp_path:
     from device.addons import control
 
     box = make_box(_box_config(socket=str(tmp_path / "no" / "dir.sock")))
-    assert control.attach(box) is None
+    assert control.attach(box.port) is None
     assert "cannot create it" in caplog.text and "runs without it" in caplog.text
 
 

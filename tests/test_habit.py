@@ -8,6 +8,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from device.addons.habit import attach as attach_history
+from device.apps.builder import build_box
 from device.apps.cli import main
 from device.apps.sim import make_sim
 from device.box.clock import VirtualClock, wall_clock
@@ -27,7 +28,7 @@ def run_session(path: Path, start: datetime, config: Config | None = None,
     config = config or Config()
     clock = VirtualClock()
     box = make_sim(config, clock=clock, listeners=[events])
-    habit = attach_history(box.loop, config, box.loop.routine, path, wall_clock(clock, start))
+    habit = attach_history(box.port, path, wall_clock(clock, start))
     for item in script.split(","):
         at = float(item.split("@")[1])
         box.loop.schedule(at, box.press_now)
@@ -121,8 +122,7 @@ def test_nudge_light_when_no_session_by_the_set_time(tmp_path: Path) -> None:
     clock = VirtualClock()
     box = make_sim(config, clock=clock, listeners=[events])
     start = datetime(2026, 11, 23, 18, 0, tzinfo=BERLIN)
-    attach_history(box.loop, config, box.loop.routine, tmp_path / "h.db",
-                   wall_clock(clock, start))
+    attach_history(box.port, tmp_path / "h.db", wall_clock(clock, start))
     box.loop.run(until=3590)  # 18:59:50
     assert box.loop.idle_pattern is Pattern.OFF and box.led_pin.state == 0.0
     box.loop.run(until=3700)
@@ -150,12 +150,12 @@ def test_nudge_line_is_the_routines(tmp_path: Path) -> None:
         config = with_overrides(Config(), history={"nudge_at": "19:00", "nudge_voice": True,
                                                    "timezone": "Europe/Berlin"})
         clock = VirtualClock()
-        box = make_sim(config, clock=clock, listeners=[events])
-        routine = box.loop.routine
+        routine = load_routine()
         if routine_nudge is not None:
-            routine = replace(load_routine(), nudge=routine_nudge)
+            routine = replace(routine, nudge=routine_nudge)
+        box = build_box(config, clock=clock, listeners=[events], routine=routine)
         start = datetime(2026, 11, 23, 18, 0, tzinfo=BERLIN)
-        habit = attach_history(box.loop, config, routine, tmp_path / f"{routine_nudge}.db",
+        habit = attach_history(box.port, tmp_path / f"{routine_nudge}.db",
                                wall_clock(clock, start))
         box.loop.run(until=3700)
         box.close()

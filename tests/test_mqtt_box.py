@@ -113,7 +113,6 @@ def test_discovery_names_the_page_and_stats_follow_saved_settings(
     the page (applied between sessions) change the next holds in ``stats``."""
     pytest.importorskip("uvicorn", reason="pip install 'stretch-companion[web]'")
     from device.addons.web import WebHandle
-    from device.addons.web.reload import ConfigReloader
 
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))  # the pairing store
     watch = Watch(broker.port, ["homeassistant/sensor/+/session_state/config",
@@ -125,7 +124,6 @@ def test_discovery_names_the_page_and_stats_follow_saved_settings(
                     config_path=tmp_path / "c.toml")
     thread = threading.Thread(target=box.loop.run, daemon=True)
     thread.start()
-    reloader = ConfigReloader(box)
     stats = "stretch-companion/box1/stats"
     try:
         page = next(a for a in box.addons if isinstance(a, WebHandle))
@@ -133,32 +131,25 @@ def test_discovery_names_the_page_and_stats_follow_saved_settings(
         assert watch.wait(lambda w: w.on(topic) and w.on(stats))
         assert watch.json(topic)[-1]["device"]["configuration_url"] == page.url
         assert watch.json(stats)[-1]["next_hold_s"] == {"right": 60.0, "left": 60.0}
-        reloader.request(with_overrides(box.config, session={"hold_seconds": 90}))
+        box.port.reload(with_overrides(box.config, session={"hold_seconds": 90}))
         assert wait_until(lambda: box.config.session.hold_seconds == 90)
         assert box.view().next_hold_s == 90.0
         box.commands.press()  # a state change: the new settings' stats go out
         assert watch.wait(lambda w: w.json(stats)[-1]["next_hold_s"]
                           == {"right": 90.0, "left": 90.0})
     finally:
-        reloader.close()
         _stop(box, thread)
         watch.close()
 
 
 def test_page_url_names_an_address_the_broker_side_can_reach() -> None:
     from device.addons.mqtt import page_url, resolve
-    from device.addons.web import WebHandle
+    from device.addons.page import PageAddress
 
     ep = resolve(MqttSettings(url="mqtt://127.0.0.1:1883", box_id="b"))
-
-    class Page:
-        addons = [WebHandle(None, None, None, "http://0.0.0.0:8321/")]
-
-    assert page_url(Page(), ep) == "http://127.0.0.1:8321/"
-    Page.addons = [WebHandle(None, None, None, "http://192.0.2.7:8321/")]
-    assert page_url(Page(), ep) == "http://192.0.2.7:8321/"
-    Page.addons = []
-    assert page_url(Page(), ep) is None
+    assert page_url(PageAddress("http://0.0.0.0:8321/"), ep) == "http://127.0.0.1:8321/"
+    assert page_url(PageAddress("http://192.0.2.7:8321/"), ep) == "http://192.0.2.7:8321/"
+    assert page_url(None, ep) is None
 
 
 def test_a_command_starts_a_session_when_on(broker: Mosquitto, tmp_path: Path) -> None:

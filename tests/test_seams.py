@@ -111,8 +111,39 @@ def test_every_event_kind_has_its_json_form() -> None:
     assert hold.to_json() == {"t": 1.0, "kind": "hold", "leg": "left", "round": 1,
                               "planned_s": 60.0, "held_s": 59.5, "ended": "early",
                               "mean": 5.0, "peak": 6.0, "steadiness": 80.0}
-    assert SessionEvent(2.0, "complete", 2).to_json() == {
+    assert SessionEvent(2.0, "complete", 2).transcript() == {
         "t": 2.0, "kind": "session", "outcome": "complete", "holds": 2}
+
+
+def test_every_event_round_trips_through_json() -> None:
+    """A whole two-leg session with the strap (bouncing, over-pull, unplug): each event on
+    the bus, as JSON text and back, is the same event; its kind picks its class."""
+    import json
+
+    from device.box.events import Event
+    from device.core.script import ACTIONS, SENSOR_ACTIONS, parse_script
+
+    seen: list[Event] = []
+    config = with_overrides(Config(), session={"switch": "auto"})
+    script = ("press@1,tension@3:0,press@20,press@20.3,tension@22:6,bounce@30:4,"
+              "tension@50:14,tension@55:6,press@85,press@86,unplug@150,replug@158")
+    box = build_box(config, sensor=True)
+    box.bus.subscribe(seen.append, CATALOGUE.keys(), name="test")
+    box.add_script(parse_script(script, {**ACTIONS, **SENSOR_ACTIONS}))
+    box.loop.run(until=900, stop_when_done=True)
+    box.close()
+    kinds = {e.kind for e in seen}
+    assert {"state", "speak", "hold", "session", "tension", "led", "coach", "sensor",
+            "tightness", "buzz", "button"} <= kinds
+    for event in seen:
+        again = Event.from_json(json.loads(json.dumps(event.to_json())))
+        assert again == event and type(again) is type(event)
+    session = next(e for e in seen if isinstance(e, SessionEvent))
+    assert session.results and session.to_json()["results"][0]["leg"] == "right"
+    with pytest.raises(ValueError, match="unknown event kind"):
+        Event.from_json({"t": 0, "kind": "nope"})
+    with pytest.raises(ValueError, match="state event"):
+        Event.from_json({"t": 0, "kind": "state"})
 
 
 # ---- a slow subscriber never stalls the loop -------------------------------------------------
@@ -143,7 +174,7 @@ def test_a_blocked_subscriber_changes_nothing_and_loses_no_session_hold_or_state
     with_slow, got = run(True)
     assert with_slow == plain
     want = [e for e in plain if e["kind"] in ("state", "hold", "session")]
-    assert [e.to_json() for e in got if e.kind in ("state", "hold", "session")] == want
+    assert [e.transcript() for e in got if e.kind in ("state", "hold", "session")] == want
 
 
 def test_a_subscriber_blocking_for_seconds_does_not_delay_the_hold_on_real_time() -> None:
@@ -333,7 +364,7 @@ def test_set_hold_planner_hands_back_the_planner_it_replaces() -> None:
 
     box = build_box(with_overrides(Config(), session={"hold_seconds": 75}))
     assert box.loop.set_hold_planner(lambda leg: 80.0)("right") == 75.0
-    next_hold = NextHold(box.loop)
+    next_hold = NextHold(box.port)
     assert next_hold.plan("left") == 80.0
     next_hold.set(90)
     box.commands.press()

@@ -130,7 +130,7 @@ def test_run_off_a_pi_says_what_to_do(tmp_path: Path) -> None:
 
 def test_loop_crash_makes_outputs_safe_and_exits_nonzero(make_box, caplog) -> None:
     from device.addons.notify import Notifier
-    from device.addons.service import run_service
+    from device.apps.runner import run_service
 
     box = make_box()
     box.loop.schedule(1.0, box.press_now)
@@ -150,7 +150,7 @@ def test_loop_crash_makes_outputs_safe_and_exits_nonzero(make_box, caplog) -> No
 def test_a_clean_stop_logs_the_outputs_read_back_from_the_pins(make_box, caplog) -> None:
     """The line the system test finds in the journal after ``systemctl stop`` mid-hold."""
     from device.addons.notify import Notifier
-    from device.addons.service import run_service
+    from device.apps.runner import run_service
 
     box = make_box()
     box.loop.schedule(1.0, box.press_now)
@@ -163,7 +163,7 @@ def test_a_clean_stop_logs_the_outputs_read_back_from_the_pins(make_box, caplog)
     assert seen and seen[0] > 0  # the light was breathing when the stop came
     assert "stopped: light off, buzzer off" in caplog.text
     box.loop.parts.light.device.value = 0.5  # as if the light had been left on
-    from device.addons.service import outputs_line
+    from device.apps.runner import outputs_line
 
     assert outputs_line(box.loop) == "light ON (duty 0.50), buzzer off"
 

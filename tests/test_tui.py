@@ -19,10 +19,10 @@ import pytest
 
 pytest.importorskip("textual")
 
+from device.addons import transcript  # noqa: E402
 from device.apps import tui  # noqa: E402
 from device.apps.builder import (
     Box,
-    attach_transcript,  # noqa: E402
 )
 from device.apps.sim import make_sim  # noqa: E402
 from device.apps.tui import (  # noqa: E402
@@ -47,6 +47,8 @@ class HandClock:
 
     The loop really waits on it (briefly, in real time) so the loop thread stays alive,
     but its time only moves when told: no race between the screen and the pins."""
+
+    virtual = False
 
     def __init__(self) -> None:
         self._now = 0.0
@@ -416,14 +418,15 @@ def test_strap_keys_and_tension_gauge_with_a_sensor() -> None:
             assert await until(pilot, lambda: len(strap.calls) == 4)
             assert strap.calls == ["harder", "softer", "bounce", "toggle_plug"]
             # as the strap add-on does: the read model, then an event (which wakes the screen)
-            box.loop.set_strap(3.2, "kg", "ok")
+            box.port.update_view(tension=3.2, tension_units="kg", sensor_status="ok")
             box.bus.publish(TensionEvent(1.0, 3.2, "kg"))
             assert await until(pilot, shows(app, "3.2 kg"))
             assert "aim for 1-" in app.screen_text()  # the gauge has a scale and a band
-            box.loop.set_strap(-1.7, "kg", "ok")  # noise just after zeroing
+            # noise just after zeroing
+            box.port.update_view(tension=-1.7, tension_units="kg", sensor_status="ok")
             box.bus.publish(TensionEvent(1.1, -1.7, "kg"))
             assert await until(pilot, shows(app, "  0.0 kg"))
-            box.loop.set_strap(None, "kg", "unplugged")
+            box.port.update_view(tension=None, tension_units="kg", sensor_status="unplugged")
             box.bus.publish(SensorEvent(2.0, "unplugged"))
             assert await until(pilot, shows(app, "strap sensor: unplugged"))
             await pilot.press("q")
@@ -445,7 +448,7 @@ def test_whole_box_on_the_real_clock_at_high_speed(tmp_path) -> None:
     before = datetime.now().astimezone()
     app = StretchApp(config, speed=1000.0, speaker=speaker, history=db)
     events = Events()
-    attach_transcript(app.box.bus, events)
+    transcript.attach(app.box.port, events)
 
     async def go() -> None:
         async with app.run_test(size=(80, 24)) as pilot:

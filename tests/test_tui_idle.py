@@ -103,7 +103,8 @@ def test_a_warning_leaves_the_title_after_a_while() -> None:
     async def go() -> None:
         async with app.run_test(size=(100, 24)) as pilot:
             assert await until(pilot, shows(app, "strap sensor lost"))
-            box.loop.set_strap(2.0, "kg", "ok")  # the strap came back
+            # the strap came back
+            box.port.update_view(tension=2.0, tension_units="kg", sensor_status="ok")
             box.bus.publish(TensionEvent(1.0, 2.0, "kg"))
             assert await until(pilot, lambda: "strap sensor lost" not in app.screen_text())
             await pilot.press("q")

@@ -83,7 +83,7 @@ def web(box: FakeBox, store: PairingStore, clock: Clock, config_file: Path,
         tmp_path: Path) -> WebApp:
     return WebApp(box, WebOptions(config_path=config_file, store=store, clock=clock,
                                   history_path=tmp_path / "history.db",
-                                  on_config_saved=box.commands.reload_config))
+                                  on_config_saved=box.reload))
 
 
 @pytest.fixture

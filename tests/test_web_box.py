@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from device.addons.web.reload import ConfigReloader
 from device.apps.builder import build_box
 from device.apps.cli import main
 from device.box.clock import VirtualClock
@@ -22,7 +21,6 @@ def _box(history: Path | None = None):
 
 def test_saved_settings_wait_for_the_session_to_end_then_apply(tmp_path: Path) -> None:
     box = _box(tmp_path / "h.db")
-    reloader = ConfigReloader(box)
     loop = box.loop
     try:
         new = with_overrides(box.config, session={"hold_seconds": 150, "legs": ["left"],
@@ -33,14 +31,14 @@ def test_saved_settings_wait_for_the_session_to_end_then_apply(tmp_path: Path) -
         loop.schedule(2.3, box.commands.press)  # a double press: straight to the hold
         loop.run(until=60)
         assert box.view().state == "hold" and box.view().hold_planned_s == 60
-        reloader.request(new)
+        box.port.reload(new)
         loop.run(until=62)
-        assert reloader.pending == new and reloader.applied == []  # the session goes on
+        assert box.config is not new  # the session goes on
         assert box.view().hold_planned_s == 60 and loop.config.breath.inhale == 4
         loop.schedule(63, box.commands.long_press)  # cancel: back to idle soon after
         loop.run(until=80)
         assert box.view().state == "idle"
-        assert reloader.applied == [new] and reloader.pending is None
+        assert box.config is new
         assert loop.config is new and box.config is new and box.habit.config is new
         loop.schedule(81, box.commands.press)  # the next session uses it
         loop.run(until=200)
@@ -48,23 +46,20 @@ def test_saved_settings_wait_for_the_session_to_end_then_apply(tmp_path: Path) -
         assert (view.state, view.leg, view.rounds, view.hold_planned_s) == (
             "hold", "left", 2, 150)
     finally:
-        reloader.close()
         box.close()
 
 
 def test_saved_settings_apply_at_once_when_idle() -> None:
     box = _box()
-    reloader = ConfigReloader(box)
     try:
         new = with_overrides(box.config, session={"hold_seconds": 90})
-        reloader.request(new)
+        box.port.reload(new)
         box.loop.run(until=1)
-        assert reloader.applied == [new]
+        assert box.config is new
         box.loop.schedule(2, box.commands.press)
         box.loop.run(until=120)
         assert box.view().hold_planned_s == 90
     finally:
-        reloader.close()
         box.close()
 
 
@@ -78,7 +73,6 @@ def test_the_read_model_shows_the_strap_band_ceiling_and_next_hold(
                             sensor={"overpull_max_kg": 20, "overpull_max_rel": 12,
                                     "loaded_kg": 1.5})
     box = build_box(config, mode="sim", clock=VirtualClock(), sensor=True)
-    reloader = ConfigReloader(box)
     loop = box.loop
     try:
         loop.run(until=0.5)
@@ -98,18 +92,17 @@ def test_the_read_model_shows_the_strap_band_ceiling_and_next_hold(
         assert view.tension_high == pytest.approx(7.5, abs=0.3)
         assert view.tension_low == 1.5 and view.tension_ceiling == 12
         new = with_overrides(box.config, sensor={"overpull_max_rel": 6})
-        reloader.request(new)
+        box.port.reload(new)
         loop.run(until=26)
         assert box.view().tension_ceiling == 12  # the hold in progress keeps its ceiling
         assert box.sensor.coach.thresholds.overpull_max == 12
         loop.schedule(27, box.commands.long_press)
         loop.run(until=40)
-        assert reloader.applied == [new]
+        assert box.config is new
         view = box.view()
         assert view.state == "idle" and view.tension_ceiling == 6
         assert box.sensor.thresholds.overpull_max == 6  # the next hold's coach uses it
     finally:
-        reloader.close()
         box.close()
 
 

@@ -110,10 +110,6 @@ class FakeCommands:
         if self.box._view.state not in ("idle", "done", "cancelled"):
             self.box.set_state("cancelled")
 
-    def reload_config(self, config: Config) -> None:
-        self.reloaded.append(config)
-        self.box.config = config
-
 
 class FakeBox:
     def __init__(self, config: Config | None = None) -> None:
@@ -122,6 +118,28 @@ class FakeBox:
         self.bus = FakeBus()
         self.loop = FakeLoop()
         self.commands = FakeCommands(self)
+        self.provided: list[Any] = []
+
+    # the add-on port's surface the page uses
+    def subscribe(self, handler: Any, kinds: Any = None, *, queued: bool = False,
+                  name: str = "", maxsize: int = 1000) -> FakeSubscription:
+        return self.bus.subscribe(handler, kinds, queued=queued, name=name)
+
+    def unsubscribe(self, sub: FakeSubscription) -> None:
+        self.bus.unsubscribe(sub)
+
+    def say(self, text: str, key: str, not_after: float | None = None) -> None:
+        self.loop.say(text, key, not_after)
+
+    def call_soon(self, fn: Any) -> None:
+        self.loop.call_soon(fn)
+
+    def provide(self, service: Any) -> None:
+        self.provided.append(service)
+
+    def reload(self, config: Config) -> None:
+        self.commands.reloaded.append(config)
+        self.config = config
 
     def view(self) -> FakeView:
         return FakeView(**{**self._view.__dict__, "spoken": list(self._view.spoken)})

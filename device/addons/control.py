@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device.box.port import BoxPort
+
 log = logging.getLogger(__name__)
 
 REQUESTS = ("press", "long", "status")
@@ -366,7 +368,7 @@ def request(path: str | Path, line: str, timeout: float = 5.0) -> str:
 # ---- the box's add-on ------------------------------------------------------------------
 
 
-def attach(box: Any, environ: dict[str, str] | None = None) -> ControlServer | None:
+def attach(box: BoxPort, environ: dict[str, str] | None = None) -> ControlServer | None:
     """The control socket of ``run`` per ``[control]``, on the box's command port
     (``box.commands``) and read model (``box.view()``). None when it is off or cannot be
     created (said once in the log: the box runs without it)."""

@@ -15,17 +15,15 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-from device.box.events import HistoryEvent, NudgeEvent, SessionEvent, StateEvent
-from device.box.loop import DeviceLoop
-from device.core.breath import Pattern
+from device.box.events import Event, HistoryEvent, NudgeEvent, SessionEvent, StateEvent
+from device.box.port import BoxPort
 from device.core.config import Config
 from device.core.machine import State
 from device.core.progression import next_hold_seconds, tightness_plan
 from device.core.records import HoldRecord, LegSession, SessionRecord, instant_us
 from device.core.routine import Routine
-from device.core.streaks import done_today, local_zone, sessions_this_week, streak_days
+from device.core.streaks import done_today, sessions_this_week, streak_days, zone_of
 from device.core.summary import growth_line, summary_line
 from device.store.safe import IN_MEMORY, SafeHistory
 
@@ -86,17 +84,12 @@ class Tally:
         return [LegSession.of(s, leg) for s in recent]
 
 
-def zone_of(config: Config) -> tzinfo:
-    """The configured time zone, or the system's."""
-    return ZoneInfo(config.history.timezone) if config.history.timezone else local_zone()
-
-
 class Habit:
     """Keeps every session, plans each leg's hold, and nudges when a day has none."""
 
     def __init__(
         self,
-        loop: DeviceLoop,
+        loop: BoxPort,
         history: SafeHistory,
         config: Config,
         routine: Routine,
@@ -108,11 +101,11 @@ class Habit:
         self.config = config
         self.routine = routine
         self.wall = wall
-        self.tz = tz or zone_of(config)
+        self.tz = tz or zone_of(config.history.timezone)
         self._plans: dict[str, float] = {}
         self._grew: dict[str, bool] = {}
         self._nudging = False
-        self._virtual = hasattr(loop.clock, "advance_to")
+        self._virtual = loop.clock.virtual
         self._records: dict[int, SessionRecord] = {}  # id(session event) -> its record
         self._written: list[tuple[str, str]] = []  # (outcome, how saved), to be published
         self._outstanding = 0  # sessions handed to the writer, not yet published
@@ -121,10 +114,10 @@ class Habit:
         self.tally = Tally()
         self.tally.load(history)
         loop.set_hold_planner(self.plan_hold)
-        loop.bus.subscribe(self._on_state, ["state"], name="habit")
-        loop.bus.subscribe(self._on_session, ["session"], name="habit")
-        self._writer = loop.bus.subscribe(self._write, ["session", "state"], queued=True,
-                                          name="history")
+        loop.on(StateEvent, self._on_state, name="habit")
+        loop.on(SessionEvent, self._on_session, name="habit")
+        self._writer = loop.subscribe(self._write, [SessionEvent, StateEvent], queued=True,
+                                      name="history")
         loop.set_summary(self._summary)
         if config.history.nudge_at:
             loop.add_ticker(self._nudge_deadline, self._nudge_check)
@@ -140,7 +133,7 @@ class Habit:
         """Let the writer finish, publish what it wrote, and close the history (what
         could not be written stays in the fallback file, or is lost if not even that)."""
         self.wait_for_writes()
-        self.loop.bus.unsubscribe(self._writer)
+        self.loop.unsubscribe(self._writer)
         self.history.close()
         if self.history.memory_only:
             log.error("%d session(s) could not be saved anywhere and are lost",
@@ -218,10 +211,10 @@ class Habit:
             self._outstanding += 1
         self._plans.clear()
 
-    def _write(self, event: SessionEvent | StateEvent) -> None:
+    def _write(self, event: Event) -> None:
         """The writer's thread: write a session (every outcome); at a change of state,
         retry sessions that could not be written before."""
-        if event.kind == "state":
+        if not isinstance(event, SessionEvent):  # a change of state
             if self.history.pending:
                 self.history.flush()
             return
@@ -274,14 +267,14 @@ class Habit:
         due = idle and self._nudge_due(self.wall())
         if due and not self._nudging:
             self._nudging = True
-            self.loop.set_idle_pattern(Pattern.NUDGE)
+            self.loop.nudge_light(True)
             self.loop.publish(NudgeEvent(self.loop.stamp(), True))
             if self.config.history.nudge_voice:
                 self.loop.say(self.routine.nudge, "nudge")
         elif self._nudging and not due:
             # nudged and then a session began (or the day's stretch is done): back to normal
             self._nudging = False
-            self.loop.set_idle_pattern(None)
+            self.loop.nudge_light(False)
             self.loop.publish(NudgeEvent(self.loop.stamp(), False))
 
     def _nudge_deadline(self, now_clock: float) -> float | None:
@@ -320,7 +313,7 @@ def records_of(ended: SessionEvent) -> list[HoldRecord]:
 class PlainSummary:
     """Without a history: the spoken summary of the holds alone."""
 
-    def __init__(self, loop: DeviceLoop) -> None:
+    def __init__(self, loop: BoxPort) -> None:
         loop.set_summary(lambda ended: summary_line(loop.routine, records_of(ended), 0, 0))
 
     def close(self) -> None:
@@ -328,8 +321,7 @@ class PlainSummary:
 
 
 def attach(
-    loop: DeviceLoop, config: Config, routine: Routine, path: Path,
-    wall: Callable[[], datetime], outbox: bool = False,
+    loop: BoxPort, path: Path, wall: Callable[[], datetime], outbox: bool = False,
 ) -> Habit:
     """Wire a (fault-proof) history at ``path`` into ``loop``; ``outbox``: each session
     is also queued for MQTT, in the same transaction."""
@@ -337,5 +329,8 @@ def attach(
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
-    return Habit(loop, SafeHistory(path, outbox=outbox), config, routine, wall)
+    habit = Habit(loop, SafeHistory(path, outbox=outbox), loop.config, loop.routine, wall)
+    loop.provide(habit)
+    loop.on_reload(habit.reload)
+    return habit
 

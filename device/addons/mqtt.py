@@ -39,29 +39,26 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from device.addons.page import PageAddress
+from device.box.clock import wall_clock
+from device.box.events import CATALOGUE, Event, SessionEvent
+from device.box.port import BoxPort
 from device.core.config import Config, MqttSettings
 from device.core.errors import ConfigError
+from device.core.machine import State
 from device.core.progression import next_hold_seconds, tightness_plan
 from device.core.records import LEGS, session_to_dict
-from device.core.streaks import minutes_today, sessions_this_week, streak_days
+from device.core.streaks import minutes_today, sessions_this_week, streak_days, zone_of
 from device.store.sqlite import History, HistoryError, OutboxEntry
 
 log = logging.getLogger(__name__)
 
-STATES = ("idle", "setup", "hold", "ask", "switch", "done", "cancelled")
+STATES = tuple(state.value for state in State)
 ROOT = "stretch-companion"
 NODE = "stretch_companion"
 HOLD_RANGE = (60, 300)  # next_hold_seconds accepts what session.hold_seconds accepts
 STATE_EVERY_S = 1.0  # at most one state message a second during a hold
 KINDS = ("state", "hold", "session", "history")
-
-
-class Event(Protocol):
-    """What the bus hands a subscriber."""
-
-    kind: str
-
-    def to_json(self) -> dict[str, Any]: ...
 
 
 # --------------------------------------------------------------------------- settings
@@ -409,7 +406,8 @@ class Publisher:
                  store: History | None, wall: Callable[[], datetime],
                  tz: tzinfo | None = None, commands: CommandPort | None = None,
                  next_hold: Callable[[float], None] | None = None, version: str = "",
-                 sensor: bool = False, configuration_url: str | None = None,
+                 sensor: bool = False,
+                 configuration_url: str | Callable[[], str | None] | None = None,
                  backoff_s: tuple[float, float] = (1.0, 60.0), keepalive_s: int = 30,
                  client_id: str | None = None,
                  next_hold_of: Callable[[str], float] | None = None) -> None:
@@ -607,6 +605,11 @@ class Publisher:
         self._stats_config = config
         self._send(self.ep.topic("stats"), payload, qos=1, retain=True)
 
+    def page_url(self) -> str | None:
+        """The phone page's address for Home Assistant (None: no page)."""
+        url = self.configuration_url
+        return url() if callable(url) else url
+
     def publish_discovery(self) -> None:
         """Home Assistant discovery for every entity (retained)."""
         if not self.ep.discovery:
@@ -615,7 +618,7 @@ class Publisher:
         units = view.get("tension_units") if view.get("sensor_status") != "absent" else None
         for topic, payload in discovery_messages(
                 self.ep, self.version, legs=self.config.session.legs, sensor=self.sensor,
-                tension_units=units, configuration_url=self.configuration_url):
+                tension_units=units, configuration_url=self.page_url()):
             self._send(topic, payload, qos=1, retain=True)
 
     def publish_all(self) -> None:
@@ -836,11 +839,11 @@ class NextHold:
     """``{"next_hold_seconds": N}``: the next session's holds last N s (then the plan
     goes back to the box's own progression)."""
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: BoxPort) -> None:
         self.loop = loop
         self.seconds: float | None = None
         self._plan = loop.set_hold_planner(self.plan)
-        loop.bus.subscribe(self._session_over, ["session"], name="mqtt-next-hold")
+        loop.on(SessionEvent, self._session_over, name="mqtt-next-hold")
 
     def plan(self, leg: str) -> float:
         return self.seconds if self.seconds is not None else float(self._plan(leg))
@@ -849,7 +852,7 @@ class NextHold:
         """Thread-safe: applied in the loop's thread."""
         self.loop.call_soon(lambda: setattr(self, "seconds", float(seconds)))
 
-    def _session_over(self, event: Any) -> None:
+    def _session_over(self, event: SessionEvent) -> None:
         self.seconds = None
 
 
@@ -857,30 +860,28 @@ class MqttAddon:
     """The publisher attached to a box: a queued bus subscriber; ``close`` waits (at most
     ``wait_s`` real seconds) for the broker to acknowledge the sessions handed to it."""
 
-    def __init__(self, box: Any, publisher: Publisher, wait_s: float) -> None:
+    def __init__(self, box: BoxPort, publisher: Publisher, wait_s: float) -> None:
         self.box = box
         self.publisher = publisher
         self.wait_s = wait_s
-        self.sub = box.bus.subscribe(publisher.handle, KINDS, queued=True, name="mqtt")
+        self.sub = box.subscribe(publisher.handle, [CATALOGUE[k] for k in KINDS], queued=True,
+                                 name="mqtt")
 
     def close(self) -> None:
         if self.sub.queue is not None:
             self.sub.queue.drain(2.0)  # the last session's history event first
-        self.box.bus.unsubscribe(self.sub)
+        self.box.unsubscribe(self.sub)
         self.publisher.close(wait_s=self.wait_s)
         if self.publisher.store is not None:
             self.publisher.store.close()
 
 
-def page_url(box: Any, ep: Endpoint) -> str | None:
+def page_url(page: PageAddress | None, ep: Endpoint) -> str | None:
     """The phone page's address when the box serves it (for Home Assistant's device
     page): a page on every address is named by the address the broker is reached from."""
-    from device.addons.web import WebHandle
-
-    handle = next((a for a in getattr(box, "addons", ()) if isinstance(a, WebHandle)), None)
-    if handle is None:
+    if page is None:
         return None
-    parts = urlsplit(handle.url)
+    parts = urlsplit(page.url)
     host = parts.hostname or ""
     if host in ("0.0.0.0", "::", ""):
         host = _local_address(ep.host) or socket.gethostname()
@@ -899,28 +900,24 @@ def _local_address(broker_host: str) -> str | None:
         return None
 
 
-def attach(box: Any, ep: Endpoint, *, history: Path | None = None,
+def attach(box: BoxPort, ep: Endpoint, *, history: Path | None = None,
            wall_start: datetime | None = None, wait_s: float = 3.0) -> MqttAddon:
     """Attach the MQTT publisher to ``box``: state and stats, discovery, the sessions in
     ``history``'s outbox (its own connection to the file), and commands when on."""
-    from device.addons.habit import zone_of
-    from device.box.clock import wall_clock
-
     store = None
     if history is not None:
         try:
             store = History(history)
         except HistoryError as exc:
             log.warning("MQTT: history file unavailable (%s); no sessions are published", exc)
-    next_hold = NextHold(box.loop) if ep.commands else None
-    next_hold_of = getattr(box.loop, "next_hold", None)
+    next_hold = NextHold(box) if ep.commands else None
     publisher = Publisher(
         ep, lambda: box.config, view=lambda: box.view().to_json(), store=store,
-        wall=wall_clock(box.clock, wall_start), tz=zone_of(box.config),
+        wall=wall_clock(box.clock, wall_start), tz=zone_of(box.config.history.timezone),
         commands=box.commands if ep.commands else None,
         next_hold=next_hold.set if next_hold is not None else None,
-        sensor=box.sensor is not None or box.strap is not None,
-        configuration_url=page_url(box, ep), next_hold_of=next_hold_of)
+        sensor=box.view().strap_fitted,
+        configuration_url=lambda: page_url(box.find(PageAddress), ep), next_hold_of=box.next_hold)
     addon = MqttAddon(box, publisher, wait_s)
     publisher.start()
     return addon

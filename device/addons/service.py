@@ -1,22 +1,20 @@
-"""Running the box as a service: signals, sd_notify (ready, status, watchdog, stopping).
+"""The service add-on: sd_notify's state line and watchdog, and stopping on signals.
 
-The watchdog is pinged from the device loop itself, so a stalled loop stops the pings
-and systemd restarts the box.
+The watchdog is pinged from the device loop itself (a ticker), so a stalled loop stops the
+pings and systemd restarts the box. ``device/apps/runner.py`` runs the box as a service.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 
 from device.addons.notify import Notifier
 from device.box.events import StateEvent
-from device.box.loop import DeviceLoop
+from device.box.port import BoxPort
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +23,9 @@ class Supervision:
     """The sd_notify add-on: the state line for ``systemctl status`` and the watchdog
     pinged from inside the loop (whose clock runs at real speed in the service)."""
 
-    def __init__(self, loop: DeviceLoop, notifier: Notifier) -> None:
+    def __init__(self, loop: BoxPort, notifier: Notifier) -> None:
         self.notifier = notifier
-        loop.bus.subscribe(self._on_state, ["state"], name="sd_notify")
+        loop.on(StateEvent, self._on_state, name="sd_notify")
         if notifier.watchdog_interval_s is not None:
             loop.add_ticker(notifier.watchdog_due_at, notifier.watchdog_if_due)
 
@@ -39,7 +37,7 @@ class Supervision:
         """Nothing to release (STOPPING is sent by ``run_service``)."""
 
 
-def attach(loop: DeviceLoop, notifier: Notifier) -> Supervision:
+def attach(loop: BoxPort, notifier: Notifier) -> Supervision:
     """The sd_notify add-on on ``loop``."""
     return Supervision(loop, notifier)
 
@@ -93,37 +91,3 @@ def stop_on_signals(stop: Callable[[], None]) -> None:
     signal.set_wakeup_fd(_watcher[0], warn_on_full_buffer=False)
     for signum in _STOP_SIGNALS:
         signal.signal(signum, _noted)
-
-
-def outputs_line(loop: DeviceLoop) -> str:
-    """The light and the buzzer as their pins say now (after a stop: "light off, buzzer
-    off"), for the log."""
-    try:
-        duty, on = loop.outputs()  # read back from the pins
-    except Exception as exc:  # a pin already released: say so rather than fail the stop
-        return f"outputs unknown ({exc})"
-    light = "light off" if duty == 0 else f"light ON (duty {duty:.2f})"
-    buzzer = "buzzer ON" if on else "buzzer off"
-    return f"{light}, {buzzer}"
-
-
-def run_service(loop: DeviceLoop, notifier: Notifier | None = None) -> int:
-    """Run ``loop`` until a signal; 0 on a clean stop, 1 if the loop crashed."""
-    notifier = notifier or Notifier()
-    if sys.stderr is not None:
-        faulthandler.enable()  # a watchdog abort leaves a Python traceback in the journal
-    attach(loop, notifier)
-    stop_on_signals(loop.stop)
-    notifier.ready(status="idle")
-    try:
-        loop.run()
-        log.warning("stopped: %s", outputs_line(loop))  # the journal's proof of a safe stop
-    except Exception:
-        log.exception(
-            "device loop failed in state %s (leg %s); outputs made safe, exiting for a restart",
-            loop.state.value, loop.view().leg,
-        )
-        return 1
-    finally:
-        notifier.stopping()
-    return 0

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from device.box.events import CoachEvent, HoldClockEvent, SensorEvent, StateEvent, TensionEvent
-from device.box.loop import DeviceLoop
+from device.box.port import BoxPort
 from device.core.config import SensorSettings
 from device.core.cues import Priority
 from device.core.machine import HoldEnded, State
@@ -67,7 +67,7 @@ class StrapSensor:
 
     def __init__(
         self,
-        loop: DeviceLoop,
+        loop: BoxPort,
         settings: SensorSettings,
         make_adc: Callable[[], LoadCell],
         calibration: Calibration | None = None,
@@ -85,7 +85,7 @@ class StrapSensor:
         self._connecting = False
         self._lock = threading.Lock()
         self._background = (
-            not hasattr(loop.clock, "advance_to") if background_connect is None
+            not loop.clock.virtual if background_connect is None
             else background_connect)
         self._tare: list[int] | None = None
         self._tared = calibration is not None
@@ -102,10 +102,11 @@ class StrapSensor:
         self._same_samples = 0
         self.stuck = False  # the reading has not moved for STUCK_S: not trusted
         self.saturated = False  # the latest reading is at the ADC's full scale
-        loop.bus.subscribe(self._on_state, ["state"], name="strap")
+        loop.update_view(strap_fitted=True)
+        loop.on(StateEvent, self._on_state, name="strap")
         loop.add_ticker(self._deadline, self._on_wake)
         loop.set_hold_figures(self._figures)
-        loop.set_strap_limits(*self.limits())
+        self._show_limits()
 
     @property
     def units(self) -> str:
@@ -179,8 +180,13 @@ class StrapSensor:
 
     def _show(self, tension: float | None) -> None:
         """Tell the read model the latest reading and status, and the band and ceiling."""
-        self.loop.set_strap(tension, self.units, self.status)
-        self.loop.set_strap_limits(*self.limits())
+        self.loop.update_view(tension=tension, tension_units=self.units,
+                              sensor_status=self.status)
+        self._show_limits()
+
+    def _show_limits(self) -> None:
+        low, high, ceiling = self.limits()
+        self.loop.update_view(tension_low=low, tension_high=high, tension_ceiling=ceiling)
 
     def limits(self) -> tuple[float, float | None, float | None]:
         """The band to aim for and the ceiling (strap units): from ``loaded_kg`` up to the
@@ -202,7 +208,7 @@ class StrapSensor:
         hold in progress keeps its coach (call it between sessions)."""
         self.settings = settings
         self.thresholds = thresholds_of(settings, self.units)
-        self.loop.set_strap_limits(*self.limits())
+        self._show_limits()
 
     def _publish_status(self, status: str) -> None:
         self.loop.publish(SensorEvent(self.loop.stamp(), status))
@@ -466,7 +472,7 @@ class StrapSensor:
                 "steadiness": r(summary.steadiness), "overpull_s": r(coach.overpull_s)}
 
 
-def say_strap_cue(loop: DeviceLoop, cue: str, now: float, still: Callable[[], bool],
+def say_strap_cue(loop: BoxPort, cue: str, now: float, still: Callable[[], bool],
                   again: bool = False) -> None:
     """Queue strap cue ``cue`` (overpull, bounce, slack) as the box says it: over-pull is
     safety and waits as long as ``still()`` holds (``again``: it goes on, the shorter
@@ -478,10 +484,12 @@ def say_strap_cue(loop: DeviceLoop, cue: str, now: float, still: Callable[[], bo
     loop.say(loop.routine.strap[key], f"coach.{cue}", not_after, priority, still, topic)
 
 
-def attach(loop: DeviceLoop, settings: SensorSettings, make_adc: Callable[[], LoadCell],
+def attach(loop: BoxPort, settings: SensorSettings, make_adc: Callable[[], LoadCell],
            calibration: Calibration | None = None) -> StrapSensor:
     """The strap add-on: connect the load cell now (a missing one is retried later)."""
     sensor = StrapSensor(loop, settings, make_adc, calibration)
+    loop.provide(sensor)
+    loop.on_reload(lambda config: sensor.reload(config.sensor))
     if not sensor.connect():
         log.warning("strap sensor not found; the box goes on without it")
     return sensor

@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from device.box.bus import EventBus
 from device.box.events import CATALOGUE
+from device.box.port import BoxPort
 
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per line
 
@@ -59,8 +59,20 @@ class Readable:
             self.stream.flush()
 
 
-def attach(bus: EventBus, listener: Callable[[dict[str, Any]], None]) -> None:
-    """The transcript add-on: ``listener`` gets every event (light frames too) as its
-    JSON dict, in the loop's thread (in-loop: it must be quick)."""
-    bus.subscribe(lambda event: listener(event.to_json()), CATALOGUE.keys(),
-                  name=f"transcript:{type(listener).__name__}")
+class Transcript:
+    """A reader of every event (light frames too), as the transcript's dicts."""
+
+    def __init__(self, port: BoxPort, listener: Callable[[dict[str, Any]], None]) -> None:
+        self.port = port
+        self.sub = port.subscribe(lambda event: listener(event.transcript()),
+                                  CATALOGUE.values(),
+                                  name=f"transcript:{type(listener).__name__}")
+
+    def close(self) -> None:
+        """Nothing to release: the reader keeps hearing the box to its last light frame."""
+
+
+def attach(port: BoxPort, listener: Callable[[dict[str, Any]], None]) -> Transcript:
+    """The transcript add-on: ``listener`` gets every event as its transcript dict, in the
+    box's thread (in-loop: it must be quick)."""
+    return Transcript(port, listener)

@@ -1,9 +1,10 @@
 """One place that builds the whole box from the config: pins, light, buzzer, voice, the
-device loop, its bus, and the add-ons (transcript, strap, history/habit, and the outputs).
+device loop, its bus, the add-on port, and the add-ons (transcript, strap, history/habit,
+sd_notify, control socket, phone page, MQTT).
 
 Every command uses it: ``run`` (real pins), ``sim`` on screen and headless, ``selftest``
-and the benchmarks. A new output is one module with ``attach(box, ...)`` and one line in
-``build_box``.
+and the benchmarks. A new output is one module in ``device/addons/`` with
+``attach(port, ...)`` returning a handle with ``close()``, and one line in ``build_box``.
 """
 
 from __future__ import annotations
@@ -14,17 +15,31 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from device.addons import control, habit, service, simstrap, strap, transcript
+from device.addons.habit import Habit
+from device.addons.notify import Notifier
+from device.addons.simstrap import SimStrap
+from device.addons.strap import StrapSensor
 from device.box.bus import EventBus
-from device.box.clock import Clock, VirtualClock
+from device.box.clock import Clock, VirtualClock, wall_clock
 from device.box.loop import BoxView, DeviceLoop, Listener, Parts
-from device.core.config import Config
+from device.box.port import AddonHandle, BoxPort
+from device.core.config import Config, SensorSettings
 from device.core.machine import Press
 from device.core.routine import Routine, load_routine
-from device.core.script import PRESS_S, Action
+from device.core.script import PRESS_S, Action, ScriptError
+from drivers.loadcell import LoadCell
+from drivers.nau7802 import NAU7802, I2CBus, open_bus
 from drivers.parts import Beeper, BreathLight, StrapButton
-from drivers.speech import RecordingSpeaker, SilentSpeaker, Speaker
+from drivers.pins import mock_factory, real_factory
+from drivers.speech import RecordingSpeaker, SilentSpeaker, Speaker, make_speaker
+
+if TYPE_CHECKING:  # the mqtt add-on is imported only when a broker is configured
+    from device.addons.mqtt import Endpoint
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +81,6 @@ def make_voice(config: Config, routine: Routine | None = None) -> Speaker:
     """The box's voice as configured: pyttsx3 with the WAV cue cache, ``voice.player`` and
     ``voice.audio_device``, or silence when ``voice.enabled`` is false. The one place a
     real voice is made."""
-    from drivers.speech import make_speaker
-
     v = config.voice
     if not v.enabled:
         return SilentSpeaker()
@@ -143,17 +156,23 @@ class PinCommands:
 class Box:
     """The whole box: loop, bus, parts, add-ons, a read model and a command port."""
 
-    config: Config
     loop: DeviceLoop
-    factory: Any
+    port: BoxPort
+    factory: Any  # gpiozero's pin factory (third-party, untyped)
     speaker: Speaker
-    commands: Any = None
-    strap: Any = None  # the simulated strap (sim only)
-    sensor: Any = None  # the strap sensor add-on, when fitted
-    habit: Any = None  # history and habit, when a history is kept
-    addons: list[Any] = field(default_factory=list)
+    commands: PinCommands | LoopCommands
+    strap: SimStrap | None = None  # the simulated strap (sim only)
+    sensor: StrapSensor | None = None  # the strap sensor add-on, when fitted
+    habit: Habit | None = None  # history and habit, when a history is kept
+    notifier: Notifier | None = None  # sd_notify (run)
+    addons: list[AddonHandle] = field(default_factory=list)
     handlers: dict[str, Callable[[Action], None]] = field(default_factory=dict)
     _closed: bool = False
+
+    @property
+    def config(self) -> Config:
+        """The config in use (a saved one replaces it between sessions)."""
+        return self.loop.config
 
     @property
     def bus(self) -> EventBus:
@@ -187,8 +206,10 @@ class Box:
 
     def press_now(self, seconds: float = PRESS_S) -> None:
         """Press the button now and release it ``seconds`` later (loop time)."""
-        self.commands.press(seconds) if isinstance(self.commands, PinCommands) \
-            else self.commands.press()
+        if isinstance(self.commands, PinCommands):
+            self.commands.press(seconds)
+        else:
+            self.commands.press()
 
     def long_press_now(self) -> None:
         """Hold the button past the long-press time."""
@@ -200,6 +221,11 @@ class Box:
             handler = self.handlers[action.name]
             self.loop.schedule(action.at, lambda a=action, h=handler: h(a))
 
+    def attach(self, handle: T) -> T:
+        """Keep an add-on's handle, to be closed with the box."""
+        self.addons.append(handle)  # type: ignore[arg-type]  # T has close(): AddonHandle
+        return handle
+
     def close(self) -> None:
         """Add-ons closed (queued ones finish what they have), outputs off, pins released."""
         if self._closed:
@@ -210,17 +236,9 @@ class Box:
                 addon.close()
             except Exception:
                 log.exception("closing %s failed", type(addon).__name__)
+        self.port.close()
         self.loop.bus.close()
         close_parts(self.loop.parts)
-
-
-
-
-def attach_transcript(bus: EventBus, listener: Listener) -> None:
-    """A transcript reader gets every event (light frames too) as its JSON dict."""
-    from device.addons import transcript
-
-    transcript.attach(bus, listener)
 
 
 def build_box(
@@ -238,15 +256,19 @@ def build_box(
     routine: Routine | None = None,
     web: str | None = None,
     config_path: Path | None = None,
-    mqtt: Any = None,
+    mqtt: Endpoint | None = None,
+    notifier: Notifier | None = None,
 ) -> Box:
     """Build the box for ``mode``: ``sim`` (mock pins, simulated strap with ``sensor``,
     a recording voice unless ``speaker`` is given) or ``run`` (``factory`` pins, the real
-    voice and, when ``sensor.enabled``, the real strap). ``listeners`` read the transcript;
-    ``history`` keeps sessions there (else only the plain spoken summary). ``web`` (HOST:PORT)
-    serves the phone page there, as ``[web] enabled`` does at ``[web] listen``; its settings
-    are read from and saved to ``config_path``. ``mqtt`` (a ``device.addons.mqtt.Endpoint``)
-    publishes to a broker."""
+    voice, sd_notify through ``notifier`` and, when ``sensor.enabled``, the real strap).
+    ``listeners`` read the transcript; ``history`` keeps sessions there (else only the
+    plain spoken summary). ``web`` (HOST:PORT) serves the phone page there, as ``[web]
+    enabled`` does at ``[web] listen``; its settings are read from and saved to
+    ``config_path``. ``mqtt`` publishes to a broker.
+
+    Every add-on is attached here, the same way: ``attach(port, ...)`` returns a handle
+    the box closes."""
     simulated = mode != "run"
     routine = routine or load_routine(config.routine.file or None)
     clock = clock or VirtualClock()
@@ -256,94 +278,99 @@ def build_box(
         speaker = RecordingSpeaker() if simulated else make_voice(config, routine)
     parts = build_parts(config, factory, speaker,
                         is_mock=simulated or config.pins.factory == "mock")
-    bus = EventBus()
-    for listener in listeners:  # first: the transcript sees each event before add-ons act
-        attach_transcript(bus, listener)
-    loop = DeviceLoop(config, routine, clock, parts, bus)
-    box = Box(config=config, loop=loop, factory=factory, speaker=speaker)
-    box.commands = PinCommands(box) if simulated else LoopCommands(loop)
+    loop = DeviceLoop(config, routine, clock, parts, EventBus())
+    commands: PinCommands | LoopCommands = LoopCommands(loop)
+    port = BoxPort(loop, commands, simulated=simulated)
+    box = Box(loop=loop, port=port, factory=factory, speaker=speaker, commands=commands)
+    if simulated:
+        box.commands = port.commands = PinCommands(box)
     box.handlers["press"] = lambda a: box.press_now()
     box.handlers["long"] = lambda a: box.long_press_now()
     try:
         # ---- the add-ons: one line each ----
+        for listener in listeners:  # first: the transcript sees each event before add-ons
+            box.attach(transcript.attach(port, listener))
         if simulated and sensor:
-            _attach_simulated_strap(box, seed)
+            _fit_simulated_strap(box, box.attach(simstrap.attach(port, seed)))
         elif not simulated and config.sensor.enabled:
-            _attach_real_strap(box)
+            box.sensor = box.attach(strap.attach(
+                port, config.sensor, strap_adc_factory(config.sensor, clock),
+                strap.load_strap_calibration(config.sensor)))
         if history is not None:
-            box.habit = _attach_history(box, routine, history, wall_start,
-                                        outbox=mqtt is not None)
+            box.habit = box.attach(habit.attach(port, history, wall_clock(clock, wall_start),
+                                                outbox=mqtt is not None))
         else:
-            box.addons.append(_attach_plain_summary(box))
+            box.attach(habit.PlainSummary(port))
+        if not simulated:
+            box.notifier = notifier or Notifier()
+            box.attach(service.attach(port, box.notifier))
         if not simulated or config.control.socket:
-            _attach_control(box)
+            _keep(box, control.attach(port))
         if web is not None or config.web.enabled:
-            box.addons.append(_attach_web(box, web or config.web.listen, history, config_path))
+            box.attach(_attach_web(port, web or config.web.listen, history, config_path))
         if mqtt is not None:
-            box.addons.append(_attach_mqtt(box, mqtt, history, wall_start))
+            box.attach(_attach_mqtt(port, mqtt, history, wall_start))
     except Exception:
         box.close()
         raise
     return box
 
 
-def _attach_web(box: Box, listen: str, history: Path | None, config_path: Path | None) -> Any:
-    from device.addons import web
-
-    simulated = not isinstance(box.commands, LoopCommands)
-    return web.attach(box, listen, config_path=config_path, history_path=history,
-                      simulator=simulated, announce=sys.stderr if simulated else None)
+def _keep(box: Box, handle: AddonHandle | None) -> None:
+    """An add-on that may decline to run (it said why in the log)."""
+    if handle is not None:
+        box.attach(handle)
 
 
-def _attach_simulated_strap(box: Box, seed: int) -> None:
-    from device.apps.sim import add_strap
-
-    add_strap(box, seed=seed)
-
-
-def _attach_real_strap(box: Box) -> None:
-    from device.addons import strap
-
-    settings = box.config.sensor
-    box.sensor = strap.attach(box.loop, settings, strap.pi_adc_factory(settings, box.clock),
-                              strap.load_strap_calibration(settings))
+def _fit_simulated_strap(box: Box, fitted: simstrap.SimStrapAddon) -> None:
+    """The simulated strap's script actions: ``tension@``, ``bounce@``, ``unplug@``..."""
+    box.strap, box.sensor = fitted.strap, fitted.sensor
+    for name, act in fitted.strap.actions().items():
+        box.handlers[name] = lambda a, act=act: act(_number(a))
 
 
-def _attach_history(box: Box, routine: Routine, path: Path, start: datetime | None,
-                    outbox: bool = False) -> Any:
-    from device.addons import habit
-    from device.box.clock import wall_clock
-
-    added = habit.attach(box.loop, box.config, routine, path, wall_clock(box.clock, start),
-                         outbox=outbox)
-    box.addons.append(added)
-    return added
-
-
-def _attach_control(box: Box) -> None:
-    from device.addons import control
-
-    server = control.attach(box)  # the control socket: press, long, status
-    if server is not None:
-        box.addons.append(server)
+def _number(action: Action) -> float | None:
+    """The number after a script item's colon (None when there is none)."""
+    if not action.arg:
+        return None
+    try:
+        return float(action.arg)
+    except ValueError:
+        raise ScriptError(f"script item {action.name}@{action.at:g}:{action.arg}: "
+                          "needs a number after the colon") from None
 
 
-def _attach_mqtt(box: Box, ep: Any, history: Path | None, start: datetime | None) -> Any:
-    from device.addons import mqtt
+def _attach_web(port: BoxPort, listen: str, history: Path | None,
+                config_path: Path | None) -> AddonHandle:
+    from device.addons import web  # the web extra (Starlette, uvicorn): only when asked for
 
-    return mqtt.attach(box, ep, history=history, wall_start=start)
+    return web.attach(port, listen, config_path=config_path, history_path=history,
+                      simulator=port.simulated,
+                      announce=sys.stderr if port.simulated else None)
 
 
-def _attach_plain_summary(box: Box) -> Any:
-    from device.addons.habit import PlainSummary
+def _attach_mqtt(port: BoxPort, ep: Endpoint, history: Path | None,
+                 start: datetime | None) -> AddonHandle:
+    from device.addons import mqtt  # the mqtt extra (paho): only when asked for
 
-    return PlainSummary(box.loop)
+    return mqtt.attach(port, ep, history=history, wall_start=start)
+
+
+def strap_adc_factory(settings: SensorSettings, clock: Clock) -> Callable[[], LoadCell]:
+    """Make the real strap sensor on its I2C bus (the bus is opened once it is there)."""
+    bus: list[I2CBus] = []
+
+    def make() -> LoadCell:
+        if not bus:
+            bus.append(open_bus(settings.i2c_bus))
+        return NAU7802(bus[0], clock, settings.address, gain=settings.gain,
+                       sps=settings.sps)
+
+    return make
 
 
 def pin_factory(config: Config, mock: bool) -> Any:
     """gpiozero's pin factory: fresh mock pins, or the real backend of ``pins.factory``."""
-    from drivers.pins import mock_factory, real_factory
-
     return mock_factory() if mock else real_factory(config.pins.factory)
 
 

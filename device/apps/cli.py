@@ -312,8 +312,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     lean.lazy_metadata()
     from device.addons.mqtt import endpoint
-    from device.addons.service import run_service
     from device.apps.builder import build_box
+    from device.apps.runner import run_service
     from device.box.clock import RealClock
     from device.core.config import load_config
     from drivers.pins import PinFactoryError
@@ -334,7 +334,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               "or buzzer (try `stretch-companion sim` to see the box on screen); "
               "stop with Ctrl-C", file=sys.stderr, flush=True)
     try:
-        return run_service(box.loop)
+        return run_service(box.loop, box.notifier)
     finally:
         box.close()
 

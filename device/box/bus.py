@@ -20,12 +20,14 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from device.box.events import LOSSY_KINDS, NOISY_KINDS, Event
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Event], None]
+E = TypeVar("E", bound=Event)
 
 
 @dataclass
@@ -151,6 +153,14 @@ class EventBus:
             self._subs.append(sub)
             self._by_kind = {}
         return sub
+
+    def on(self, kind: type[E], handler: Callable[[E], None], *, queued: bool = False,
+           name: str = "") -> Subscription:
+        """Call ``handler`` with each event of type ``kind`` (typed: the handler's argument
+        is checked against ``kind``)."""
+        deliver: Handler = handler  # type: ignore[assignment]  # the bus filters by kind
+        return self.subscribe(deliver, [kind.kind], queued=queued,
+                              name=name or getattr(handler, "__qualname__", kind.kind))
 
     def unsubscribe(self, sub: Subscription) -> None:
         """Stop delivering to ``sub`` (its queue is drained and its thread ends)."""

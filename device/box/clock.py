@@ -17,6 +17,13 @@ from typing import Protocol
 class Clock(Protocol):
     """What session logic and drivers need from time."""
 
+    virtual: bool  # True: time moves only when waited on (tests, headless runs)
+
+    @property
+    def speed(self) -> float:
+        """Clock seconds per real second (virtual time: 0, it does not follow the wall)."""
+        ...
+
     def now(self) -> float:
         """Seconds on a monotonic scale."""
         ...
@@ -29,9 +36,15 @@ class Clock(Protocol):
         """Wait up to ``seconds`` or until ``wake`` is set; True if woken."""
         ...
 
+    def wait_until(self, wake: threading.Event, when: float | None) -> bool:
+        """Wait until clock time ``when`` (None: until woken); True if woken."""
+        ...
+
 
 class RealClock:
     """Monotonic time, optionally sped up by ``speed`` (2.0 = twice as fast)."""
+
+    virtual = False
 
     def __init__(self, speed: float = 1.0) -> None:
         if speed <= 0:
@@ -77,6 +90,9 @@ class RealClock:
 
 class VirtualClock:
     """Time that moves only when slept or waited on: a session runs in milliseconds."""
+
+    virtual = True
+    speed = 0.0  # it does not follow the wall
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = start

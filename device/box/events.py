@@ -2,14 +2,15 @@
 
 The loop publishes these on the bus (``device/box/bus.py``); every add-on, screen and
 network output reads them. ``t`` is seconds since the loop's origin (the injected
-clock). ``to_json()`` is the transcript's form: ``{"t", "kind", ...fields}`` in field
-order, exactly the schema in the README. A new event is one dataclass here and one
+clock). ``to_json()`` is the whole event (``Event.from_json`` makes it again);
+``transcript()`` is the transcript's line: ``{"t", "kind", ...fields}`` in field order,
+exactly the schema in the README. A new event is one dataclass here and one
 ``publish`` call where it happens.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 # Kinds a slow subscriber may lose when it falls behind (the newest value replaces them).
@@ -26,7 +27,8 @@ class Event:
     kind: ClassVar[str] = ""
 
     def to_json(self) -> dict[str, Any]:
-        """The transcript's dict: t, kind, then the fields in order."""
+        """The whole event as a JSON-able dict: t, kind, then the fields in order
+        (``from_json`` makes it again)."""
         names = _NAMES.get(type(self))
         if names is None:
             names = _NAMES[type(self)] = tuple(f.name for f in fields(self) if f.name != "t")
@@ -34,6 +36,29 @@ class Event:
         for name in names:
             out[name] = getattr(self, name)
         return out
+
+    def transcript(self) -> dict[str, Any]:
+        """The transcript's line (the README's schema): ``to_json`` unless a kind keeps its
+        line shorter."""
+        return self.to_json()
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        """The event ``data`` describes (its ``kind`` picks the class); ``ValueError`` when
+        the kind is unknown or a field is missing."""
+        kind = CATALOGUE.get(str(data.get("kind")))
+        if kind is None:
+            raise ValueError(f"unknown event kind {data.get('kind')!r}")
+        if cls is not Event and kind is not cls:
+            raise ValueError(f"a {data.get('kind')!r} event is not a {cls.kind!r} event")
+        try:
+            return kind._from_fields(data)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"{kind.kind} event: {exc}") from None
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> Event:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.init and f.name in data})
 
 
 _NAMES: dict[type, tuple[str, ...]] = {}
@@ -140,6 +165,13 @@ class HoldEvent(Event):
         out.update(self.strap)
         return out
 
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> Event:
+        known = {"t", "kind", "leg", "round", "planned_s", "held_s", "ended"}
+        strap = tuple((k, v) for k, v in data.items() if k not in known)
+        return cls(data["t"], data["leg"], data["round"], data["planned_s"], data["held_s"],
+                   data["ended"], strap)
+
     @property
     def figures(self) -> dict[str, float | None]:
         """The strap's figures as a dict (empty without a strap)."""
@@ -177,7 +209,19 @@ class SessionEvent(Event):
     kind: ClassVar[str] = "session"
 
     def to_json(self) -> dict[str, Any]:
+        out = self.transcript()
+        out.update(results=[asdict(r) for r in self.results], started_at=self.started_at,
+                   ended_at=self.ended_at)
+        return out
+
+    def transcript(self) -> dict[str, Any]:
         return {"t": self.t, "kind": self.kind, "outcome": self.outcome, "holds": self.holds}
+
+    @classmethod
+    def _from_fields(cls, data: dict[str, Any]) -> Event:
+        results = tuple(HoldResult(**r) for r in data.get("results", ()))
+        return cls(data["t"], data["outcome"], data["holds"], results,
+                   data.get("started_at", 0.0), data.get("ended_at", 0.0))
 
 
 @dataclass(frozen=True)

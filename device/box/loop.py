@@ -115,6 +115,7 @@ class BoxView:
     tension_high: float | None = None
     tension_ceiling: float | None = None  # ... and the over-pull ceiling, always (None: no strap)
     next_hold_s: float | None = None  # idle: the next session's first hold (s)
+    strap_fitted: bool = False  # a strap sensor add-on is attached (found or not)
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (lists for tuples) for JSON."""
@@ -122,6 +123,9 @@ class BoxView:
         out["spoken"] = list(self.spoken)
         return out
 
+
+_VIEW_FIELDS = frozenset({"strap_fitted", "tension", "tension_units", "sensor_status",
+                          "tension_low", "tension_high", "tension_ceiling"})
 
 
 @dataclass(frozen=True)
@@ -150,8 +154,7 @@ class DeviceLoop:
 
     Add-ons use only the public API below: ``say``, ``publish``, ``add_ticker``,
     ``set_hold_planner``, ``set_hold_figures``, ``set_summary``, ``set_idle_pattern``,
-    ``pause_hold``/``resume_hold``/``end_hold_early``, ``set_strap``, ``set_strap_limits``,
-    ``state``,
+    ``pause_hold``/``resume_hold``/``end_hold_early``, ``update_view``, ``state``,
     ``hold_status()``, ``first_leg``, ``view()``, ``schedule``/``call_soon``, ``stop``.
     """
 
@@ -208,8 +211,7 @@ class DeviceLoop:
         self._tickers: list[Ticker] = []
         self._hold_figures: Callable[[HoldEnded], dict[str, float | None] | None] | None = None
         self._summary: Callable[[SessionEvent], str | None] | None = None
-        self._strap: tuple[float | None, str, str] = (None, "kg", "absent")
-        self._strap_limits: tuple[float | None, float | None, float | None] = (None, None, None)
+        self._contributed: dict[str, Any] = {}  # read-model fields set by add-ons
         self._hold_clock_running: bool | None = None
         # strap figures per finished hold, (leg, round) -> {"mean", "peak", "steadiness"}
         self.strap_figures: dict[tuple[str, int], dict[str, float | None]] = {}
@@ -301,15 +303,17 @@ class DeviceLoop:
         """``summary(session)`` gives the line said at a complete session's end."""
         self._summary = summary
 
-    def set_strap(self, tension: float | None, units: str, status: str) -> None:
-        """The strap's latest reading and status, for the read model."""
-        self._strap = (tension, units, status)
+    def update_view(self, **fields: Any) -> None:
+        """Read-model fields an add-on owns (the strap's reading, band and ceiling)."""
+        unknown = set(fields) - _VIEW_FIELDS
+        if unknown:
+            raise TypeError(f"not read-model fields: {sorted(unknown)}")
+        with self.lock:
+            self._contributed.update(fields)
 
-    def set_strap_limits(self, low: float | None, high: float | None,
-                         ceiling: float | None) -> None:
-        """The strap's band to aim for (``low`` to ``high``, ``high`` None until the hold's
-        level is known) and its over-pull ceiling, in the strap's units, for the read model."""
-        self._strap_limits = (low, high, ceiling)
+    def nudge_light(self, on: bool) -> None:
+        """The idle nudge light on or off (off: the configured idle light)."""
+        self.set_idle_pattern(Pattern.NUDGE if on else None)
 
     def reload(self, config: Config) -> None:
         """Use ``config`` from the next session on (in the loop's thread, while idle: a
@@ -431,7 +435,7 @@ class DeviceLoop:
         return self._frames
 
     def _is_virtual(self) -> bool:
-        return hasattr(self.clock, "advance_to")
+        return self.clock.virtual
 
     def step(self, now: float) -> None:
         """Do everything due at ``now``."""
@@ -665,12 +669,10 @@ class DeviceLoop:
             self.cues.stop(now)
         if speaking is None and not self.parts.speaker.busy():
             return
-        stop = getattr(self.parts.speaker, "stop", None)
-        if stop is not None:
-            try:
-                stop()
-            except Exception:  # a broken voice never stops a session
-                log.exception("stopping the voice failed")
+        try:
+            self.parts.speaker.stop()
+        except Exception:  # a broken voice never stops a session
+            log.exception("stopping the voice failed")
         if speaking is not None:
             self.bus.publish(SpeakCut(self.stamp(), speaking.cue.key, why))
 
@@ -745,8 +747,6 @@ class DeviceLoop:
             if m.state is State.HOLD and m.hold_started_at is not None:
                 breath_s = (now - m.hold_started_at) % self.config.breath.period
                 phase, _ = breath_phase(breath_s, self.config.breath)
-            tension, units, sensor = self._strap
-            low, high, ceiling = self._strap_limits
             next_hold = None
             if m.state is State.IDLE:
                 try:
@@ -769,11 +769,9 @@ class DeviceLoop:
                 hold_planned_s=m.hold_planned_s if m.state is State.HOLD else None,
                 light=self.parts.light.value, breath_phase=phase, breath_s=breath_s,
                 buzzing=self.parts.beeper.sounding, spoken=tuple(self.spoken),
-                tension=tension, tension_units=units, sensor_status=sensor,
                 hold_clock_running=self._hold_clock_running,
                 voice_status=voice, voice_off_reason=reason,
-                tension_low=low, tension_high=high, tension_ceiling=ceiling,
-                next_hold_s=next_hold,
+                next_hold_s=next_hold, **self._contributed,
             )
 
     def interrupt(self) -> None:

@@ -16,6 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from device.core.records import SessionRecord, is_naive
 
 
+def zone_of(name: str) -> tzinfo:
+    """The time zone ``name`` (``history.timezone``; empty: the machine's own)."""
+    return ZoneInfo(name) if name else local_zone()
+
+
 def local_zone(env: Mapping[str, str] | None = None) -> tzinfo:
     """The machine's zone with its DST rules: ``$TZ``, else /etc/localtime, else a fixed offset."""
     env = os.environ if env is None else env

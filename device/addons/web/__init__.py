@@ -15,9 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
+from device.addons.page import PageAddress
+from device.box.bus import Subscription
+from device.box.port import BoxPort
 from device.core.errors import ConfigError
+
+if TYPE_CHECKING:  # the server needs the web extra: imported in attach, when it is used
+    from device.addons.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +43,10 @@ def parse_listen(text: str) -> tuple[str, int]:
 class WebHandle:
     """A running page: its address, its server and the bus subscription; ``close()``."""
 
-    server: Any
-    bus: Any
-    subscription: Any
+    server: WebServer
+    port: BoxPort
+    subscription: Subscription
     url: str
-    reloader: Any = None
 
     @property
     def code(self) -> str:
@@ -51,16 +56,13 @@ class WebHandle:
     def close(self) -> None:
         """Stop listening to the bus, then stop the server."""
         try:
-            if self.subscription is not None:
-                self.bus.unsubscribe(self.subscription)
-            if self.reloader is not None:
-                self.reloader.close()
+            self.port.unsubscribe(self.subscription)
         finally:
             self.server.close()
 
 
 def attach(
-    box: Any,
+    box: BoxPort,
     listen: str = "0.0.0.0:8321",
     *,
     config_path: str | Path | None = None,
@@ -73,9 +75,9 @@ def attach(
 ) -> WebHandle:
     """Serve the page for ``box`` at ``listen``; the code goes to the log (and ``announce``).
 
-    ``box`` needs ``view()``, ``commands.press/long_press``, ``bus.subscribe``, ``loop``
-    (``say``, ``call_soon``) and ``config``. Raises ``ConfigError`` (exit 78) when the web
-    extra is missing or the address cannot be listened on."""
+    Saved settings reach the box through ``box.reload`` (between sessions). Raises
+    ``ConfigError`` (exit 78) when the web extra is missing or the address cannot be
+    listened on."""
     try:
         from device.addons.web.server import WebOptions, WebServer
     except ImportError as exc:
@@ -86,29 +88,21 @@ def attach(
 
     host, port = parse_listen(listen)
     store = PairingStore(store_path(state_dir, simulator=simulator), clock=clock)
-    reload = getattr(box.commands, "reload_config", None)
-    reloader = None
-    if reload is None:
-        from device.addons.web.reload import ConfigReloader
-
-        reloader = ConfigReloader(box)
-        reload = reloader.request
     options = WebOptions(
         host=host, port=port, config_path=settings_path(config_path, service=not simulator),
         history_path=Path(history_path) if history_path else None, store=store, clock=clock,
-        on_config_saved=reload,
+        on_config_saved=box.reload,
     )
     try:
         server = WebServer(box, options)
     except OSError as exc:
-        if reloader is not None:
-            reloader.close()
         raise ConfigError(f"web.listen = {listen!r}: cannot listen there ({exc.strerror})"
                           ) from None
     server.start()
-    subscription = box.bus.subscribe(lambda event: server.web.hub.from_bus(box, event),
-                                     None, queued=True, name="web")
-    handle = WebHandle(server, box.bus, subscription, server.url, reloader)
+    subscription = box.subscribe(lambda event: server.web.hub.from_bus(box, event),
+                                 None, queued=True, name="web")
+    handle = WebHandle(server, box, subscription, server.url)
+    box.provide(PageAddress(server.url))
     shown = server.url.replace("0.0.0.0", "BOX-ADDRESS").replace("[::]", "BOX-ADDRESS")
     log.warning("web page at %s: pair a phone with code %s", shown, store.code)
     if announce is not None:

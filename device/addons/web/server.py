@@ -304,19 +304,17 @@ class WebApp:
         """The box says the pairing code aloud (from any thread) and logs it."""
         code = self.store.code
         log.warning("web page: pair a phone with code %s", code)
-        loop = getattr(self.box, "loop", None)
-        if loop is None:
-            return
+        port = self.box
         line = spoken_code(code)
 
         def speak() -> None:
             try:
-                loop.say(line, "web_code")
+                port.say(line, "web_code")
             except Exception:  # a failing voice never stops anything
                 log.warning("web: could not say the pairing code", exc_info=True)
 
         try:
-            loop.call_soon(speak)
+            port.call_soon(speak)
         except Exception:
             log.warning("web: could not ask the loop to say the code", exc_info=True)
 

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 
 from device.core.config import Config, MqttSettings
 from device.core.errors import ConfigError
-from device.core.progression import next_hold_seconds, tightness_plan
+from device.core.progression import next_hold
 from device.core.records import LEGS, session_to_dict
 from device.core.streaks import minutes_today, sessions_this_week, streak_days
 from device.store.sqlite import History, HistoryError, OutboxEntry
@@ -222,23 +222,8 @@ def next_holds(history: History, config: Config,
     tightness answer when the routine asks, then the progression)."""
     if of is not None:
         return {leg: float(of(leg)) for leg in config.session.legs}
-    base = config.session.hold_seconds
-    h = config.history
-    out = {}
-    for leg in config.session.legs:
-        sessions = history.leg_progress(leg)
-        answered = (tightness_plan(sessions, config.session.tightness_step_seconds)
-                    if config.session.ask_tightness else None)
-        if answered is not None:
-            out[leg] = answered
-        elif h.progression == "off":
-            out[leg] = base
-        else:
-            out[leg] = next_hold_seconds(
-                sessions, base, step_s=h.step_seconds,
-                max_s=max(h.max_seconds, base), sessions_needed=h.sessions_to_grow,
-                require_steady=h.min_steadiness or None).hold_s
-    return out
+    legs = config.session.legs
+    return {leg: next_hold(config, lambda leg=leg: history.leg_progress(leg))[0] for leg in legs}
 
 
 def stats_payload(history: History, config: Config, now: datetime,

@@ -44,6 +44,7 @@ from device.core.errors import ConfigError
 from device.core.progression import next_hold
 from device.core.records import LEGS, session_to_dict
 from device.core.streaks import minutes_today, sessions_this_week, streak_days
+from device.store.protocol import SessionStore
 from device.store.sqlite import History, HistoryError, OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ def session_payload(entry: OutboxEntry, box_id: str) -> dict[str, Any]:
     return {"id": entry.msg_id, "box": box_id, **session_to_dict(entry.session)}
 
 
-def next_holds(history: History, config: Config,
+def next_holds(history: SessionStore, config: Config,
                of: Callable[[str], float] | None = None) -> dict[str, float]:
     """Each leg's next hold (s): ``of(leg)`` when the box can say (its own plan: answers,
     the idle cycle, progression), else from the history by the box's rule (the newest
@@ -226,7 +227,7 @@ def next_holds(history: History, config: Config,
     return {leg: next_hold(config, lambda leg=leg: history.leg_progress(leg))[0] for leg in legs}
 
 
-def stats_payload(history: History, config: Config, now: datetime,
+def stats_payload(history: SessionStore, config: Config, now: datetime,
                   tz: tzinfo | None = None,
                   next_hold_of: Callable[[str], float] | None = None) -> dict[str, Any]:
     """The retained ``stats`` message (days and weeks in ``tz``; the next holds from

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -224,7 +225,7 @@ def next_holds(history: SessionStore, config: Config,
     if of is not None:
         return {leg: float(of(leg)) for leg in config.session.legs}
     legs = config.session.legs
-    return {leg: next_hold(config, lambda leg=leg: history.leg_progress(leg))[0] for leg in legs}
+    return {leg: next_hold(config, partial(history.leg_progress, leg))[0] for leg in legs}
 
 
 def stats_payload(history: SessionStore, config: Config, now: datetime,

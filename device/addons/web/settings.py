@@ -163,7 +163,8 @@ def validate(path: Path, changes: dict[str, Any]) -> tuple[str, Config]:
         raise SettingsError(_field_of(message, changes), message) from None
     new_text = text
     for key, value in changes.items():
-        new_text = set_key(new_text, *key.split(".", 1), toml_value(value))
+        section, name = key.split(".", 1)
+        new_text = set_key(new_text, section, name, toml_value(value))
     try:
         written = parse_config(tomllib.loads(new_text))
     except (tomllib.TOMLDecodeError, ConfigError):

@@ -330,7 +330,6 @@ def test_csv_shape(tmp_path: Path) -> None:
 
 
 def test_plot_writes_png(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib")
     for name, sessions in (("a.png", _sample()), ("b.png", [_sample()[1]]), ("c.png", [])):
         plot(sessions, tmp_path / name, BERLIN)
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

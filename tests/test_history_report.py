@@ -8,8 +8,6 @@ import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from device.apps.cli import main
 
 ROOT = Path(__file__).parent.parent
@@ -100,7 +98,6 @@ def test_a_session_with_start_moves_with_virtual_time(tmp_path, capsys) -> None:
 
 
 def _figure(sessions, now=None):
-    pytest.importorskip("matplotlib")
     from device.apps.history_report import figure
     from device.core.streaks import local_zone
 

@@ -142,7 +142,6 @@ def test_plot_points_are_aggregated_in_sql(tmp_path: Path) -> None:
 
 def test_plot_command_reads_buckets_not_every_session(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("matplotlib", reason="pip install 'stretch-companion[plot]'")
     db = tmp_path / "h.db"
     years_of_history(db, days=30, streak=3)
     monkeypatch.setattr(History, "sessions", unbounded_fails(History.sessions))

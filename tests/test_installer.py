@@ -8,12 +8,15 @@ read as TOML, the config directory's mode, --mock.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.tools import need
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTALLER = ROOT / "scripts" / "install-pi.sh"
@@ -162,10 +165,7 @@ SYSTEM_TEST = ROOT / "scripts" / "system-test.sh"
 
 
 def test_system_test_script_is_clean_shell() -> None:
-    import shutil
-
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck not installed (apt install shellcheck)")
+    need(shutil.which("shellcheck") is not None, "shellcheck", "apt-get install shellcheck")
     result = subprocess.run(["shellcheck", str(SYSTEM_TEST)], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0, result.stdout

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import socket
 import subprocess
@@ -34,11 +33,9 @@ from device.core.errors import ConfigError
 from device.store.sqlite import History
 from tests.broker import INSTALL, MOSQUITTO, Mosquitto, make_certs
 from tests.mqtt_box import IDLE, START, Ev, session
+from tests.tools import need
 
-if os.environ.get("CI") != "true":  # in CI these run, never skip
-    pytest.importorskip("paho.mqtt.client", reason="pip install 'stretch-companion[mqtt]'")
-    if MOSQUITTO is None:
-        pytest.skip(f"mosquitto is not installed ({INSTALL})", allow_module_level=True)
+need(MOSQUITTO is not None, "mosquitto", INSTALL)  # under CI=true these run, never skip
 
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 10.0

@@ -4,7 +4,6 @@ port) and a real Mosquitto: a scripted session, commands, and a silent broker.""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -22,13 +21,10 @@ from device.box.clock import RealClock
 from device.core.config import Config, MqttSettings, with_overrides
 from device.store.sqlite import History
 from tests.broker import INSTALL, MOSQUITTO, Mosquitto
+from tests.test_mqtt import WAIT_S, Watch, studio, wait_until
+from tests.tools import need
 
-if os.environ.get("CI") != "true":  # in CI these run, never skip
-    pytest.importorskip("paho.mqtt.client", reason="pip install 'stretch-companion[mqtt]'")
-    if MOSQUITTO is None:
-        pytest.skip(f"mosquitto is not installed ({INSTALL})", allow_module_level=True)
-
-from tests.test_mqtt import WAIT_S, Watch, studio, wait_until  # noqa: E402
+need(MOSQUITTO is not None, "mosquitto", INSTALL)  # under CI=true these run, never skip
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -111,7 +107,6 @@ def test_discovery_names_the_page_and_stats_follow_saved_settings(
         broker: Mosquitto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the phone page on, Home Assistant's device links to it; settings saved from
     the page (applied between sessions) change the next holds in ``stats``."""
-    pytest.importorskip("uvicorn", reason="pip install 'stretch-companion[web]'")
     from device.addons.web import WebHandle
 
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))  # the pairing store

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from device.addons.mqtt_unit import dropin_text, name_servers
 from device.core.config import Config, with_overrides
-from tests.test_systemd import MAX_EXPOSURE, UNIT, _run, _systemd_analyze, needs_analyze
+from tests.test_systemd import MAX_EXPOSURE, UNIT, _run, _systemd_analyze
 from tests.tools import need
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,8 +63,9 @@ def test_module_prints_nothing_when_off_and_exits_78_on_a_bad_config(tmp_path: P
     assert r.returncode == 78 and "unencrypted" in r.stderr and r.stderr.count("\n") == 1
 
 
-@needs_analyze
 def test_security_exposure_with_the_mqtt_dropin_at_most_2(tmp_path: Path) -> None:
+    analyze = _systemd_analyze()
+    need(analyze is not None, "systemd-analyze", "apt-get install systemd")
     system = tmp_path / "etc" / "systemd" / "system"
     (system / f"{UNIT.name}.d").mkdir(parents=True)
     shutil.copy(UNIT, system / UNIT.name)
@@ -74,7 +75,7 @@ def test_security_exposure_with_the_mqtt_dropin_at_most_2(tmp_path: Path) -> Non
     (system / f"{UNIT.name}.d" / "mqtt.conf").write_text(text)
     web = (ROOT / "systemd" / "web.conf").read_text().replace("@PORT@", "8321")
     (system / f"{UNIT.name}.d" / "web.conf").write_text(web)  # the phone page on too
-    result = _run(_systemd_analyze() or "", "security", "--no-pager", "--offline=yes",
+    result = _run(analyze or "", "security", "--no-pager", "--offline=yes",
                   f"--root={tmp_path}", UNIT.name)
     assert result.returncode == 0, result.stderr
     assert "Service has access to the host's network" in result.stdout  # the drop-in counted

@@ -10,7 +10,6 @@ import io
 from dataclasses import replace
 from typing import Any
 
-import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device.apps.selftest import (
@@ -25,6 +24,7 @@ from device.apps.selftest import (
 )
 from device.box.clock import VirtualClock
 from device.core.config import Config, with_overrides
+from drivers.fake_nau7802 import FakeNAU7802
 from drivers.pins import PinFactoryError
 from drivers.speech import Pyttsx3Speaker, RecordingSpeaker
 from tests.test_speech import NO_CARD, FakeEngine, FakePlayer
@@ -195,9 +195,8 @@ def test_i2c_off_fails_the_test_when_the_config_says_a_sensor_is_fitted() -> Non
 
 
 def test_a_sensor_that_does_not_answer_prints_the_wiring() -> None:
-    fake = pytest.importorskip("drivers.fake_nau7802")
     clock = VirtualClock()
-    bus = fake.FakeNAU7802(clock)
+    bus = FakeNAU7802(clock)
     bus.unplug()
     result = check_sensor(Config(), True, clock=clock, bus=bus)
     assert result.ok is False and not result.required
@@ -205,7 +204,6 @@ def test_a_sensor_that_does_not_answer_prints_the_wiring() -> None:
 
 
 def test_the_sensor_reads_for_a_second_on_virtual_time() -> None:
-    pytest.importorskip("drivers.fake_nau7802")
     clock = VirtualClock()
     result = check_sensor(Config(), True, clock=clock)
     assert result.ok is True and "readings in 1 s" in result.detail

@@ -17,15 +17,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("textual")
-
-from device.addons import transcript  # noqa: E402
-from device.apps import tui  # noqa: E402
+from device.addons import transcript
+from device.apps import tui
 from device.apps.builder import (
     Box,
 )
-from device.apps.sim import make_sim  # noqa: E402
-from device.apps.tui import (  # noqa: E402
+from device.apps.sim import make_sim
+from device.apps.tui import (
     EVENTS_KEPT,
     NO_STRAP,
     StretchApp,
@@ -36,10 +34,10 @@ from device.apps.tui import (  # noqa: E402
     led_rgb,
     next_speed,
 )
-from device.box.events import BuzzEvent, LedEvent, SensorEvent, TensionEvent  # noqa: E402
-from device.core.breath import duty  # noqa: E402
-from device.core.config import Config, with_overrides  # noqa: E402
-from drivers.speech import RecordingSpeaker  # noqa: E402
+from device.box.events import BuzzEvent, LedEvent, SensorEvent, TensionEvent
+from device.core.breath import duty
+from device.core.config import Config, with_overrides
+from drivers.speech import RecordingSpeaker
 
 
 class HandClock:

@@ -9,13 +9,11 @@ import time
 
 import pytest
 
-pytest.importorskip("textual")
-
-from device.apps import tui  # noqa: E402
-from device.apps.cli import main  # noqa: E402
-from device.apps.tui import LIGHT_FPS, WARNING_S, ScreenLog, StretchApp, SwitchableVoice  # noqa: E402
-from device.box.events import SpeakEvent, TensionEvent  # noqa: E402
-from tests.test_tui import hand_box, into_hold, shows, until  # noqa: E402
+from device.apps import tui
+from device.apps.cli import main
+from device.apps.tui import LIGHT_FPS, WARNING_S, ScreenLog, StretchApp, SwitchableVoice
+from device.box.events import SpeakEvent, TensionEvent
+from tests.test_tui import hand_box, into_hold, shows, until
 
 
 def test_idle_screen_has_no_timer_and_does_not_redraw() -> None:

@@ -18,18 +18,16 @@ import pytest
 from device.core.config import Config, load_config, parse_config
 from device.core.errors import ConfigError
 
-pytest.importorskip("starlette", reason="pip install 'stretch-companion[web]'")
-pytest.importorskip("httpx", reason="pip install httpx")
-
 with warnings.catch_warnings():  # newer Starlette prefers httpx2; httpx still works
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient  # noqa: E402
+    from starlette.testclient import TestClient
 
-from device.addons.web import parse_listen, web_code_main, web_forget_main  # noqa: E402
-from device.addons.web.auth import LOCK_S, MAX_WRONG, PairingStore, store_path  # noqa: E402
-from device.addons.web.server import COOKIE, MAX_BODY, WebApp, WebOptions  # noqa: E402
-from device.addons.web.settings import BY_KEY, set_key  # noqa: E402
-from tests.web_support import FakeBox  # noqa: E402
+from device.addons.web import parse_listen, web_code_main, web_forget_main
+from device.addons.web.auth import LOCK_S, MAX_WRONG, PairingStore, store_path
+from device.addons.web.server import COOKIE, MAX_BODY, WebApp, WebOptions
+from device.addons.web.settings import BY_KEY, set_key
+from tests.tools import need
+from tests.web_support import FakeBox
 
 ORIGIN = {"origin": "http://testserver"}
 
@@ -510,8 +508,8 @@ def test_stores_are_not_world_readable(tmp_path: Path) -> None:
     assert oct(os.stat(store.path).st_mode & 0o077) == "0o0"
 
 
-@pytest.mark.skipif(os.getuid() != 0, reason="needs root to hand a file to another user")
 def test_root_forgetting_leaves_the_store_to_the_service_user(tmp_path: Path) -> None:
+    need(os.getuid() == 0, "root (to hand a file to another user)", "run the tests as root")
     store = PairingStore(tmp_path / "web-pairing.json")
     os.chown(store.path, 1234, 1234)
     PairingStore(store.path).forget()

@@ -106,9 +106,6 @@ def test_the_read_model_shows_the_strap_band_ceiling_and_next_hold(
         box.close()
 
 
-pytest.importorskip("uvicorn", reason="pip install 'stretch-companion[web]'")
-
-
 def test_sim_web_prints_the_pairing_line(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
     cfg = tmp_path / "c.toml"

@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from device.addons.web import WebHandle
+from device.addons.web.auth import LOCK_S
+from device.apps.builder import Box, build_box
+from device.box.clock import RealClock
+from device.core.config import load_config
 from tests.tools import need
 
 CHROMIUM = "/usr/bin/chromium"
@@ -32,21 +38,6 @@ def _need(ok: bool, what: str) -> None:
 
 
 _need(shutil.which(CHROMIUM) is not None or os.path.exists(CHROMIUM), CHROMIUM)
-try:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
-except ImportError:
-    _need(False, "playwright (Python)")
-try:
-    import starlette  # noqa: F401
-    import uvicorn  # noqa: F401
-except ImportError:
-    _need(False, "the web extra")
-
-from device.addons.web import WebHandle  # noqa: E402
-from device.addons.web.auth import LOCK_S  # noqa: E402
-from device.apps.builder import Box, build_box  # noqa: E402
-from device.box.clock import RealClock  # noqa: E402
-from device.core.config import load_config  # noqa: E402
 
 # The box's clock runs this many times real time. A scripted press (0.1 s of box time) must
 # stay longer than the button's 20 ms debounce, which gpiozero measures on real time.

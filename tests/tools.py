@@ -11,9 +11,12 @@ CI = os.environ.get("CI") == "true"
 
 
 def need(ok: bool, what: str, install: str) -> None:
-    """Go on if ``ok``; else fail under CI=true, skip elsewhere (``install`` says how)."""
+    """Go on if ``ok``; else fail under CI=true, skip elsewhere (``install`` says how).
+
+    Callable in a test or at a test module's top (then the whole module skips or fails)."""
     if ok:
         return
     if CI:
-        pytest.fail(f"{what} is missing under CI=true ({install})")
-    pytest.skip(f"{what} is missing: {install}")
+        pytest.fail(f"{what} is missing under CI=true ({install})", pytrace=False)
+    # justified: the one skip of the suite, outside CI only, naming what to install
+    pytest.skip(f"{what} is missing: {install}", allow_module_level=True)

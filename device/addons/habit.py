@@ -20,7 +20,7 @@ from device.box.events import Event, HistoryEvent, NudgeEvent, SessionEvent, Sta
 from device.box.port import BoxPort
 from device.core.config import Config
 from device.core.machine import State
-from device.core.progression import next_hold_seconds, tightness_plan
+from device.core.progression import next_hold
 from device.core.records import HoldRecord, LegSession, SessionRecord, instant_us
 from device.core.routine import Routine
 from device.core.streaks import done_today, sessions_this_week, streak_days, zone_of
@@ -149,23 +149,7 @@ class Habit:
     # ---- progression ------------------------------------------------------------------
 
     def _plan(self, leg: str) -> tuple[float, bool]:
-        base = self.config.session.hold_seconds
-        settings = self.config.history
-        if self.config.session.ask_tightness:
-            # the newest answer to "how tight was that?" sets the leg's hold
-            answered = tightness_plan(self.tally.leg_progress(leg),
-                                      self.config.session.tightness_step_seconds)
-            if answered is not None:
-                return answered, False
-        if settings.progression == "off":
-            return base, False
-        steady = settings.min_steadiness or None
-        progress = next_hold_seconds(
-            self.tally.leg_progress(leg), base, step_s=settings.step_seconds,
-            max_s=max(settings.max_seconds, base), sessions_needed=settings.sessions_to_grow,
-            require_steady=steady,
-        )
-        return progress.hold_s, progress.grew
+        return next_hold(self.config, lambda: self.tally.leg_progress(leg))
 
     def _on_state(self, event: StateEvent) -> None:
         if event.state == State.SETUP.value and event.leg:

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -46,9 +47,10 @@ from device.box.port import BoxPort
 from device.core.config import Config, MqttSettings
 from device.core.errors import ConfigError
 from device.core.machine import State
-from device.core.progression import next_hold_seconds, tightness_plan
+from device.core.progression import next_hold
 from device.core.records import LEGS, session_to_dict
 from device.core.streaks import minutes_today, sessions_this_week, streak_days, zone_of
+from device.store.protocol import SessionStore
 from device.store.sqlite import History, HistoryError, OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -212,33 +214,18 @@ def session_payload(entry: OutboxEntry, box_id: str) -> dict[str, Any]:
     return {"id": entry.msg_id, "box": box_id, **session_to_dict(entry.session)}
 
 
-def next_holds(history: History, config: Config,
+def next_holds(history: SessionStore, config: Config,
                of: Callable[[str], float] | None = None) -> dict[str, float]:
     """Each leg's next hold (s): ``of(leg)`` when the box can say (its own plan: answers,
     the idle cycle, progression), else from the history by the box's rule (the newest
     tightness answer when the routine asks, then the progression)."""
     if of is not None:
         return {leg: float(of(leg)) for leg in config.session.legs}
-    base = config.session.hold_seconds
-    h = config.history
-    out = {}
-    for leg in config.session.legs:
-        sessions = history.leg_progress(leg)
-        answered = (tightness_plan(sessions, config.session.tightness_step_seconds)
-                    if config.session.ask_tightness else None)
-        if answered is not None:
-            out[leg] = answered
-        elif h.progression == "off":
-            out[leg] = base
-        else:
-            out[leg] = next_hold_seconds(
-                sessions, base, step_s=h.step_seconds,
-                max_s=max(h.max_seconds, base), sessions_needed=h.sessions_to_grow,
-                require_steady=h.min_steadiness or None).hold_s
-    return out
+    legs = config.session.legs
+    return {leg: next_hold(config, partial(history.leg_progress, leg))[0] for leg in legs}
 
 
-def stats_payload(history: History, config: Config, now: datetime,
+def stats_payload(history: SessionStore, config: Config, now: datetime,
                   tz: tzinfo | None = None,
                   next_hold_of: Callable[[str], float] | None = None) -> dict[str, Any]:
     """The retained ``stats`` message (days and weeks in ``tz``; the next holds from

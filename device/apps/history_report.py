@@ -31,6 +31,7 @@ from typing import Any, TextIO
 from device.core.records import LEGS, SessionRecord, session_to_dict
 from device.core.streaks import local_zone
 from device.store.paths import default_fallback_path, default_history_path
+from device.store.protocol import SessionStore
 from device.store.sqlite import History, HistoryError
 
 CSV_COLUMNS = ("started", "ended", "outcome", "routine", "leg", "round", "planned_s",
@@ -114,7 +115,7 @@ def _steady_cell(s: SessionRecord) -> str:
     return " ".join(parts) or "-"
 
 
-def history_table(history: History, now: datetime, tz: tzinfo, limit: int = 10,
+def history_table(history: SessionStore, now: datetime, tz: tzinfo, limit: int = 10,
                   weeks: int = 8) -> str:
     """The text report: recent sessions, then today's minutes, streak and weekly counts."""
     recent = history.recent(limit)

@@ -619,13 +619,26 @@ def with_overrides(config: Config, **sections: dict[str, Any]) -> Config:
     return new
 
 
-def _toml_value(value: Any) -> str:
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\b": "\\b", "\t": "\\t", "\n": "\\n",
+                 "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_char(c: str) -> str:
+    """One character inside a TOML basic string (control characters escaped)."""
+    if c in _TOML_ESCAPES:
+        return _TOML_ESCAPES[c]
+    return f"\\u{ord(c):04X}" if ord(c) < 0x20 or ord(c) == 0x7F else c
+
+
+def toml_value(value: Any) -> str:
+    """``value`` (bool, int, float, str, or a list or tuple of them) as a TOML value: the
+    one writer for the config file, used by ``default_config_text`` and the page's settings."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_toml_char(c) for c in value) + '"'
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return repr(value)
@@ -671,5 +684,5 @@ def config_text(config: Config, header: list[str], mark_changes: bool = False) -
             lines.append(f"# {meta.get('doc', '')} ({allowed})")
             changed = mark_changes and getattr(value, f.name) != getattr(base, f.name)
             mark = "  # (changed)" if changed else ""
-            lines.append(f"{f.name} = {_toml_value(getattr(value, f.name))}{mark}")
+            lines.append(f"{f.name} = {toml_value(getattr(value, f.name))}{mark}")
     return "\n".join(lines) + "\n"

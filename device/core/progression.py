@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from device.core.config import Config
 from device.core.records import MAX_HOLD_S, LegSession
 
 MIN_HOLD_S = 60.0  # the article: 60 s ...
@@ -80,3 +81,28 @@ def next_hold_seconds(sessions: Sequence[LegSession], base_s: float, step_s: flo
     if streak >= sessions_needed and current < max_s:
         return Progression(min(current + step_s, max_s), current, True, streak, sessions_needed)
     return Progression(current, current, False, streak, sessions_needed)
+
+
+def next_hold(config: Config, sessions: Callable[[], Sequence[LegSession]]) -> tuple[float, bool]:
+    """The box's one next-hold rule: a leg's next hold (s), and whether it grew (then the
+    growth line is said). ``sessions()`` gives the leg's sessions, newest first (the
+    store's ``leg_progress``); it is asked only when the rule needs them.
+
+    When the routine asks how tight a hold was, the newest answer sets it; else, with
+    ``history.progression`` off, ``session.hold_seconds``; else ``next_hold_seconds``."""
+    base = config.session.hold_seconds
+    h = config.history
+    if not config.session.ask_tightness and h.progression == "off":
+        return base, False
+    past = sessions()
+    if config.session.ask_tightness:
+        answered = tightness_plan(past, config.session.tightness_step_seconds)
+        if answered is not None:
+            return answered, False
+    if h.progression == "off":
+        return base, False
+    progress = next_hold_seconds(
+        past, base, step_s=h.step_seconds, max_s=max(h.max_seconds, base),
+        sessions_needed=h.sessions_to_grow, require_steady=h.min_steadiness or None,
+    )
+    return progress.hold_s, progress.grew

@@ -14,19 +14,18 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from device.core import streaks
 from device.core.records import (
-    LegSession,
     SessionRecord,
     instant_us,
     session_from_dict,
     session_to_dict,
 )
 from device.store.paths import default_fallback_path
+from device.store.protocol import StoreQueries
 from device.store.sqlite import History
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,7 @@ IN_FILE = "file"  # not in the store, but in the fallback file (imported later)
 IN_MEMORY = "memory"  # neither: kept in memory only, retried while the process runs
 
 
-class SafeHistory:
+class SafeHistory(StoreQueries):
     """``History`` for the device loop: never raises, never loses a session it was given.
 
     On a failure (locked, read-only, corrupt, newer schema, missing directory) ``record``
@@ -204,16 +203,13 @@ class SafeHistory:
                 self._fail(e)
                 return []
 
-    def _complete_starts(self, since: datetime | None = None) -> list[datetime]:
+    def complete_starts(self, since: datetime | None = None) -> list[datetime]:
+        """Start times of complete sessions (from ``since``), stored or pending."""
         starts = {instant_us(t): t for t in self._stored(lambda h: h.complete_starts(since))}
         for s in self._pending:
-            if s.outcome == "complete":
+            if s.outcome == "complete" and (since is None or s.started >= since):
                 starts.setdefault(instant_us(s.started), s.started)
-        return list(starts.values())
-
-    def complete_starts(self) -> list[datetime]:
-        """Start times of every complete session, stored or pending."""
-        return self._complete_starts()
+        return sorted(starts.values())
 
     def recent(self, limit: int = 30) -> list[SessionRecord]:
         """The latest ``limit`` sessions, stored or pending, newest first."""
@@ -221,26 +217,13 @@ class SafeHistory:
         merged = sorted(_merge(stored, self._pending), key=lambda s: s.started, reverse=True)
         return merged[:limit]
 
-    def streak_days(self, now: datetime, tz: tzinfo | None = None) -> int:
-        """See ``streaks.streak_days``."""
-        return streaks.streak_days_bounded(self._complete_starts, now, tz)
-
-    def done_today(self, now: datetime, tz: tzinfo | None = None) -> bool:
-        """See ``streaks.done_today``."""
-        return streaks.done_today(self._complete_starts(now - timedelta(days=2)), now, tz)
-
-    def sessions_this_week(self, now: datetime, tz: tzinfo | None = None) -> int:
-        """See ``streaks.sessions_this_week``."""
-        return streaks.sessions_this_week(self._complete_starts(now - timedelta(days=9)), now, tz)
-
-    def minutes_today(self, now: datetime, tz: tzinfo | None = None) -> float:
-        """See ``streaks.minutes_today``."""
-        stored = self._stored(lambda h: h.sessions(since=now - timedelta(days=2)))
-        return streaks.minutes_today(_merge(stored, self._pending), now, tz)
-
-    def leg_progress(self, leg: str, limit: int = 30) -> list[LegSession]:
-        """See ``History.leg_progress``; pending sessions included."""
-        return [LegSession.of(s, leg) for s in self.recent(limit)]
+    def sessions(self, since: datetime | None = None,
+                 until: datetime | None = None) -> list[SessionRecord]:
+        """Sessions started in [since, until), stored or pending, oldest first."""
+        stored = self._stored(lambda h: h.sessions(since, until))
+        pending = [s for s in self._pending if (since is None or s.started >= since)
+                   and (until is None or s.started < until)]
+        return sorted(_merge(stored, pending), key=lambda s: s.started)
 
 
 def _merge(stored: Iterable[SessionRecord],

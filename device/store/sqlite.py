@@ -16,12 +16,12 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from device.core import streaks
-from device.core.records import HoldRecord, LegSession, SessionRecord, instant_us
+from device.core.records import HoldRecord, SessionRecord, instant_us
+from device.store.protocol import StoreQueries
 
 
 class HistoryError(Exception):
@@ -86,7 +86,7 @@ class OutboxEntry:
     session: SessionRecord
 
 
-class History:
+class History(StoreQueries):
     """The SQLite store (one file at ``path``); thread-safe; raises ``HistoryError``.
 
     Durability: WAL with ``synchronous=FULL`` fsyncs the log at every commit, so a session
@@ -340,31 +340,3 @@ class History:
         return self._query(lambda c: [datetime.fromisoformat(r[0]) for r in c.execute(
             "SELECT started FROM sessions"
             " WHERE outcome = 'complete' AND started_us >= ? ORDER BY started_us", (lo,))])
-
-    def leg_progress(self, leg: str, limit: int = 30) -> list[LegSession]:
-        """The last ``limit`` sessions seen from ``leg``, newest first (for progression)."""
-        return [LegSession.of(s, leg) for s in self.recent(limit)]
-
-    # queries for the loop and the report; tz defaults to now's zone
-
-    def streak_days(self, now: datetime, tz: tzinfo | None = None) -> int:
-        """See ``streaks.streak_days``; reads back only as far as the streak goes."""
-        return streaks.streak_days_bounded(self.complete_starts, now, tz)
-
-    def done_today(self, now: datetime, tz: tzinfo | None = None) -> bool:
-        """See ``streaks.done_today``."""
-        return streaks.done_today(self.complete_starts(now - timedelta(days=2)), now, tz)
-
-    def sessions_this_week(self, now: datetime, tz: tzinfo | None = None) -> int:
-        """See ``streaks.sessions_this_week``."""
-        return streaks.sessions_this_week(self.complete_starts(now - timedelta(days=9)), now, tz)
-
-    def sessions_per_week(self, now: datetime, weeks: int = 8,
-                          tz: tzinfo | None = None) -> list[tuple[date, int]]:
-        """See ``streaks.sessions_per_week``."""
-        starts = self.complete_starts(now - timedelta(weeks=weeks, days=2))
-        return streaks.sessions_per_week(starts, now, weeks, tz)
-
-    def minutes_today(self, now: datetime, tz: tzinfo | None = None) -> float:
-        """See ``streaks.minutes_today``."""
-        return streaks.minutes_today(self.sessions(since=now - timedelta(days=2)), now, tz)

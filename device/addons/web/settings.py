@@ -14,7 +14,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from device.core.config import Config, config_paths, config_source, parse_config
+from device.core.config import (
+    Config,
+    config_paths,
+    config_source,
+    parse_config,
+    toml_value,
+)
 from device.core.errors import ConfigError
 from device.store.files import write_atomic
 
@@ -157,7 +163,8 @@ def validate(path: Path, changes: dict[str, Any]) -> tuple[str, Config]:
         raise SettingsError(_field_of(message, changes), message) from None
     new_text = text
     for key, value in changes.items():
-        new_text = set_key(new_text, *key.split(".", 1), _toml(value))
+        section, name = key.split(".", 1)
+        new_text = set_key(new_text, section, name, toml_value(value))
     try:
         written = parse_config(tomllib.loads(new_text))
     except (tomllib.TOMLDecodeError, ConfigError):
@@ -166,18 +173,6 @@ def validate(path: Path, changes: dict[str, Any]) -> tuple[str, Config]:
         raise SettingsError(next(iter(changes)), f"{path}: its layout cannot be edited "
                             "safely from here; change it by hand")
     return new_text, wanted
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(value)
 
 
 _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]\s*(#.*)?$")

@@ -34,8 +34,9 @@ config: $(BIN)/.installed  ## the configuration in effect (ARGS="--config FILE")
 cli: $(BIN)/.installed  ## any command, e.g. make cli ARGS="history --plot hold.png"
 	$(BIN)/stretch-companion $(ARGS)
 
-test: $(BIN)/.installed  ## lint and the whole test suite
+test: $(BIN)/.installed  ## lint, type check (mypy over device/ and drivers/) and the whole test suite
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 system-test: $(BIN)/.installed  ## install and run the service under a real systemd (root; nspawn)

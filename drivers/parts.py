@@ -59,14 +59,14 @@ class BreathLight:
         self._value = 0.0
 
     @property
-    def value(self) -> float:
-        """Duty cycle the pin is driven at (read back from the pin)."""
-        return float(self.device.value)
-
-    @property
     def duty(self) -> float:
         """The duty cycle last written (no pin access: cheap enough for every frame)."""
         return self._value
+
+    @property
+    def value(self) -> float:
+        """Duty cycle the pin is driven at (read back from the pin)."""
+        return float(self.device.value)
 
     @value.setter
     def value(self, duty: float) -> None:

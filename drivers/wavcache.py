@@ -18,6 +18,7 @@ import shutil
 import tempfile
 import time
 import wave
+from collections.abc import Mapping
 from pathlib import Path
 
 FORMAT = 1
@@ -31,7 +32,7 @@ STALE_TMP_S = 3600.0
 _counter = itertools.count()
 
 
-def default_cache_dir(env: dict[str, str] | None = None) -> Path:
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
     """Where cues are kept: systemd's ``$CACHE_DIRECTORY`` (/var/cache/stretch-companion),
     else ``$XDG_CACHE_HOME/stretch-companion``, else ``~/.cache/stretch-companion``; in
     each, the ``voice`` folder."""

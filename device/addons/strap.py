@@ -229,7 +229,7 @@ class StrapSensor:
     def _active(self) -> bool:
         return self.loop.state in (State.SETUP, State.HOLD)
 
-    def _on_state(self, event: StateEvent) -> None:  # type: ignore[override]
+    def _on_state(self, event: StateEvent) -> None:
         change = event
         state = State(event.state)
         now = self.loop.clock.now()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from device.box.events import CATALOGUE
 from device.box.port import BoxPort
@@ -12,10 +12,18 @@ from device.box.port import BoxPort
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per line
 
 
+class Writable(Protocol):
+    """Where a transcript goes: a text stream (a file, stdout, a guarded stream)."""
+
+    def write(self, text: str, /) -> object: ...
+
+    def flush(self) -> object: ...
+
+
 class JsonLines:
     """Writes each event as one JSON line to ``stream``."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: Writable) -> None:
         self.stream = stream
         self._write = stream.write
 
@@ -49,7 +57,7 @@ def describe(event: dict[str, Any]) -> str | None:
 class Readable:
     """Prints the readable form of each event to ``stream``."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: Writable) -> None:
         self.stream = stream
 
     def __call__(self, event: dict[str, Any]) -> None:

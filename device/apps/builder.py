@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -218,8 +219,7 @@ class Box:
     def add_script(self, actions: Sequence[Action]) -> None:
         """Schedule each scripted action at its time (s after the loop's origin)."""
         for action in actions:
-            handler = self.handlers[action.name]
-            self.loop.schedule(action.at, lambda a=action, h=handler: h(a))
+            self.loop.schedule(action.at, partial(self.handlers[action.name], action))
 
     def attach(self, handle: T) -> T:
         """Keep an add-on's handle, to be closed with the box."""
@@ -326,7 +326,11 @@ def _fit_simulated_strap(box: Box, fitted: simstrap.SimStrapAddon) -> None:
     """The simulated strap's script actions: ``tension@``, ``bounce@``, ``unplug@``..."""
     box.strap, box.sensor = fitted.strap, fitted.sensor
     for name, act in fitted.strap.actions().items():
-        box.handlers[name] = lambda a, act=act: act(_number(a))
+        box.handlers[name] = partial(_act, act)
+
+
+def _act(act: Callable[[float | None], None], action: Action) -> None:
+    act(_number(action))
 
 
 def _number(action: Action) -> float | None:

@@ -13,9 +13,13 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device.core.errors import ConfigError, UsageError
+
+if TYPE_CHECKING:
+    from device.box.loop import Listener
+    from device.core.config import Config
 
 log = logging.getLogger("stretch_companion")
 
@@ -255,7 +259,7 @@ def _config_file(args: argparse.Namespace) -> Path:
     return settings_path(args.config, service=args.command == "run")
 
 
-def _headless(args: argparse.Namespace, config: object) -> int:
+def _headless(args: argparse.Namespace, config: Config) -> int:
     from device.addons.transcript import JsonLines, Readable
     from device.apps.sim import run_headless
     from device.apps.streams import GuardedStream
@@ -269,7 +273,7 @@ def _headless(args: argparse.Namespace, config: object) -> int:
     history = None
     if not args.no_history:
         history = _history_file(config, args.history, simulator=True)
-    listeners = []
+    listeners: list[Listener] = []
     streams: list[GuardedStream] = []
     if args.events == "-":
         streams.append(GuardedStream(sys.stdout, "--events -", pass_broken_pipe=True))

@@ -19,24 +19,21 @@ was fitted; ``tightness`` (easy, tight, very_tight) is empty when the hold was n
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
+from device.core.export import write_csv
 from device.core.records import LEGS, SessionRecord, session_to_dict
 from device.core.streaks import local_zone
 from device.store.paths import default_fallback_path, default_history_path
 from device.store.protocol import SessionStore
 from device.store.sqlite import History, HistoryError
 
-CSV_COLUMNS = ("started", "ended", "outcome", "routine", "leg", "round", "planned_s",
-               "held_s", "hold_ended", "mean", "peak", "steadiness", "tightness",
-               "overpull_s")
 PLOT_HINT = "pip install 'stretch-companion[plot]'"
 
 
@@ -64,17 +61,6 @@ def write_json(sessions: Iterable[SessionRecord], out: TextIO) -> int:
     return n
 
 
-def _csv_rows(sessions: Iterable[SessionRecord]) -> Iterator[list[Any]]:
-    for s in sessions:
-        head = [s.started.isoformat(), s.ended.isoformat(), s.outcome, s.routine]
-        if not s.holds:
-            yield head + [""] * (len(CSV_COLUMNS) - len(head))
-        for h in s.holds:
-            yield (head + [h.leg, h.round, h.planned_s, h.held_s, h.ended]
-                   + ["" if v is None else v
-                      for v in (h.mean, h.peak, h.steadiness, h.tightness, h.overpull_s)])
-
-
 def to_csv(sessions: Iterable[SessionRecord], path: Path | str | TextIO) -> int:
     """Write one row per hold to ``path`` ("-" or a text stream for a stream), row by row
     as the sessions come; rows written."""
@@ -86,12 +72,7 @@ def to_csv(sessions: Iterable[SessionRecord], path: Path | str | TextIO) -> int:
     else:
         out, close = open(path, "w", encoding="utf-8", newline=""), True
     try:
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(CSV_COLUMNS)
-        n = 0
-        for row in _csv_rows(sessions):
-            w.writerow(row)
-            n += 1
+        n = write_csv(sessions, out)
     finally:
         if close:
             out.close()

@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from device.apps.builder import Box, build_box, make_voice
+from device.apps.builder import Box, PinCommands, build_box, make_voice
 from device.box.clock import RealClock
 from device.box.events import Event
 from device.box.loop import BoxView
@@ -359,14 +359,14 @@ def _stray_output_hidden() -> Iterator[None]:
     saved_stream.flush()
     os.dup2(sink, 2)
     os.close(sink)
-    sys.__stderr__ = screen
+    setattr(sys, "__stderr__", screen)  # noqa: B010 - a Final name in typeshed
     try:
         yield
     finally:
         with contextlib.suppress(Exception):
             screen.flush()
         os.dup2(screen_fd, 2)
-        sys.__stderr__ = saved_stream
+        setattr(sys, "__stderr__", saved_stream)  # noqa: B010
         with contextlib.suppress(Exception):
             screen.close()
 
@@ -415,11 +415,11 @@ def _quit_on_hang_up(app: StretchApp) -> Callable[[], None]:
 # ---- the screen ---------------------------------------------------------------------------
 
 
-class _Box(Vertical):  # type: ignore[misc,valid-type]
+class _Box(Vertical):
     """A bordered column (the light: its glow above its value)."""
 
 
-class StretchApp(App[int]):  # type: ignore[misc,valid-type]
+class StretchApp(App[int]):
     """The box in the terminal: light, buzzer, voice, state, strap, and keys for the button.
 
     Pass ``box`` (e.g. on a hand-driven clock, with a recording voice) to drive it from
@@ -672,7 +672,10 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         self._speed = new
 
         def set_speed() -> None:  # in the loop's thread: the clock never changes under it
-            clock.speed = new
+            if isinstance(clock, RealClock):  # a test's hand-moved clock has its own
+                clock.speed = new
+            else:
+                setattr(clock, "speed", new)  # noqa: B010
 
         self.loop.call_soon(set_speed)  # and wakes the loop, so its waits are re-timed
         self.schedule_refresh(0.0)  # the title shows the new speed (once)
@@ -681,7 +684,9 @@ class StretchApp(App[int]):  # type: ignore[misc,valid-type]
         if self.box.strap is None:
             self.flash(NO_STRAP)
             return
-        self.box.commands.strap(what)
+        commands = self.box.commands
+        if isinstance(commands, PinCommands):  # the simulator's pins: always, on screen
+            commands.strap(what)
         self.schedule_refresh(0.0)
 
     async def action_quit(self) -> None:

@@ -146,7 +146,7 @@ class HoldStatus:
         return self.planned_s - (at - self.started_at)
 
 
-Ticker = tuple[Callable[[float], float | None], Callable[[float], None]]
+Ticker = tuple[Callable[[float], float | None], Callable[[float], object]]
 
 
 class DeviceLoop:
@@ -268,7 +268,7 @@ class DeviceLoop:
         return round(self.clock.now() - self.origin, 4)
 
     def add_ticker(self, due: Callable[[float], float | None],
-                   run: Callable[[float], None]) -> None:
+                   run: Callable[[float], object]) -> None:
         """Wake the loop at ``due(now)`` (clock s, or None) and call ``run(now)`` at every
         wake (a sensor poll, the watchdog, the nudge)."""
         self._tickers.append((due, run))
@@ -379,6 +379,7 @@ class DeviceLoop:
         # ``others``, nothing woke the loop, no add-on changed anything) only draws the
         # frame: the cheapest wake the loop has, and most wakes in a hold are these.
         others: float | None = None
+        deadline: float | None
         try:
             while not self.stop_event.is_set():
                 now = self.clock.now()
@@ -489,8 +490,8 @@ class DeviceLoop:
             if self._is_virtual():
                 self._wait_for_voice()
             times.append(now + 0.05)  # a real voice still talking: look again soon
-        for due, _ in self._tickers:
-            times.append(due(now))
+        for ticker_due, _ in self._tickers:
+            times.append(ticker_due(now))
         due = [t for t in times if t is not None]
         return min(due) if due else None
 

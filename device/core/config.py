@@ -14,7 +14,7 @@ import stat
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 
 from device.core.errors import ConfigError
 
@@ -443,7 +443,7 @@ def _build(cls: type, table: dict[str, Any], prefix: str) -> Any:
         if is_dataclass(kind):
             if not isinstance(value, dict):
                 raise ConfigError(f"{full} must be a table [{full}]")
-            values[key] = _build(kind, value, f"{full}.")
+            values[key] = _build(cast(type, kind), value, f"{full}.")
             continue
         meta = dict(next(f for f in fields(cls) if f.name == key).metadata)
         values[key] = _check_value(full, value, kind, meta)

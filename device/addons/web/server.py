@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from device.addons.web import settings as settings_mod
 from device.addons.web.auth import PairingStore, csrf_for
 from device.core.config import Config
+from device.core.export import write_csv
 
 log = logging.getLogger(__name__)
 
@@ -435,11 +436,9 @@ class WebApp:
     async def csv(self, request: Request) -> Response:
         if self._paired(request) is None:
             return _unpaired()
-        from device.apps.history_report import to_csv
-
         sessions = await asyncio.to_thread(self._sessions)
         out = StringIO()
-        to_csv(sessions, out)
+        write_csv(sessions, out)
         return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers={
             "content-disposition": 'attachment; filename="stretch-history.csv"'})
 

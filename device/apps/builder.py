@@ -18,7 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from device.addons import control, habit, service, simstrap, strap, transcript
+from device.addons import control, habit, hold_log, service, simstrap, strap, transcript
 from device.addons.habit import Habit
 from device.addons.notify import Notifier
 from device.addons.simstrap import SimStrap
@@ -310,6 +310,8 @@ def build_box(
             box.attach(_attach_web(port, web or config.web.listen, history, config_path))
         if mqtt is not None:
             box.attach(_attach_mqtt(port, mqtt, history, wall_start))
+        if config.history.hold_log:
+            box.attach(hold_log.attach(port, config.history.hold_log))
     except Exception:
         box.close()
         raise

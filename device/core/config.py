@@ -217,6 +217,7 @@ class HistorySettings:
     nudge_voice: bool = _f(False, "also say a line when the nudge starts")
     timezone: str = _f("", "time zone for days and weeks; empty = the system's",
                        check=_time_zone)
+    hold_log: str = _f("", "also append each hold as a CSV row to this file; empty = off")
 
 
 def _mqtt_url(value: str) -> str | None:

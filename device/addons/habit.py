@@ -287,11 +287,9 @@ def history_path(config: Config, override: str | None, simulator: bool) -> Path:
 
 
 def records_of(ended: SessionEvent) -> list[HoldRecord]:
-    """A session's holds as history records."""
-    return [HoldRecord(leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
-                       ended=h.ended, mean=h.mean, peak=h.peak, steadiness=h.steadiness,
-                       tightness=h.tightness, overpull_s=h.overpull_s)
-            for h in ended.results]
+    """A session's holds as history records (the event carries them as the store keeps
+    them: one hold record from the machine to the store)."""
+    return list(ended.results)
 
 
 class PlainSummary:

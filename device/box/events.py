@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
+from device.core.records import HoldRecord
+
 # Kinds a slow subscriber may lose when it falls behind (the newest value replaces them).
 LOSSY_KINDS = frozenset({"led", "tension"})
 # Kinds only delivered to subscribers that name them (50 Hz light frames).
@@ -179,23 +181,6 @@ class HoldEvent(Event):
 
 
 @dataclass(frozen=True)
-class HoldResult:
-    """One hold of a finished session: planned and held (s), how it ended, and the
-    strap's mean and peak (kg or rel) and steadiness (0..100) when it was read."""
-
-    leg: str
-    round: int
-    planned_s: float
-    held_s: float
-    ended: str
-    mean: float | None = None
-    peak: float | None = None
-    steadiness: float | None = None
-    tightness: str | None = None  # the answer after the hold: easy, tight, very_tight
-    overpull_s: float | None = None  # with a strap: seconds spent over-pulling
-
-
-@dataclass(frozen=True)
 class SessionEvent(Event):
     """The session is over: ``outcome`` is complete, cancelled or interrupted; ``holds``
     is how many. Beyond the transcript's fields it carries each hold (``results``) and
@@ -203,7 +188,7 @@ class SessionEvent(Event):
 
     outcome: str
     holds: int
-    results: tuple[HoldResult, ...] = ()
+    results: tuple[HoldRecord, ...] = ()
     started_at: float = 0.0
     ended_at: float = 0.0
     kind: ClassVar[str] = "session"
@@ -219,7 +204,7 @@ class SessionEvent(Event):
 
     @classmethod
     def _from_fields(cls, data: dict[str, Any]) -> Event:
-        results = tuple(HoldResult(**r) for r in data.get("results", ()))
+        results = tuple(HoldRecord(**r) for r in data.get("results", ()))
         return cls(data["t"], data["outcome"], data["holds"], results,
                    data.get("started_at", 0.0), data.get("ended_at", 0.0))
 

@@ -26,7 +26,6 @@ from device.box.events import (
     BuzzEvent,
     Event,
     HoldEvent,
-    HoldResult,
     LedEvent,
     SessionEvent,
     SpeakCut,
@@ -61,6 +60,7 @@ from device.core.machine import (
     StateChanged,
 )
 from device.core.presses import PressTracker
+from device.core.records import HoldRecord
 from device.core.routine import Routine
 from drivers.parts import Beeper, BreathLight, StrapButton
 from drivers.pins import trim_states
@@ -621,12 +621,12 @@ class DeviceLoop:
         if ended.outcome == "complete" and text:
             self.say(text, "summary")
 
-    def hold_results(self, holds: tuple[HoldEnded, ...]) -> tuple[HoldResult, ...]:
+    def hold_results(self, holds: tuple[HoldEnded, ...]) -> tuple[HoldRecord, ...]:
         """The holds with the strap's figures where there were any."""
         results = []
         for h in holds:
             figures = self.strap_figures.get((h.leg, h.round), {})
-            results.append(HoldResult(
+            results.append(HoldRecord(
                 leg=h.leg, round=h.round, planned_s=h.planned_s, held_s=h.held_s,
                 ended=h.ended, mean=figures.get("mean"), peak=figures.get("peak"),
                 steadiness=figures.get("steadiness"), tightness=h.tightness,

@@ -180,3 +180,32 @@ def test_a_late_wake_does_not_show_a_jump() -> None:
     # and it does catch up: the light still reaches the top and the bottom of each breath
     values = [perceived(e.value) for e in inside]
     assert max(values) > config.light.high - 0.02 and min(values) < config.light.low + 0.02
+
+
+class StalledClock(VirtualClock):
+    """Virtual time whose one wait after ``stall_at`` overshoots by ``by`` s: a loop thread
+    that a loaded machine left unscheduled (at 1000x, 10 ms of real time is 10 s)."""
+
+    def __init__(self, stall_at: float, by: float) -> None:
+        super().__init__()
+        self.stall_at, self.by, self.stalled = stall_at, by, False
+
+    def wait_until(self, wake, when):
+        if not self.stalled and when is not None and when > self.stall_at:
+            self.stalled = True
+            when += self.by
+        return super().wait_until(wake, when)
+
+
+def test_a_short_press_stays_short_when_the_loop_runs_late() -> None:
+    """The mock pin's release is scheduled 0.1 s after the press; a loop that wakes 5 s late
+    still hears a short press (its edge is stamped with its scheduled time), not a long one
+    that would cancel."""
+    box = build_box(Config(), clock=StalledClock(stall_at=1.05, by=5.0))
+    seen = []
+    box.bus.subscribe(lambda e: seen.append(e.to_json()), ["button", "state"])
+    box.loop.schedule(1.0, box.press_now)
+    box.loop.run(until=10.0)
+    box.close()
+    assert box.loop.clock.stalled
+    assert [e.get("action") or e.get("state") for e in seen][:2] == ["press", "setup"]

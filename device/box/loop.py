@@ -188,6 +188,7 @@ class DeviceLoop:
             log.info("button held at start-up: ignored until released")
         self._inputs: list[tuple[float, int, Callable[[], None]]] = []
         self._inputs_lock = threading.Lock()
+        self._acting: tuple[int, float] | None = None  # (thread, due) of the input running
         self._seq = itertools.count()
         self._pattern = Pattern.OFF
         self._animated = False
@@ -346,8 +347,12 @@ class DeviceLoop:
     # ---- inputs -----------------------------------------------------------------------
 
     def button_edge(self, pressed: bool) -> None:
-        """A button edge (from gpiozero's callback thread): stamp it and wake the loop."""
-        self._inbox.append((self.clock.now(), pressed))
+        """A button edge (from gpiozero's callback thread): stamp it and wake the loop. An
+        edge made by a scheduled input in the loop's thread takes that input's time."""
+        acting = self._acting
+        at = acting[1] if acting is not None and acting[0] == threading.get_ident() \
+            else self.clock.now()
+        self._inbox.append((at, pressed))
         self.wake.set()
 
     def schedule(self, at: float, action: Callable[[], None]) -> None:
@@ -444,8 +449,14 @@ class DeviceLoop:
             with self._inputs_lock:
                 if not self._inputs or self._inputs[0][0] > now + 1e-9:
                     break
-                _, _, action = heapq.heappop(self._inputs)
-            action()
+                due, _, action = heapq.heappop(self._inputs)
+            # a scheduled input happens at its own time: a button edge it makes (a mock
+            # pin driven from here) is stamped with it, even when the loop runs late
+            self._acting = (threading.get_ident(), due)
+            try:
+                action()
+            finally:
+                self._acting = None
         while self._inbox:
             at, pressed = self._inbox.popleft()
             press = self.presses.edge(pressed, at)

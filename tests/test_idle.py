@@ -193,7 +193,8 @@ class StalledClock(VirtualClock):
     def wait_until(self, wake, when):
         if not self.stalled and when is not None and when > self.stall_at:
             self.stalled = True
-            when += self.by
+            self.advance_to(when + self.by)  # woken or not: the thread was not running
+            return wake.is_set()
         return super().wait_until(wake, when)
 
 

@@ -646,7 +646,7 @@ class Publisher:
 
     def _write_acks(self) -> None:
         with self._lock:
-            acks, self._acks = self._acks, []
+            acks = list(self._acks)  # they stay listed until written: "delivered" means stored
         if not acks:
             return
         now = datetime.now(UTC)
@@ -657,6 +657,7 @@ class Publisher:
                 except HistoryError as exc:
                     self._store_failed(exc)  # sent again next run: the id de-duplicates
         with self._acked:
+            del self._acks[:len(acks)]  # only this thread removes; others append behind
             self.delivered += len(acks)
             self._acked.notify_all()
 

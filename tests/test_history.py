@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from device.apps.history_report import CSV_COLUMNS, PLOT_HINT, history_main, plot, to_csv, to_json
+from device.apps.history_report import PLOT_HINT, history_main, plot, to_csv, to_json
+from device.core.export import CSV_COLUMNS
 from device.core.progression import next_hold_seconds
 from device.core.records import HoldRecord, LegSession, SessionRecord
 from device.core.routine import load_routine

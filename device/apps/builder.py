@@ -124,9 +124,11 @@ class PinCommands:
         """Press the button now and let go ``seconds`` later (loop time)."""
         box = self.box
         pin = box.button_pin
+        now = box.loop.input_time()
         pin.drive_low()
-        now = box.loop.clock.now() - box.loop.origin
-        box.loop.schedule(now + seconds, pin.drive_high)
+        # the release is timed: the press lasts ``seconds`` of box time however late the
+        # loop gets to it (at 1000x a busy machine's 10 ms is 10 s: a long press)
+        box.loop.schedule(now + seconds, pin.drive_high, timed=True)
 
     def long_press(self) -> None:
         """Hold the button past the long-press time."""
@@ -136,9 +138,9 @@ class PinCommands:
         """Two quick presses on the loop's clock (0.3 s apart), whatever the simulator's
         speed: in the set-up, straight to the hold."""
         box = self.box
+        now = box.loop.input_time()
         self.press()
-        now = box.loop.clock.now() - box.loop.origin
-        box.loop.schedule(now + DOUBLE_GAP_S, self.press)
+        box.loop.schedule(now + DOUBLE_GAP_S, self.press, timed=True)
 
     def strap(self, action: str, arg: float | None = None) -> None:
         """A strap action on the simulated strap (harder, softer, bounce, unplug, replug,

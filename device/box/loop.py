@@ -186,7 +186,7 @@ class DeviceLoop:
         self.presses = PressTracker(config.session.long_press_seconds, held_at_start=held)
         if held:
             log.info("button held at start-up: ignored until released")
-        self._inputs: list[tuple[float, int, Callable[[], None]]] = []
+        self._inputs: list[tuple[float, int, Callable[[], None], bool]] = []
         self._inputs_lock = threading.Lock()
         self._acting: tuple[int, float] | None = None  # (thread, due) of the input running
         self._seq = itertools.count()
@@ -355,13 +355,23 @@ class DeviceLoop:
         self._inbox.append((at, pressed))
         self.wake.set()
 
-    def schedule(self, at: float, action: Callable[[], None]) -> None:
-        """Run ``action`` in the loop at ``at`` seconds after the loop's origin.
+    def schedule(self, at: float, action: Callable[[], None], *, timed: bool = False) -> None:
+        """Run ``action`` in the loop at ``at`` seconds after the loop's origin. ``timed``:
+        it is an input that happens at ``at`` (the release of a press that lasts so long),
+        so a button edge it makes is stamped ``at`` even if the loop runs late.
 
         Safe from any thread (a screen's key handler, a test)."""
         with self._inputs_lock:
-            heapq.heappush(self._inputs, (self.origin + at, next(self._seq), action))
+            heapq.heappush(self._inputs, (self.origin + at, next(self._seq), action, timed))
         self.wake.set()
+
+    def input_time(self) -> float:
+        """When an input made now happens (s after the origin): inside a ``timed`` action,
+        its own time; else the clock's."""
+        acting = self._acting
+        if acting is not None and acting[0] == threading.get_ident():
+            return acting[1] - self.origin
+        return self.clock.now() - self.origin
 
     def call_soon(self, action: Callable[[], None]) -> None:
         """Run ``action`` in the loop's thread as soon as it wakes."""
@@ -449,9 +459,12 @@ class DeviceLoop:
             with self._inputs_lock:
                 if not self._inputs or self._inputs[0][0] > now + 1e-9:
                     break
-                due, _, action = heapq.heappop(self._inputs)
-            # a scheduled input happens at its own time: a button edge it makes (a mock
-            # pin driven from here) is stamped with it, even when the loop runs late
+                due, _, action, timed = heapq.heappop(self._inputs)
+            if not timed:
+                action()
+                continue
+            # a timed input happens at its own time: a button edge it makes (a mock pin
+            # driven from here) is stamped with it, even when the loop runs late
             self._acting = (threading.get_ident(), due)
             try:
                 action()

@@ -26,17 +26,20 @@ from zoneinfo import ZoneInfo
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from device.addons.web import settings as settings_mod
 from device.addons.web.auth import PairingStore, csrf_for
+from device.addons.web.guard import Guard, RateLimitedLog, guarded_protocol, quiet_accept_errors
 from device.core.config import Config
 from device.core.export import write_csv
+from device.core.payload import BadPayload, parse_json
 
 log = logging.getLogger(__name__)
+_failed = RateLimitedLog(log)  # a request that failed: one line a minute per route
 
 COOKIE = "sc_pair"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest a browser keeps a cookie (400 days)
@@ -118,11 +121,26 @@ class SecurityMiddleware:
                     raise _TooLarge
             return message
 
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, limited, _with_headers(send))
+            await self.app(scope, limited, _with_headers(sending))
         except _TooLarge:
             await JSONResponse({"error": f"request body over {MAX_BODY} bytes"},
                                status_code=413)(scope, receive, _with_headers(send))
+        except ClientDisconnect:
+            return  # the client left mid-request: nobody to answer
+        except Exception as exc:  # noqa: BLE001 - one line (rate-limited), never a traceback
+            _failed.warning(scope.get("path", "?"), f"web: {scope.get('method')} "
+                            f"{scope.get('path')} failed: {type(exc).__name__}: {exc}")
+            if not started:  # the 500 carries the page's security headers too
+                await JSONResponse({"error": "internal error"}, status_code=500)(
+                    scope, receive, _with_headers(send))
 
 
 class _TooLarge(Exception):
@@ -240,9 +258,9 @@ class WebApp:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "send application/json"}, status_code=415)
         try:
-            body = json.loads(await request.body() or b"null")
-        except ValueError:
-            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+            body = parse_json(await request.body() or b"null", max_bytes=MAX_BODY)
+        except BadPayload as exc:
+            return JSONResponse({"error": f"body is not JSON we take: {exc}"}, status_code=400)
         if not isinstance(body, dict):
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
         return body
@@ -489,9 +507,11 @@ def _unpaired() -> Response:
 class WebServer:
     """Runs a ``WebApp`` with uvicorn in a thread of its own; ``close()`` stops it."""
 
-    def __init__(self, box: Any, options: WebOptions) -> None:
+    def __init__(self, box: Any, options: WebOptions, guard: Guard | None = None) -> None:
         import uvicorn
 
+        self.guard = guard or Guard()  # connection limits and the header timeout
+        quiet_accept_errors()
         self.web = WebApp(box, options)
         self.options = options
         self.sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
@@ -504,8 +524,9 @@ class WebServer:
         self.sock.listen(64)
         self.host, self.port = self.sock.getsockname()[:2]
         config = uvicorn.Config(self.web.app, log_level="warning", access_log=False,
-                                lifespan="off", ws="none", http="h11", loop="asyncio",
-                                timeout_graceful_shutdown=1)
+                                lifespan="off", ws="none", http=guarded_protocol(self.guard),
+                                loop="asyncio", timeout_graceful_shutdown=1,
+                                timeout_keep_alive=5, h11_max_incomplete_event_size=16384)
         self.server = uvicorn.Server(config)
         self._started = threading.Event()
         self.thread = threading.Thread(target=self._run, name="web", daemon=True)

@@ -40,6 +40,8 @@ SOCKET_NAME = "control.sock"
 MAX_LINE = 256  # bytes: the longest request is 6; a longer line is not ours
 MAX_CLIENTS = 16
 CLIENT_IDLE_S = 30.0  # a client that says nothing for this long is closed
+MAX_OUTBUF = 64 * 1024  # bytes of answers waiting for a client; one that does not read is
+# dropped beyond this (a status is about 1 KiB: 64 unread answers)
 SOCKET_MODE = 0o660
 
 
@@ -62,6 +64,7 @@ class _Client:
     last_seen: float = 0.0
     closing: bool = False
     discarding: bool = False
+    dropped: bool = False
 
 
 class ControlServer:
@@ -96,6 +99,8 @@ class ControlServer:
         self._wake_r, self._wake_w = -1, -1
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._dropped = 0  # clients dropped for not reading their answers
+        self._dropped_logged = False
 
     @staticmethod
     def _act(action: Callable[[], None]) -> str:
@@ -251,13 +256,16 @@ class ControlServer:
                 return
             if data == b"":
                 client.closing = True  # the client has sent everything
+                if client.inbuf and not client.discarding:  # a last line without "\n"
+                    client.inbuf += b"\n"
+                    self._requests(client)
             elif data:
                 client.last_seen = self._clock()
                 client.inbuf += data
                 self._requests(client)
         if events & selectors.EVENT_WRITE or client.outbuf:
             self._flush(client)
-        if client.closing and not client.outbuf:
+        if client.closing and not client.outbuf or client.dropped:
             self._drop(client)
         elif client.sock.fileno() >= 0 and self._selector is not None:
             wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.outbuf else 0)
@@ -280,6 +288,17 @@ class ControlServer:
                     client.outbuf += b"error: request too long (at most 256 bytes a line)\n"
                     client.inbuf.clear()
                     client.discarding = True
+                return
+            if len(client.outbuf) > MAX_OUTBUF:  # asks and never reads: let it go
+                self._dropped += 1
+                if not self._dropped_logged:
+                    self._dropped_logged = True
+                    log.warning("control socket: a client that does not read its answers "
+                                "was dropped (over %d bytes waiting)", MAX_OUTBUF)
+                client.inbuf.clear()
+                client.outbuf.clear()
+                client.closing = True
+                client.dropped = True
                 return
             raw = bytes(client.inbuf[:end])
             del client.inbuf[: end + 1]

@@ -405,7 +405,7 @@ def _not_a_weight(text: str) -> bool:
         kg = float(text)
     except ValueError:
         return True
-    return not 0 < kg <= 200
+    return not 1 <= kg <= 200
 
 
 @PROPERTY

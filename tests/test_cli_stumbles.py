@@ -50,9 +50,10 @@ def test_selftest_mock_says_voice_and_sensor_are_fakes(capsys) -> None:
     assert "a fake" in lines["sensor"] and "/dev/i2c" not in lines["sensor"]
 
 
-@pytest.mark.parametrize("kg", ["0", "-1", "201", "nan"])
+@pytest.mark.parametrize("kg", ["0", "-1", "201", "nan", "0.000001", "0.9"])
 def test_calibrate_states_the_real_weight_range(capsys, kg: str) -> None:
+    """Issue 22: --kg 0.000001 was taken (630,800,000 counts per kg: a 6 kg pull read 0)."""
     assert main(["calibrate", "--mock", "--kg", kg]) == 2
     err = capsys.readouterr().err
-    assert "must be a weight of more than 0 and at most 200 kg" in err
+    assert "must be a known weight from 1 to 200 kg" in err
     assert "from 0" not in err

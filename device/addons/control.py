@@ -8,6 +8,8 @@ mock pins. The protocol is one request per line, one answer per line:
 ``press``   -> ``ok``  (a short press of the button)
 ``long``    -> ``ok``  (a long press: cancels a session)
 ``status``  -> one JSON object (the box's read model)
+``pair``    -> ``ok``  (the box says a fresh pairing code for the phone page aloud and
+               lifts every pairing lockout: whoever may use this socket owns the box)
 anything else -> ``error: ...`` naming the request and the allowed ones.
 
 The server runs in its own thread on a selector; it never blocks on a client, never
@@ -30,11 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device.addons.page import PairingVoice
 from device.box.port import BoxPort
 
 log = logging.getLogger(__name__)
 
-REQUESTS = ("press", "long", "status")
+REQUESTS = ("press", "long", "status", "pair")
 DEFAULT_RUN_DIR = "/run/stretch-companion"
 SOCKET_NAME = "control.sock"
 MAX_LINE = 256  # bytes: the longest request is 6; a longer line is not ours
@@ -84,12 +87,15 @@ class ControlServer:
         *,
         mode: int = SOCKET_MODE,
         clock: Callable[[], float] = time.monotonic,
+        pair: Callable[[], None] | None = None,
     ) -> None:
         self.path = str(path)
         self._handlers: dict[str, Callable[[], str]] = {
             "press": lambda: self._act(press),
             "long": lambda: self._act(long_press),
             "status": lambda: json.dumps(status(), separators=(",", ":"), allow_nan=False),
+            "pair": lambda: self._act(pair) if pair is not None else
+            "error: the phone page is off; nothing to pair",
         }
         self._mode = mode
         self._clock = clock
@@ -387,6 +393,14 @@ def request(path: str | Path, line: str, timeout: float = 5.0) -> str:
 # ---- the box's add-on ------------------------------------------------------------------
 
 
+def _say_pairing(box: BoxPort) -> None:
+    """The page's pairing code, said aloud with every lockout lifted (``pair``)."""
+    voice = box.find(PairingVoice)
+    if voice is None:
+        raise ControlError("the phone page is off; nothing to pair")
+    voice.say_fresh_code()
+
+
 def attach(box: BoxPort, environ: dict[str, str] | None = None) -> ControlServer | None:
     """The control socket of ``run`` per ``[control]``, on the box's command port
     (``box.commands``) and read model (``box.view()``). None when it is off or cannot be
@@ -405,7 +419,8 @@ def attach(box: BoxPort, environ: dict[str, str] | None = None) -> ControlServer
     commands = box.commands
     try:
         return ControlServer(path, commands.press, commands.long_press,
-                             lambda: box.view().to_json()).start()
+                             lambda: box.view().to_json(), pair=lambda: _say_pairing(box)
+                             ).start()
     except ControlError as exc:
         log.warning("%s; the box runs without it", exc)
         return None

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from device.addons.page import PageAddress
+from device.addons.page import PageAddress, PairingVoice
 from device.box.bus import Subscription
 from device.box.port import BoxPort
 from device.core.errors import ConfigError
@@ -47,6 +47,7 @@ class WebHandle:
     port: BoxPort
     subscription: Subscription
     url: str
+    release_press: Callable[[], None] = lambda: None  # gives the idle press back
 
     @property
     def code(self) -> str:
@@ -57,6 +58,7 @@ class WebHandle:
         """Stop listening to the bus, then stop the server."""
         try:
             self.port.unsubscribe(self.subscription)
+            self.release_press()
         finally:
             self.server.close()
 
@@ -101,8 +103,11 @@ def attach(
     server.start()
     subscription = box.subscribe(lambda event: server.web.hub.from_bus(box, event),
                                  None, queued=True, name="web")
-    handle = WebHandle(server, box, subscription, server.url)
+    # the owner's idle press says the code a page asked for; the control socket's "pair" too
+    release = box.take_idle_press(server.web.take_press)
+    handle = WebHandle(server, box, subscription, server.url, release)
     box.provide(PageAddress(server.url))
+    box.provide(PairingVoice(server.web.say_fresh_code))
     shown = server.url.replace("0.0.0.0", "BOX-ADDRESS").replace("[::]", "BOX-ADDRESS")
     log.warning("web page at %s: pair a phone with code %s", shown, store.code)
     if announce is not None:

@@ -44,7 +44,7 @@ _failed = RateLimitedLog(log)  # a request that failed: one line a minute per ro
 COOKIE = "sc_pair"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest a browser keeps a cookie (400 days)
 MAX_BODY = 4096  # bytes: the largest request body accepted
-ANNOUNCE_GAP_S = 20.0  # the box says the code at most this often when a page asks
+PRESS_WINDOW_S = 120.0  # after a page asks for the code, a press on the box says it
 HEARTBEAT_S = 15.0  # an SSE comment (and a fresh view) this often, so dead links show
 TENSION_GAP_S = 0.5  # at most two strap updates a second to the page
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -213,7 +213,7 @@ class WebApp:
         self.options = options
         self.store = options.store or PairingStore(Path("web-pairing.json"))
         self.hub = Hub()
-        self._last_announce: float | None = None
+        self._wanted_until: float | None = None  # a page asked for the code until then
         static = resources.files("device.addons.web").joinpath("static")
         self._static = {name: static.joinpath(name).read_bytes() for name in STATIC}
         routes = [
@@ -297,7 +297,7 @@ class WebApp:
         code = body.get("code")
         if not isinstance(code, str) or not (len(code) == 6 and code.isdigit()):
             return JSONResponse({"error": "the code is 6 digits"}, status_code=400)
-        token, why = self.store.pair(code)
+        token, why = self.store.pair(code, request.client.host if request.client else "")
         if token is None:
             status = 429 if why.startswith("locked") else 403
             return JSONResponse({"error": why}, status_code=status)
@@ -308,16 +308,33 @@ class WebApp:
         return response
 
     async def announce(self, request: Request) -> Response:
-        """A page on the pairing screen asks the box to say the code (throttled)."""
+        """A page on the pairing screen asks to hear the code. Nothing is said: anyone on
+        the network may ask. The box's next press, while it is idle and within
+        ``PRESS_WINDOW_S``, says the code instead of starting a session (see
+        ``take_press``); a session is never interrupted."""
         body = await self._json_body(request)
         if isinstance(body, Response):
             return body
-        now = self.options.clock()
-        if self._last_announce is not None and now - self._last_announce < ANNOUNCE_GAP_S:
-            return JSONResponse({"said": False})
-        self._last_announce = now
+        if _json_view(self.box).get("state") not in ("idle", "done", "cancelled"):
+            return JSONResponse({"said": False, "press": False, "busy": True})
+        self._wanted_until = self.options.clock() + PRESS_WINDOW_S
+        return JSONResponse({"said": False, "press": True})
+
+    def take_press(self) -> bool:
+        """The box's idle short press (the loop's thread): when a page asked for the code
+        lately, the press says a fresh code (and lifts every lockout) and is taken;
+        otherwise it is left to start a session."""
+        if self._wanted_until is None or self.options.clock() > self._wanted_until:
+            self._wanted_until = None
+            return False
+        self._wanted_until = None
+        self.say_fresh_code()
+        return True
+
+    def say_fresh_code(self) -> None:
+        """The owner is at the box: every lockout lifted, a new code drawn and said."""
+        self.store.owner_present()
         self.say_code()
-        return JSONResponse({"said": True})
 
     def say_code(self) -> None:
         """The box says the pairing code aloud (from any thread) and logs it."""

@@ -159,3 +159,21 @@ def test_rate_limited_log_counts_what_it_held_back(caplog: pytest.LogCaptureFixt
         assert said.warning("k", "flood")
     assert [r.getMessage() for r in caplog.records] == [
         "flood", "flood (99 more like it since the last line)"]
+
+
+@pytest.mark.parametrize("kind", ["latin-1", "directory"])
+def test_saving_settings_over_a_bad_config_file_is_one_clear_answer(
+        server: WebServer, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    """Issue 22: a Latin-1 byte in the config, or a folder in its place, was a 500."""
+    path = tmp_path / "c.toml"
+    if kind == "latin-1":
+        path.write_bytes(b"# caf\xe9\n[session]\nhold_seconds = 60\n")
+    else:
+        path.mkdir()
+    h = paired(server)
+    body = json.dumps({"changes": {"session.hold_seconds": 90}}).encode()
+    status, headers, answer = get(server.port, "/api/settings", "POST", body, h)
+    assert status == 422, answer
+    message = json.loads(answer)["message"]
+    assert ("not UTF-8" if kind == "latin-1" else "cannot read it") in message
+    assert not [r for r in caplog.records if r.exc_info]

@@ -120,20 +120,36 @@ def attach(
 def web_code_main(simulator: bool = False, state_dir: Path | None = None,
                   out: TextIO | None = None) -> int:
     """``stretch-companion web-code``: print the current pairing code."""
-    from device.addons.web.auth import PairingStore, store_path
-
-    store = PairingStore(store_path(state_dir, simulator=simulator))
+    store = _open_store(state_dir, simulator)
     print(store.code, file=out or sys.stdout)
     return 0
+
+
+def _open_store(state_dir: Path | None, simulator: bool) -> Any:
+    """The pairing store, or ``UsageError`` in one line when ``state_dir`` is unusable
+    (a file, /dev/null, no permission)."""
+    from device.addons.web.auth import PairingStore, store_path
+    from device.core.errors import UsageError
+
+    try:
+        return PairingStore(store_path(state_dir, simulator=simulator))
+    except OSError as exc:
+        where = f"--state-dir {state_dir}" if state_dir is not None else "the state folder"
+        why = ("not a folder" if isinstance(exc, (FileExistsError, NotADirectoryError))
+               else exc.strerror or str(exc))
+        raise UsageError(f"{where}: cannot keep the pairing store there ({why})") from None
 
 
 def web_forget_main(simulator: bool = False, state_dir: Path | None = None,
                     out: TextIO | None = None) -> int:
     """``stretch-companion web-forget``: revoke every paired phone (and pick a new code)."""
-    from device.addons.web.auth import PairingStore, store_path
+    store = _open_store(state_dir, simulator)
+    try:
+        n = store.forget()
+    except OSError as exc:
+        from device.core.errors import UsageError
 
-    store = PairingStore(store_path(state_dir, simulator=simulator))
-    n = store.forget()
+        raise UsageError(f"cannot write the pairing store ({exc.strerror or exc})") from None
     print(f"forgot {n} paired phone{'s' if n != 1 else ''}; new code {store.code}",
           file=out or sys.stdout)
     return 0

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from drivers.lifeline import shared as shared_lifeline
 from drivers.wavcache import (
     WavCache,
     cue_key,
@@ -788,6 +789,9 @@ class Pyttsx3Speaker:
             return "missing"
         with self._cond:
             self._proc = proc
+        lifeline = shared_lifeline() if self._popen is subprocess.Popen else None
+        if lifeline is not None:
+            lifeline.hold(proc.pid)  # a kill -9 of the box ends the player's whole group
         if self._closed.is_set():
             _kill_group(proc)
         limit = seconds + self._play_margin_s
@@ -802,6 +806,8 @@ class Pyttsx3Speaker:
             with self._cond:
                 self._proc = None
                 cut, self._cut = self._cut, False
+            if lifeline is not None:
+                lifeline.release(proc.pid)
         if self._closed.is_set() or cut:
             return "ok"  # stopped on purpose: not a failing player
         if proc.returncode != 0:

@@ -378,9 +378,10 @@ def parse_command(payload: bytes, now: float | None = None) -> Command:
         at = value.pop("at")
         if isinstance(at, bool) or not isinstance(at, (int, float)):
             raise ValueError(f"command {shown!r}: \"at\" must be Unix seconds")
-        if now is not None and abs(now - at) > COMMAND_VALID_S:
-            raise ValueError(f"command {shown!r}: sent {now - at:.0f} s from now "
-                             f"(good for {COMMAND_VALID_S:.0f} s); expired")
+        if now is not None and not abs(now - at) <= COMMAND_VALID_S:
+            age = "in the future" if at > now else f"{min(now - at, 1e9):.0f} s old"
+            raise ValueError(f"command {shown!r}: sent {age} (good for "
+                             f"{COMMAND_VALID_S:.0f} s); expired")
         if set(value) == {"command"}:
             value = value["command"]
     if isinstance(value, str) and value in ("start", "cancel", "press"):

@@ -114,7 +114,9 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, text in (("press", "press the running box's button (over its control socket)"),
                        ("long", "long-press the running box's button: cancels a session"),
-                       ("status", "print the running box's state as JSON")):
+                       ("status", "print the running box's state as JSON"),
+                       ("pair", "the running box says a fresh code for the phone page aloud "
+                        "(and lifts pairing lockouts)")):
         ctl = sub.add_parser(name, help=text)
         ctl.add_argument("--socket", metavar="PATH",
                          help="control socket (default: $RUNTIME_DIRECTORY/control.sock, "
@@ -401,7 +403,8 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    """``press``, ``long``, ``status``: one request to the running box's control socket."""
+    """``press``, ``long``, ``status``, ``pair``: one request to the running box's control
+    socket."""
     from device.addons.control import ControlError, default_socket_path, request
 
     path = args.socket or default_socket_path()
@@ -420,7 +423,7 @@ def cmd_control(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history,
     "calibrate": cmd_calibrate, "selftest": cmd_selftest, "studio": cmd_studio,
-    "press": cmd_control, "long": cmd_control, "status": cmd_control,
+    "press": cmd_control, "long": cmd_control, "status": cmd_control, "pair": cmd_control,
     "web-code": cmd_web_code, "web-forget": cmd_web_forget,
 }
 

@@ -249,6 +249,9 @@ def test_announce_says_nothing_until_a_press_on_the_box(client: TestClient, box:
     client.post("/api/pair/announce", json={}, headers=ORIGIN)
     clock.t += 121
     assert web.take_press() is False  # the page asked too long ago
+    client.post("/api/pair/announce", json={}, headers=ORIGIN)
+    pair(client, store)  # a phone paired with the code it had: the next press is the box's
+    assert web.take_press() is False
     box.set_state("hold", leg="right", round=1)
     assert client.post("/api/pair/announce", json={}, headers=ORIGIN).json()["busy"] is True
     assert web.take_press() is False and len(box.loop.said) == 1

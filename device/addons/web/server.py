@@ -302,6 +302,7 @@ class WebApp:
             status = 429 if why.startswith("locked") else 403
             return JSONResponse({"error": why}, status_code=status)
         log.info("web: a phone paired")
+        self._wanted_until = None  # the code was heard: the next press starts a session
         response = JSONResponse({"paired": True, "csrf": csrf_for(token)})
         response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE, httponly=True,
                             samesite="strict", path="/")

@@ -23,6 +23,7 @@ from device.box.port import BoxPort
 from device.core.errors import ConfigError
 
 if TYPE_CHECKING:  # the server needs the web extra: imported in attach, when it is used
+    from device.addons.web.auth import PairingStore
     from device.addons.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def web_code_main(simulator: bool = False, state_dir: Path | None = None,
     return 0
 
 
-def _open_store(state_dir: Path | None, simulator: bool) -> Any:
+def _open_store(state_dir: Path | None, simulator: bool) -> PairingStore:
     """The pairing store, or ``UsageError`` in one line when ``state_dir`` is unusable
     (a file, /dev/null, no permission)."""
     from device.addons.web.auth import PairingStore, store_path

@@ -533,7 +533,6 @@ def test_any_control_request_gets_one_line(tmp_path_factory, line: bytes, end: b
 @example(body=_deep(2000), path="/api/settings")
 def test_any_page_body_gets_an_answer_with_the_security_headers(tmp_path_factory, body: bytes,
                                                                 path: str) -> None:
-    pytest.importorskip("starlette")
     import warnings
 
     with warnings.catch_warnings():

@@ -29,9 +29,6 @@ from device.core.config import MqttSettings, with_overrides
 from tests.broker import INSTALL, MOSQUITTO, Mosquitto
 from tests.tools import need
 
-pytest.importorskip("uvicorn", reason="pip install 'stretch-companion[web]'")
-pytest.importorskip("paho.mqtt.client", reason="pip install 'stretch-companion[mqtt]'")
-
 HOLD_S = 3.0
 ON_TIME_S = 0.25  # the hold ends this close to its planned length, flood or not
 

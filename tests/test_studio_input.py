@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sqlite3
 import subprocess
 import sys
@@ -32,8 +31,6 @@ ROOT = Path(__file__).resolve().parent.parent
 WAIT_S = 10.0
 TOPIC = "stretch-companion/box1"
 
-if os.environ.get("CI") != "true":
-    pytest.importorskip("paho.mqtt.client", reason="pip install 'stretch-companion[mqtt]'")
 
 
 @pytest.fixture
@@ -124,7 +121,11 @@ def test_poison_and_bad_stats_are_set_aside_and_the_valid_session_arrives(
         now_seen = {(t, r): n for t, r, n in store.quarantined()}
         assert set(now_seen) == set(stats_seen)
         for (topic, reason), n in now_seen.items():  # no old poison came back
-            assert n == stats_seen[(topic, reason)] + (s.refused if "stats" in topic else 0)
+            if "stats" in topic:
+                assert n > stats_seen[(topic, reason)]
+            else:
+                assert n == stats_seen[(topic, reason)]
+        assert s.new_sessions == 0 and store.count() == 1
     finally:
         s.stop()
     r = subprocess.run([sys.executable, "-m", "device", "studio", "--mqtt", broker.url,

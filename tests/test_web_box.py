@@ -237,7 +237,7 @@ def test_a_press_on_the_idle_box_says_the_code_a_page_asked_for(tmp_path: Path,
         box.loop.run(until=13)
         assert box.view().state == "setup"
         old = handle.code
-        _say_pairing(box)  # the control socket's "pair"
+        _say_pairing(box.port)  # the control socket's "pair"
         assert handle.code != old
         server = ControlServer(tmp_path / "c.sock", lambda: None, lambda: None, dict,
                                pair=lambda: None)

@@ -12,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("uvicorn", reason="pip install 'stretch-companion[web]'")
-
-from device.addons.web.auth import PairingStore, csrf_for  # noqa: E402
-from device.addons.web.guard import Guard, RateLimitedLog  # noqa: E402
-from device.addons.web.server import COOKIE, WebOptions, WebServer  # noqa: E402
-from tests.web_support import FakeBox  # noqa: E402
+from device.addons.web.auth import PairingStore, csrf_for
+from device.addons.web.guard import Guard, RateLimitedLog
+from device.addons.web.server import COOKIE, WebOptions, WebServer
+from tests.web_support import FakeBox
 
 WAIT_S = 10.0
 

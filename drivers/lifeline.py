@@ -63,6 +63,11 @@ class Lifeline:
             except OSError:
                 self._failed = True
 
+    def start(self) -> None:
+        """Start the watcher now (so ``hold`` is one write to a pipe, never a fork)."""
+        with self._lock:
+            self._watcher()
+
     def hold(self, pgid: int) -> None:
         """Kill group ``pgid`` if this process dies before ``release``."""
         self._tell(f"+ {pgid}\n")

@@ -447,6 +447,8 @@ class Pyttsx3Speaker:
         self._player = player
         player_command(player, audio_device, "x.wav")  # a bad command fails here, not later
         self._popen = process_factory or subprocess.Popen
+        if self._popen is subprocess.Popen:
+            shared_lifeline().start()  # ready before the first player starts
         self._timeout_margin_s = timeout_margin_s
         self._timeout_factor = timeout_factor
         self._play_margin_s = play_margin_s

@@ -701,6 +701,7 @@ def test_kill_9_of_the_box_ends_the_player_and_its_children(tmp_path) -> None:
             assert time.monotonic() < deadline and box.poll() is None, "the player never ran"
             time.sleep(0.02)
         player, child = map(int, pid_file.read_text().split())
+        time.sleep(0.2)  # the box tells its lifeline right after the start (one pipe write)
         box.kill()  # SIGKILL: nothing in the box runs after this
         box.wait(5)
         deadline = time.monotonic() + 5

@@ -6,7 +6,10 @@ thousand of them, until the process runs out of file descriptors. ``guarded_prot
 wraps uvicorn's h11 protocol so that
 
 * at most ``max_connections`` are open at once and at most ``per_address`` from one
-  address; one over is closed at once (no answer: it costs nothing to refuse);
+  address; one over the address cap is closed at once (no answer: it costs nothing to
+  refuse); at the total cap the oldest connection still waiting for its headers makes
+  room (so silent connections from many addresses can never lock a phone out), and only
+  when every connection is busy with a request is the new one closed;
 * a request's headers must be complete within ``header_timeout_s`` of the connection
   (or of the previous response); a silent or slow client is closed then;
 * each refusal is counted and said in a rate-limited log line, never a traceback;
@@ -74,6 +77,7 @@ class Guard:
     open: int = 0
     by_address: Counter[str] = field(default_factory=Counter)
     refused: Counter[str] = field(default_factory=Counter)  # reason -> count
+    waiting: dict[Any, None] = field(default_factory=dict)  # no headers yet, oldest first
     said: RateLimitedLog = field(default_factory=lambda: RateLimitedLog(log))
 
     def refuse(self, reason: str, address: str) -> None:
@@ -92,14 +96,21 @@ class GuardedH11Protocol(H11Protocol):
         self._address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         self._counted = False
         self._timer: asyncio.TimerHandle | None = None
-        if g.open >= g.max_connections:
-            g.refuse(f"over {g.max_connections} connections", self._address)
-            transport.abort()
-            return
         if g.by_address[self._address] >= g.per_address:
             g.refuse(f"over {g.per_address} connections from one address", self._address)
             transport.abort()
             return
+        if g.open >= g.max_connections:
+            if not g.waiting:  # every connection is busy with a request: no room
+                g.refuse(f"over {g.max_connections} connections", self._address)
+                transport.abort()
+                return
+            oldest = next(iter(g.waiting))  # a silent one makes room
+            g.refuse(f"{g.max_connections} connections open: the oldest silent one makes room",
+                     oldest._address)
+            oldest._drop_waiting()
+            oldest.transport.abort()
+            oldest.connection_lost(None)  # counted out now (abort reports it later)
         g.open += 1
         g.by_address[self._address] += 1
         self._counted = True
@@ -110,14 +121,20 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm()
         self._timed_cycle = self.cycle
         self._timer = self.loop.call_later(self.guard.header_timeout_s, self._too_slow)
+        self.guard.waiting[self] = None
 
     def _disarm(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._drop_waiting()
+
+    def _drop_waiting(self) -> None:
+        self.guard.waiting.pop(self, None)
 
     def _too_slow(self) -> None:
         self._timer = None
+        self._drop_waiting()
         if self.cycle is self._timed_cycle:  # no new request began: silent or too slow
             self.guard.refuse(f"no request headers within {self.guard.header_timeout_s:g} s",
                               self._address)

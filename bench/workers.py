@@ -283,16 +283,16 @@ def _fill_history(path: str, sessions: int, streak: int = 30) -> None:
         else:
             start = now - timedelta(days=streak + 1, hours=8 * (k - streak))
         end = start + timedelta(minutes=5)
-        rows.append((k + 1, instant_us(start), start.isoformat(), instant_us(end),
-                     end.isoformat(), "complete", "hamstring"))
+        rows.append((k + 1, f"bench-{k + 1}", instant_us(start), start.isoformat(),
+                     instant_us(end), end.isoformat(), "complete", "hamstring"))
         for seq, leg in enumerate(("right", "left")):
             holds.append((k + 1, seq, leg, 1, 60.0, 60.0 - (k % 7), "complete", None, None,
                           None))
     with History(path) as h:
         c = h._conn
         c.execute("BEGIN")
-        c.executemany("INSERT INTO sessions (id, started_us, started, ended_us, ended, outcome,"
-                      " routine) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        c.executemany("INSERT INTO sessions (id, uid, started_us, started, ended_us, ended,"
+                      " outcome, routine) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
         c.executemany("INSERT INTO holds (session_id, seq, leg, round, planned_s, held_s, ended,"
                       " mean, peak, steadiness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", holds)
         c.execute("COMMIT")

@@ -53,6 +53,11 @@ NOMINAL_COUNTS_PER_UNIT = 85_000.0
 at gain 128 and a 3.3 V LDO, so uncalibrated thresholds stay in a sensible range."""
 
 
+MAX_OFFSET = 2 ** 24  # counts: a 24-bit converter's zero lies within its range
+SCALE_RANGE = (100.0, 2 ** 22)  # counts per kg: a full scale of 2 kg to some 84 tonnes
+MIN_KNOWN_KG = 1.0  # a lighter reference weight is lost in the noise of a strap
+
+
 def counts_to_units(counts: float, offset: float, scale: float) -> float:
     """Tension from a raw count: ``(counts - offset) / scale`` (scale: counts per unit)."""
     return (counts - offset) / scale
@@ -185,10 +190,15 @@ def load_calibration(path: str | os.PathLike[str]) -> Calibration | None:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: calibration must be a JSON object")
     offset, scale = data.get("offset"), data.get("scale")
-    if isinstance(offset, bool) or not isinstance(offset, int | float):
-        raise ValueError(f"{source}: 'offset' must be a number, got {offset!r}")
+    if (isinstance(offset, bool) or not isinstance(offset, int | float)
+            or not abs(offset) <= MAX_OFFSET):  # also refuses NaN
+        raise ValueError(f"{source}: 'offset' must be a number of counts from "
+                         f"{-MAX_OFFSET} to {MAX_OFFSET}, got {offset!r}")
     if scale is not None and (
-        isinstance(scale, bool) or not isinstance(scale, int | float) or scale == 0
+        isinstance(scale, bool) or not isinstance(scale, int | float)
+        or not SCALE_RANGE[0] <= abs(scale) <= SCALE_RANGE[1]
     ):
-        raise ValueError(f"{source}: 'scale' must be a non-zero number or null, got {scale!r}")
+        raise ValueError(f"{source}: 'scale' must be {SCALE_RANGE[0]:.0f} to "
+                         f"{SCALE_RANGE[1]:.0f} counts per kg (either sign) or null, "
+                         f"got {scale!r}")
     return Calibration(offset=float(offset), scale=None if scale is None else float(scale))

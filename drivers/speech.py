@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from drivers.lifeline import shared as shared_lifeline
 from drivers.wavcache import (
     WavCache,
     cue_key,
@@ -446,6 +447,8 @@ class Pyttsx3Speaker:
         self._player = player
         player_command(player, audio_device, "x.wav")  # a bad command fails here, not later
         self._popen = process_factory or subprocess.Popen
+        if self._popen is subprocess.Popen:
+            shared_lifeline().start()  # ready before the first player starts
         self._timeout_margin_s = timeout_margin_s
         self._timeout_factor = timeout_factor
         self._play_margin_s = play_margin_s
@@ -788,6 +791,9 @@ class Pyttsx3Speaker:
             return "missing"
         with self._cond:
             self._proc = proc
+        lifeline = shared_lifeline() if self._popen is subprocess.Popen else None
+        if lifeline is not None:
+            lifeline.hold(proc.pid)  # a kill -9 of the box ends the player's whole group
         if self._closed.is_set():
             _kill_group(proc)
         limit = seconds + self._play_margin_s
@@ -802,6 +808,8 @@ class Pyttsx3Speaker:
             with self._cond:
                 self._proc = None
                 cut, self._cut = self._cut, False
+            if lifeline is not None:
+                lifeline.release(proc.pid)
         if self._closed.is_set() or cut:
             return "ok"  # stopped on purpose: not a failing player
         if proc.returncode != 0:

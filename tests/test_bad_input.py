@@ -405,7 +405,7 @@ def _not_a_weight(text: str) -> bool:
         kg = float(text)
     except ValueError:
         return True
-    return not 0 < kg <= 200
+    return not 1 <= kg <= 200
 
 
 @PROPERTY
@@ -428,3 +428,130 @@ def test_the_config_text_round_trips_every_key(tmp_path) -> None:
     from device.core.config import config_text, parse_config
 
     assert parse_config(tomllib.loads(config_text(Config(), []))) == Config()
+
+
+# ---- issue 22: everything from the network is data ---------------------------------------
+
+JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
+                      st.text(max_size=20))
+JSON_VALUE = st.recursive(JSON_LEAF, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=20)
+
+
+def _deep(n: int, open_: bytes = b"[") -> bytes:
+    close = b"]" if open_ == b"[" else b"}"
+    inner = b'{"a":' if open_ == b"{" else open_
+    return inner * n + b"1" + close * n
+
+
+NETWORK_BYTES = st.one_of(
+    st.binary(max_size=300),
+    JSON_VALUE.map(lambda v: json.dumps(v).encode()),
+    st.integers(1, 120_000).map(_deep),
+    st.integers(1, 20_000).map(lambda n: _deep(n, b"{")),
+    st.sampled_from([b"NaN", b"[Infinity]", b'{"streak_days": -5}', b"\xff\xfe",
+                     b'{"started": "9999-01-01T00:00:00+00:00"}', b"", b"start",
+                     b'{"command": "press", "at": 1e308}', b" " * 70_000]),
+)
+
+
+@PROPERTY
+@given(payload=NETWORK_BYTES, name=st.sampled_from(["session", "stats", "availability"]))
+@example(payload=_deep(100_000), name="session")
+@example(payload=b"[]", name="stats")
+def test_any_studio_message_is_stored_or_set_aside(tmp_path_factory, payload: bytes,
+                                                   name: str) -> None:
+    """The studio's handler on any payload: stored or quarantined, always acknowledged,
+    never raising (the paho thread would die and the message come back for ever)."""
+    from device.apps.studio import Studio, StudioStore
+
+    class Msg:
+        topic = f"stretch-companion/box1/{name}"
+        qos, mid, retain = 1, 7, False
+
+    Msg.payload = payload
+    acks: list[int] = []
+
+    class Client:
+        def ack(self, mid: int, qos: int) -> None:
+            acks.append(mid)
+
+    store = StudioStore(tmp_path_factory.mktemp("studio") / "s.db")
+    studio = Studio.__new__(Studio)  # the handler alone: no broker needed
+    studio.store, studio.on_change, studio.last_message = store, None, 0.0
+    studio.new_sessions = studio.duplicates = studio.refused = 0
+    studio._bad_logged = set()
+    studio._on_message(Client(), None, Msg())
+    assert acks == [7]
+    assert studio.refused + studio.new_sessions + studio.duplicates <= 1
+    store.summary()  # whatever was stored, the table can be drawn
+    store.close()
+
+
+@PROPERTY
+@given(payload=NETWORK_BYTES)
+@example(payload=b"[" * 5000)
+def test_any_command_payload_is_a_command_or_a_value_error(payload: bytes) -> None:
+    from device.addons.mqtt import parse_command
+
+    try:
+        parse_command(payload, time.time())
+    except ValueError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) < 300
+
+
+@PROPERTY
+@given(line=st.binary(max_size=600), end=st.sampled_from([b"\n", b"", b"\r\n"]))
+@example(line=b"status", end=b"")
+@example(line=b"\xff" * 500, end=b"\n")
+def test_any_control_request_gets_one_line(tmp_path_factory, line: bytes, end: bytes) -> None:
+    import socket as socket_mod
+
+    from device.addons.control import ControlServer
+
+    path = tmp_path_factory.mktemp("ctl") / "c.sock"
+    with ControlServer(path, lambda: None, lambda: None, lambda: {"state": "idle"}) as server:
+        with socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(server.path)
+            s.sendall(line + end)
+            s.shutdown(socket_mod.SHUT_WR)
+            answer = b""
+            while chunk := s.recv(65536):
+                answer += chunk
+    if line.strip(b"\r\n \t") or b"\n" in line:
+        assert answer.endswith(b"\n") and answer, (line, answer)
+    for reply in answer.splitlines():
+        assert reply in (b"ok",) or reply.startswith((b"{", b"error: ")), reply
+
+
+@PROPERTY
+@given(body=NETWORK_BYTES, path=st.sampled_from(["/api/pair", "/api/settings",
+                                                  "/api/pair/announce", "/api/press"]))
+@example(body=_deep(2000), path="/api/pair")
+@example(body=_deep(2000), path="/api/settings")
+def test_any_page_body_gets_an_answer_with_the_security_headers(tmp_path_factory, body: bytes,
+                                                                path: str) -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from device.addons.web.auth import PairingStore, csrf_for
+    from device.addons.web.server import COOKIE, WebApp, WebOptions
+    from tests.web_support import FakeBox
+
+    folder = tmp_path_factory.mktemp("web")
+    store = PairingStore(folder / "p.json")
+    web = WebApp(FakeBox(), WebOptions(store=store, config_path=folder / "c.toml"))
+    token, _ = store.pair(store.code)
+    assert token
+    client = TestClient(web.app, raise_server_exceptions=False)
+    client.cookies.set(COOKIE, token)
+    r = client.post(path, content=body, headers={
+        "content-type": "application/json", "x-csrf-token": csrf_for(token),
+        "origin": "http://testserver"})
+    assert r.status_code < 500, (r.status_code, r.text[:200])
+    assert "content-security-policy" in r.headers

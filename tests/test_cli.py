@@ -122,7 +122,7 @@ def test_bad_options_are_one_clear_line(argv: list[str], words: str, capsys) -> 
 def test_history_weeks_must_be_positive(capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["history", "--weeks", "0"])
-    assert exit_.value.code == 2 and "must be 1 or more" in capsys.readouterr().err
+    assert exit_.value.code == 2 and "must be from 1 to 5200" in capsys.readouterr().err
 
 
 def test_config_check_also_checks_the_routine(tmp_path: Path, capsys) -> None:

@@ -296,3 +296,39 @@ def test_attach_drives_the_command_port_and_reads_the_view(make_box, events,
         server.close()
     assert [e["action"] for e in events.kind("button")] == ["press", "long"]
     assert "cancelled" in events.states()
+
+
+def test_a_request_without_a_newline_is_answered_at_its_end(served) -> None:
+    """Issue 22: "status" then EOF got no answer."""
+    server, handles = served
+    assert json.loads(raw_exchange(server.path, b"status"))["state"] == "idle"
+    assert raw_exchange(server.path, b"press") == b"ok\n" and handles.presses == 1
+
+
+def test_a_client_that_never_reads_is_dropped_and_memory_stays_bounded(served) -> None:
+    """Issue 22: a client asking for status without reading grew the box's memory without
+    bound; now its waiting answers are capped and it is dropped."""
+    from device.addons.control import MAX_OUTBUF
+
+    server, handles = served
+    greedy = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    greedy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    greedy.connect(server.path)
+    greedy.settimeout(5)
+    sent = 0
+    try:
+        while sent < 64 * 1024 * 1024:  # asks for far more than it could ever hold
+            greedy.sendall(b"status\n" * 1024)
+            sent += 7 * 1024
+            if server._dropped:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    deadline = time.monotonic() + 5
+    while not server._dropped and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert server._dropped == 1
+    assert sent < 64 * 1024 * 1024
+    assert all(len(c.outbuf) <= MAX_OUTBUF + 4096 for c in server._clients.values())
+    assert request(server.path, "status").startswith("{")  # the others are served
+    greedy.close()

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from device.apps.cli import main
 from device.apps.history_report import PLOT_HINT, history_main, plot, to_csv, to_json
 from device.core.export import CSV_COLUMNS
 from device.core.progression import next_hold_seconds
@@ -603,3 +604,49 @@ def test_summary_never_calls_an_over_pulled_hold_steady() -> None:
     assert "steady strap" in summary_line(routine, [steady], 0, 0)
     line = summary_line(routine, [pulled], 0, 0)
     assert "pulled too hard" in line and "steady" not in line
+
+
+# --------------------------------------------------------------------------- issue 22
+
+
+def test_sessions_are_keyed_by_their_own_id_not_their_start(db: Path) -> None:
+    a = session(at(2024, 5, 6))
+    with History(db) as h:
+        assert h.record(replace(a, uid="one")) and h.record(replace(a, uid="two"))
+        assert h.record(replace(a, uid="one")) is False  # the same session again
+        assert h.count() == 2
+
+
+def test_three_runs_with_the_same_start_are_three_sessions(tmp_path: Path) -> None:
+    """Issue 22: each run said "saved" and the database held one session."""
+    db = tmp_path / "h.db"
+    for _ in range(3):
+        assert main(["sim", "--headless", "--script", "press@1,long@5", "--until", "30",
+                     "--history", str(db), "--start", "2026-03-01T07:00:00+00:00"]) == 0
+    with History(db) as h:
+        assert h.count() == 3
+
+
+def test_the_id_migration_keeps_every_hold_and_outbox_row(tmp_path: Path) -> None:
+    from device.store.sqlite import MIGRATIONS
+
+    db = tmp_path / "old.db"
+    c = sqlite3.connect(db)
+    for step in MIGRATIONS[:4]:  # a file as the box wrote it before issue 22
+        for statement in step:
+            c.execute(statement)
+    c.execute("PRAGMA user_version=4")
+    c.execute("PRAGMA foreign_keys=ON")
+    c.execute("INSERT INTO sessions VALUES (7, 1714975200000000, '2024-05-06T06:00:00+00:00',"
+              " 1714975350000000, '2024-05-06T06:02:30+00:00', 'complete', 'hamstring')")
+    c.execute("INSERT INTO holds (session_id, seq, leg, round, planned_s, held_s, ended)"
+              " VALUES (7, 0, 'right', 1, 60, 60, 'complete')")
+    c.execute("INSERT INTO outbox (session_id, msg_id) VALUES (7, 'm7')")
+    c.commit()
+    c.close()
+    with History(db, outbox=True) as h:
+        [old] = h.recent()
+        assert len(old.holds) == 1 and h.outbox_count() == 1
+        assert h.outbox_pending()[0].session == old
+        assert h.record(old) is False  # the old row's id is its start instant
+        assert h.record(replace(old, uid="new")) and h.count() == 2

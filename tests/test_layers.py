@@ -24,6 +24,8 @@ ADDON_PAIRS = {
     ("device.addons.simstrap", "device.addons.strap"),  # the simulated strap IS the strap add-on
     ("device.addons.mqtt", "device.addons.page"),  # the page's address: a shared value type
     ("device.addons.web", "device.addons.page"),
+    ("device.addons.control", "device.addons.page"),  # PairingVoice: a shared value type
+    ("device.addons.mqtt", "device.addons.mqtt_inbound"),  # its own helpers, split off
     ("device.addons.service", "device.addons.notify"),  # sd_notify's own client
     ("device.addons.mqtt_unit", "device.addons.mqtt"),  # the drop-in of the broker's address
 }

@@ -124,7 +124,12 @@ def test_calibration_file_round_trip(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["{not json", "[]", '{"offset": "x"}', '{"offset": 1, "scale": 0}', "{}"]
+    "text", ["{not json", "[]", '{"offset": "x"}', '{"offset": 1, "scale": 0}', "{}",
+             # issue 22: files that look valid but mean nothing physical
+             '{"offset": NaN, "scale": 85000}', '{"offset": 1, "scale": NaN}',
+             '{"offset": 1, "scale": Infinity}', '{"offset": -Infinity}',
+             '{"offset": 1e308, "scale": 85000}', '{"offset": 1, "scale": 630800000}',
+             '{"offset": 1, "scale": 1e-9}']
 )
 def test_malformed_calibration_file(tmp_path: Path, text: str) -> None:
     path = tmp_path / "strap.json"

@@ -670,3 +670,47 @@ def test_stop_cuts_the_line_playing_and_the_voice_goes_on(tmp_path, speakers) ->
         assert speaker.wait_idle(5)
     assert len(player.procs) == 4  # the queued lines were never played
     assert speaker.available is True and speaker.last_error == ""
+
+
+KILLED_BOX = """
+import sys, time
+from pathlib import Path
+from drivers.speech import Pyttsx3Speaker
+from tests.test_speech import FakeEngine
+tmp = Path(sys.argv[1])
+speaker = Pyttsx3Speaker(engine_factory=FakeEngine, cache_dir=tmp / "cache",
+                         player=str(tmp / "wrapper.sh"), play_margin_s=60.0,
+                         fixed_lines=["Breathe out slowly."])
+speaker.wait_idle(5)
+speaker.say("Breathe out slowly.")
+time.sleep(60)
+"""
+
+
+def test_kill_9_of_the_box_ends_the_player_and_its_children(tmp_path) -> None:
+    """Issue 22: kill -9 outside systemd left the voice player and its children running."""
+    pid_file = tmp_path / "child.pid"
+    wrapper = tmp_path / "wrapper.sh"
+    wrapper.write_text(f"#!/bin/sh\nsleep 60 &\necho $$ $! > {pid_file}\nwait\n")
+    wrapper.chmod(0o755)
+    box = subprocess.Popen([sys.executable, "-c", KILLED_BOX, str(tmp_path)],
+                           cwd=Path(__file__).resolve().parent.parent)
+    try:
+        deadline = time.monotonic() + 20
+        while not (pid_file.is_file() and pid_file.read_text().strip()):
+            assert time.monotonic() < deadline and box.poll() is None, "the player never ran"
+            time.sleep(0.02)
+        player, child = map(int, pid_file.read_text().split())
+        time.sleep(0.2)  # the box tells its lifeline right after the start (one pipe write)
+        box.kill()  # SIGKILL: nothing in the box runs after this
+        box.wait(5)
+        deadline = time.monotonic() + 5
+        while not (_gone(player) and _gone(child)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        left = [p for p in (player, child) if not _gone(p)]
+        for p in left:
+            os.kill(p, 9)
+        assert not left, "the player (or its child) outlived the box"
+    finally:
+        if box.poll() is None:
+            box.kill()

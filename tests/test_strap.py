@@ -177,3 +177,38 @@ def test_calibrate_against_the_fake_with_a_known_weight(tmp_path: Path, capsys) 
     # the simulated strap now reads in kg
     events, _ = run(SKIP + ",tension@9:6,tension@62:0")
     assert {e["units"] for e in events.kind("tension")} == {"kg"}
+
+
+@pytest.mark.parametrize("text", ['{"version": 1, "offset": NaN, "scale": 85000}',
+                                  '{"version": 1, "offset": 0, "scale": Infinity}',
+                                  '{"version": 1, "offset": 0, "scale": 630800000}'])
+def test_a_calibration_without_meaning_is_refused_and_the_hold_goes_on(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str) -> None:
+    """Issue 22: NaN in the calibration crashed the box in a hold and wrote NaN into the
+    transcript; now the file is refused in one line and the strap reads relative units."""
+    from device.addons.strap import calibration_path
+
+    config = with_overrides(Config(), sensor={"calibration_file": str(tmp_path / "c.json")})
+    path = calibration_path(config.sensor, simulated=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    try:
+        events, _ = run(SKIP + ",tension@9:6,tension@62:0")
+    finally:
+        path.unlink()
+    assert {e["units"] for e in events.kind("tension")} == {"rel"}
+    assert events.kind("hold")  # the hold ended as holds do
+    refused = [r.getMessage() for r in caplog.records if "calibration" in r.getMessage()]
+    assert len(refused) == 1 and "relative units" in refused[0]
+
+
+def test_the_transcript_never_holds_nan() -> None:
+    import io
+
+    from device.addons.transcript import JsonLines
+
+    out = io.StringIO()
+    JsonLines(out)({"t": 1.0, "kind": "tension", "value": float("nan"),
+                    "more": [float("inf"), 2.0]})
+    assert json.loads(out.getvalue(), parse_constant=lambda c: 1 / 0) == {
+        "t": 1.0, "kind": "tension", "value": None, "more": [None, 2.0]}

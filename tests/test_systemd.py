@@ -108,6 +108,15 @@ def test_unit_supervision(service: dict[str, list[str]]) -> None:
     assert _last(service, "ExecStart").split() == [EXEC_PATH, "run"]
 
 
+def test_unit_open_files_have_headroom_over_the_listeners(service: dict[str, list[str]]) -> None:
+    """LimitNOFILE well above every listener's own cap (issue 22: 1,100 idle page
+    connections reached the default 1024)."""
+    from device.addons.control import MAX_CLIENTS
+    from device.addons.web.guard import MAX_CONNECTIONS
+
+    assert int(_last(service, "LimitNOFILE")) >= 4 * (MAX_CONNECTIONS + MAX_CLIENTS + 64)
+
+
 def test_unit_identity_and_directories(service: dict[str, list[str]]) -> None:
     assert _last(service, "User") == "stretch"
     assert {"gpio", "i2c", "audio"} <= set(_words(service, "SupplementaryGroups"))

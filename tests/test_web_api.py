@@ -122,6 +122,8 @@ def test_store_five_wrong_codes_lock_for_a_minute(store: PairingStore, clock: Cl
         assert token is None and f"{MAX_WRONG - 1 - i} tries left" in why
     token, why = store.pair(wrong)
     assert token is None and why.startswith("locked")
+    assert store.code != right  # a lockout draws a new code
+    right = store.code
     token, why = store.pair(right)  # even the right code waits out the lock
     assert token is None and "try again in 60 s" in why
     clock.t += LOCK_S - 1
@@ -231,16 +233,51 @@ def test_wrong_codes_then_locked_over_http(client: TestClient, store: PairingSto
     assert client.post("/api/pair", json={"code": "12a456"}, headers=ORIGIN).status_code == 400
 
 
-def test_announce_says_the_code_through_the_loop_throttled(client: TestClient, box: FakeBox,
-                                                           store: PairingStore,
-                                                           clock: Clock) -> None:
-    assert client.post("/api/pair/announce", json={}, headers=ORIGIN).json() == {"said": True}
+def test_announce_says_nothing_until_a_press_on_the_box(client: TestClient, box: FakeBox,
+                                                        store: PairingStore, web: WebApp,
+                                                        clock: Clock) -> None:
+    """Issue 22: an unpaired request made the box speak, mid-hold too. Now a page only
+    asks; the box's next idle press says a fresh code; a session is never cut into."""
+    old = store.code
+    assert client.post("/api/pair/announce", json={}, headers=ORIGIN).json() == {
+        "said": False, "press": True}
+    assert box.loop.said == []
+    assert web.take_press() is True  # the owner presses the box
     text, key = box.loop.said[-1]
-    assert " ".join(store.code[:3]) in text and " ".join(store.code[3:]) in text
-    assert client.post("/api/pair/announce", json={}, headers=ORIGIN).json() == {"said": False}
-    clock.t += 20
-    assert client.post("/api/pair/announce", json={}, headers=ORIGIN).json() == {"said": True}
-    assert len(box.loop.said) == 2
+    assert store.code != old and " ".join(store.code[:3]) in text
+    assert web.take_press() is False  # one press, one code: the next starts a session
+    client.post("/api/pair/announce", json={}, headers=ORIGIN)
+    clock.t += 121
+    assert web.take_press() is False  # the page asked too long ago
+    client.post("/api/pair/announce", json={}, headers=ORIGIN)
+    pair(client, store)  # a phone paired with the code it had: the next press is the box's
+    assert web.take_press() is False
+    box.set_state("hold", leg="right", round=1)
+    assert client.post("/api/pair/announce", json={}, headers=ORIGIN).json()["busy"] is True
+    assert web.take_press() is False and len(box.loop.said) == 1
+
+
+def test_lockout_is_per_address_grows_and_changes_the_code(store: PairingStore,
+                                                           clock: Clock) -> None:
+    def wrong() -> str:
+        return f"{(int(store.code) + 1) % 10**6:06d}"
+
+    waits = []
+    for _ in range(3):
+        code_before = store.code
+        for _ in range(MAX_WRONG):
+            token, why = store.pair(wrong(), "10.0.0.66")
+        assert why.startswith("locked") and store.code != code_before
+        waits.append(store.locked_for("10.0.0.66"))
+        clock.t += waits[-1]
+    assert waits == [LOCK_S, 2 * LOCK_S, 4 * LOCK_S]  # each lockout longer
+    for _ in range(MAX_WRONG):
+        store.pair(wrong(), "10.0.0.66")
+    assert store.locked_for("10.0.0.66") > 0
+    assert store.locked_for("10.0.0.7") == 0  # the owner's phone is not locked out
+    assert store.pair(store.code, "10.0.0.7")[0] is not None
+    store.owner_present()  # a press on the box lifts every lockout
+    assert store.locked_for("10.0.0.66") == 0
 
 
 # ---- state-changing requests ---------------------------------------------------------------

@@ -203,3 +203,44 @@ def test_settings_path_skips_a_location_it_may_not_look_into(tmp_path, monkeypat
     etc.parent.mkdir()
     etc.write_text("")
     assert settings.settings_path(None) == etc
+
+
+def test_a_press_on_the_idle_box_says_the_code_a_page_asked_for(tmp_path: Path,
+                                                                 monkeypatch) -> None:
+    """Issue 22: a page's request says nothing by itself; the owner's press on the box
+    says a fresh code instead of starting a session; the control socket's ``pair`` too."""
+    import socket
+
+    import httpx
+
+    from device.addons.control import ControlServer, _say_pairing
+    from device.addons.web import WebHandle
+
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = with_overrides(Config(), web={"enabled": True, "listen": f"127.0.0.1:{port}"})
+    box = build_box(config, mode="sim", clock=VirtualClock(), config_path=tmp_path / "c.toml")
+    try:
+        handle = next(a for a in box.addons if isinstance(a, WebHandle))
+        r = httpx.post(handle.url + "api/pair/announce", json={})
+        assert r.json() == {"said": False, "press": True}
+        box.loop.run(until=2)
+        assert not [t for t in box.speaker.spoken if "pair your phone" in t]
+        box.loop.schedule(3, box.commands.press)
+        box.loop.run(until=10)
+        said = [t for t in box.speaker.spoken if "pair your phone" in t]
+        assert len(said) == 1 and box.view().state == "idle"  # no session started
+        assert "".join(c for c in said[0] if c.isdigit()) == handle.code
+        box.loop.schedule(11, box.commands.press)  # the next press starts a session
+        box.loop.run(until=13)
+        assert box.view().state == "setup"
+        old = handle.code
+        _say_pairing(box.port)  # the control socket's "pair"
+        assert handle.code != old
+        server = ControlServer(tmp_path / "c.sock", lambda: None, lambda: None, dict,
+                               pair=lambda: None)
+        assert server.answer(b"pair") == "ok"
+    finally:
+        box.close()

@@ -116,6 +116,7 @@ class FakeBox:
         self.config = config or Config()
         self._view = FakeView(rounds=self.config.session.rounds)
         self.bus = FakeBus()
+        self.idle_press_hooks: list[Any] = []
         self.loop = FakeLoop()
         self.commands = FakeCommands(self)
         self.provided: list[Any] = []
@@ -136,6 +137,11 @@ class FakeBox:
 
     def provide(self, service: Any) -> None:
         self.provided.append(service)
+
+    def take_idle_press(self, hook: Any) -> Any:
+        """As the port: the page may take an idle press (to say the pairing code)."""
+        self.idle_press_hooks.append(hook)
+        return lambda: self.idle_press_hooks.remove(hook)
 
     def reload(self, config: Config) -> None:
         self.commands.reloaded.append(config)

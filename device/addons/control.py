@@ -8,6 +8,8 @@ mock pins. The protocol is one request per line, one answer per line:
 ``press``   -> ``ok``  (a short press of the button)
 ``long``    -> ``ok``  (a long press: cancels a session)
 ``status``  -> one JSON object (the box's read model)
+``pair``    -> ``ok``  (the box says a fresh pairing code for the phone page aloud and
+               lifts every pairing lockout: whoever may use this socket owns the box)
 anything else -> ``error: ...`` naming the request and the allowed ones.
 
 The server runs in its own thread on a selector; it never blocks on a client, never
@@ -30,16 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from device.addons.page import PairingVoice
 from device.box.port import BoxPort
 
 log = logging.getLogger(__name__)
 
-REQUESTS = ("press", "long", "status")
+REQUESTS = ("press", "long", "status", "pair")
 DEFAULT_RUN_DIR = "/run/stretch-companion"
 SOCKET_NAME = "control.sock"
 MAX_LINE = 256  # bytes: the longest request is 6; a longer line is not ours
 MAX_CLIENTS = 16
 CLIENT_IDLE_S = 30.0  # a client that says nothing for this long is closed
+MAX_OUTBUF = 64 * 1024  # bytes of answers waiting for a client; one that does not read is
+# dropped beyond this (a status is about 1 KiB: 64 unread answers)
 SOCKET_MODE = 0o660
 
 
@@ -62,6 +67,7 @@ class _Client:
     last_seen: float = 0.0
     closing: bool = False
     discarding: bool = False
+    dropped: bool = False
 
 
 class ControlServer:
@@ -81,12 +87,15 @@ class ControlServer:
         *,
         mode: int = SOCKET_MODE,
         clock: Callable[[], float] = time.monotonic,
+        pair: Callable[[], None] | None = None,
     ) -> None:
         self.path = str(path)
         self._handlers: dict[str, Callable[[], str]] = {
             "press": lambda: self._act(press),
             "long": lambda: self._act(long_press),
             "status": lambda: json.dumps(status(), separators=(",", ":"), allow_nan=False),
+            "pair": lambda: self._act(pair) if pair is not None else
+            "error: the phone page is off; nothing to pair",
         }
         self._mode = mode
         self._clock = clock
@@ -96,6 +105,8 @@ class ControlServer:
         self._wake_r, self._wake_w = -1, -1
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
+        self._dropped = 0  # clients dropped for not reading their answers
+        self._dropped_logged = False
 
     @staticmethod
     def _act(action: Callable[[], None]) -> str:
@@ -251,13 +262,16 @@ class ControlServer:
                 return
             if data == b"":
                 client.closing = True  # the client has sent everything
+                if client.inbuf and not client.discarding:  # a last line without "\n"
+                    client.inbuf += b"\n"
+                    self._requests(client)
             elif data:
                 client.last_seen = self._clock()
                 client.inbuf += data
                 self._requests(client)
         if events & selectors.EVENT_WRITE or client.outbuf:
             self._flush(client)
-        if client.closing and not client.outbuf:
+        if client.closing and not client.outbuf or client.dropped:
             self._drop(client)
         elif client.sock.fileno() >= 0 and self._selector is not None:
             wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.outbuf else 0)
@@ -280,6 +294,17 @@ class ControlServer:
                     client.outbuf += b"error: request too long (at most 256 bytes a line)\n"
                     client.inbuf.clear()
                     client.discarding = True
+                return
+            if len(client.outbuf) > MAX_OUTBUF:  # asks and never reads: let it go
+                self._dropped += 1
+                if not self._dropped_logged:
+                    self._dropped_logged = True
+                    log.warning("control socket: a client that does not read its answers "
+                                "was dropped (over %d bytes waiting)", MAX_OUTBUF)
+                client.inbuf.clear()
+                client.outbuf.clear()
+                client.closing = True
+                client.dropped = True
                 return
             raw = bytes(client.inbuf[:end])
             del client.inbuf[: end + 1]
@@ -368,6 +393,14 @@ def request(path: str | Path, line: str, timeout: float = 5.0) -> str:
 # ---- the box's add-on ------------------------------------------------------------------
 
 
+def _say_pairing(box: BoxPort) -> None:
+    """The page's pairing code, said aloud with every lockout lifted (``pair``)."""
+    voice = box.find(PairingVoice)
+    if voice is None:
+        raise ControlError("the phone page is off; nothing to pair")
+    voice.say_fresh_code()
+
+
 def attach(box: BoxPort, environ: dict[str, str] | None = None) -> ControlServer | None:
     """The control socket of ``run`` per ``[control]``, on the box's command port
     (``box.commands``) and read model (``box.view()``). None when it is off or cannot be
@@ -386,7 +419,8 @@ def attach(box: BoxPort, environ: dict[str, str] | None = None) -> ControlServer
     commands = box.commands
     try:
         return ControlServer(path, commands.press, commands.long_press,
-                             lambda: box.view().to_json()).start()
+                             lambda: box.view().to_json(), pair=lambda: _say_pairing(box)
+                             ).start()
     except ControlError as exc:
         log.warning("%s; the box runs without it", exc)
         return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -187,7 +188,7 @@ class Habit:
         record = SessionRecord(
             started=self._wall_at(ended.started_at), ended=self._wall_at(ended.ended_at),
             outcome=ended.outcome, routine=self.routine.name,
-            holds=tuple(records_of(ended)),
+            holds=tuple(records_of(ended)), uid=uuid.uuid4().hex,
         )
         self.tally.add(record)
         with self._lock:

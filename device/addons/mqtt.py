@@ -16,7 +16,9 @@ Topics under the base (``stretch-companion/{box_id}`` unless configured):
 * ``stats``: retained JSON: sessions this week, streak, today's minutes, last session,
   each leg's next hold.
 * ``command`` (only with ``commands = true``): ``start``, ``cancel``, ``press`` or
-  ``{"next_hold_seconds": N}``.
+  ``{"next_hold_seconds": N}``; as JSON a command may carry ``"at"`` (Unix seconds) and is
+  then refused outside ``COMMAND_VALID_S`` of the box's clock. A retained command is never
+  acted on (and is cleared); each accepted command is echoed in the ``state`` message.
 
 Home Assistant discovery goes under ``{discovery_prefix}/{component}/{node}/{object}/config``
 and is re-published on every connect and on Home Assistant's birth message.
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from device.addons.mqtt_inbound import Debounce, quiet_paho
 from device.addons.page import PageAddress
 from device.box.clock import wall_clock
 from device.box.events import CATALOGUE, Event, SessionEvent
@@ -47,6 +50,7 @@ from device.box.port import BoxPort
 from device.core.config import Config, MqttSettings
 from device.core.errors import ConfigError
 from device.core.machine import State
+from device.core.payload import BadPayload, parse_json
 from device.core.progression import next_hold
 from device.core.records import LEGS, session_to_dict
 from device.core.streaks import minutes_today, sessions_this_week, streak_days, zone_of
@@ -337,34 +341,56 @@ def discovery_messages(ep: Endpoint, version: str, *, legs: Iterable[str] = LEGS
 
 @dataclass(frozen=True)
 class Command:
-    """A parsed command: ``start``, ``cancel``, ``press`` or ``next_hold`` with seconds."""
+    """A parsed command: ``start``, ``cancel``, ``press`` or ``next_hold`` with seconds;
+    ``at``: when it was sent (Unix seconds) if it says."""
 
     name: str
     seconds: float | None = None
+    at: float | None = None
 
 
-def parse_command(payload: bytes) -> Command:
-    """Parse a ``command`` message; raises ValueError with one line saying what is allowed."""
+COMMAND_MAX_BYTES = 256  # the longest command is about 60 bytes
+COMMAND_VALID_S = 30.0  # a command carrying "at" is good this long (and this much ahead)
+
+
+def parse_command(payload: bytes, now: float | None = None) -> Command:
+    """Parse a ``command`` message; raises ValueError with one line saying what is allowed.
+    With ``now`` (Unix seconds), a command carrying ``"at"`` must be within
+    ``COMMAND_VALID_S`` of it."""
     allowed = ('must be start, cancel, press or {"next_hold_seconds": N} with N from '
                f"{HOLD_RANGE[0]} to {HOLD_RANGE[1]}")
+    if len(payload) > COMMAND_MAX_BYTES:
+        raise ValueError(f"command of {len(payload)} bytes: {allowed}")
     try:
         text = payload.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise ValueError(f"command (not UTF-8): {allowed}") from None
     shown = text[:60] + ("..." if len(text) > 60 else "")
     value: Any = text
-    if text.startswith(("{", '"')):
+    if text.startswith(("{", '"', "[")):
         try:
-            value = json.loads(text)
-        except ValueError:
+            value = parse_json(text, max_bytes=COMMAND_MAX_BYTES, max_depth=1)
+        except BadPayload:
             raise ValueError(f"command {shown!r}: {allowed}") from None
+    at = None
+    if isinstance(value, dict) and "at" in value:
+        value = dict(value)
+        at = value.pop("at")
+        if isinstance(at, bool) or not isinstance(at, (int, float)):
+            raise ValueError(f"command {shown!r}: \"at\" must be Unix seconds")
+        if now is not None and not abs(now - at) <= COMMAND_VALID_S:
+            age = "in the future" if at > now else f"{min(now - at, 1e9):.0f} s old"
+            raise ValueError(f"command {shown!r}: sent {age} (good for "
+                             f"{COMMAND_VALID_S:.0f} s); expired")
+        if set(value) == {"command"}:
+            value = value["command"]
     if isinstance(value, str) and value in ("start", "cancel", "press"):
-        return Command(value)
+        return Command(value, at=at)
     if isinstance(value, dict) and set(value) == {"next_hold_seconds"}:
         n = value["next_hold_seconds"]
         if (isinstance(n, (int, float)) and not isinstance(n, bool)
                 and HOLD_RANGE[0] <= n <= HOLD_RANGE[1]):
-            return Command("next_hold", float(n))
+            return Command("next_hold", float(n), at=at)
     raise ValueError(f"command {shown!r}: {allowed}")
 
 
@@ -429,6 +455,9 @@ class Publisher:
         self._outage_logged = False
         self._store_failing = False
         self._bad_command_logged = False
+        self._retained_logged = False
+        self._last_command: dict[str, Any] | None = None
+        self._births = Debounce(self._discovery_again)
         self._holding = False
         self._last_state: dict[str, Any] | None = None
         self._drain_waiters: list[threading.Event] = []
@@ -454,6 +483,7 @@ class Publisher:
         c.suppress_exceptions = True  # a bug in a callback is logged, never kills paho's thread
         c.enable_logger(logging.getLogger(f"{__name__}.paho"))
         logging.getLogger(f"{__name__}.paho").setLevel(logging.ERROR)
+        quiet_paho(logging.getLogger(f"{__name__}.paho"))  # our one line per outage says it
         self.client = c
         self._keepalive = keepalive_s
         self._ticker = threading.Thread(target=self._tick_loop, name="mqtt-state", daemon=True)
@@ -498,6 +528,7 @@ class Publisher:
         if wait_s > 0 and self._ever_connected:
             self.wait_delivered(wait_s)
         self._closed.set()
+        self._births.cancel()
         self._tick.set()
         self._wake.set()
         if self._outbox.is_alive():
@@ -572,6 +603,8 @@ class Publisher:
                 view = {**view, "hold_left_s": None, "hold_planned_s": None}
             view = {**view, **{k: event.get(k) for k in ("state", "leg", "round")}}
         payload = state_payload(view)
+        if self._last_command is not None:
+            payload["command"] = self._last_command  # the last command taken (echo)
         with self._lock:
             if payload == self._last_state and not force:
                 return
@@ -764,16 +797,34 @@ class Publisher:
         try:
             if msg.topic == f"{self.ep.prefix}/status":
                 if msg.payload.strip() == b"online":
-                    log.info("MQTT: Home Assistant is online; discovery sent again")
-                    self.publish_all()
+                    self._births.birth()
             elif self.ep.commands and msg.topic == self.ep.topic("command"):
-                self._command(msg.payload)
-        except Exception:  # noqa: BLE001
-            log.exception("MQTT: could not handle a message on %s", msg.topic)
+                if msg.retain:
+                    self._retained_command(msg.payload)
+                elif msg.payload:  # an empty one is a cleared retained command
+                    self._command(msg.payload)
+        except Exception as exc:  # noqa: BLE001 - one line, never a traceback per message
+            log.warning("MQTT: could not handle a message on %s (%s: %s)", msg.topic,
+                        type(exc).__name__, exc)
+
+    def _discovery_again(self) -> None:
+        """Home Assistant said it is online (debounced: a storm of births is one send)."""
+        log.info("MQTT: Home Assistant is online; discovery sent again")
+        self.publish_all()
+
+    def _retained_command(self, payload: bytes) -> None:
+        """A retained command would run again at every reconnect: never acted on, and
+        cleared at the broker (an empty retained message) when the ACL lets the box."""
+        if payload:
+            if not self._retained_logged:
+                self._retained_logged = True
+                log.warning("MQTT: ignored a retained command on %s (commands are never "
+                            "retained); clearing it", self.ep.topic("command"))
+            self.client.publish(self.ep.topic("command"), b"", qos=1, retain=True)
 
     def _command(self, payload: bytes) -> None:
         try:
-            command = parse_command(payload)
+            command = parse_command(payload, self.wall().timestamp())
         except ValueError as exc:
             if not self._bad_command_logged:
                 self._bad_command_logged = True
@@ -786,16 +837,26 @@ class Publisher:
         if command.name == "start" and idle or command.name == "press":
             if self.commands is not None:
                 self.commands.press()
+                self._echo(command)
         elif command.name == "cancel" and not idle:
             if self.commands is not None:
                 self.commands.long_press()
+                self._echo(command)
         elif command.name == "next_hold" and command.seconds is not None:
             if self.next_hold is not None:
                 self.next_hold(command.seconds)
+                self._echo(command)
             else:
                 log.info("MQTT: next_hold_seconds is not supported here; ignored")
         else:
             log.info("MQTT: %s ignored while %s", command.name, state)
+
+    def _echo(self, command: Command) -> None:
+        """Say on the ``state`` topic which command was taken, and when."""
+        self._last_command = {"name": command.name, "at": self.wall().isoformat()}
+        if command.seconds is not None:
+            self._last_command["seconds"] = command.seconds
+        self.publish_state(force=True)
 
 
 def _version() -> str:

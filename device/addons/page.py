@@ -1,7 +1,9 @@
-"""What add-ons know of the phone page: where it is (provided by the page add-on)."""
+"""What add-ons know of the phone page: where it is, and how to have the box say a fresh
+pairing code (both provided by the page add-on)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -10,3 +12,11 @@ class PageAddress:
     """The phone page's address (``http://HOST:PORT/``, HOST as the server listens)."""
 
     url: str
+
+
+@dataclass(frozen=True)
+class PairingVoice:
+    """``say_fresh_code()``: the box says a new pairing code aloud and lifts every lockout
+    (for whoever is at the box or may use its control socket: the owner)."""
+
+    say_fresh_code: Callable[[], None]

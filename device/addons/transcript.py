@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from device.box.events import CATALOGUE
 from device.box.port import BoxPort
 
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per line
+_ENCODE = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode  # one encoder
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity replaced by None (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def encode(event: dict[str, Any]) -> str:
+    """One event as one line of JSON; a figure that is not finite is written as null."""
+    try:
+        return _ENCODE(event)
+    except ValueError:
+        return _ENCODE(_finite(event))
 
 
 class Writable(Protocol):
@@ -28,7 +48,7 @@ class JsonLines:
         self._write = stream.write
 
     def __call__(self, event: dict[str, Any]) -> None:
-        self._write(_ENCODE(event) + "\n")
+        self._write(encode(event) + "\n")
 
 
 def describe(event: dict[str, Any]) -> str | None:

@@ -9,7 +9,7 @@ from typing import TextIO
 from device.addons.strap import calibration_path
 from device.box.clock import Clock, RealClock, VirtualClock
 from device.core.config import Config
-from drivers.loadcell import Scale, SensorError, save_calibration
+from drivers.loadcell import MIN_KNOWN_KG, SCALE_RANGE, Scale, SensorError, save_calibration
 from drivers.nau7802 import NAU7802
 
 SAMPLES = 20  # averaged for the zero and for the weight
@@ -26,9 +26,10 @@ def calibrate_main(
     """Walk through tare and a known weight; save offset and scale. Exit code."""
     out = out or sys.stdout
     settings = config.sensor
-    if not 0 < kg <= 200:
-        print(f"stretch-companion: --kg {kg:g}: must be a weight of more than 0 and at most "
-              "200 kg", file=sys.stderr)
+    if not MIN_KNOWN_KG <= kg <= 200:
+        print(f"stretch-companion: --kg {kg:g}: must be a known weight from "
+              f"{MIN_KNOWN_KG:g} to 200 kg (a lighter one is lost in the strap's noise)",
+              file=sys.stderr)
         return 2
     fake = None
     if mock:
@@ -68,6 +69,11 @@ def calibrate_main(
         return 1
     except (EOFError, KeyboardInterrupt):
         print("\ncalibrate: stopped before the end; nothing saved", file=sys.stderr)
+        return 1
+    if not SCALE_RANGE[0] <= abs(scale) <= SCALE_RANGE[1]:
+        print(f"calibrate: {abs(scale):.0f} counts per kg is outside what a strap's load "
+              f"cell gives ({SCALE_RANGE[0]:.0f} to {SCALE_RANGE[1]:.0f}); check the weight "
+              "and the wiring; nothing saved", file=sys.stderr)
         return 1
     save_calibration(path, offset, scale)
     print(f"Saved {path}: {abs(scale):.0f} counts per kg. The strap now reads in kg.", file=out)

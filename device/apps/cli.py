@@ -7,6 +7,7 @@ backend.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -113,7 +114,9 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, text in (("press", "press the running box's button (over its control socket)"),
                        ("long", "long-press the running box's button: cancels a session"),
-                       ("status", "print the running box's state as JSON")):
+                       ("status", "print the running box's state as JSON"),
+                       ("pair", "the running box says a fresh code for the phone page aloud "
+                        "(and lifts pairing lockouts)")):
         ctl = sub.add_parser(name, help=text)
         ctl.add_argument("--socket", metavar="PATH",
                          help="control socket (default: $RUNTIME_DIRECTORY/control.sock, "
@@ -171,13 +174,25 @@ def cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _short(text: str, most: int = 60) -> str:
+    """``text`` cut to ``most`` characters for a one-line message."""
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
 def _history_file(config: Any, override: str | None, simulator: bool) -> Path:
     """Where the history goes; a folder, FIFO or device there stops start-up in one line
     (a FIFO would block the store)."""
     from device.addons.habit import history_path
 
     path = history_path(config, override, simulator)
-    if path.exists() and not path.is_file():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a name too long, a folder on the way that is a file...
+        where = f"--history {_short(override)}" if override else \
+            f"history file {_short(str(path))!r}"
+        error = UsageError if override else ConfigError
+        raise error(f"{where}: cannot use it ({exc.strerror})") from None
+    if exists and not path.is_file():
         if override:
             raise UsageError(f"--history {override}: not a regular file; must be a history "
                               "database file (SQLite)")
@@ -388,7 +403,8 @@ def cmd_studio(args: argparse.Namespace) -> int:
 
 
 def cmd_control(args: argparse.Namespace) -> int:
-    """``press``, ``long``, ``status``: one request to the running box's control socket."""
+    """``press``, ``long``, ``status``, ``pair``: one request to the running box's control
+    socket."""
     from device.addons.control import ControlError, default_socket_path, request
 
     path = args.socket or default_socket_path()
@@ -407,7 +423,7 @@ def cmd_control(args: argparse.Namespace) -> int:
 COMMANDS = {
     "run": cmd_run, "sim": cmd_sim, "config": cmd_config, "history": cmd_history,
     "calibrate": cmd_calibrate, "selftest": cmd_selftest, "studio": cmd_studio,
-    "press": cmd_control, "long": cmd_control, "status": cmd_control,
+    "press": cmd_control, "long": cmd_control, "status": cmd_control, "pair": cmd_control,
     "web-code": cmd_web_code, "web-forget": cmd_web_forget,
 }
 
@@ -433,7 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if sys.stdout is None and args.command != "sim":  # started with >&-: nobody to tell
         sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a full disk or /dev/full says so here, not at exit
+        return code
     except StreamUnwritable as exc:  # --events or the transcript: not writable at all
         print(f"stretch-companion: {exc.message}", file=sys.stderr)
         return UsageError.exit_code
@@ -443,12 +461,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:  # e.g. `| head`: the reader left; nothing more to say
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except OSError:
-            pass
+        _silence_stdout()
         return 0
+    except OSError as exc:
+        if exc.filename is not None or exc.errno not in OUTPUT_ERRORS:
+            raise
+        # writing the output failed (stdout on a full disk, /dev/full, a dead terminal)
+        _silence_stdout()
+        print(f"stretch-companion: cannot write the output ({exc.strerror})", file=sys.stderr)
+        return 74  # EX_IOERR
+
+
+OUTPUT_ERRORS = frozenset({errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG, errno.EBADF})
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so Python's flush at exit has nothing more to fail on."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

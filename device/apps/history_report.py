@@ -245,20 +245,35 @@ def add_history_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print all sessions as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write one row per hold to FILE (- = stdout)")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG chart to FILE (needs [plot])")
-    parser.add_argument("--limit", type=_positive, default=10, help="sessions in the table (10)")
-    parser.add_argument("--weeks", type=_positive, default=8,
-                        help="weeks in the weekly counts (8)")
+    parser.add_argument("--limit", type=_limit, default=10,
+                        help=f"sessions in the table (10; at most {MAX_LIMIT})")
+    parser.add_argument("--weeks", type=_weeks, default=8,
+                        help=f"weeks in the weekly counts (8; at most {MAX_WEEKS})")
 
 
-def _positive(text: str) -> int:
-    """A whole number >= 1 (argparse type)."""
+MAX_LIMIT = 1_000_000  # sessions: more than a lifetime of daily stretches
+MAX_WEEKS = 5200  # a hundred years
+
+
+def _positive(text: str, most: int | None = None) -> int:
+    """A whole number from 1 to ``most`` (argparse type)."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be 1 or more")
+    if value < 1 or most is not None and value > most:
+        shown = text if len(text) <= 20 else text[:17] + "..."
+        raise argparse.ArgumentTypeError(
+            f"{shown} must be from 1 to {most}" if most else f"{value} must be 1 or more")
     return value
+
+
+def _limit(text: str) -> int:
+    return _positive(text, MAX_LIMIT)
+
+
+def _weeks(text: str) -> int:
+    return _positive(text, MAX_WEEKS)
 
 
 def _open_for_reading(path: Path) -> History:

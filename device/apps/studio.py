@@ -4,6 +4,11 @@
 session (fixed client id, clean session off, QoS 1), so sessions published while the
 studio was stopped are delivered when it comes back. Each message is stored (SQLite,
 de-duplicated by the session's id) before paho acknowledges it to the broker.
+
+Every message is data: bounded and checked (``device.core.payload``) before anything acts on
+it. One that fails is acknowledged all the same (never resent for ever), logged once per
+topic and reason, and set aside in the ``quarantine`` table with a count; a bad retained
+``stats`` is never stored, so it cannot outlive the broker's copy.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from device.core.errors import ConfigError, UsageError
+from device.core.payload import BadPayload, parse_json, session_message, stats_message
 from device.core.records import LEGS, session_from_dict
 
 log = logging.getLogger(__name__)
@@ -45,7 +51,19 @@ SCHEMA = (
         received_us INTEGER NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS sessions_box ON sessions(box, ended_us)",
+    """CREATE TABLE IF NOT EXISTS quarantine (
+        topic TEXT NOT NULL,
+        reason TEXT NOT NULL,      -- one line: why it was refused
+        count INTEGER NOT NULL,    -- how many such messages arrived
+        first_us INTEGER NOT NULL,
+        last_us INTEGER NOT NULL,
+        sample TEXT NOT NULL,      -- the start of the last one (at most 200 characters)
+        PRIMARY KEY (topic, reason)
+    )""",
 )
+MAX_QUARANTINE = 200  # distinct (topic, reason) rows kept; the oldest go first
+MAX_CLIENT_ID = 128
+CLIENT_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
 
 
 def _now_us() -> int:
@@ -76,6 +94,7 @@ class StudioStore:
     def add_session(self, box: str, message: dict[str, Any]) -> bool:
         """Store a session message; False when its id is already stored. Raises ValueError,
         KeyError or TypeError on a message that is not a session."""
+        session_message(message, datetime.now(UTC))  # sizes, ranges, dates
         record = session_from_dict(message)  # the same checks as the box's history
         msg_id = message["id"]
         if not isinstance(msg_id, str) or not msg_id:
@@ -105,11 +124,38 @@ class StudioStore:
             self._conn.execute("UPDATE boxes SET online = ?, seen_us = ? WHERE box = ?",
                                (int(online), _now_us(), box))
 
-    def set_stats(self, box: str, stats: dict[str, Any]) -> None:
+    def set_stats(self, box: str, stats: dict[str, Any] | None) -> None:
+        """Store a box's stats (checked first: raises BadPayload); None clears them."""
+        text = None
+        if stats is not None:
+            text = json.dumps(stats_message(stats, datetime.now(UTC)), separators=(",", ":"))
         with self._lock:
             self._box(box)
             self._conn.execute("UPDATE boxes SET stats = ?, seen_us = ? WHERE box = ?",
-                               (json.dumps(stats, separators=(",", ":")), _now_us(), box))
+                               (text, _now_us(), box))
+
+    def quarantine(self, topic: str, reason: str, payload: bytes) -> int:
+        """Set a refused message aside; how many with this topic and reason so far."""
+        now = _now_us()
+        sample = payload[:200].decode("utf-8", "replace")
+        with self._lock:
+            c = self._conn
+            c.execute(
+                "INSERT INTO quarantine (topic, reason, count, first_us, last_us, sample)"
+                " VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (topic, reason) DO UPDATE SET"
+                " count = count + 1, last_us = excluded.last_us, sample = excluded.sample",
+                (topic[:300], reason[:300], now, now, sample))
+            c.execute("DELETE FROM quarantine WHERE rowid NOT IN (SELECT rowid FROM quarantine"
+                      " ORDER BY last_us DESC LIMIT ?)", (MAX_QUARANTINE,))
+            row = c.execute("SELECT count FROM quarantine WHERE topic = ? AND reason = ?",
+                            (topic[:300], reason[:300])).fetchone()
+        return row[0] if row else 1
+
+    def quarantined(self) -> list[tuple[str, str, int]]:
+        """(topic, reason, count) of every refused kind of message, newest first."""
+        with self._lock:
+            return self._conn.execute("SELECT topic, reason, count FROM quarantine"
+                                      " ORDER BY last_us DESC").fetchall()
 
     def count(self, box: str | None = None) -> int:
         with self._lock:
@@ -137,7 +183,7 @@ class StudioStore:
             sessions.setdefault(box, []).append((msg_id, ended, json.loads(payload)))
         out = []
         for box, online, stats_text in boxes:
-            stats = json.loads(stats_text) if stats_text else {}
+            stats = _stored_stats(stats_text)
             mine = sessions.get(box, [])
             held: dict[str, list[float]] = {}
             steadiness = None
@@ -165,6 +211,16 @@ class StudioStore:
                 "last_tightness": tightness,
             })
         return out
+
+
+def _stored_stats(stats_text: str | None) -> dict[str, Any]:
+    """Stats as stored, checked again: a file written before the checks may hold anything."""
+    if not stats_text:
+        return {}
+    try:
+        return stats_message(parse_json(stats_text), datetime.now(UTC))
+    except BadPayload:
+        return {}
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -212,7 +268,8 @@ class Studio:
         self.last_message = time.monotonic()
         self.new_sessions = 0
         self.duplicates = 0  # session messages whose id was already stored
-        self._bad_logged = False
+        self.refused = 0  # messages set aside in quarantine
+        self._bad_logged: set[tuple[str, str]] = set()  # (topic, reason) said once each
         self._down_logged = False
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                         client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False,
@@ -229,6 +286,7 @@ class Studio:
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
+        c.suppress_exceptions = True  # a bug in a callback is logged, never kills paho's thread
         self.client = c
 
     def start(self) -> Studio:
@@ -284,29 +342,51 @@ class Studio:
         self.last_message = time.monotonic()
         parts = msg.topic.split("/")
         box, name = parts[-2], parts[-1]
+        payload = bytes(msg.payload)
         try:
+            if len(box) > 128:
+                raise BadPayload("box name over 128 characters")
             if name == "availability":
-                self.store.set_online(box, msg.payload == b"online")
+                if payload == b"":
+                    pass  # a cleared retained message: nothing to note
+                elif payload not in (b"online", b"offline"):
+                    raise BadPayload("must be online or offline")
+                else:
+                    self.store.set_online(box, payload == b"online")
             elif name == "stats":
-                self.store.set_stats(box, json.loads(msg.payload))
+                # an empty retained message clears the stats; anything else is checked
+                self.store.set_stats(box, parse_json(payload) if payload else None)
             elif name == "session":
-                if self.store.add_session(box, json.loads(msg.payload)):
+                if self.store.add_session(box, parse_json(payload)):
                     self.new_sessions += 1
                 else:
                     self.duplicates += 1
-        except (ValueError, KeyError, TypeError) as exc:
-            if not self._bad_logged:
-                self._bad_logged = True
-                log.warning("studio: skipped a bad message on %s (%s)", msg.topic, exc)
         except sqlite3.Error as exc:
             # not stored, not acknowledged: the broker sends it again after a reconnect
             log.error("studio: cannot store a message (%s); reconnecting", exc)
             client.disconnect()
             return
+        except Exception as exc:  # noqa: BLE001 - whatever it was, it is set aside
+            self._refuse(msg.topic, exc, payload)
         if msg.qos > 0:
             client.ack(msg.mid, msg.qos)
         if self.on_change is not None:
             self.on_change()
+
+    def _refuse(self, topic: str, exc: BaseException, payload: bytes) -> None:
+        """Set a bad message aside (it is acknowledged all the same); say so once per
+        topic and reason."""
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        self.refused += 1
+        try:
+            self.store.quarantine(topic, reason, payload)
+        except sqlite3.Error as err:
+            log.warning("studio: cannot note a refused message (%s)", err)
+        key = (topic, reason)
+        if key not in self._bad_logged and len(self._bad_logged) < 1000:
+            self._bad_logged.add(key)
+            log.warning("studio: refused a message on %s (%s); set aside in quarantine",
+                        topic[:200], reason)
 
 
 def add_studio_arguments(parser: argparse.ArgumentParser) -> None:
@@ -340,6 +420,11 @@ def studio_main(args: argparse.Namespace) -> int:
         parse_url(args.mqtt)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    client_id = args.client_id
+    if not (0 < len(client_id) <= MAX_CLIENT_ID and set(client_id) <= CLIENT_ID_CHARS):
+        shown = client_id if len(client_id) <= 40 else client_id[:37] + "..."
+        raise UsageError(f"--client-id {shown!r}: must be 1 to {MAX_CLIENT_ID} letters, "
+                         "digits, '-', '_' or '.'")
     if _topic(args.root, empty_ok=False) is not None:
         raise UsageError(f"--root {args.root!r}: must be a topic without '+', '#' or '$'")
     password = read_password(args.password_file) if args.password_file else None

@@ -210,6 +210,9 @@ class DeviceLoop:
         self.holds: deque[HoldEnded] = deque(maxlen=100)  # the latest holds
         self.spoken: deque[str] = deque(maxlen=20)
         self._tickers: list[Ticker] = []
+        # add-ons that may take an idle short press (the page's pairing: the press says
+        # the code instead of starting a session); called in the loop's thread
+        self.idle_press_hooks: list[Callable[[], bool]] = []
         self._hold_figures: Callable[[HoldEnded], dict[str, float | None] | None] | None = None
         self._summary: Callable[[SessionEvent], str | None] | None = None
         self._contributed: dict[str, Any] = {}  # read-model fields set by add-ons
@@ -492,6 +495,9 @@ class DeviceLoop:
         began = None
         if press is Press.SHORT:
             began = at if injected else self.presses.last_down_at
+            if self.machine.state is State.IDLE and any(
+                    hook() for hook in list(self.idle_press_hooks)):
+                return  # taken by an add-on
         self.apply(self.machine.handle(press, at, pressed_at=began))
 
     def command(self, press: Press) -> None:

@@ -203,6 +203,17 @@ class BoxPort:
         """End the hold now, as a press would."""
         self._loop.end_hold_early(now)
 
+    def take_idle_press(self, hook: Callable[[], bool]) -> Callable[[], None]:
+        """Offer ``hook`` each short press while the box is idle (loop thread); when it
+        returns True the press is taken and starts no session. Returns the undo."""
+        hooks = self._loop.idle_press_hooks
+        hooks.append(hook)
+
+        def release() -> None:
+            if hook in hooks:
+                hooks.remove(hook)
+        return release
+
     # ---- add-ons finding each other -------------------------------------------------------
 
     def provide(self, service: object) -> None:

@@ -578,6 +578,8 @@ def read_toml_file(path: Path, what: str) -> dict[str, Any]:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ConfigError(f"{what}: cannot read it ({exc.strerror})") from None
+    except ValueError:  # a NUL byte in the name
+        raise ConfigError(f"{what}: a file name cannot hold a NUL byte") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

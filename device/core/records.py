@@ -68,6 +68,10 @@ class SessionRecord:
     outcome: str  # "complete" | "cancelled" | "interrupted"
     routine: str  # e.g. "hamstring"
     holds: tuple[HoldRecord, ...] = field(default=())
+    # the session's own id (the box draws one per session): the history stores a session
+    # once per id, so two sessions that began at the same instant are two (issue 22);
+    # None: the start instant stands in for it
+    uid: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("started", "ended"):
@@ -130,5 +134,7 @@ def session_from_dict(d: Mapping[str, Any]) -> SessionRecord:
                    tightness=h.get("tightness"), overpull_s=h.get("overpull_s"))
         for h in d["holds"]
     )
+    uid = d.get("uid")
     return SessionRecord(datetime.fromisoformat(d["started"]), datetime.fromisoformat(d["ended"]),
-                         d["outcome"], d["routine"], holds)
+                         d["outcome"], d["routine"], holds,
+                         uid if isinstance(uid, str) and 0 < len(uid) <= 64 else None)

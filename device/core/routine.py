@@ -7,6 +7,7 @@ history's [summary], [progress] and [nudge]) default to the built-in wording.
 
 from __future__ import annotations
 
+import string
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -114,16 +115,56 @@ def spoken_duration(seconds: float) -> str:
     return f"{minutes} and {r} seconds"
 
 
+FIELDS = ("leg", "other", "next", "duration", "round", "days", "holds", "score", "sessions",
+          "streak", "week")
+"""The placeholders a routine line may use (each also capitalised: ``{Leg}``). Nothing
+else: no format spec (``{leg:>9}``), no conversion (``{leg!r}``), no attribute or index
+(``{leg.__class__}``), so a line costs what its words cost and says only words."""
+_ALLOWED = frozenset(FIELDS) | frozenset(f.capitalize() for f in FIELDS)
+
+
+def check_line(text: str) -> str | None:
+    """Why ``text`` is not a line a routine may hold, or None when it is fine."""
+    try:
+        parts = list(string.Formatter().parse(text))
+    except ValueError:
+        return "a lone { or }; write {{ or }} for a brace"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        shown = "{" + name + (f"!{conversion}" if conversion else "") + \
+            (f":{spec}" if spec else "") + "}"
+        if name not in _ALLOWED:
+            return (f"unknown placeholder {shown[:40]}; allowed: "
+                    + ", ".join("{" + f + "}" for f in FIELDS))
+        if spec or conversion:
+            return f"{shown[:40]}: no format spec or conversion; write {{{name}}}"
+    return None
+
+
 def fill(text: str, **values: object) -> str:
-    """Fill ``{leg}``-style placeholders; ``{Leg}`` gives the capitalised word."""
+    """Fill ``{leg}``-style placeholders; ``{Leg}`` gives the capitalised word. Only
+    plain known placeholders are filled; anything else stays as written (a line is
+    checked when its routine is loaded, see ``check_line``)."""
     full: dict[str, object] = dict(values)
     for key, value in values.items():
         if isinstance(value, str):
             full[key.capitalize()] = value.capitalize()
     try:
-        return text.format(**full)
-    except (KeyError, IndexError, ValueError):
+        parts = list(string.Formatter().parse(text))
+    except ValueError:
         return text
+    out: list[str] = []
+    for literal, name, spec, conversion in parts:
+        out.append(literal)
+        if name is None:
+            continue
+        if name in full and not spec and not conversion:
+            out.append(str(full[name]))
+        else:  # never evaluated: no spec, no attribute, no index
+            out.append("{" + name + (f"!{conversion}" if conversion else "")
+                       + (f":{spec}" if spec else "") + "}")
+    return "".join(out)
 
 
 STRAP_LINES: dict[str, str] = {
@@ -180,6 +221,10 @@ def _builtin_data() -> dict[str, Any]:
 def _need_str(where: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"routine {where} = {value!r}: must be non-empty text")
+    why = check_line(value)
+    if why is not None:
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        raise ConfigError(f"routine {where} = {shown!r}: {why}")
     return value
 
 

@@ -154,7 +154,10 @@ class SafeHistory(StoreQueries):
         try:
             self.fallback_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.fallback_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(session_to_dict(session), separators=(",", ":")) + "\n")
+                line = session_to_dict(session)
+                if session.uid is not None:
+                    line["uid"] = session.uid  # imported once, under its own id
+                f.write(json.dumps(line, separators=(",", ":")) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         except (OSError, TypeError, ValueError) as e:

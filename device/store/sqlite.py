@@ -73,6 +73,28 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE holds ADD COLUMN tightness TEXT",  # easy, tight, very_tight or NULL
         "ALTER TABLE holds ADD COLUMN overpull_s REAL",
     ),
+    (  # (issue 22): a session is stored once per its own id, not per start instant (three
+        # simulated runs with the same --start are three sessions). SQLite cannot drop the
+        # UNIQUE of started_us in place: the table is rebuilt (run with foreign keys off, so
+        # the holds and the outbox keep their rows); old rows get "started-<us>" as id.
+        """CREATE TABLE sessions_by_uid (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,            -- the session's own id: de-duplication
+            started_us INTEGER NOT NULL,         -- microseconds since the Unix epoch
+            started TEXT NOT NULL,               -- ISO 8601 with the offset it was recorded in
+            ended_us INTEGER NOT NULL,
+            ended TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            routine TEXT NOT NULL
+        )""",
+        "INSERT INTO sessions_by_uid (id, uid, started_us, started, ended_us, ended, outcome,"
+        " routine) SELECT id, 'started-' || started_us, started_us, started, ended_us, ended,"
+        " outcome, routine FROM sessions",
+        "DROP TABLE sessions",
+        "ALTER TABLE sessions_by_uid RENAME TO sessions",
+        "CREATE INDEX sessions_outcome_started ON sessions(outcome, started_us, started)",
+        "CREATE INDEX sessions_started ON sessions(started_us)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -131,6 +153,9 @@ class History(StoreQueries):
             c.execute("PRAGMA journal_mode=WAL")
             c.execute("PRAGMA synchronous=FULL")
             if version < SCHEMA_VERSION:
+                # a migration may rebuild a table: no cascades while it does (a no-op
+                # inside a transaction, so set here, and back on after the COMMIT)
+                c.execute("PRAGMA foreign_keys=OFF")
                 c.execute("BEGIN IMMEDIATE")
                 try:
                     version = self._check_version()  # another process may have migrated
@@ -138,10 +163,14 @@ class History(StoreQueries):
                         for statement in step:
                             c.execute(statement)
                     c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    if c.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                        raise sqlite3.IntegrityError("a migration broke a reference")
                     c.execute("COMMIT")
                 except BaseException:
                     self._rollback()
                     raise
+                finally:
+                    c.execute("PRAGMA foreign_keys=ON")
         except sqlite3.Error as e:
             raise HistoryError(f"cannot use history file {self.path}: {e}") from e
 
@@ -186,10 +215,11 @@ class History(StoreQueries):
                 c.execute("BEGIN IMMEDIATE")
                 try:
                     cur = c.execute(
-                        "INSERT INTO sessions (started_us, started, ended_us, ended, outcome,"
-                        " routine) VALUES (?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (started_us) DO NOTHING",
-                        (instant_us(session.started), session.started.isoformat(),
+                        "INSERT INTO sessions (uid, started_us, started, ended_us, ended,"
+                        " outcome, routine) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (uid) DO NOTHING",
+                        (session.uid or f"started-{instant_us(session.started)}",
+                         instant_us(session.started), session.started.isoformat(),
                          instant_us(session.ended), session.ended.isoformat(),
                          session.outcome, session.routine))
                     if cur.rowcount == 0:
@@ -219,12 +249,10 @@ class History(StoreQueries):
         """Undelivered outbox entries, oldest first."""
         def run(c: sqlite3.Connection) -> list[OutboxEntry]:
             rows = c.execute(
-                "SELECT o.id, o.msg_id, s.started_us FROM outbox o JOIN sessions s"
-                " ON s.id = o.session_id WHERE o.delivered_us IS NULL"
-                " ORDER BY o.id LIMIT ?", (limit,)).fetchall()
-            return [OutboxEntry(oid, msg_id,
-                                self._load("WHERE started_us = ?", (us,), "", None)[0])
-                    for oid, msg_id, us in rows]
+                "SELECT o.id, o.msg_id, o.session_id FROM outbox o"
+                " WHERE o.delivered_us IS NULL ORDER BY o.id LIMIT ?", (limit,)).fetchall()
+            return [OutboxEntry(oid, msg_id, self._load("WHERE id = ?", (sid,), "", None)[0])
+                    for oid, msg_id, sid in rows]
         return self._query(run)
 
     def outbox_delivered(self, entry_id: int, at: datetime) -> None:

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from device.addons.page import PageAddress
+from device.addons.page import PageAddress, PairingVoice
 from device.box.bus import Subscription
 from device.box.port import BoxPort
 from device.core.errors import ConfigError
 
 if TYPE_CHECKING:  # the server needs the web extra: imported in attach, when it is used
+    from device.addons.web.auth import PairingStore
     from device.addons.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class WebHandle:
     port: BoxPort
     subscription: Subscription
     url: str
+    release_press: Callable[[], None] = lambda: None  # gives the idle press back
 
     @property
     def code(self) -> str:
@@ -57,6 +59,7 @@ class WebHandle:
         """Stop listening to the bus, then stop the server."""
         try:
             self.port.unsubscribe(self.subscription)
+            self.release_press()
         finally:
             self.server.close()
 
@@ -101,8 +104,11 @@ def attach(
     server.start()
     subscription = box.subscribe(lambda event: server.web.hub.from_bus(box, event),
                                  None, queued=True, name="web")
-    handle = WebHandle(server, box, subscription, server.url)
+    # the owner's idle press says the code a page asked for; the control socket's "pair" too
+    release = box.take_idle_press(server.web.take_press)
+    handle = WebHandle(server, box, subscription, server.url, release)
     box.provide(PageAddress(server.url))
+    box.provide(PairingVoice(server.web.say_fresh_code))
     shown = server.url.replace("0.0.0.0", "BOX-ADDRESS").replace("[::]", "BOX-ADDRESS")
     log.warning("web page at %s: pair a phone with code %s", shown, store.code)
     if announce is not None:
@@ -115,20 +121,36 @@ def attach(
 def web_code_main(simulator: bool = False, state_dir: Path | None = None,
                   out: TextIO | None = None) -> int:
     """``stretch-companion web-code``: print the current pairing code."""
-    from device.addons.web.auth import PairingStore, store_path
-
-    store = PairingStore(store_path(state_dir, simulator=simulator))
+    store = _open_store(state_dir, simulator)
     print(store.code, file=out or sys.stdout)
     return 0
+
+
+def _open_store(state_dir: Path | None, simulator: bool) -> PairingStore:
+    """The pairing store, or ``UsageError`` in one line when ``state_dir`` is unusable
+    (a file, /dev/null, no permission)."""
+    from device.addons.web.auth import PairingStore, store_path
+    from device.core.errors import UsageError
+
+    try:
+        return PairingStore(store_path(state_dir, simulator=simulator))
+    except OSError as exc:
+        where = f"--state-dir {state_dir}" if state_dir is not None else "the state folder"
+        why = ("not a folder" if isinstance(exc, (FileExistsError, NotADirectoryError))
+               else exc.strerror or str(exc))
+        raise UsageError(f"{where}: cannot keep the pairing store there ({why})") from None
 
 
 def web_forget_main(simulator: bool = False, state_dir: Path | None = None,
                     out: TextIO | None = None) -> int:
     """``stretch-companion web-forget``: revoke every paired phone (and pick a new code)."""
-    from device.addons.web.auth import PairingStore, store_path
+    store = _open_store(state_dir, simulator)
+    try:
+        n = store.forget()
+    except OSError as exc:
+        from device.core.errors import UsageError
 
-    store = PairingStore(store_path(state_dir, simulator=simulator))
-    n = store.forget()
+        raise UsageError(f"cannot write the pairing store ({exc.strerror or exc})") from None
     print(f"forgot {n} paired phone{'s' if n != 1 else ''}; new code {store.code}",
           file=out or sys.stdout)
     return 0

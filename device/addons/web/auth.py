@@ -25,8 +25,10 @@ from device.store.paths import default_history_path
 log = logging.getLogger(__name__)
 
 STORE_NAME = "web-pairing.json"
-MAX_WRONG = 5  # wrong codes in a row before pairing locks
-LOCK_S = 60.0  # how long it stays locked (s)
+MAX_WRONG = 5  # wrong codes in a row from one address before it is locked out
+LOCK_S = 60.0  # how long the first lockout lasts (s); each further one doubles it
+MAX_LOCK_S = 3600.0  # the longest lockout (s)
+MAX_ADDRESSES = 1000  # addresses remembered for their wrong codes; the oldest go first
 MAX_TOKENS = 20  # paired phones kept; the oldest is dropped beyond this
 
 
@@ -77,8 +79,8 @@ class PairingStore:
         self._stamp: tuple[int, int] | None = None
         self._code = ""
         self._tokens: list[str] = []
-        self._wrong = 0
-        self._locked_until = 0.0
+        self._wrong: dict[str, int] = {}  # address -> wrong codes in a row
+        self._locks: dict[str, tuple[float, int]] = {}  # address -> (until, lockouts so far)
         self._load()
         if not self._code:
             self._code = new_code()
@@ -127,34 +129,62 @@ class PairingStore:
                 self._save()
             return self._code
 
-    def locked_for(self) -> float:
-        """Seconds until pairing opens again (0 = open)."""
+    def locked_for(self, address: str = "") -> float:
+        """Seconds until ``address`` may try a code again (0 = open)."""
         with self._lock:
-            return max(0.0, self._locked_until - self.clock())
+            return max(0.0, self._locks.get(address, (0.0, 0))[0] - self.clock())
 
-    def pair(self, code: str) -> tuple[str | None, str]:
-        """Try ``code``: (a new token, "") when right, else (None, why)."""
+    def pair(self, code: str, address: str = "") -> tuple[str | None, str]:
+        """Try ``code`` from ``address``: (a new token, "") when right, else (None, why).
+
+        Wrong codes lock out only the address they came from, for ``LOCK_S`` doubling at
+        each further lockout (at most ``MAX_LOCK_S``); each lockout draws a new code, so
+        guessing starts again from nothing. The owner, at the box, is never locked out:
+        a press on the box says a fresh code and lifts every lock (``owner_present``)."""
         with self._lock:
             self._load()
             now = self.clock()
-            if now < self._locked_until:
+            until, times = self._locks.get(address, (0.0, 0))
+            if now < until:
                 return None, f"locked: too many wrong codes; try again in " \
-                    f"{int(self._locked_until - now + 0.999)} s"
+                    f"{int(until - now + 0.999)} s"
             if not (self._code and hmac.compare_digest(code.encode(), self._code.encode())):
-                self._wrong += 1
-                if self._wrong >= MAX_WRONG:
-                    self._wrong = 0
-                    self._locked_until = now + LOCK_S
-                    log.warning("web pairing: %d wrong codes; locked for %.0f s",
-                                MAX_WRONG, LOCK_S)
-                    return None, f"locked: too many wrong codes; try again in {LOCK_S:.0f} s"
-                return None, f"wrong code ({MAX_WRONG - self._wrong} tries left)"
-            self._wrong = 0
+                wrong = self._wrong.pop(address, 0) + 1  # re-inserted: newest last
+                if wrong >= MAX_WRONG:
+                    lock = min(LOCK_S * 2 ** times, MAX_LOCK_S)
+                    self._locks.pop(address, None)
+                    self._locks[address] = (now + lock, times + 1)
+                    self._trim()
+                    self._code = new_code()  # whatever was learnt of the old one is void
+                    self._save()
+                    log.warning("web pairing: %d wrong codes from %s; locked out for %.0f s "
+                                "and a new code drawn", MAX_WRONG, address or "?", lock)
+                    return None, f"locked: too many wrong codes; try again in {lock:.0f} s"
+                self._wrong[address] = wrong
+                self._trim()
+                return None, f"wrong code ({MAX_WRONG - wrong} tries left)"
+            self._wrong.pop(address, None)
             token = secrets.token_urlsafe(32)
             self._tokens = (self._tokens + [token_hash(token)])[-MAX_TOKENS:]
             self._code = new_code()  # a code pairs one phone; the next one hears a new code
             self._save()
             return token, ""
+
+    def owner_present(self) -> str:
+        """A press on the box (or the control socket): every lockout lifted and a fresh
+        code drawn; returns it (to be said aloud)."""
+        with self._lock:
+            self._load()
+            self._wrong.clear()
+            self._locks.clear()
+            self._code = new_code()
+            self._save()
+            return self._code
+
+    def _trim(self) -> None:
+        for table in (self._wrong, self._locks):
+            while len(table) > MAX_ADDRESSES:
+                del table[next(iter(table))]
 
     def valid(self, token: str | None) -> bool:
         """Whether ``token`` belongs to a paired phone."""

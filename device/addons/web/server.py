@@ -26,22 +26,25 @@ from zoneinfo import ZoneInfo
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import GZipMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from device.addons.web import settings as settings_mod
 from device.addons.web.auth import PairingStore, csrf_for
+from device.addons.web.guard import Guard, RateLimitedLog, guarded_protocol, quiet_accept_errors
 from device.core.config import Config
 from device.core.export import write_csv
+from device.core.payload import BadPayload, parse_json
 
 log = logging.getLogger(__name__)
+_failed = RateLimitedLog(log)  # a request that failed: one line a minute per route
 
 COOKIE = "sc_pair"
 COOKIE_MAX_AGE = 400 * 24 * 3600  # the longest a browser keeps a cookie (400 days)
 MAX_BODY = 4096  # bytes: the largest request body accepted
-ANNOUNCE_GAP_S = 20.0  # the box says the code at most this often when a page asks
+PRESS_WINDOW_S = 120.0  # after a page asks for the code, a press on the box says it
 HEARTBEAT_S = 15.0  # an SSE comment (and a fresh view) this often, so dead links show
 TENSION_GAP_S = 0.5  # at most two strap updates a second to the page
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -118,11 +121,26 @@ class SecurityMiddleware:
                     raise _TooLarge
             return message
 
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await self.app(scope, limited, _with_headers(send))
+            await self.app(scope, limited, _with_headers(sending))
         except _TooLarge:
             await JSONResponse({"error": f"request body over {MAX_BODY} bytes"},
                                status_code=413)(scope, receive, _with_headers(send))
+        except ClientDisconnect:
+            return  # the client left mid-request: nobody to answer
+        except Exception as exc:  # noqa: BLE001 - one line (rate-limited), never a traceback
+            _failed.warning(scope.get("path", "?"), f"web: {scope.get('method')} "
+                            f"{scope.get('path')} failed: {type(exc).__name__}: {exc}")
+            if not started:  # the 500 carries the page's security headers too
+                await JSONResponse({"error": "internal error"}, status_code=500)(
+                    scope, receive, _with_headers(send))
 
 
 class _TooLarge(Exception):
@@ -195,7 +213,7 @@ class WebApp:
         self.options = options
         self.store = options.store or PairingStore(Path("web-pairing.json"))
         self.hub = Hub()
-        self._last_announce: float | None = None
+        self._wanted_until: float | None = None  # a page asked for the code until then
         static = resources.files("device.addons.web").joinpath("static")
         self._static = {name: static.joinpath(name).read_bytes() for name in STATIC}
         routes = [
@@ -240,9 +258,9 @@ class WebApp:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return JSONResponse({"error": "send application/json"}, status_code=415)
         try:
-            body = json.loads(await request.body() or b"null")
-        except ValueError:
-            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+            body = parse_json(await request.body() or b"null", max_bytes=MAX_BODY)
+        except BadPayload as exc:
+            return JSONResponse({"error": f"body is not JSON we take: {exc}"}, status_code=400)
         if not isinstance(body, dict):
             return JSONResponse({"error": "body must be a JSON object"}, status_code=400)
         return body
@@ -279,27 +297,45 @@ class WebApp:
         code = body.get("code")
         if not isinstance(code, str) or not (len(code) == 6 and code.isdigit()):
             return JSONResponse({"error": "the code is 6 digits"}, status_code=400)
-        token, why = self.store.pair(code)
+        token, why = self.store.pair(code, request.client.host if request.client else "")
         if token is None:
             status = 429 if why.startswith("locked") else 403
             return JSONResponse({"error": why}, status_code=status)
         log.info("web: a phone paired")
+        self._wanted_until = None  # the code was heard: the next press starts a session
         response = JSONResponse({"paired": True, "csrf": csrf_for(token)})
         response.set_cookie(COOKIE, token, max_age=COOKIE_MAX_AGE, httponly=True,
                             samesite="strict", path="/")
         return response
 
     async def announce(self, request: Request) -> Response:
-        """A page on the pairing screen asks the box to say the code (throttled)."""
+        """A page on the pairing screen asks to hear the code. Nothing is said: anyone on
+        the network may ask. The box's next press, while it is idle and within
+        ``PRESS_WINDOW_S``, says the code instead of starting a session (see
+        ``take_press``); a session is never interrupted."""
         body = await self._json_body(request)
         if isinstance(body, Response):
             return body
-        now = self.options.clock()
-        if self._last_announce is not None and now - self._last_announce < ANNOUNCE_GAP_S:
-            return JSONResponse({"said": False})
-        self._last_announce = now
+        if _json_view(self.box).get("state") not in ("idle", "done", "cancelled"):
+            return JSONResponse({"said": False, "press": False, "busy": True})
+        self._wanted_until = self.options.clock() + PRESS_WINDOW_S
+        return JSONResponse({"said": False, "press": True})
+
+    def take_press(self) -> bool:
+        """The box's idle short press (the loop's thread): when a page asked for the code
+        lately, the press says a fresh code (and lifts every lockout) and is taken;
+        otherwise it is left to start a session."""
+        if self._wanted_until is None or self.options.clock() > self._wanted_until:
+            self._wanted_until = None
+            return False
+        self._wanted_until = None
+        self.say_fresh_code()
+        return True
+
+    def say_fresh_code(self) -> None:
+        """The owner is at the box: every lockout lifted, a new code drawn and said."""
+        self.store.owner_present()
         self.say_code()
-        return JSONResponse({"said": True})
 
     def say_code(self) -> None:
         """The box says the pairing code aloud (from any thread) and logs it."""
@@ -489,9 +525,11 @@ def _unpaired() -> Response:
 class WebServer:
     """Runs a ``WebApp`` with uvicorn in a thread of its own; ``close()`` stops it."""
 
-    def __init__(self, box: Any, options: WebOptions) -> None:
+    def __init__(self, box: Any, options: WebOptions, guard: Guard | None = None) -> None:
         import uvicorn
 
+        self.guard = guard or Guard()  # connection limits and the header timeout
+        quiet_accept_errors()
         self.web = WebApp(box, options)
         self.options = options
         self.sock = socket.socket(socket.AF_INET6 if ":" in options.host else socket.AF_INET)
@@ -504,8 +542,9 @@ class WebServer:
         self.sock.listen(64)
         self.host, self.port = self.sock.getsockname()[:2]
         config = uvicorn.Config(self.web.app, log_level="warning", access_log=False,
-                                lifespan="off", ws="none", http="h11", loop="asyncio",
-                                timeout_graceful_shutdown=1)
+                                lifespan="off", ws="none", http=guarded_protocol(self.guard),
+                                loop="asyncio", timeout_graceful_shutdown=1,
+                                timeout_keep_alive=5, h11_max_incomplete_event_size=16384)
         self.server = uvicorn.Server(config)
         self._started = threading.Event()
         self.thread = threading.Thread(target=self._run, name="web", daemon=True)

@@ -123,9 +123,16 @@ def read_text(path: Path) -> str:
         raw = path.read_bytes()
     except FileNotFoundError:
         return ""
+    except OSError as exc:  # a directory in its place, no permission...
+        raise SettingsError("", f"{path}: cannot read it ({exc.strerror or exc}); "
+                            "fix it by hand") from None
     if len(raw) > MAX_CONFIG_BYTES:
         raise SettingsError("", f"{path}: larger than {MAX_CONFIG_BYTES} bytes; edit it by hand")
-    return raw.decode("utf-8")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SettingsError("", f"{path}: not UTF-8 text (byte {exc.start}); "
+                            "fix it by hand first") from None
 
 
 def current(path: Path) -> Config:

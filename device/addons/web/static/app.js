@@ -63,8 +63,9 @@ $("pair-form").addEventListener("submit", async (ev) => {
 
 $("say-code").addEventListener("click", async () => {
   const { data } = await api("/api/pair/announce", { body: {} });
-  $("pair-msg").textContent = data && data.said ? "Listen to the box." :
-    "The box said it a moment ago; ask again in a little while.";
+  $("pair-msg").textContent = data && data.press ?
+    "Press the box's button once: it will say the code." :
+    "The box is in a session; ask again when it is idle.";
 });
 
 // ---- live state ----------------------------------------------------------------------

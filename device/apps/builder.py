@@ -23,6 +23,7 @@ from device.addons.habit import Habit
 from device.addons.notify import Notifier
 from device.addons.simstrap import SimStrap
 from device.addons.strap import StrapSensor
+from device.addons.strap_chips import real_adc_factory
 from device.box.bus import EventBus
 from device.box.clock import Clock, VirtualClock, wall_clock
 from device.box.loop import BoxView, DeviceLoop, Listener, Parts
@@ -31,8 +32,7 @@ from device.core.config import Config, SensorSettings
 from device.core.machine import Press
 from device.core.routine import Routine, load_routine
 from device.core.script import PRESS_S, Action, ScriptError
-from drivers.loadcell import LoadCell
-from drivers.nau7802 import NAU7802, I2CBus, open_bus
+from drivers.loadcell import Calibration, LoadCell
 from drivers.parts import Beeper, BreathLight, StrapButton
 from drivers.pins import mock_factory, real_factory
 from drivers.speech import RecordingSpeaker, SilentSpeaker, Speaker, make_speaker
@@ -291,11 +291,12 @@ def build_box(
         for listener in listeners:  # first: the transcript sees each event before add-ons
             box.attach(transcript.attach(port, listener))
         if simulated and sensor:
-            _fit_simulated_strap(box, box.attach(simstrap.attach(port, seed)))
+            _fit_simulated_strap(box, box.attach(simstrap.attach(port, seed, factory)))
         elif not simulated and config.sensor.enabled:
+            calibration = strap.load_strap_calibration(config.sensor)
             box.sensor = box.attach(strap.attach(
-                port, config.sensor, strap_adc_factory(config.sensor, clock),
-                strap.load_strap_calibration(config.sensor)))
+                port, config.sensor,
+                strap_adc_factory(config.sensor, clock, factory, calibration), calibration))
         if history is not None:
             box.habit = box.attach(habit.attach(port, history, wall_clock(clock, wall_start),
                                                 outbox=mqtt is not None))
@@ -362,17 +363,11 @@ def _attach_mqtt(port: BoxPort, ep: Endpoint, history: Path | None,
     return mqtt.attach(port, ep, history=history, wall_start=start)
 
 
-def strap_adc_factory(settings: SensorSettings, clock: Clock) -> Callable[[], LoadCell]:
-    """Make the real strap sensor on its I2C bus (the bus is opened once it is there)."""
-    bus: list[I2CBus] = []
-
-    def make() -> LoadCell:
-        if not bus:
-            bus.append(open_bus(settings.i2c_bus))
-        return NAU7802(bus[0], clock, settings.address, gain=settings.gain,
-                       sps=settings.sps)
-
-    return make
+def strap_adc_factory(settings: SensorSettings, clock: Clock, factory: Any = None,
+                      calibration: Calibration | None = None) -> Callable[[], LoadCell]:
+    """Make the real strap sensor (``sensor.chip``): the NAU7802 on its I2C bus (opened
+    once it is there) or the HX711 on ``factory``'s pins; see ``addons/strap_chips.py``."""
+    return real_adc_factory(settings, clock, factory, calibration)
 
 
 def pin_factory(config: Config, mock: bool) -> Any:

@@ -122,7 +122,7 @@ def session_to_dict(s: SessionRecord) -> dict[str, Any]:
     """The stable JSON shape of a session (see ``history_report`` for the documentation)."""
     from device.core.tightness import session_tightness
 
-    out = {
+    out: dict[str, Any] = {
         "started": s.started.isoformat(),
         "ended": s.ended.isoformat(),
         "outcome": s.outcome,

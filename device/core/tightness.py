@@ -34,10 +34,17 @@ ASYMMETRY_FIGURES = ("settled", "relax_30", "tau_s", "index")
 class FittedHold(Protocol):
     """What the index needs of a hold (a ``HoldRecord`` or ``HoldResult``)."""
 
-    leg: str
-    settled: float | None
-    relax_30: float | None
-    relax_end: float | None
+    @property
+    def leg(self) -> str: ...
+
+    @property
+    def settled(self) -> float | None: ...
+
+    @property
+    def relax_30(self) -> float | None: ...
+
+    @property
+    def relax_end(self) -> float | None: ...
 
 
 def held_force(settled: float | None, relax_30: float | None,

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from device.addons.strap import StrapSensor, load_strap_calibration
+from device.addons.strap import StrapSensor
 from device.addons.strap import attach as attach_strap
-from device.addons.strap_chips import simulated_chip
-from device.box.clock import Clock, RealClock
+from device.box.clock import Clock
 from device.box.events import StateEvent
 from device.box.port import BoxPort
 from drivers.fake_nau7802 import StrapModel
+from drivers.loadcell import Calibration, LoadCell
 
 
 class SimStrap:
@@ -115,15 +115,13 @@ class SimStrapAddon:
         """Nothing to release (the fake chip is memory)."""
 
 
-def attach(port: BoxPort, seed: int = 1, factory: Any = None) -> SimStrapAddon:
-    """Fit the simulated strap to the box on ``port`` (``seed``: its noise; ``factory``:
-    the box's mock pins, where the HX711's fake sits)."""
+def attach(port: BoxPort, fake: Any, make_adc: Callable[[], LoadCell],
+           calibration: Calibration | None = None) -> SimStrapAddon:
+    """Fit the simulated strap to the box on ``port``: ``fake`` is the chip's fake (its
+    ``strap`` the model pulled on), ``make_adc`` the real driver over it (the builder picks
+    both for ``sensor.chip``: ``device/apps/strap_chips.py``)."""
     settings = port.config.sensor
-    clock = port.clock
-    calibration = load_strap_calibration(settings, simulated=True)
-    fake, make_adc = simulated_chip(settings, clock, factory, StrapModel(seed=seed),
-                                    calibration, real_clock=isinstance(clock, RealClock))
-    strap = SimStrap(fake, clock, {
+    strap = SimStrap(fake, port.clock, {
         "right": (settings.sim_relax_right / 100.0, settings.sim_tau_right),
         "left": (settings.sim_relax_left / 100.0, settings.sim_tau_left)})
     port.on(StateEvent, lambda e: strap.on_leg(e.leg))

@@ -23,15 +23,16 @@ from device.addons.habit import Habit
 from device.addons.notify import Notifier
 from device.addons.simstrap import SimStrap
 from device.addons.strap import StrapSensor
-from device.addons.strap_chips import real_adc_factory
+from device.apps.strap_chips import real_adc_factory, simulated_chip
 from device.box.bus import EventBus
-from device.box.clock import Clock, VirtualClock, wall_clock
+from device.box.clock import Clock, RealClock, VirtualClock, wall_clock
 from device.box.loop import BoxView, DeviceLoop, Listener, Parts
 from device.box.port import AddonHandle, BoxPort
 from device.core.config import Config, SensorSettings
 from device.core.machine import Press
 from device.core.routine import Routine, load_routine
 from device.core.script import PRESS_S, Action, ScriptError
+from drivers.fake_nau7802 import StrapModel
 from drivers.loadcell import Calibration, LoadCell
 from drivers.parts import Beeper, BreathLight, StrapButton
 from drivers.pins import mock_factory, real_factory
@@ -291,7 +292,7 @@ def build_box(
         for listener in listeners:  # first: the transcript sees each event before add-ons
             box.attach(transcript.attach(port, listener))
         if simulated and sensor:
-            _fit_simulated_strap(box, box.attach(simstrap.attach(port, seed, factory)))
+            _fit_simulated_strap(box, box.attach(_simulated_strap(port, seed, factory)))
         elif not simulated and config.sensor.enabled:
             calibration = strap.load_strap_calibration(config.sensor)
             box.sensor = box.attach(strap.attach(
@@ -323,6 +324,15 @@ def _keep(box: Box, handle: AddonHandle | None) -> None:
     """An add-on that may decline to run (it said why in the log)."""
     if handle is not None:
         box.attach(handle)
+
+
+def _simulated_strap(port: BoxPort, seed: int, factory: Any) -> simstrap.SimStrapAddon:
+    """The simulated strap on the chosen chip's fake (the HX711's on ``factory``'s pins)."""
+    settings = port.config.sensor
+    calibration = strap.load_strap_calibration(settings, simulated=True)
+    fake, make_adc = simulated_chip(settings, port.clock, factory, StrapModel(seed=seed),
+                                    calibration, real_clock=isinstance(port.clock, RealClock))
+    return simstrap.attach(port, fake, make_adc, calibration)
 
 
 def _fit_simulated_strap(box: Box, fitted: simstrap.SimStrapAddon) -> None:

@@ -63,7 +63,7 @@ def calibrate_main(
 
 def _mock_chip(config: Config, clock: Clock) -> tuple[object, LoadCell]:
     """The configured chip's fake (on fresh mock pins for the HX711) and its driver."""
-    from device.addons.strap_chips import simulated_chip
+    from device.apps.strap_chips import simulated_chip
     from drivers.fake_nau7802 import StrapModel
     from drivers.pins import mock_factory
 
@@ -73,7 +73,7 @@ def _mock_chip(config: Config, clock: Clock) -> tuple[object, LoadCell]:
 
 def _real_chip(config: Config, clock: Clock) -> LoadCell:
     """The configured chip on the real I2C bus or GPIO pins."""
-    from device.addons.strap_chips import real_adc_factory
+    from device.apps.strap_chips import real_adc_factory
 
     settings = config.sensor
     if settings.chip == "hx711":

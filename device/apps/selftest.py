@@ -400,7 +400,7 @@ def check_hx711(config: Config, mock: bool, *, clock: Clock | None = None,
     """Reset the HX711 on ``sensor.data_pin``/``clock_pin`` and read it for a second; with
     ``mock``, the pin-level fake on mock pins. Says how many readings the plausibility
     filter refused (bit-banging glitches)."""
-    from device.addons.strap_chips import make_hx711
+    from device.apps.strap_chips import make_hx711
     from drivers.loadcell import SensorError
 
     settings = config.sensor

@@ -39,9 +39,6 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
-from device.core.export import (
-    CSV_COLUMNS as CSV_COLUMNS,  # re-exported: the history command's columns
-)
 from device.core.export import write_csv
 from device.core.records import LEGS, SessionRecord, session_to_dict
 from device.core.streaks import local_zone

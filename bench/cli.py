@@ -84,12 +84,14 @@ def run(names: list[str], plan: suite.Plan, scratch: Path) -> list[Bench]:
                     "every real-time worker ran at once (--quick / --side-by-side): "
                     "CPU figures read low")
 
+    from bench.holds import bench_relaxation
     from bench.web import bench_web
 
     others = {"exit": suite.bench_exit, "button": suite.bench_button,
               "voice": suite.bench_voice, "startup": suite.bench_startup,
               "tui": suite.bench_tui, "history": suite.bench_history,
-              "virtual": suite.bench_virtual, "web": bench_web, "fleet": suite.bench_fleet}
+              "virtual": suite.bench_virtual, "web": bench_web, "fleet": suite.bench_fleet,
+              "relaxation": bench_relaxation}
     for name in names:
         if name not in others:
             continue

@@ -20,7 +20,7 @@ from typing import Any
 from bench.report import REPO, Bench, Figure
 
 NAMES = ("hold", "light", "cpu", "exit", "button", "voice", "startup", "tui", "history",
-         "virtual", "web", "fleet")
+         "virtual", "web", "fleet", "relaxation")
 TITLES = {
     "hold": "hold timing, real-time device loop (mock pins, RealClock, recording voice)",
     "light": "breathing light during a hold vs gpiozero PWMLED.pulse(4, 6)",
@@ -34,6 +34,8 @@ TITLES = {
     "startup": "start-up time and memory",
     "virtual": "virtual time: 2 rounds x 2 legs x 300 s holds, JSON lines to /dev/null",
     "web": "phone page: weight, first render, box CPU with 3 pages open, server memory",
+    "relaxation": "strap relaxation fit (pure Python) on synthetic holds: recovery error "
+                  "and cost per hold",
     "fleet": "MQTT fleet: boxes on virtual time -> Mosquitto (restarted once) -> one studio; "
              "box CPU in a real-time hold with MQTT on vs off",
 }

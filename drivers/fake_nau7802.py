@@ -47,11 +47,14 @@ class _Bounce:
 
 
 class StrapModel:
-    """Tension in the strap (kg) at time t (s): a level, bounces, breath sway, creep, noise.
+    """Tension in the strap (kg) at time t (s): a level, how the leg relaxes at it, bounces,
+    extra pulls, breath sway, creep, noise.
 
     ``noise_kg`` is the Gaussian noise's standard deviation (seeded), ``creep_kg_per_min``
-    a slow drift while loaded (negative: the muscle relaxes), ``sway_kg`` the amplitude
-    of a slow sinusoidal sway with period ``sway_period_s`` (breathing).
+    a slow drift while loaded (the person's own), ``sway_kg`` the amplitude of a slow
+    sinusoidal sway with period ``sway_period_s`` (breathing). ``relax`` (0..1) and
+    ``tau_s`` make each level relax as a held leg does: from the moment a level is
+    reached, ``level * (1 - relax * (1 - exp(-t / tau_s)))`` (0: a flat level).
     """
 
     def __init__(
@@ -62,14 +65,23 @@ class StrapModel:
         creep_kg_per_min: float = -0.2,
         sway_kg: float = 0.0,
         sway_period_s: float = 10.0,
+        relax: float = 0.0,
+        tau_s: float = 20.0,
         seed: int = 0,
     ) -> None:
+        if not 0.0 <= relax < 1.0:
+            raise ValueError(f"relax {relax}: must be 0 to below 1")
+        if not tau_s > 0:
+            raise ValueError(f"tau_s {tau_s}: must be > 0")
         self._levels: list[_Level] = [_Level(0.0, level_kg, 0.0)]
         self._bounces: list[_Bounce] = []
+        self._pulls: list[tuple[float, float, float, float]] = []
         self.noise_kg = noise_kg
         self.creep_kg_per_min = creep_kg_per_min
         self.sway_kg = sway_kg
         self.sway_period_s = sway_period_s
+        self.relax = relax
+        self.tau_s = tau_s
         self._rng = random.Random(seed)
 
     def set_level(self, t: float, kg: float, ramp_s: float = 0.0) -> None:
@@ -84,19 +96,45 @@ class StrapModel:
         """Repeated rise and fall of ``amplitude_kg`` at ``freq_hz`` from ``start`` (s)."""
         self._bounces.append(_Bounce(start, duration, amplitude_kg, freq_hz))
 
+    def pull(self, start: float, duration: float, extra_kg: float, ramp_s: float = 0.3) -> None:
+        """An extra pull of ``extra_kg`` on top from ``start`` for ``duration`` s (reached
+        and let go over ``ramp_s``): an over-pull that does not move the leg's position."""
+        self._pulls.append((start, duration, extra_kg, ramp_s))
+
+    def relaxed(self, level: float, held_s: float, relax: float | None = None,
+                tau_s: float | None = None) -> float:
+        """A ``level`` reached ``held_s`` ago, relaxed as this leg relaxes (kg)."""
+        r = self.relax if relax is None else relax
+        tau = self.tau_s if tau_s is None else tau_s
+        if r <= 0 or held_s <= 0:
+            return level
+        return level * (1.0 - r * (1.0 - math.exp(-held_s / tau)))
+
     def true_kg(self, t: float) -> float:
         """Noise-free tension at ``t``, kg."""
         level = self._levels[0].kg
         since = 0.0
+        reached = 0.0
         for seg in self._levels[1:]:
             if t < seg.t:
                 break
+            # a new level starts from where the relaxed strap is when it is asked for
+            start = self.relaxed(level, seg.t - reached) if level > 0 else level
             frac = 1.0 if seg.ramp_s <= 0 else min(1.0, (t - seg.t) / seg.ramp_s)
-            level = level + (seg.kg - level) * frac
+            level = start + (seg.kg - start) * frac
             since = seg.t
+            reached = seg.t + max(0.0, seg.ramp_s)
+            if frac < 1.0:
+                reached = t
         kg = level
         if level > 0:
-            kg = max(0.0, level + self.creep_kg_per_min * (t - since) / 60.0)
+            kg = self.relaxed(level, t - reached)
+            kg = max(0.0, kg + self.creep_kg_per_min * (t - since) / 60.0)
+        for start, duration, extra, ramp in self._pulls:
+            if start <= t < start + duration + ramp:
+                rise = 1.0 if ramp <= 0 else min(1.0, (t - start) / ramp)
+                fall = 1.0 if ramp <= 0 else min(1.0, (start + duration + ramp - t) / ramp)
+                kg += extra * min(rise, fall)
         if level > 0 and self.sway_kg:
             kg += self.sway_kg * math.sin(2 * math.pi * t / self.sway_period_s)
         for b in self._bounces:

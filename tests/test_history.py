@@ -24,7 +24,7 @@ from device.apps.cli import main
 from device.apps.history_report import PLOT_HINT, history_main, plot, to_csv, to_json
 from device.core.export import CSV_COLUMNS
 from device.core.progression import next_hold_seconds
-from device.core.records import HoldRecord, LegSession, SessionRecord
+from device.core.records import RELAX_FIELDS, HoldRecord, LegSession, SessionRecord
 from device.core.routine import load_routine
 from device.core.summary import growth_line, summary_line
 from device.store.paths import default_history_path
@@ -315,7 +315,8 @@ def test_json_shape() -> None:
     assert data[0]["started"] == "2024-05-06T07:00:00+02:00"
     assert data[0]["holds"][0] == {"leg": "right", "round": 1, "planned_s": 60, "held_s": 60,
                                    "ended": "complete", "mean": 3.2, "peak": 4.1,
-                                   "steadiness": 80, "tightness": "tight", "overpull_s": 1.5}
+                                   "steadiness": 80, "tightness": "tight", "overpull_s": 1.5,
+                                   **dict.fromkeys(RELAX_FIELDS)}  # no relaxation fit here
     assert data[0]["holds"][1]["steadiness"] is None and data[1]["holds"] == []
 
 
@@ -326,9 +327,10 @@ def test_csv_shape(tmp_path: Path) -> None:
     assert tuple(rows[0]) == CSV_COLUMNS
     assert rows[1] == ["2024-05-06T07:00:00+02:00", "2024-05-06T07:05:00+02:00", "complete",
                        "hamstring", "right", "1", "60.0", "60.0", "complete", "3.2", "4.1", "80.0",
-                       "tight", "1.5"]
-    assert rows[2][4:] == ["left", "1", "60.0", "60.0", "complete", "", "", "", "", ""]
-    assert rows[3][2] == "cancelled" and rows[3][4:] == [""] * 10
+                       "tight", "1.5"] + [""] * len(RELAX_FIELDS)
+    assert rows[2][4:] == ["left", "1", "60.0", "60.0", "complete", "", "", "", "", ""] + [
+        ""] * len(RELAX_FIELDS)
+    assert rows[3][2] == "cancelled" and rows[3][4:] == [""] * (10 + len(RELAX_FIELDS))
 
 
 def test_plot_writes_png(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from device.addons.mqtt import (
 from device.apps.studio import Studio, StudioStore, table
 from device.core.config import Config, MqttSettings, parse_config
 from device.core.errors import ConfigError
+from device.core.records import RELAX_FIELDS
 from device.store.sqlite import History
 from tests.broker import INSTALL, MOSQUITTO, Mosquitto, make_certs
 from tests.mqtt_box import IDLE, START, Ev, session
@@ -226,6 +227,7 @@ def test_discovery_payloads_follow_the_schema_and_state_is_retained(
                          "next_hold_right", "next_hold_left"}
         assert state["state"] == "idle" and "tension" not in state
         assert stats["next_hold_s"] == {"right": 60.0, "left": 60.0}
+        assert stats["tightness"] == {"right": None, "left": None, "asymmetry": None}
         assert stats["last_session"] == session(1).ended.isoformat()
         # a hold: the state follows the view, at most once a second
         box.state.update(state="hold", leg="right", round=1, hold_left_s=42.04,
@@ -267,6 +269,9 @@ def test_sensor_and_commands_add_entities(broker: Mosquitto, tmp_path: Path) -> 
             assert payload["device"]["configuration_url"] == "http://box1.local:8080/"
         assert {"tension", "start", "cancel", "next_hold"} <= set(configs)
         assert configs["tension"][1]["unit_of_measurement"] == "kg"
+        assert {"tightness_right", "tightness_left", "tightness_asymmetry"} <= set(configs)
+        assert configs["tightness_asymmetry"][1]["value_template"] == (
+            "{{ value_json.tightness.asymmetry }}")
         assert configs["start"][1]["payload_press"] == "start"
     finally:
         pub.close()
@@ -289,7 +294,7 @@ def test_a_session_arrives_once_and_is_marked_delivered(broker: Mosquitto,
         assert message["holds"][1] == {"leg": "left", "round": 1, "planned_s": 60.0,
                                        "held_s": 58.5, "ended": "early", "mean": 2.9,
                                        "peak": 3.8, "steadiness": 77.0, "tightness": "tight",
-                                       "overpull_s": 1.2}
+                                       "overpull_s": 1.2, **dict.fromkeys(RELAX_FIELDS)}
         with History(db) as h:
             assert h.outbox_count() == 0 and h.outbox_count(delivered=True) == 1
         pub.handle(Ev("history", outcome="complete", saved=True))  # nothing new: no resend

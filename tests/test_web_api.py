@@ -17,6 +17,7 @@ import pytest
 
 from device.core.config import Config, load_config, parse_config
 from device.core.errors import ConfigError
+from device.core.records import RELAX_FIELDS
 
 with warnings.catch_warnings():  # newer Starlette prefers httpx2; httpx still works
     warnings.simplefilter("ignore")
@@ -440,7 +441,8 @@ def _history(path: Path, now: datetime, days: int = 5) -> None:
             start = now - timedelta(days=d, hours=1)
             holds = (HoldRecord("right", 1, 60, 55 + d, "complete", 3.0, 4.0, 80 - d,
                                 "very_tight", 0.5),
-                     HoldRecord("left", 1, 60, 60 - d, "complete"))
+                     HoldRecord("left", 1, 60, 60 - d, "complete", settled=5.0, relax_30=25.0,
+                                index=95.0 + d))
             h.record(SessionRecord(start, start + timedelta(minutes=5), "complete",
                                    "hamstring", holds))
 
@@ -456,8 +458,13 @@ def test_history_calendar_chart_and_csv(client: TestClient, store: PairingStore,
     assert data["calendar"]["streak"] >= 4  # 5 days in a row (the zone may cut the first)
     assert sum(d == 2 for w in data["calendar"]["weeks"] for d in w["days"]) == 5
     assert data["recent"][0]["legs"]["right"] == {"held_s": 55.0, "steadiness": 80,
-                                                  "tightness": "very_tight"}
+                                                  "tightness": "very_tight", "index": None,
+                                                  "relax_30": None, "settled": None}
     assert data["recent"][0]["legs"]["left"]["tightness"] is None
+    # the strap's measure: the left leg had a fit (index 95 the newest), no right to compare
+    assert data["recent"][0]["legs"]["left"]["index"] == 95.0
+    assert data["recent"][0]["legs"]["left"]["relax_30"] == 25.0
+    assert data["recent"][0]["asymmetry"] is None
     svg = client.get("/api/history/chart.svg")
     assert svg.headers["content-type"].startswith("image/svg+xml")
     assert svg.text.count('class="dot right"') == 5 + 1  # five holds and the legend
@@ -466,8 +473,9 @@ def test_history_calendar_chart_and_csv(client: TestClient, store: PairingStore,
     assert csv.text.splitlines()[0].startswith("started,ended,outcome")
     assert len(csv.text.splitlines()) == 11
     header = csv.text.splitlines()[0].split(",")
-    assert header[-2:] == ["tightness", "overpull_s"]  # the answers and over-pull too
-    assert csv.text.splitlines()[1].endswith(",very_tight,0.5")
+    assert header[12:14] == ["tightness", "overpull_s"]  # the answers and over-pull too
+    assert header[14:] == list(RELAX_FIELDS)  # and how each hold relaxed (none here)
+    assert csv.text.splitlines()[1].endswith(",very_tight,0.5" + "," * len(RELAX_FIELDS))
     assert "attachment" in csv.headers["content-disposition"]
 
 

@@ -14,6 +14,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from device.core.records import HoldRecord, LegSession, SessionRecord, instant_u
 from device.core.routine import Routine
 from device.core.streaks import done_today, sessions_this_week, streak_days, zone_of
 from device.core.summary import growth_line, summary_line
+from device.core.tightness import BASELINE_HOLDS, baseline, tightness_index
 from device.store.safe import IN_MEMORY, SafeHistory
 
 log = logging.getLogger(__name__)
@@ -207,6 +209,7 @@ class Habit:
             record = self._records.pop(id(event), None)
         if record is None:
             return
+        record = self._with_index(record)
         how = self.history.save(record)
         if how == IN_MEMORY:
             log.error("the session started %s could not be saved: neither the history "
@@ -219,6 +222,20 @@ class Habit:
             self._written.append((record.outcome, how))
         if not self._virtual:
             self.loop.call_soon(self._deliver)
+
+    def _with_index(self, record: SessionRecord) -> SessionRecord:
+        """The session with each fitted hold's tightness index against its leg's first
+        weeks (the writer's thread: it reads the store)."""
+        if not any(h.settled is not None for h in record.holds):
+            return record
+        bases: dict[str, float | None] = {}
+        for leg in {h.leg for h in record.holds}:
+            prior = self.history.first_fitted(leg, BASELINE_HOLDS)
+            if len(prior) < BASELINE_HOLDS:  # the first weeks are still being filled
+                prior += [h for h in record.holds if h.leg == leg and h.settled is not None]
+            bases[leg] = baseline(prior)
+        holds = tuple(replace(h, index=tightness_index(h, bases[h.leg])) for h in record.holds)
+        return replace(record, holds=holds)
 
     def _deliver(self) -> None:
         """Publish what the writer wrote (in the loop, or the closing thread)."""

@@ -54,6 +54,7 @@ from device.core.payload import BadPayload, parse_json
 from device.core.progression import next_hold
 from device.core.records import LEGS, session_to_dict
 from device.core.streaks import minutes_today, sessions_this_week, streak_days, zone_of
+from device.core.tightness import session_tightness
 from device.store.protocol import SessionStore
 from device.store.sqlite import History, HistoryError, OutboxEntry
 
@@ -244,8 +245,27 @@ def stats_payload(history: SessionStore, config: Config, now: datetime,
         "last_session": recent[0].ended.isoformat() if recent else None,
         "last_outcome": recent[0].outcome if recent else None,
         "next_hold_s": next_holds(history, config, next_hold_of),
+        "tightness": latest_tightness(history),
         "updated": now.isoformat(),
     }
+
+
+def latest_tightness(history: SessionStore, look_back: int = 30) -> dict[str, float | None]:
+    """Each leg's tightness index in the newest session that has one, and their
+    asymmetry (percent, right minus left over their mean); None where there is none."""
+    out: dict[str, float | None] = {"right": None, "left": None, "asymmetry": None}
+    for s in history.recent(look_back):
+        figures = session_tightness(s.holds)
+        if figures is None:
+            continue
+        for leg in LEGS:
+            if out[leg] is None:
+                out[leg] = figures[leg]["index"]
+        if out["asymmetry"] is None:
+            out["asymmetry"] = figures["asymmetry"]["index"]
+        if all(v is not None for v in out.values()):
+            break
+    return out
 
 
 def discovery_messages(ep: Endpoint, version: str, *, legs: Iterable[str] = LEGS,
@@ -314,6 +334,17 @@ def discovery_messages(ep: Endpoint, version: str, *, legs: Iterable[str] = LEGS
         if units == "kg":
             tension["device_class"] = "weight"
         entities.append(("sensor", "tension", tension))
+        for leg in legs:  # the strap's objective measure (README: a measuring instrument)
+            entities.append(("sensor", f"tightness_{leg}", {
+                "name": f"Tightness index {leg}", "state_topic": stats,
+                "value_template": f"{{{{ value_json.tightness.{leg} }}}}",
+                "unit_of_measurement": "%", "state_class": "measurement",
+                "icon": "mdi:arrow-expand-horizontal"}))
+        entities.append(("sensor", "tightness_asymmetry", {
+            "name": "Tightness asymmetry (right - left)", "state_topic": stats,
+            "value_template": "{{ value_json.tightness.asymmetry }}",
+            "unit_of_measurement": "%", "state_class": "measurement",
+            "icon": "mdi:scale-unbalanced"}))
     if ep.commands:
         command = ep.topic("command")
         entities += [

@@ -22,6 +22,7 @@ from device.box.port import BoxPort
 from device.core.config import SensorSettings
 from device.core.cues import Priority
 from device.core.machine import HoldEnded, State
+from device.core.relaxation import relaxation_figures
 from device.core.tension import CoachThresholds, TensionCoach, strap_loaded
 from drivers.loadcell import Calibration, LoadCell, SensorError
 
@@ -469,7 +470,8 @@ class StrapSensor:
         def r(v: float | None) -> float | None:
             return None if v is None else round(v, 2)
         return {"mean": r(summary.mean_kg), "peak": r(summary.peak_kg),
-                "steadiness": r(summary.steadiness), "overpull_s": r(coach.overpull_s)}
+                "steadiness": r(summary.steadiness), "overpull_s": r(coach.overpull_s),
+                **relaxation_figures(summary.relaxation, summary.loaded_s)}
 
 
 def say_strap_cue(loop: BoxPort, cue: str, now: float, still: Callable[[], bool],

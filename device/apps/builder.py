@@ -23,16 +23,17 @@ from device.addons.habit import Habit
 from device.addons.notify import Notifier
 from device.addons.simstrap import SimStrap
 from device.addons.strap import StrapSensor
+from device.apps.strap_chips import real_adc_factory, simulated_chip
 from device.box.bus import EventBus
-from device.box.clock import Clock, VirtualClock, wall_clock
+from device.box.clock import Clock, RealClock, VirtualClock, wall_clock
 from device.box.loop import BoxView, DeviceLoop, Listener, Parts
 from device.box.port import AddonHandle, BoxPort
 from device.core.config import Config, SensorSettings
 from device.core.machine import Press
 from device.core.routine import Routine, load_routine
 from device.core.script import PRESS_S, Action, ScriptError
-from drivers.loadcell import LoadCell
-from drivers.nau7802 import NAU7802, I2CBus, open_bus
+from drivers.fake_nau7802 import StrapModel
+from drivers.loadcell import Calibration, LoadCell
 from drivers.parts import Beeper, BreathLight, StrapButton
 from drivers.pins import mock_factory, real_factory
 from drivers.speech import RecordingSpeaker, SilentSpeaker, Speaker, make_speaker
@@ -293,11 +294,12 @@ def build_box(
         for listener in listeners:  # first: the transcript sees each event before add-ons
             box.attach(transcript.attach(port, listener))
         if simulated and sensor:
-            _fit_simulated_strap(box, box.attach(simstrap.attach(port, seed)))
+            _fit_simulated_strap(box, box.attach(_simulated_strap(port, seed, factory)))
         elif not simulated and config.sensor.enabled:
+            calibration = strap.load_strap_calibration(config.sensor)
             box.sensor = box.attach(strap.attach(
-                port, config.sensor, strap_adc_factory(config.sensor, clock),
-                strap.load_strap_calibration(config.sensor)))
+                port, config.sensor,
+                strap_adc_factory(config.sensor, clock, factory, calibration), calibration))
         if history is not None:
             box.habit = box.attach(habit.attach(port, history, wall_clock(clock, wall_start),
                                                 outbox=mqtt is not None))
@@ -324,6 +326,15 @@ def _keep(box: Box, handle: AddonHandle | None) -> None:
     """An add-on that may decline to run (it said why in the log)."""
     if handle is not None:
         box.attach(handle)
+
+
+def _simulated_strap(port: BoxPort, seed: int, factory: Any) -> simstrap.SimStrapAddon:
+    """The simulated strap on the chosen chip's fake (the HX711's on ``factory``'s pins)."""
+    settings = port.config.sensor
+    calibration = strap.load_strap_calibration(settings, simulated=True)
+    fake, make_adc = simulated_chip(settings, port.clock, factory, StrapModel(seed=seed),
+                                    calibration, real_clock=isinstance(port.clock, RealClock))
+    return simstrap.attach(port, fake, make_adc, calibration)
 
 
 def _fit_simulated_strap(box: Box, fitted: simstrap.SimStrapAddon) -> None:
@@ -364,17 +375,11 @@ def _attach_mqtt(port: BoxPort, ep: Endpoint, history: Path | None,
     return mqtt.attach(port, ep, history=history, wall_start=start)
 
 
-def strap_adc_factory(settings: SensorSettings, clock: Clock) -> Callable[[], LoadCell]:
-    """Make the real strap sensor on its I2C bus (the bus is opened once it is there)."""
-    bus: list[I2CBus] = []
-
-    def make() -> LoadCell:
-        if not bus:
-            bus.append(open_bus(settings.i2c_bus))
-        return NAU7802(bus[0], clock, settings.address, gain=settings.gain,
-                       sps=settings.sps)
-
-    return make
+def strap_adc_factory(settings: SensorSettings, clock: Clock, factory: Any = None,
+                      calibration: Calibration | None = None) -> Callable[[], LoadCell]:
+    """Make the real strap sensor (``sensor.chip``): the NAU7802 on its I2C bus (opened
+    once it is there) or the HX711 on ``factory``'s pins; see ``addons/strap_chips.py``."""
+    return real_adc_factory(settings, clock, factory, calibration)
 
 
 def pin_factory(config: Config, mock: bool) -> Any:

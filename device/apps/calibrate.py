@@ -9,8 +9,14 @@ from typing import TextIO
 from device.addons.strap import calibration_path
 from device.box.clock import Clock, RealClock, VirtualClock
 from device.core.config import Config
-from drivers.loadcell import MIN_KNOWN_KG, SCALE_RANGE, Scale, SensorError, save_calibration
-from drivers.nau7802 import NAU7802
+from drivers.loadcell import (
+    MIN_KNOWN_KG,
+    SCALE_RANGE,
+    LoadCell,
+    Scale,
+    SensorError,
+    save_calibration,
+)
 
 SAMPLES = 20  # averaged for the zero and for the weight
 
@@ -32,26 +38,14 @@ def calibrate_main(
               file=sys.stderr)
         return 2
     fake = None
-    if mock:
-        from drivers.fake_nau7802 import FakeNAU7802, StrapModel
-
-        clock = clock or VirtualClock()
-        fake = FakeNAU7802(clock, StrapModel(seed=7), address=settings.address)
-        bus: object = fake
-    else:
-        from drivers.nau7802 import open_bus
-
-        clock = clock or RealClock()
-        try:
-            bus = open_bus(settings.i2c_bus)
-        except SensorError as exc:
-            print(f"calibrate: {exc} (is I2C on? sudo raspi-config nonint do_i2c 0)",
-                  file=sys.stderr)
-            return 1
     path = calibration_path(settings, simulated=mock)  # --mock never touches the real one
     try:
-        adc = NAU7802(bus, clock, settings.address, gain=settings.gain,  # type: ignore[arg-type]
-                      sps=settings.sps)
+        if mock:
+            clock = clock or VirtualClock()
+            fake, adc = _mock_chip(config, clock)
+        else:
+            clock = clock or RealClock()
+            adc = _real_chip(config, clock)
         adc.begin()
         strap = Scale(adc)
         ask("1/2  Let the strap hang slack, nothing pulling on it, then press Enter ")
@@ -59,7 +53,7 @@ def calibrate_main(
         print(f"     zero: {offset:.0f} counts", file=out)
         ask(f"2/2  Hang {kg:g} kg from the strap, let it settle, then press Enter ")
         if fake is not None:
-            fake.strap.set_level(clock.now(), kg)  # the simulated weight goes on
+            fake.strap.set_level(clock.now(), kg)  # type: ignore[attr-defined]
         scale = strap.calibrate(kg, SAMPLES)
     except SensorError as exc:
         print(f"calibrate: {exc}", file=sys.stderr)
@@ -78,3 +72,32 @@ def calibrate_main(
     save_calibration(path, offset, scale)
     print(f"Saved {path}: {abs(scale):.0f} counts per kg. The strap now reads in kg.", file=out)
     return 0
+
+
+def _mock_chip(config: Config, clock: Clock) -> tuple[object, LoadCell]:
+    """The configured chip's fake (on fresh mock pins for the HX711) and its driver."""
+    from device.apps.strap_chips import simulated_chip
+    from drivers.fake_nau7802 import StrapModel
+    from drivers.pins import mock_factory
+
+    fake, make = simulated_chip(config.sensor, clock, mock_factory(), StrapModel(seed=7))
+    return fake, make()
+
+
+def _real_chip(config: Config, clock: Clock) -> LoadCell:
+    """The configured chip on the real I2C bus or GPIO pins."""
+    from device.apps.strap_chips import real_adc_factory
+
+    settings = config.sensor
+    if settings.chip == "hx711":
+        from device.apps.builder import pin_factory
+
+        try:
+            factory = pin_factory(config, mock=False)
+        except Exception as exc:  # noqa: BLE001 - no GPIO backend: said as a sensor error
+            raise SensorError(f"no GPIO for the HX711: {exc}") from exc
+        return real_adc_factory(settings, clock, factory)()
+    try:
+        return real_adc_factory(settings, clock)()
+    except SensorError as exc:
+        raise SensorError(f"{exc} (is I2C on? sudo raspi-config nonint do_i2c 0)") from exc

@@ -8,7 +8,19 @@ JSON (``to_json``): a list of sessions, oldest first, each::
                 "held_s": float, "ended": "complete" | "early" | "cancelled" | "interrupted",
                 "mean": float | null, "peak": float | null, "steadiness": float | null,
                 "tightness": "easy" | "tight" | "very_tight" | null,
-                "overpull_s": float | null}]}
+                "overpull_s": float | null,
+                "settled": float | null, "relax_30": float | null, "relax_45": float | null,
+                "relax_end": float | null, "tau_s": float | null, "fit": float | null,
+                "tension_s": float | null, "index": float | null}],
+     "legs": {"right": {"settled", "relax_30", "relax_end", "tau_s", "index"},
+              "left": {...},
+              "asymmetry": {"settled", "relax_30", "tau_s", "index"}}}   (with a strap fit)
+
+The relaxation figures (README "The strap as a measuring instrument"): the settled force
+(kg or rel), percent of it relaxed 30 s and 45 s later and at the end, the time constant
+(s), the fit's quality (0..100), the time under tension (s) and the tightness index (100 =
+this leg's first weeks); ``legs`` has each leg's means and their left/right asymmetry in
+percent ((right - left) / mean).
 
 CSV (``to_csv``): one row per hold with the session's columns repeated (``CSV_COLUMNS``);
 a session without holds (cancelled during set-up) has one row with empty hold columns.
@@ -30,6 +42,7 @@ from typing import Any, TextIO
 from device.core.export import write_csv
 from device.core.records import LEGS, SessionRecord, session_to_dict
 from device.core.streaks import local_zone
+from device.core.tightness import disagreement, session_tightness
 from device.store.paths import default_fallback_path, default_history_path
 from device.store.protocol import SessionStore
 from device.store.sqlite import History, HistoryError
@@ -96,6 +109,46 @@ def _steady_cell(s: SessionRecord) -> str:
     return " ".join(parts) or "-"
 
 
+def _tight_cell(s: SessionRecord) -> str:
+    """Each leg's tightness index and relaxation at 30 s, and the index's asymmetry."""
+    figures = session_tightness(s.holds)
+    if figures is None:
+        return "-"
+    parts = []
+    for leg in LEGS:
+        f = figures[leg]
+        if f["index"] is not None or f["relax_30"] is not None:
+            index = "-" if f["index"] is None else f"{f['index']:.0f}"
+            relax = "" if f["relax_30"] is None else f"/{f['relax_30']:.0f}%"
+            parts.append(f"{leg[0].upper()} {index}{relax}")
+    asym = figures["asymmetry"]["index"]
+    if asym is not None:
+        parts.append(f"R-L {asym:+.0f}%")
+    return " ".join(parts) or "-"
+
+
+def disagreement_lines(recent: Sequence[SessionRecord]) -> list[str]:
+    """A plain line per leg where the strap's index and the answers to "how tight?" went
+    opposite ways over the last three sessions (``recent`` newest first)."""
+    out = []
+    for leg in LEGS:
+        points = []
+        for s in reversed(recent):
+            mine = [h for h in s.holds if h.leg == leg]
+            index = [h.index for h in mine if h.index is not None]
+            answers = [h.tightness for h in mine if h.tightness is not None]
+            if index and answers:
+                points.append({"index": sum(index) / len(index), "answer": answers[-1]})
+        way = disagreement(points, leg)
+        if way == "looser":
+            out.append(f"Note: over the last three sessions your {leg} leg measured looser "
+                       "on the strap while your answers said tighter.")
+        elif way == "tighter":
+            out.append(f"Note: over the last three sessions your {leg} leg measured tighter "
+                       "on the strap while your answers said easier.")
+    return out
+
+
 def history_table(history: SessionStore, now: datetime, tz: tzinfo, limit: int = 10,
                   weeks: int = 8) -> str:
     """The text report: recent sessions, then today's minutes, streak and weekly counts."""
@@ -104,11 +157,14 @@ def history_table(history: SessionStore, now: datetime, tz: tzinfo, limit: int =
     if not recent:
         lines.append("  none yet")
     else:
-        lines.append(f"  {'date':16}  {'outcome':11}  {'right':13}  {'left':13}  steadiness")
+        lines.append(f"  {'date':16}  {'outcome':11}  {'right':13}  {'left':13}  "
+                     f"{'steadiness':12}  tightness index/relaxed at 30 s")
         for s in recent:
             when = s.started.astimezone(tz).strftime("%Y-%m-%d %H:%M")
             lines.append(f"  {when:16}  {s.outcome:11}  {_leg_cell(s, 'right'):13}  "
-                         f"{_leg_cell(s, 'left'):13}  {_steady_cell(s)}")
+                         f"{_leg_cell(s, 'left'):13}  {_steady_cell(s):12}  {_tight_cell(s)}"
+                         .rstrip())
+    lines += disagreement_lines(recent)
     streak = history.streak_days(now, tz)
     week = history.sessions_this_week(now, tz)
     lines += ["", f"Today: {history.minutes_today(now, tz):.1f} min held. "
@@ -245,6 +301,9 @@ def add_history_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print all sessions as JSON")
     parser.add_argument("--csv", metavar="FILE", help="write one row per hold to FILE (- = stdout)")
     parser.add_argument("--plot", metavar="FILE", help="write a PNG chart to FILE (needs [plot])")
+    parser.add_argument("--report", metavar="FILE",
+                        help="write a one-page HTML report of the strap's measure to FILE "
+                             "(per leg over weeks, for a physiotherapist)")
     parser.add_argument("--limit", type=_limit, default=10,
                         help=f"sessions in the table (10; at most {MAX_LIMIT})")
     parser.add_argument("--weeks", type=_weeks, default=8,
@@ -346,6 +405,12 @@ def history_main(args: argparse.Namespace, now: datetime | None = None,
             if plot_path:  # aggregated in SQL: a point per leg per day (or wider bucket)
                 plot(h.plot_buckets(), plot_path, tz, now)
                 print(f"Wrote chart to {plot_path}.", file=err)
+            report_path = getattr(args, "report", None)
+            if report_path:
+                from device.apps.strap_report import write_report
+
+                write_report(h.sessions(), report_path, tz, now)
+                print(f"Wrote report to {report_path}.", file=err)
             if sim_hint and h.count() == 0:
                 print(sim_hint, file=err)
     except BrokenPipeError:

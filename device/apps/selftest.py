@@ -335,9 +335,12 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
     """Find the NAU7802 and read it for a second; optional unless ``sensor.enabled``
     (``sensor.i2c_bus``, ``address``, ``gain`` and ``sps`` are used when the config has them).
 
-    ``bus`` (anything with smbus2's methods) replaces the real or fake one."""
+    ``bus`` (anything with smbus2's methods) replaces the real or fake one. With
+    ``sensor.chip = "hx711"`` the HX711 on its two GPIOs instead (``check_hx711``)."""
     settings = getattr(config, "sensor", None)
     required = getattr(settings, "enabled", False) is True
+    if getattr(settings, "chip", "nau7802") == "hx711":
+        return check_hx711(config, mock, clock=clock)
     bus_no = int(getattr(settings, "i2c_bus", getattr(settings, "bus", 1)))
     address = int(getattr(settings, "address", 0x2A))
     chip_options = {k: getattr(settings, k) for k in ("gain", "sps") if hasattr(settings, k)}
@@ -390,6 +393,62 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
             else f"NAU7802 at {where}:")
     return PartResult("sensor", True, f"{what} {len(samples)} readings in 1 s, "
                       f"spread {spread} counts")
+
+
+def check_hx711(config: Config, mock: bool, *, clock: Clock | None = None,
+                factory: Any = None) -> PartResult:
+    """Reset the HX711 on ``sensor.data_pin``/``clock_pin`` and read it for a second; with
+    ``mock``, the pin-level fake on mock pins. Says how many readings the plausibility
+    filter refused (bit-banging glitches)."""
+    from device.apps.strap_chips import make_hx711
+    from drivers.loadcell import SensorError
+
+    settings = config.sensor
+    required = settings.enabled
+    clock = clock or (VirtualClock() if mock else RealClock())
+    where = f"DOUT GPIO{settings.data_pin}, PD_SCK GPIO{settings.clock_pin}"
+    fix = (f"check the HX711's wiring: DT to GPIO{settings.data_pin}, SCK to "
+           f"GPIO{settings.clock_pin}, VCC to 3.3 V, GND; and its RATE pin for "
+           f"{settings.sps} samples/s")
+    if factory is None:
+        if mock:
+            from drivers.fake_hx711 import FakeHX711
+            from drivers.fake_nau7802 import StrapModel
+            from drivers.pins import mock_factory
+
+            factory = mock_factory()
+            FakeHX711(factory, clock, StrapModel(), data_pin=settings.data_pin,
+                      clock_pin=settings.clock_pin, sps=settings.sps)
+        else:
+            from device.apps.builder import pin_factory
+
+            try:
+                factory = pin_factory(config, mock=False)
+            except Exception as exc:  # noqa: BLE001 - no GPIO backend
+                return PartResult("sensor", False, f"no GPIO for the HX711: {exc}", fix,
+                                  required)
+    chip = make_hx711(settings, clock, factory)
+    samples: list[int] = []
+    try:
+        chip.begin()
+        end = clock.now() + 1.0
+        while clock.now() < end:
+            samples.append(chip.read_blocking())
+    except SensorError as exc:
+        return PartResult("sensor", False, f"no HX711 answering on {where}: {exc}", fix,
+                          required)
+    finally:
+        chip.close()
+    full_scale = (1 << 23) - 1
+    if not samples or any(s >= full_scale or s <= -full_scale - 1 for s in samples):
+        return PartResult("sensor", False, f"HX711 on {where} reads full scale",
+                          "check the load cell's four wires on E+, E-, A+ and A- of the "
+                          "HX711 board", required)
+    spread = max(samples) - min(samples)
+    refused = sum(chip.rejected.values())
+    what = "a fake: the simulated HX711 on mock pins;" if mock else f"HX711 on {where}:"
+    return PartResult("sensor", True, f"{what} {len(samples)} readings in 1 s, "
+                      f"spread {spread} counts, {refused} glitches refused")
 
 
 # ---- the whole self-test --------------------------------------------------------------

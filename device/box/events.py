@@ -200,7 +200,13 @@ class SessionEvent(Event):
         return out
 
     def transcript(self) -> dict[str, Any]:
-        return {"t": self.t, "kind": self.kind, "outcome": self.outcome, "holds": self.holds}
+        out = {"t": self.t, "kind": self.kind, "outcome": self.outcome, "holds": self.holds}
+        from device.core.tightness import session_tightness
+
+        legs = session_tightness(self.results)  # with a strap fit: each leg and R-L
+        if legs is not None:
+            out["legs"] = legs
+        return out
 
     @classmethod
     def _from_fields(cls, data: dict[str, Any]) -> Event:

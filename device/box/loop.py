@@ -61,6 +61,7 @@ from device.core.machine import (
 )
 from device.core.presses import PressTracker
 from device.core.records import HoldRecord
+from device.core.relaxation import FIGURES as RELAXATION_FIGURES
 from device.core.routine import Routine
 from drivers.parts import Beeper, BreathLight, StrapButton
 from drivers.pins import trim_states
@@ -661,6 +662,7 @@ class DeviceLoop:
                 ended=h.ended, mean=figures.get("mean"), peak=figures.get("peak"),
                 steadiness=figures.get("steadiness"), tightness=h.tightness,
                 overpull_s=figures.get("overpull_s"),
+                **{k: figures.get(k) for k in RELAXATION_FIGURES},
             ))
         return tuple(results)
 

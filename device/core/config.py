@@ -147,13 +147,31 @@ class RoutineSettings:
 
 @dataclass(frozen=True)
 class SensorSettings:
-    """Strap tension sensor: a load cell on a NAU7802 over I2C (optional)."""
+    """Strap tension sensor: a load cell on a NAU7802 over I2C or an HX711 on two GPIOs
+    (optional)."""
 
     enabled: bool = _f(False, "a strap sensor is fitted")
-    i2c_bus: int = _f(1, "I2C bus number (/dev/i2c-N)", range=(0, 20))
+    chip: str = _f("nau7802", "the load cell's ADC: nau7802 (I2C) or hx711 (two GPIOs)",
+                   choices=("nau7802", "hx711"))
+    i2c_bus: int = _f(1, "I2C bus number (/dev/i2c-N; NAU7802)", range=(0, 20))
     address: int = _f(0x2A, "I2C address of the NAU7802 (42 = 0x2A)", range=(0x08, 0x77))
-    sps: int = _f(10, "samples per second", choices=(10, 20, 40, 80, 320))
-    gain: int = _f(128, "amplifier gain", choices=(1, 2, 4, 8, 16, 32, 64, 128))
+    data_pin: int = _f(5, "HX711 DOUT (data) GPIO", range=(0, 27))
+    clock_pin: int = _f(6, "HX711 PD_SCK (clock) GPIO", range=(0, 27))
+    sps: int = _f(10, "samples per second (NAU7802: 10, 20, 40, 80, 320; HX711: 10 or 80, "
+                  "as its RATE pin is wired)", choices=(10, 20, 40, 80, 320))
+    gain: int = _f(128, "amplifier gain (NAU7802: 1 to 128; HX711: 128 or 64 on input A, "
+                   "32 on input B)", choices=(1, 2, 4, 8, 16, 32, 64, 128))
+    sim_relax_right: float = _f(36.0, "simulated strap: percent of the pull the right leg "
+                                "relaxes away in a long still hold", range=(0, 80))
+    sim_relax_left: float = _f(33.0, "simulated strap: the same for the left leg",
+                               range=(0, 80))
+    sim_tau_right: float = _f(20.0, "simulated strap: how fast the right leg relaxes (time "
+                              "constant, s)", range=(2, 300))
+    sim_tau_left: float = _f(18.0, "simulated strap: the same for the left leg (s)",
+                             range=(2, 300))
+    max_rate_kg_s: float = _f(100.0, "HX711 plausibility: the strap moves at most this fast "
+                              "(kg/s); a faster jump must be seen three times running",
+                              range=(5, 1000))
     calibration_file: str = _f("", "calibration (tare and scale); empty = state directory")
     retry_seconds: float = _f(5, "after a sensor error, try again this often (s)",
                               range=(1, 60))
@@ -467,7 +485,15 @@ def _cross_checks(config: Config) -> None:
             "(the breath light rises from low to high)"
         )
     pins = config.pins
-    if config.sensor.enabled and config.sensor.i2c_bus == 1:
+    sensor = config.sensor
+    hx711 = sensor.chip == "hx711"
+    if hx711 and sensor.sps not in (10, 80):
+        raise ConfigError(f"sensor.sps = {sensor.sps}: the HX711 runs at 10 or 80 samples per "
+                          "second, as its RATE pin is wired")
+    if hx711 and sensor.gain not in (32, 64, 128):
+        raise ConfigError(f"sensor.gain = {sensor.gain}: the HX711 allows 128 or 64 (input A) "
+                          "or 32 (input B)")
+    if sensor.enabled and not hx711 and sensor.i2c_bus == 1:
         for key, pin in (("pins.button", pins.button), ("pins.led", pins.led),
                          ("pins.buzzer", pins.buzzer)):
             if pin in (2, 3):
@@ -477,6 +503,8 @@ def _cross_checks(config: Config) -> None:
                 )
     _mqtt_checks(config.mqtt)
     used = {"pins.button": pins.button, "pins.led": pins.led, "pins.buzzer": pins.buzzer}
+    if hx711 and sensor.enabled:
+        used |= {"sensor.data_pin": sensor.data_pin, "sensor.clock_pin": sensor.clock_pin}
     seen: dict[int, str] = {}
     for key, pin in used.items():
         if pin in seen:

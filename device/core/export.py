@@ -10,11 +10,11 @@ import csv
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
-from device.core.records import SessionRecord
+from device.core.records import RELAX_FIELDS, SessionRecord
 
 CSV_COLUMNS = ("started", "ended", "outcome", "routine", "leg", "round", "planned_s",
                "held_s", "hold_ended", "mean", "peak", "steadiness", "tightness",
-               "overpull_s")
+               "overpull_s", *RELAX_FIELDS)
 
 
 def csv_rows(sessions: Iterable[SessionRecord]) -> Iterator[list[Any]]:
@@ -25,7 +25,8 @@ def csv_rows(sessions: Iterable[SessionRecord]) -> Iterator[list[Any]]:
         for h in s.holds:
             yield (head + [h.leg, h.round, h.planned_s, h.held_s, h.ended]
                    + ["" if v is None else v
-                      for v in (h.mean, h.peak, h.steadiness, h.tightness, h.overpull_s)])
+                      for v in (h.mean, h.peak, h.steadiness, h.tightness, h.overpull_s,
+                                *(getattr(h, f) for f in RELAX_FIELDS))])
 
 
 def write_csv(sessions: Iterable[SessionRecord], out: TextIO) -> int:

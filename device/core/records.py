@@ -18,6 +18,9 @@ OUTCOMES = ("complete", "cancelled", "interrupted")
 HOLD_ENDS = ("complete", "early", "cancelled", "interrupted")
 TIGHTNESS = (None, "easy", "tight", "very_tight")
 MAX_HOLD_S = 300.0  # the product allows holds of 60 s to 5 min
+RELAX_FIELDS = ("settled", "relax_30", "relax_45", "relax_end", "tau_s", "fit", "tension_s",
+                "index")
+"""A hold's relaxation figures and tightness index, in the history's order."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -37,12 +40,22 @@ class HoldRecord:
     steadiness: float | None = None  # 0..100
     tightness: str | None = None  # the answer after the hold: easy, tight, very_tight
     overpull_s: float | None = None  # with a strap: seconds spent over-pulling
+    # with a strap, how the hold relaxed (device.core.relaxation.FIGURES) ...
+    settled: float | None = None  # the settled force (kg or rel)
+    relax_30: float | None = None  # percent of it gone 30 s later
+    relax_45: float | None = None  # ... 45 s later
+    relax_end: float | None = None  # ... at the hold's end
+    tau_s: float | None = None  # time constant of the fitted curve (s)
+    fit: float | None = None  # fit quality 0..100
+    tension_s: float | None = None  # time under tension (s)
+    index: float | None = None  # tightness index: 100 = this leg's first weeks
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "round", int(self.round))  # numpy numbers become plain ones
         if self.tightness not in TIGHTNESS:
             raise ValueError(f"hold tightness {self.tightness!r}: must be one of {TIGHTNESS}")
-        for name in ("planned_s", "held_s", "mean", "peak", "steadiness", "overpull_s"):
+        for name in ("planned_s", "held_s", "mean", "peak", "steadiness", "overpull_s",
+                     *RELAX_FIELDS):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, float(getattr(self, name)))
         if self.leg not in LEGS:
@@ -111,7 +124,9 @@ def instant_us(dt: datetime) -> int:
 
 def session_to_dict(s: SessionRecord) -> dict[str, Any]:
     """The stable JSON shape of a session (see ``history_report`` for the documentation)."""
-    return {
+    from device.core.tightness import session_tightness
+
+    out: dict[str, Any] = {
         "started": s.started.isoformat(),
         "ended": s.ended.isoformat(),
         "outcome": s.outcome,
@@ -119,10 +134,15 @@ def session_to_dict(s: SessionRecord) -> dict[str, Any]:
         "holds": [
             {"leg": h.leg, "round": h.round, "planned_s": h.planned_s, "held_s": h.held_s,
              "ended": h.ended, "mean": h.mean, "peak": h.peak, "steadiness": h.steadiness,
-             "tightness": h.tightness, "overpull_s": h.overpull_s}
+             "tightness": h.tightness, "overpull_s": h.overpull_s,
+             **{k: getattr(h, k) for k in RELAX_FIELDS}}
             for h in s.holds
         ],
     }
+    figures = session_tightness(s.holds)
+    if figures is not None:
+        out["legs"] = figures
+    return out
 
 
 def session_from_dict(d: Mapping[str, Any]) -> SessionRecord:
@@ -131,7 +151,8 @@ def session_from_dict(d: Mapping[str, Any]) -> SessionRecord:
         HoldRecord(leg=h["leg"], round=int(h["round"]), planned_s=float(h["planned_s"]),
                    held_s=float(h["held_s"]), ended=h["ended"], mean=h.get("mean"),
                    peak=h.get("peak"), steadiness=h.get("steadiness"),
-                   tightness=h.get("tightness"), overpull_s=h.get("overpull_s"))
+                   tightness=h.get("tightness"), overpull_s=h.get("overpull_s"),
+                   **{k: h.get(k) for k in RELAX_FIELDS})
         for h in d["holds"]
     )
     uid = d.get("uid")

@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 
+from device.core.relaxation import Relaxation, fit_hold
+
 Sample = tuple[float, float]
 """(time s, tension kg)."""
 
@@ -83,7 +85,8 @@ class CoachThresholds:
     """Over-pull is safety: said again this often while it lasts (not once per episode)."""
     steadiness_cv_zero: float = 0.25
     """Steadiness falls linearly from 100 (perfectly steady) to 0 at this coefficient of
-    variation (residual standard deviation / mean, after removing a linear trend)."""
+    variation (residual standard deviation / mean, around the hold's fitted relaxation
+    curve, or a linear trend when there is no fit)."""
 
     def __post_init__(self) -> None:
         if self.filter_width < 1 or self.filter_width % 2 == 0:
@@ -118,6 +121,8 @@ class HoldSummary:
     loaded_s: float
     """Seconds the strap was loaded."""
     samples: int
+    relaxation: Relaxation | None = None
+    """How the hold relaxed (``device.core.relaxation``); None: too little to fit."""
 
 
 # --- pure functions -----------------------------------------------------------------------
@@ -232,9 +237,12 @@ def is_overpulling(
     return _covers(filtered, start) and bool(recent) and min(recent) > limit
 
 
-def steadiness(samples: Sequence[Sample], cv_zero: float = 0.25) -> float | None:
-    """0..100 from the coefficient of variation about a linear trend (so slowly deepening
-    a stretch is not unsteady); None with fewer than 3 samples or a mean <= 0."""
+def steadiness(samples: Sequence[Sample], cv_zero: float = 0.25,
+               curve: Relaxation | None = None) -> float | None:
+    """0..100 from the coefficient of variation about the hold's fitted relaxation
+    ``curve`` (so a still hold that relaxes is steady), or without one about a linear
+    trend (so slowly deepening a stretch is not unsteady); None with fewer than 3 samples
+    or a mean <= 0."""
     n = len(samples)
     if n < 3:
         return None
@@ -242,6 +250,9 @@ def steadiness(samples: Sequence[Sample], cv_zero: float = 0.25) -> float | None
     x_mean = statistics.fmean(x for _, x in samples)
     if x_mean <= 0:
         return None
+    if curve is not None:
+        ss = sum((x - curve.at(t)) ** 2 for t, x in samples)
+        return 100.0 * max(0.0, 1.0 - math.sqrt(ss / (n - 1)) / x_mean / cv_zero)
     stt = sum((t - t_mean) ** 2 for t, _ in samples)
     slope = 0.0 if stt == 0 else sum((t - t_mean) * (x - x_mean) for t, x in samples) / stt
     ss = sum((x - x_mean - slope * (t - t_mean)) ** 2 for t, x in samples)
@@ -249,12 +260,16 @@ def steadiness(samples: Sequence[Sample], cv_zero: float = 0.25) -> float | None
     return 100.0 * max(0.0, 1.0 - cv / cv_zero)
 
 
-def hold_stats(samples: Sequence[Sample], th: CoachThresholds = DEFAULT_THRESHOLDS) -> HoldSummary:
-    """Mean and peak (filtered, while loaded) and steadiness of one hold's raw samples.
+def hold_stats(samples: Sequence[Sample], th: CoachThresholds = DEFAULT_THRESHOLDS,
+               left_out: Sequence[bool] | None = None) -> HoldSummary:
+    """Mean and peak (filtered, while loaded), steadiness and relaxation of one hold's raw
+    samples (``left_out``: samples the coach found bouncing, over-pulling or slack, which
+    the relaxation fit leaves out).
 
     Steadiness uses the samples at or above half the loaded median, so the pull at the
     start and the release at the end are not counted as unsteadiness (slack has its own
-    cue). It needs 2 s of such samples.
+    cue), and from the fitted curve's settled start when there is one; it is measured
+    around that curve. It needs 2 s of such samples.
     """
     times = [t for t, _ in samples]
     smooth = median_filter([kg for _, kg in samples], th.filter_width)
@@ -267,16 +282,19 @@ def hold_stats(samples: Sequence[Sample], th: CoachThresholds = DEFAULT_THRESHOL
     if not loaded:
         return HoldSummary(None, max(smooth) if smooth else None, None, loaded_s, len(samples))
     middle = statistics.median(f for _, f in loaded)
-    holding = [(t, f) for t, f in loaded if f >= 0.5 * middle]
+    fit = fit_hold(samples, th.loaded_kg, left_out)
+    holding = [(t, f) for t, f in loaded
+               if f >= 0.5 * middle and (fit is None or t >= fit.start_t)]
     steady = None
-    if holding[-1][0] - holding[0][0] >= 2.0 - _EPS:
-        steady = steadiness(holding, th.steadiness_cv_zero)
+    if holding and holding[-1][0] - holding[0][0] >= 2.0 - _EPS:
+        steady = steadiness(holding, th.steadiness_cv_zero, fit)
     return HoldSummary(
         mean_kg=statistics.fmean(f for _, f in loaded),
         peak_kg=max(smooth),
         steadiness=steady,
         loaded_s=loaded_s,
         samples=len(samples),
+        relaxation=fit,
     )
 
 
@@ -299,6 +317,7 @@ class TensionCoach:
             + 1.0
         )
         self._samples: list[Sample] = []
+        self._left_out: list[bool] = []  # per sample: bounce, over-pull or slack found
         self._tail: deque[float] = deque(maxlen=th.filter_width)
         self._recent: deque[Sample] = deque()
         self._quiet_until = -math.inf
@@ -367,6 +386,7 @@ class TensionCoach:
             found.append("overpull")  # a late or low reading or two does not end it
         self._over_at_last = over_now
         self.active = frozenset(found)
+        self._left_out.append(bool(found))
         self._latched &= self.active
         if "overpull" in self.active:
             due = (self._last_overpull_t is None or self.overpull_cues == 0
@@ -417,5 +437,5 @@ class TensionCoach:
         return found
 
     def summary(self) -> HoldSummary:
-        """Mean, peak and steadiness over every sample so far."""
-        return hold_stats(self._samples, self.thresholds)
+        """Mean, peak, steadiness and relaxation over every sample so far."""
+        return hold_stats(self._samples, self.thresholds, self._left_out)

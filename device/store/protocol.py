@@ -13,7 +13,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Protocol, runtime_checkable
 
 from device.core import streaks
-from device.core.records import LegSession, SessionRecord
+from device.core.records import HoldRecord, LegSession, SessionRecord
 
 
 @runtime_checkable
@@ -39,6 +39,10 @@ class SessionStore(Protocol):
 
     def leg_progress(self, leg: str, limit: int = 30) -> list[LegSession]:
         """The last ``limit`` sessions seen from ``leg``, newest first (for progression)."""
+        ...
+
+    def first_fitted(self, leg: str, limit: int) -> list[HoldRecord]:
+        """The oldest ``limit`` holds of ``leg`` with a relaxation fit (its first weeks)."""
         ...
 
     def streak_days(self, now: datetime, tz: tzinfo | None = None) -> int:

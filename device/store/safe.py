@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from device.core.records import (
+    HoldRecord,
     SessionRecord,
     instant_us,
     session_from_dict,
@@ -227,6 +228,13 @@ class SafeHistory(StoreQueries):
         pending = [s for s in self._pending if (since is None or s.started >= since)
                    and (until is None or s.started < until)]
         return sorted(_merge(stored, pending), key=lambda s: s.started)
+
+    def first_fitted(self, leg: str, limit: int) -> list[HoldRecord]:
+        """The oldest ``limit`` fitted holds of ``leg``, stored or pending."""
+        stored = self._stored(lambda h: h.first_fitted(leg, limit))
+        pending = [h for s in sorted(self._pending, key=lambda s: s.started) for h in s.holds
+                   if h.leg == leg and h.settled is not None]
+        return (stored + pending)[:limit]
 
 
 def _merge(stored: Iterable[SessionRecord],

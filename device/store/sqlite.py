@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from device.core.records import HoldRecord, SessionRecord, instant_us
+from device.core.records import RELAX_FIELDS, HoldRecord, SessionRecord, instant_us
 from device.store.protocol import StoreQueries
 
 
@@ -95,7 +95,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX sessions_outcome_started ON sessions(outcome, started_us, started)",
         "CREATE INDEX sessions_started ON sessions(started_us)",
     ),
+    (  # issue 21: how each hold relaxed (device.core.relaxation) and its tightness index
+        "ALTER TABLE holds ADD COLUMN settled REAL",
+        "ALTER TABLE holds ADD COLUMN relax_30 REAL",
+        "ALTER TABLE holds ADD COLUMN relax_45 REAL",
+        "ALTER TABLE holds ADD COLUMN relax_end REAL",
+        "ALTER TABLE holds ADD COLUMN tau_s REAL",
+        "ALTER TABLE holds ADD COLUMN fit REAL",
+        "ALTER TABLE holds ADD COLUMN tension_s REAL",
+        "ALTER TABLE holds ADD COLUMN tightness_index REAL",
+    ),
 )
+_RELAX_COLUMNS = ("settled", "relax_30", "relax_45", "relax_end", "tau_s", "fit", "tension_s",
+                  "tightness_index")  # RELAX_FIELDS of device.core.records, as columns
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -227,10 +239,12 @@ class History(StoreQueries):
                         return False
                     c.executemany(
                         "INSERT INTO holds (session_id, seq, leg, round, planned_s, held_s,"
-                        " ended, mean, peak, steadiness, tightness, overpull_s)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " ended, mean, peak, steadiness, tightness, overpull_s, "
+                        + ", ".join(_RELAX_COLUMNS) + ")"
+                        " VALUES (" + ", ".join("?" * (12 + len(_RELAX_COLUMNS))) + ")",
                         [(cur.lastrowid, i, h.leg, h.round, h.planned_s, h.held_s, h.ended,
-                          h.mean, h.peak, h.steadiness, h.tightness, h.overpull_s)
+                          h.mean, h.peak, h.steadiness, h.tightness, h.overpull_s,
+                          *(getattr(h, f) for f in RELAX_FIELDS))
                          for i, h in enumerate(session.holds)])
                     if self.outbox:
                         c.execute("INSERT INTO outbox (session_id, msg_id) VALUES (?, ?)",
@@ -291,12 +305,26 @@ class History(StoreQueries):
                 chunk = ids[i:i + 500]
                 for hr in c.execute(
                         "SELECT session_id, leg, round, planned_s, held_s, ended, mean, peak,"
-                        " steadiness, tightness, overpull_s FROM holds"
+                        " steadiness, tightness, overpull_s, " + ", ".join(_RELAX_COLUMNS)
+                        + " FROM holds"
                         f" WHERE session_id IN ({','.join('?' * len(chunk))})"
                         " ORDER BY session_id, seq", chunk):
                     holds[hr[0]].append(HoldRecord(*hr[1:]))
             return [SessionRecord(datetime.fromisoformat(r[1]), datetime.fromisoformat(r[2]),
                                   r[3], r[4], tuple(holds[r[0]])) for r in rows]
+        return self._query(run)
+
+    def first_fitted(self, leg: str, limit: int) -> list[HoldRecord]:
+        """The oldest ``limit`` holds of ``leg`` with a relaxation fit (its first weeks,
+        for the tightness baseline)."""
+        def run(c: sqlite3.Connection) -> list[HoldRecord]:
+            rows = c.execute(
+                "SELECT h.planned_s, h.held_s, h.ended, h.settled, h.relax_30, h.relax_end"
+                " FROM holds h JOIN sessions s ON s.id = h.session_id"
+                " WHERE h.leg = ? AND h.settled IS NOT NULL"
+                " ORDER BY s.started_us, h.seq LIMIT ?", (leg, limit)).fetchall()
+            return [HoldRecord(leg, 1, p, held, ended, settled=f0, relax_30=r30, relax_end=re)
+                    for p, held, ended, f0, r30, re in rows]
         return self._query(run)
 
     def recent(self, limit: int = 10) -> list[SessionRecord]:

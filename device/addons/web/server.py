@@ -440,6 +440,7 @@ class WebApp:
         if self._paired(request) is None:
             return _unpaired()
         from device.addons.web.charts import calendar
+        from device.core.tightness import session_tightness
 
         sessions = await asyncio.to_thread(self._sessions)
         tz = _zone(self.box.config)
@@ -456,8 +457,13 @@ class WebApp:
                 legs[leg] = {"held_s": round(sum(held) / len(held), 1) if held else None,
                              "steadiness": round(sum(steady) / len(steady)) if steady else None,
                              "tightness": answers[-1] if answers else None}
+            figures = session_tightness(s.holds)  # the strap's measure, when it had a fit
+            for leg in ("right", "left"):
+                mine = figures[leg] if figures else {}
+                legs[leg].update({k: mine.get(k) for k in ("index", "relax_30", "settled")})
             recent.append({"started": s.started.astimezone(tz).strftime("%a %d %b %H:%M"),
-                           "outcome": s.outcome, "legs": legs})
+                           "outcome": s.outcome, "legs": legs,
+                           "asymmetry": figures["asymmetry"]["index"] if figures else None})
         return JSONResponse({"calendar": cal, "sessions": len(sessions), "recent": recent})
 
     async def chart(self, request: Request) -> Response:

@@ -275,8 +275,11 @@ async function loadHistory() {
     const legs = ["right", "left"].filter((l) => s.legs[l].held_s !== null)
       .map((l) => `${l} ${Math.round(s.legs[l].held_s)} s` +
         (s.legs[l].steadiness !== null ? ` (steady ${s.legs[l].steadiness})` : "") +
-        (s.legs[l].tightness ? `, felt ${s.legs[l].tightness.replace("_", " ")}` : ""));
-    li.textContent = `${s.started}: ${s.outcome}${legs.length ? ", " + legs.join(", ") : ""}`;
+        (s.legs[l].tightness ? `, felt ${s.legs[l].tightness.replace("_", " ")}` : "") +
+        (s.legs[l].index != null ? `, index ${Math.round(s.legs[l].index)}` : "") +
+        (s.legs[l].relax_30 != null ? `, eased ${Math.round(s.legs[l].relax_30)} % by 30 s` : ""));
+    const asym = s.asymmetry != null ? `, right-left ${s.asymmetry > 0 ? "+" : ""}${Math.round(s.asymmetry)} %` : "";
+    li.textContent = `${s.started}: ${s.outcome}${legs.length ? ", " + legs.join(", ") : ""}${asym}`;
     return li;
   }));
   const svg = await fetch("/api/history/chart.svg", { credentials: "same-origin" });

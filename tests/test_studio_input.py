@@ -99,7 +99,7 @@ def test_poison_and_bad_stats_are_set_aside_and_the_valid_session_arrives(
         assert wait_until(lambda: s.refused >= 5)  # the retained stats may come twice
         # every poisoned session set aside (so acknowledged) before this studio stops
         assert wait_until(lambda: sum(n for topic, _, n in store.quarantined()
-                                      if topic.endswith("/session")) >= 4)
+                                      if topic.endswith("/session")) >= 4), store.quarantined()
         assert [r[1] for r in store.received()] == ["box1-1"]
         reasons = {topic.rsplit("/", 1)[1] + ": " + reason
                    for topic, reason, _ in store.quarantined()}
@@ -191,3 +191,25 @@ def test_studio_client_id_is_bounded(tmp_path: Path) -> None:
                        capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and "--client-id" in r.stderr
+
+
+def test_the_box_s_own_messages_pass_the_studio_s_checks() -> None:
+    """Every figure a box sends (the strap's relaxation fields, each leg's tightness in
+    stats) is one the studio accepts: the two sides share the core's field lists."""
+    from datetime import UTC, datetime, timedelta
+
+    from device.addons.mqtt import OutboxEntry, session_payload
+    from device.core.payload import session_message, stats_message
+    from device.core.records import RELAX_FIELDS, HoldRecord, SessionRecord
+
+    now = datetime.now(UTC)
+    figures = dict.fromkeys(RELAX_FIELDS, 12.5)
+    hold = HoldRecord("right", 1, 60.0, 60.0, "complete", mean=5.0, peak=6.0,
+                      steadiness=90.0, tightness="tight", overpull_s=0.0, **figures)
+    record = SessionRecord(now - timedelta(minutes=5), now - timedelta(minutes=2), "complete",
+                           "hamstring", (hold,))
+    message = json.loads(json.dumps(session_payload(OutboxEntry(1, "box1-1", record), "box1")))
+    assert session_message(message, now)["holds"][0]["tau_s"] == 12.5
+    stats = {"sessions_this_week": 1, "tightness": {"right": 98.0, "left": 104.0,
+                                                     "asymmetry": -5.9}}
+    assert stats_message(stats, now) == stats

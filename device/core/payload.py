@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from device.core.records import RELAX_FIELDS
+
 MAX_BYTES = 64 * 1024  # a session message of 40 holds is about 8 KiB
 MAX_DEPTH = 8  # the deepest message we send is 3 levels (session -> holds -> hold)
 SKEW_S = 86400.0  # a date more than this far in the future is refused (no RTC on a Pi)
@@ -133,9 +135,10 @@ def _shown(value: Any) -> str:
 # ---- the messages the studio takes ---------------------------------------------------------
 
 STATS_FIELDS = frozenset({"sessions_this_week", "streak_days", "minutes_today", "last_session",
-                          "last_outcome", "next_hold_s", "updated"})
+                          "last_outcome", "next_hold_s", "tightness", "updated"})
 HOLD_FIELDS = frozenset({"leg", "round", "planned_s", "held_s", "ended", "mean", "peak",
-                         "steadiness", "tightness", "overpull_s"})
+                         "steadiness", "tightness", "overpull_s", *RELAX_FIELDS})
+RELAX_RANGE = 1e6  # relaxation figures: finite and of a sane size (kg, %, s, index)
 MAX_HOLDS = 64
 
 
@@ -158,6 +161,11 @@ def stats_message(value: Any, now: datetime) -> dict[str, Any]:
     if holds is not None:
         for leg, s in mapping(holds, "next_hold_s", {"right", "left"}).items():
             number(s, f"next_hold_s.{leg}", 0, MAX_HOLD_S)
+    tightness = d.get("tightness")
+    if tightness is not None:
+        for name, v in mapping(tightness, "tightness", {"right", "left", "asymmetry"}).items():
+            if v is not None:
+                number(v, f"tightness.{name}", -RELAX_RANGE, RELAX_RANGE)
     return dict(d)
 
 
@@ -192,4 +200,7 @@ def session_message(value: Any, now: datetime) -> dict[str, Any]:
             number(hold["overpull_s"], f"holds[{i}].overpull_s", 0, MAX_HOLD_S)
         if hold.get("steadiness") is not None:
             number(hold["steadiness"], f"holds[{i}].steadiness", 0, 100)
+        for name in RELAX_FIELDS:
+            if hold.get(name) is not None:
+                number(hold[name], f"holds[{i}].{name}", -RELAX_RANGE, RELAX_RANGE)
     return dict(d)

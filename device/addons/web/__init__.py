@@ -94,7 +94,7 @@ def attach(
     options = WebOptions(
         host=host, port=port, config_path=settings_path(config_path, service=not simulator),
         history_path=Path(history_path) if history_path else None, store=store, clock=clock,
-        on_config_saved=box.reload,
+        on_config_saved=box.reload, simulator=simulator,
     )
     try:
         server = WebServer(box, options)

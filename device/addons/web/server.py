@@ -32,6 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from device.addons.web import settings as settings_mod
+from device.addons.web import shell
 from device.addons.web.auth import PairingStore, csrf_for
 from device.addons.web.guard import Guard, RateLimitedLog, guarded_protocol, quiet_accept_errors
 from device.core.config import Config
@@ -48,7 +49,8 @@ PRESS_WINDOW_S = 120.0  # after a page asks for the code, a press on the box say
 HEARTBEAT_S = 15.0  # an SSE comment (and a fresh view) this often, so dead links show
 TENSION_GAP_S = 0.5  # at most two strap updates a second to the page
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+       "manifest-src 'self'; worker-src 'self'")
 SECURITY_HEADERS = [
     (b"content-security-policy", CSP.encode()),
     (b"x-content-type-options", b"nosniff"),
@@ -60,6 +62,7 @@ STATIC = {  # file -> content type; all of the page there is
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    **shell.FILES,  # the app's icons
 }
 
 
@@ -81,6 +84,7 @@ class WebOptions:
     on_config_saved: Callable[[Config], None] | None = None
     weeks: int = 12  # history shown
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    simulator: bool = False  # the page names the simulator's web-code command
 
 
 def _json_view(box: Any) -> dict[str, Any]:
@@ -230,6 +234,7 @@ class WebApp:
             Route("/api/history.csv", self.csv),
             Route("/api/settings", self.get_settings),
             Route("/api/settings", self.post_settings, methods=["POST"]),
+            *shell.routes(),  # the manifest and the service worker
         ]
         self.app = Starlette(routes=routes, middleware=[
             Middleware(SecurityMiddleware), Middleware(GZipMiddleware, minimum_size=500)])
@@ -365,8 +370,10 @@ class WebApp:
 
     async def session(self, request: Request) -> Response:
         token = self._paired(request)
-        if token is None:
-            return _unpaired()
+        if token is None:  # the pairing screen names the command that prints this code
+            return JSONResponse({"error": "not paired", "paired": False,
+                                 "code_command": shell.web_code_command(
+                                     self.options.simulator)}, status_code=401)
         return JSONResponse({"paired": True, "csrf": csrf_for(token), "breath": self._breath(),
                              "long_press_s": self.box.config.session.long_press_seconds,
                              "history": self.options.history_path is not None,
@@ -512,7 +519,8 @@ class WebApp:
         try:
             config = await asyncio.to_thread(settings_mod.save, path, changes)
         except settings_mod.SettingsError as exc:
-            return JSONResponse({"key": exc.key, "message": exc.message}, status_code=422)
+            return JSONResponse({"key": exc.key, "message": exc.human, "detail": exc.message},
+                                status_code=422)
         log.info("web: settings saved to %s: %s", path, ", ".join(changes))
         if self.options.on_config_saved is not None:
             try:

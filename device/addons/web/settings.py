@@ -34,6 +34,10 @@ class Field:
     key: str
     label: str
     unit: str = ""
+    group: str = ""  # the page's group (a fieldset) it is shown in
+    control: str = ""  # stepper, slider, toggle, time or choice
+    step: float = 1  # a stepper's or slider's step (in ``unit``)
+    help: str = ""  # one plain line for a person (the config's doc when empty)
 
     @property
     def section(self) -> str:
@@ -44,20 +48,33 @@ class Field:
         return self.key.split(".", 1)[1]
 
 
+GROUPS = ("Hold and rounds", "Breath", "Voice", "Strap", "Reminders")
 FIELDS: tuple[Field, ...] = (
-    Field("session.hold_seconds", "Hold length", "s"),
-    Field("session.rounds", "Rounds"),
-    Field("session.legs", "Leg order"),
-    Field("breath.inhale", "Breathe in", "s"),
-    Field("breath.hold_in", "Pause full", "s"),
-    Field("breath.exhale", "Breathe out", "s"),
-    Field("breath.hold_out", "Pause empty", "s"),
-    Field("voice.enabled", "Voice"),
-    Field("voice.rate", "Speaking rate", "words/min"),
-    Field("voice.volume", "Volume", "0..1"),
-    Field("history.nudge_at", "Nudge after", "HH:MM"),
-    Field("sensor.overpull_max_kg", "Strap ceiling", "kg"),
-    Field("sensor.overpull_max_rel", "Strap ceiling before calibration", "rel"),
+    Field("session.hold_seconds", "Hold length", "s", GROUPS[0], "stepper", 15,
+          "How long each leg holds the stretch."),
+    Field("session.rounds", "Rounds", "", GROUPS[0], "stepper", 1,
+          "Times through both legs."),
+    Field("session.legs", "Leg order", "", GROUPS[0], "choice", 1, "Which leg goes first."),
+    Field("breath.inhale", "Breathe in", "s", GROUPS[1], "slider", 0.5,
+          "As the light grows."),
+    Field("breath.hold_in", "Pause full", "s", GROUPS[1], "slider", 0.5,
+          "A pause with the lungs full (0 = none)."),
+    Field("breath.exhale", "Breathe out", "s", GROUPS[1], "slider", 0.5,
+          "As the light fades."),
+    Field("breath.hold_out", "Pause empty", "s", GROUPS[1], "slider", 0.5,
+          "A pause with the lungs empty (0 = none)."),
+    Field("voice.enabled", "Voice", "", GROUPS[2], "toggle", 1,
+          "The box speaks each step and reminder."),
+    Field("voice.rate", "Speaking rate", "words/min", GROUPS[2], "slider", 10),
+    Field("voice.volume", "Volume", "", GROUPS[2], "slider", 0.05,
+          "How loud the box speaks."),
+    Field("sensor.overpull_max_kg", "Strap ceiling", "kg", GROUPS[3], "stepper", 0.5,
+          "The box warns above this pull, always."),
+    Field("sensor.overpull_max_rel", "Strap ceiling before calibration", "rel", GROUPS[3],
+          "stepper", 0.5, "The same, before the strap is calibrated (relative units)."),
+    Field("history.nudge_at", "Nudge after", "", GROUPS[4], "time", 1,
+          "With no session yet that day, the light nudges you from this time. "
+          "Empty: no nudge."),
 )
 BY_KEY = {f.key: f for f in FIELDS}
 LEG_ORDERS = (["right", "left"], ["left", "right"], ["right"], ["left"])
@@ -77,6 +94,11 @@ def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
 
+def _sentence(text: str) -> str:
+    text = re.sub(r"\s*\([^)]*\)$", "", text.strip())  # "breathe in (s)" -> "breathe in"
+    return (text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")) if text else ""
+
+
 def describe(config: Config) -> list[dict[str, Any]]:
     """Every page field: key, label, unit, value, kind, limits and the config's own doc."""
     out = []
@@ -88,6 +110,8 @@ def describe(config: Config) -> list[dict[str, Any]]:
             "key": f.key, "label": f.label, "unit": f.unit, "doc": meta.get("doc", ""),
             "value": _plain(getattr(section, f.name)),
             "kind": {bool: "bool", int: "int", float: "number", str: "text"}.get(kind, "legs"),
+            "group": f.group, "control": f.control, "step": f.step,
+            "help": f.help or _sentence(meta.get("doc", "")),
         }
         if "range" in meta:
             item["min"], item["max"] = meta["range"]
@@ -98,12 +122,36 @@ def describe(config: Config) -> list[dict[str, Any]]:
 
 
 class SettingsError(Exception):
-    """A change was refused: ``key`` is the page field to show ``message`` beside."""
+    """A change was refused: ``key`` is the page field to show ``message`` beside
+    (``human``: the same in plain words, with the field's label and unit)."""
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(message)
         self.key = key
         self.message = message
+        self.human = human(key, message)
+
+
+_RANGE = re.compile(r"must be a (whole )?number from (\S+) to (\S+)$")
+
+
+def human(key: str, message: str) -> str:
+    """A config message ("session.hold_seconds = 30: must be a number from 60 to 300")
+    said for a person ("Hold length: choose from 60 to 300 s.")."""
+    f = BY_KEY.get(key)
+    if f is None:
+        return message
+    head, sep, rest = message.partition(": must ")
+    if not sep or not head.startswith(f"{key} ="):
+        return f"{f.label}: {message}"
+    rest = "must " + rest
+    unit = f" {f.unit}" if f.unit else ""
+    if (m := _RANGE.match(rest)) is not None:
+        whole = "a whole number " if m.group(1) else ""
+        return f"{f.label}: choose {whole}from {m.group(2)} to {m.group(3)}{unit}."
+    if f.control == "time":
+        return f"{f.label}: enter a time of day such as 19:30, or leave it empty for no nudge."
+    return f"{f.label} {rest}."
 
 
 def _field_of(message: str, changes: dict[str, Any]) -> str:

@@ -12,6 +12,9 @@ let cycleT0 = null;         // performance.now() at the start of the current bre
 let retryTimer = null;
 
 const now = () => performance.timeOrigin + performance.now();
+const RUNNING = ["setup", "hold", "ask", "switch"];
+const STATE_WORDS = { idle: "Ready", setup: "Set-up", hold: "Hold", ask: "How tight?",
+  switch: "Switch legs", done: "Done", cancelled: "Stopped" };
 
 async function api(path, options = {}) {
   const opts = { credentials: "same-origin", ...options };
@@ -33,12 +36,51 @@ function setLink(text, live) {
   document.body.dataset.link = live ? "live" : "down";
 }
 
+// ---- tabs: Now, History, Settings, each a view of its own ---------------------------
+
+const TABS = ["now", "history", "settings"];
+
+function selectTab(name, focus) {
+  if (!TABS.includes(name) || $(`tab-${name}`).hidden) name = "now";
+  TABS.forEach((t) => {
+    const tab = $(`tab-${t}`);
+    const on = t === name;
+    tab.setAttribute("aria-selected", String(on));
+    tab.tabIndex = on ? 0 : -1;
+    $(t).hidden = !on;
+  });
+  document.body.dataset.tab = name;
+  if (focus) $(`tab-${name}`).focus();
+  if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
+  $("main").scrollTop = 0;
+  window.scrollTo(0, 0);
+}
+
+TABS.forEach((t, i) => {
+  const tab = $(`tab-${t}`);
+  tab.addEventListener("click", () => selectTab(t, false));
+  tab.addEventListener("keydown", (ev) => {
+    const visible = TABS.filter((x) => !$(`tab-${x}`).hidden);
+    const at = visible.indexOf(t);
+    let next = null;
+    if (ev.key === "ArrowRight") next = visible[(at + 1) % visible.length];
+    else if (ev.key === "ArrowLeft") next = visible[(at - 1 + visible.length) % visible.length];
+    else if (ev.key === "Home") next = visible[0];
+    else if (ev.key === "End") next = visible[visible.length - 1];
+    if (next) { ev.preventDefault(); selectTab(next, true); }
+  });
+  void i;
+});
+window.addEventListener("hashchange", () => selectTab(location.hash.slice(1), false));
+
 // ---- pairing -------------------------------------------------------------------------
 
-function showPairing(message) {
+function showPairing(message, command) {
   if (source) { source.close(); source = null; }
   $("app").hidden = true;
+  $("tabs").hidden = true;
   $("pairing").hidden = false;
+  if (command) $("code-command").textContent = command;
   setLink("not paired", false);
   if (message) $("pair-msg").textContent = message;
   api("/api/pair/announce", { body: {} });
@@ -68,6 +110,44 @@ $("say-code").addEventListener("click", async () => {
     "The box is in a session; ask again when it is idle.";
 });
 
+// ---- pictures: the set-up steps and the hold, as the voice says them -----------------
+
+const POSES = {
+  lie: "Lying on the back, both knees bent, feet flat on the floor",
+  strap: "The strap looped around the ball of the foot, one end in each hand",
+  raise: "The leg straight, raised toward ninety degrees on the strap",
+  long: "The other leg long on the floor, toes pointing up",
+  firm: "Kneecap drawn up, front of the thigh firm, the other groin pressed down",
+  hold: "The hold: leg up on the strap, breathing slowly",
+};
+// The voice's line keys (as the box's speak events carry them) -> the picture.
+const POSE_OF_KEY = [
+  [/^setup\.(intro|safety|press_hint|1)$/, "lie"],
+  [/^setup\.2$/, "strap"], [/^setup\.[34]$/, "raise"], [/^setup\.5$/, "long"],
+  [/^setup\.([6-9]|ready)$/, "firm"],
+  [/^setup\.switch\.1$/, "strap"], [/^setup\.switch\.2$/, "raise"],
+  [/^setup\.switch\.3$/, "long"], [/^setup\.switch\.4$/, "firm"],
+  [/^hold\./, "hold"],
+];
+const POSE_OF_STATE = { idle: "lie", setup: "lie", hold: "hold", switch: "lie", done: "lie",
+  cancelled: "lie" };
+
+function showPose(name) {
+  if (!POSES[name]) return;
+  const svg = $("pose");
+  if (svg.dataset.pose === name) return;
+  svg.dataset.pose = name;
+  svg.querySelectorAll("g.p").forEach((g) => {
+    if (g.dataset.p === name) g.removeAttribute("hidden"); else g.setAttribute("hidden", "");
+  });
+  $("pose-title").textContent = POSES[name];
+}
+
+function poseForKey(key) {
+  const hit = POSE_OF_KEY.find(([re]) => re.test(key || ""));
+  if (hit) showPose(hit[1]);
+}
+
 // ---- live state ----------------------------------------------------------------------
 
 function fmtS(s) {
@@ -76,39 +156,49 @@ function fmtS(s) {
   return t >= 60 ? `${Math.floor(t / 60)}:${String(t % 60).padStart(2, "0")}` : `${t} s`;
 }
 
+function voiceWords(v) {
+  const status = v.voice_status || "–";
+  return v.voice_off_reason ? `${status} (${v.voice_off_reason})` : status;
+}
+
 function render(v) {
   const prev = view;
   view = v;
   viewAt = performance.now();
   const stateEl = $("state");
   if (!prev || prev.state !== v.state) {
-    stateEl.textContent = v.state;
+    stateEl.textContent = STATE_WORDS[v.state] || v.state;
+    stateEl.dataset.state = v.state;
     stateEl.dataset.at = String(now());
+    if (POSE_OF_STATE[v.state]) showPose(POSE_OF_STATE[v.state]);
+    if (prev && prev.state !== "hold" && v.state === "hold") tone("hold-start");
+    if (prev && prev.state === "hold" && v.state !== "hold") tone("hold-end");
+    syncWake();
   }
-  $("leg").textContent = v.leg || "–";
-  $("round").textContent = v.state === "idle" ? "–" : `${v.round} of ${v.rounds}`;
+  const idle = !RUNNING.includes(v.state);
+  $("leg").textContent = v.leg ? `${v.leg} leg` : "–";
+  $("round").textContent = idle ? "–" : `round ${v.round} of ${v.rounds}`;
+  $("where").hidden = idle;
   $("planned").textContent = fmtS(v.hold_planned_s);
   $("next-hold").textContent = fmtS(v.next_hold_s);
-  $("phase").textContent = { in: "breathe in", full: "hold full", out: "breathe out",
-    empty: "hold empty" }[v.breath_phase] || "–";
+  $("plan").hidden = $("planned").textContent === "–" && $("next-hold").textContent === "–";
+  if (cycleT0 === null) {
+    $("phase").textContent = { in: "breathe in", full: "hold full", out: "breathe out",
+      empty: "hold empty" }[v.breath_phase] || (v.state === "hold" ? "breathe" : "–");
+  }
   $("sensor").textContent = v.sensor_status || "–";
-  $("voice").textContent = v.voice_off_reason ? `${v.voice_status} (${v.voice_off_reason})` :
-    (v.voice_status || "–");
+  $("voice").textContent = voiceWords(v);
+  const clash = v.box_clash || "";
+  $("clash").hidden = !clash;
+  $("clash").textContent = clash;
   const strap = v.sensor_status && v.sensor_status !== "absent";
   $("strap").hidden = !strap;
   if (strap) renderStrap(v);
-  const list = $("spoken");
-  const lines = (v.spoken || []).slice(-4);
-  if (list.dataset.lines !== JSON.stringify(lines)) {
-    list.dataset.lines = JSON.stringify(lines);
-    list.replaceChildren(...lines.map((line) => {
-      const li = document.createElement("li");
-      li.textContent = line;
-      return li;
-    }));
-  }
-  $("button-label").textContent = v.state === "idle" || v.state === "done" ||
-    v.state === "cancelled" ? "Start" : "Press";
+  const lines = v.spoken || [];
+  const said = lines.length ? lines[lines.length - 1] :
+    (idle ? "Lie on your back with the strap to hand, then tap Start." : "");
+  if ($("said").textContent !== said) $("said").textContent = said;
+  $("button-label").textContent = idle ? "Start" : "Press";
   syncBreath(v);
   tickLeft();
 }
@@ -145,7 +235,15 @@ function tickLeft() {
   if (left !== null && left !== undefined && view.hold_clock_running !== false) {
     left -= (performance.now() - viewAt) / 1000;
   }
+  // in a hold: the time left; before it: the hold to come; idle: the next session's hold
+  let label = "left";
+  if (left === null || left === undefined) {
+    left = view.state === "idle" ? view.next_hold_s : view.hold_planned_s;
+    label = view.state === "idle" ? "a leg, next session" : "hold to come";
+    if (left === null || left === undefined) label = "";
+  }
   $("left").textContent = fmtS(left);
+  $("left-label").textContent = label;
 }
 
 // The breathing shape: the box sends how far into the breath it is (breath_s) with each
@@ -155,24 +253,41 @@ function syncBreath(v) {
   cycleT0 = performance.now() - v.breath_s * 1000;
 }
 
-function breathLevel(t) {
+// [level 0..1, phase 0 in / 1 full / 2 out / 3 empty] at t s into the breath
+function breathAt(t) {
   const b = breath;
   const period = b.inhale + b.hold_in + b.exhale + b.hold_out;
   t = ((t % period) + period) % period;
   const ramp = (x) => (1 - Math.cos(Math.PI * x)) / 2;
-  if (t < b.inhale) return ramp(t / b.inhale);
+  if (t < b.inhale) return [ramp(t / b.inhale), 0];
   t -= b.inhale;
-  if (t < b.hold_in) return 1;
+  if (t < b.hold_in) return [1, 1];
   t -= b.hold_in;
-  if (t < b.exhale) return 1 - ramp(t / b.exhale);
-  return 0;
+  if (t < b.exhale) return [1 - ramp(t / b.exhale), 2];
+  return [0, 3];
 }
+
+const PHASE_WORDS = ["breathe in", "hold full", "breathe out", "hold empty"];
+let lastPhase = null;
 
 function frame() {
   const shape = $("breath-shape");
   let level = 0;
-  if (cycleT0 !== null && breath) level = breathLevel((performance.now() - cycleT0) / 1000);
-  else if (view) level = view.light || 0;
+  if (cycleT0 !== null && breath) {
+    const [lv, phase] = breathAt((performance.now() - cycleT0) / 1000);
+    level = lv;
+    if (phase !== lastPhase) {
+      if (lastPhase !== null && view && view.state === "hold") {
+        if (phase === 0) tone("breath-in");
+        if (phase === 2) tone("breath-out");
+      }
+      lastPhase = phase;
+      $("phase").textContent = PHASE_WORDS[phase];
+    }
+  } else {
+    lastPhase = null;
+    if (view) level = view.light || 0;
+  }
   shape.style.transform = `scale(${(0.25 + 0.75 * level).toFixed(3)})`;
   requestAnimationFrame(frame);
 }
@@ -186,8 +301,9 @@ function connect() {
     const data = JSON.parse(msg.data);
     if (data.breath) breath = { ...breath, ...data.breath };
     setLink("live", true);
-    render(data.view);
     const kind = data.event && data.event.kind;
+    render(data.view);
+    if (kind === "speak") poseForKey(data.event.key);
     if (kind === "session" || kind === "history") loadHistory();
   };
   source.onerror = () => {
@@ -197,6 +313,104 @@ function connect() {
     }
   };
 }
+
+// ---- the phone as part of the session: screen kept on, optional tones ------------------
+
+let wakeLock = null;
+let wakeBusy = false;
+
+function setWake(state) {
+  document.body.dataset.wake = state;
+  $("wake").textContent = { held: "kept on", released: "normal", off: "normal",
+    unavailable: "may sleep (needs https)", refused: "may sleep (refused)" }[state] || state;
+}
+
+async function syncWake() {
+  if (wakeBusy) return;
+  wakeBusy = true;
+  try {
+    const want = view && RUNNING.includes(view.state) && $("keep-awake").checked &&
+      document.visibilityState === "visible";
+    if (want && !wakeLock) {
+      if (!("wakeLock" in navigator)) { setWake("unavailable"); return; }
+      try {
+        const lock = await navigator.wakeLock.request("screen");
+        wakeLock = lock;
+        lock.addEventListener("release", () => {
+          if (wakeLock === lock) { wakeLock = null; setWake("released"); }
+        });
+        setWake("held");
+      } catch (e) {
+        setWake("refused");
+      }
+    } else if (!want && wakeLock) {
+      const lock = wakeLock;
+      wakeLock = null;
+      try { await lock.release(); } catch (e) { /* already gone */ }
+      setWake("released");
+    } else if (!wakeLock && !document.body.dataset.wake) {
+      setWake("wakeLock" in navigator ? "off" : "unavailable");
+    }
+  } finally {
+    wakeBusy = false;
+  }
+  // the state may have moved on while the request was out
+  const want = view && RUNNING.includes(view.state) && $("keep-awake").checked;
+  if (Boolean(want) !== Boolean(wakeLock) && document.visibilityState === "visible") syncWake();
+}
+
+$("keep-awake").addEventListener("change", () => {
+  localStorage.setItem("sc.awake", $("keep-awake").checked ? "on" : "off");
+  syncWake();
+});
+
+let audio = null;
+let toneCount = 0;
+const TONES = {  // [Hz, start s, length s]
+  "hold-start": [[660, 0, 0.16], [880, 0.2, 0.3]],
+  "hold-end": [[880, 0, 0.16], [587, 0.2, 0.45]],
+  "breath-in": [[523, 0, 0.14]],
+  "breath-out": [[392, 0, 0.14]],
+};
+
+function tonesOn() { return $("tones").checked; }
+
+function ensureAudio() {
+  const Ctx = window.AudioContext || window.webkitAudioContext;
+  if (!Ctx) return null;
+  if (!audio) audio = new Ctx();
+  if (audio.state === "suspended") audio.resume();
+  return audio;
+}
+
+function tone(name) {
+  if (!tonesOn()) return;
+  const ctx = ensureAudio();
+  if (!ctx) return;
+  const t0 = ctx.currentTime + 0.02;
+  for (const [hz, at, len] of TONES[name]) {
+    const osc = ctx.createOscillator();
+    const gain = ctx.createGain();
+    osc.type = "sine";
+    osc.frequency.value = hz;
+    gain.gain.setValueAtTime(0.0001, t0 + at);
+    gain.gain.exponentialRampToValueAtTime(0.25, t0 + at + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, t0 + at + len);
+    osc.connect(gain).connect(ctx.destination);
+    osc.start(t0 + at);
+    osc.stop(t0 + at + len + 0.02);
+  }
+  toneCount += 1;
+  document.body.dataset.tone = name;
+  document.body.dataset.tones = String(toneCount);
+}
+
+$("tones").addEventListener("change", () => {
+  localStorage.setItem("sc.tones", $("tones").checked ? "on" : "off");
+  if ($("tones").checked) ensureAudio();  // a tap: the browser lets sound start now
+});
+// after a reload, the first touch anywhere wakes the sound (browsers need a gesture)
+document.addEventListener("pointerdown", () => { if (tonesOn()) ensureAudio(); }, { once: true });
 
 // ---- the button ----------------------------------------------------------------------
 
@@ -254,7 +468,7 @@ async function loadHistory() {
   $("streak").textContent = `${data.calendar.streak} day${data.calendar.streak === 1 ? "" : "s"}`;
   $("count").textContent = String(data.sessions);
   const body = $("calendar").tBodies[0];
-  const words = ["nothing", "started", "complete"];
+  const words = ["no session", "started, not finished", "a complete session"];
   body.replaceChildren(...data.calendar.weeks.map((week) => {
     const tr = document.createElement("tr");
     const th = document.createElement("td");
@@ -264,8 +478,18 @@ async function loadHistory() {
     week.days.forEach((mark) => {
       const td = document.createElement("td");
       td.className = mark < 0 ? "future" : `d${mark}`;
-      if (mark >= 0) td.setAttribute("aria-label", words[mark]);
-      td.textContent = mark === 2 ? "✓" : "";
+      if (mark >= 0) {
+        const sr = document.createElement("span");
+        sr.className = "sr";
+        sr.textContent = words[mark];
+        td.append(sr);
+      }
+      if (mark === 2 || mark === 1) {
+        const sign = document.createElement("span");
+        sign.setAttribute("aria-hidden", "true");
+        sign.textContent = mark === 2 ? "✓" : "•";
+        td.append(sign);
+      }
       tr.append(td);
     });
     return tr;
@@ -290,76 +514,112 @@ async function loadHistory() {
   }
 }
 
-// ---- settings ------------------------------------------------------------------------
+// ---- settings: grouped, real controls, the message at the field and beside Save --------
 
 let fields = [];
 
-function fieldInput(f) {
-  let input;
-  if (f.kind === "bool") {
-    input = document.createElement("input");
-    input.type = "checkbox";
-    input.checked = Boolean(f.value);
-  } else if (f.kind === "legs") {
-    input = document.createElement("select");
-    f.choices.forEach((choice) => {
-      const opt = document.createElement("option");
-      opt.value = choice.join(",");
-      opt.textContent = choice.join(" then ");
-      input.append(opt);
-    });
-    input.value = f.value.join(",");
-  } else {
-    input = document.createElement("input");
-    if (f.kind === "text") {
-      input.type = "text";
-    } else {
-      input.type = "text";
-      input.inputMode = f.kind === "int" ? "numeric" : "decimal";
-    }
-    input.value = f.value === null ? "" : String(f.value);
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  Object.entries(props).forEach(([k, v]) => {
+    if (k === "class") node.className = v;
+    else if (k.startsWith("aria-") || k === "role" || k === "for") node.setAttribute(k, v);
+    else node[k] = v;
+  });
+  node.append(...children);
+  return node;
+}
+
+function shown(f, value) {
+  if (f.key === "voice.volume") return `${Math.round(Number(value) * 100)} %`;
+  return f.unit ? `${value} ${f.unit}` : String(value);
+}
+
+function stepDecimals(step) {
+  const text = String(step);
+  return text.includes(".") ? text.split(".")[1].length : 0;
+}
+
+function control(f) {
+  const id = `f-${f.key}`;
+  const described = `m-${f.key} d-${f.key}`;
+  if (f.control === "toggle") {
+    return el("input", { type: "checkbox", id, name: f.key, role: "switch",
+      checked: Boolean(f.value), "aria-describedby": described });
   }
-  input.id = `f-${f.key}`;
-  input.name = f.key;
-  input.setAttribute("aria-describedby", `m-${f.key} d-${f.key}`);
-  return input;
+  if (f.control === "choice") {
+    const select = el("select", { id, name: f.key, "aria-describedby": described },
+      ...f.choices.map((c) => el("option", { value: c.join(","),
+        textContent: c.length > 1 ? `${c[0]} leg first, then ${c[1]}` : `${c[0]} leg only` })));
+    select.value = f.value.join(",");
+    return select;
+  }
+  if (f.control === "time") {
+    return el("input", { type: "time", id, name: f.key, value: f.value || "",
+      "aria-describedby": described });
+  }
+  if (f.control === "slider") {
+    const input = el("input", { type: "range", id, name: f.key, min: f.min, max: f.max,
+      step: f.step, value: f.value, "aria-describedby": described });
+    const out = el("output", { id: `o-${f.key}`, for: id, textContent: shown(f, f.value) });
+    input.addEventListener("input", () => {
+      out.textContent = shown(f, input.value);
+      input.setAttribute("aria-valuetext", shown(f, input.value));
+    });
+    input.setAttribute("aria-valuetext", shown(f, f.value));
+    return el("div", { class: "slider" }, input, out);
+  }
+  // stepper: a number box between - and +, the unit after it
+  const input = el("input", { type: "number", id, name: f.key, min: f.min, max: f.max,
+    step: f.step, value: f.value, inputMode: f.kind === "int" ? "numeric" : "decimal",
+    "aria-describedby": described });
+  const nudge = (sign) => {
+    const value = Number(input.value || f.value) + sign * f.step;
+    const clamped = Math.min(f.max, Math.max(f.min, value));
+    input.value = clamped.toFixed(stepDecimals(f.step));
+    input.dispatchEvent(new Event("input", { bubbles: true }));
+  };
+  const less = el("button", { type: "button", textContent: "−",
+    "aria-label": `${f.label}: less` });
+  const more = el("button", { type: "button", textContent: "+",
+    "aria-label": `${f.label}: more` });
+  less.addEventListener("click", () => nudge(-1));
+  more.addEventListener("click", () => nudge(1));
+  return el("div", { class: "stepper" }, less, input, more,
+    el("span", { class: "unit", textContent: f.unit, "aria-hidden": "true" }));
 }
 
 function readField(f) {
   const input = $(`f-${f.key}`);
-  if (f.kind === "bool") return input.checked;
-  if (f.kind === "legs") return input.value.split(",");
-  if (f.kind === "text") return input.value;
+  if (f.control === "toggle") return input.checked;
+  if (f.control === "choice") return input.value.split(",");
+  if (f.control === "time") return input.value;
   const raw = input.value.trim();
   return raw !== "" && !Number.isNaN(Number(raw)) ? Number(raw) : raw;
 }
 
 function renderSettings(list) {
   fields = list;
-  const form = $("settings-form");
-  form.replaceChildren(...list.map((f) => {
-    const box = document.createElement("div");
-    box.className = "field";
-    const label = document.createElement("label");
-    label.htmlFor = `f-${f.key}`;
-    label.textContent = f.unit ? `${f.label} (${f.unit})` : f.label;
-    const doc = document.createElement("span");
-    doc.className = "doc";
-    doc.id = `d-${f.key}`;
-    doc.textContent = f.min !== undefined ? `${f.doc}; ${f.min} to ${f.max}` : f.doc;
-    const msg = document.createElement("p");
-    msg.className = "msg";
-    msg.id = `m-${f.key}`;
-    msg.setAttribute("role", "alert");
-    box.append(label, fieldInput(f), doc, msg);
-    return box;
-  }));
-  const save = document.createElement("button");
-  save.type = "submit";
-  save.className = "primary";
-  save.id = "save";
-  save.textContent = "Save";
-  form.append(save);
+  const groups = [];
+  list.forEach((f) => {
+    let group = groups.find((g) => g.name === f.group);
+    if (!group) { group = { name: f.group, fields: [] }; groups.push(group); }
+    group.fields.push(f);
+  });
+  $("settings-fields").replaceChildren(...groups.map((g) => el("fieldset", { class: "group" },
+    el("legend", { textContent: g.name }),
+    ...g.fields.map((f) => {
+      const label = el("label", { for: `f-${f.key}`,
+        textContent: f.unit && f.control === "stepper" ? `${f.label} (${f.unit})` : f.label });
+      const doc = el("p", { class: "doc", id: `d-${f.key}`,
+        textContent: f.min !== undefined && f.control === "stepper" ?
+          `${f.help} From ${f.min} to ${f.max}${f.unit ? " " + f.unit : ""}.` : f.help });
+      const msg = el("p", { class: "msg", id: `m-${f.key}` });
+      const input = control(f);
+      const box = el("div", { class: `field ${f.control === "toggle" ? "toggle" : "kind-" + f.control}` });
+      if (f.control === "toggle") box.append(input, label, doc, msg);
+      else box.append(label, input, doc, msg);
+      return box;
+    }))));
 }
 
 async function loadSettings() {
@@ -369,6 +629,11 @@ async function loadSettings() {
   $("settings-msg").textContent = data.problem ? `The config file has a problem: ${data.problem}` : "";
 }
 
+function clearMessages() {
+  document.querySelectorAll(".field .msg").forEach((m) => { m.textContent = ""; });
+  document.querySelectorAll("[aria-invalid]").forEach((n) => n.removeAttribute("aria-invalid"));
+}
+
 $("settings-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const changes = {};
@@ -376,7 +641,7 @@ $("settings-form").addEventListener("submit", async (ev) => {
     const value = readField(f);
     if (JSON.stringify(value) !== JSON.stringify(f.value)) changes[f.key] = value;
   });
-  document.querySelectorAll(".field .msg").forEach((m) => { m.textContent = ""; });
+  clearMessages();
   const msg = $("settings-msg");
   msg.className = "msg";
   if (Object.keys(changes).length === 0) { msg.textContent = "Nothing changed."; return; }
@@ -386,9 +651,11 @@ $("settings-form").addEventListener("submit", async (ev) => {
     msg.textContent = `Saved. It applies ${data.applies}.`;
     msg.classList.add("good");
   } else if (status === 422) {
-    const target = $(`m-${data.key}`) || msg;
-    target.textContent = data.message;
-    if (target !== msg) msg.textContent = "Not saved.";
+    const at = $(`m-${data.key}`);
+    const input = $(`f-${data.key}`);
+    if (at) at.textContent = data.message;
+    if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+    msg.textContent = `Not saved. ${data.message}`;
     msg.classList.add("bad");
   } else {
     msg.textContent = (data && data.error) || `Not saved (${status}).`;
@@ -408,7 +675,10 @@ async function start() {
     retryTimer = setTimeout(start, 1500);
     return;
   }
-  if (result.status === 401) { showPairing(""); return; }
+  if (result.status === 401) {
+    showPairing("", result.data && result.data.code_command);
+    return;
+  }
   if (result.status !== 200) {
     clearTimeout(retryTimer);
     retryTimer = setTimeout(start, 1500);
@@ -420,16 +690,24 @@ async function start() {
   longPressS = s.long_press_s;
   $("pairing").hidden = true;
   $("app").hidden = false;
-  $("history").hidden = !s.history;
+  $("tabs").hidden = false;
+  $("tab-history").hidden = !s.history;
+  selectTab(location.hash.slice(1), false);
   render(s.view);  // at once; the live stream follows
   connect();
   loadSettings();
   if (s.history) loadHistory();
 }
 
+$("tones").checked = localStorage.getItem("sc.tones") === "on";   // off unless chosen
+$("keep-awake").checked = localStorage.getItem("sc.awake") !== "off";
 document.addEventListener("visibilitychange", () => {
   if (!document.hidden && (!source || source.readyState === EventSource.CLOSED)) start();
+  syncWake();  // a lock is let go when the page hides; ask again when it shows
 });
+if ("serviceWorker" in navigator) {
+  navigator.serviceWorker.register("/sw.js").catch(() => { /* the page works without */ });
+}
 setInterval(tickLeft, 250);
 requestAnimationFrame(frame);
 start();

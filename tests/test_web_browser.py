@@ -28,7 +28,9 @@ from tests.tools import need
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PHONE = {"width": 360, "height": 740}
+PHONE = {"width": 390, "height": 844}  # portrait
+LANDSCAPE = {"width": 844, "height": 390}
+VIEWPORTS = {"portrait": PHONE, "landscape": LANDSCAPE}
 CI = os.environ.get("CI") == "true"
 INSTALL = "apt-get install chromium; pip install 'stretch-companion[web,test]'"
 
@@ -180,16 +182,16 @@ def test_pair_with_the_spoken_code_wrong_codes_lock(page: Page, rig: Rig) -> Non
     page.fill("#code", code)
     page.click("#pair-form button[type=submit]")
     expect(page.locator("#app")).to_be_visible()
-    expect(page.locator("#state")).to_have_text("idle")
+    expect(page.locator("#state")).to_have_attribute("data-state", "idle")
     page.reload()  # the cookie keeps it paired
     expect(page.locator("#app")).to_be_visible()
 
 
 def test_state_change_of_a_scripted_press_shows_within_150_ms(page: Page, rig: Rig) -> None:
     paired(page, rig)
-    expect(page.locator("#state")).to_have_text("idle")
+    expect(page.locator("#state")).to_have_attribute("data-state", "idle")
     rig.box.commands.press()  # scripted, through the command port (the mock button pin)
-    expect(page.locator("#state")).to_have_text("setup")
+    expect(page.locator("#state")).to_have_attribute("data-state", "setup")
     shown = float(page.get_attribute("#state", "data-at") or 0)
     published = next(t for kind, e, t in rig.seen if kind == "state" and e.state == "setup")
     lag = shown - published * 1000
@@ -202,23 +204,23 @@ def test_tap_starts_and_holding_cancels(page: Page, rig: Rig) -> None:
     button = page.locator("#button")
     expect(button).to_have_text("Start")
     button.click()  # a tap: a short press
-    expect(page.locator("#state")).to_have_text(re.compile("setup|hold"))
+    expect(page.locator("#state")).to_have_attribute("data-state", re.compile("setup|hold"))
     assert rig.states()[0] == "setup"
     box = button.bounding_box()
     assert box and box["height"] >= 48 and box["width"] >= 280  # a large touch target
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
     expect(button).to_have_class(re.compile("holding"))  # filling up
-    expect(page.locator("#state")).to_have_text(re.compile("cancelled|idle"))
+    expect(page.locator("#state")).to_have_attribute("data-state", re.compile("cancelled|idle"))
     page.mouse.up()
     assert "cancelled" in rig.states()
     session = next(e for kind, e, _ in rig.seen if kind == "session")
     assert session.outcome == "cancelled"
     # keyboard reachable: focus and Space taps it
-    expect(page.locator("#state")).to_have_text("idle")
+    expect(page.locator("#state")).to_have_attribute("data-state", "idle")
     button.focus()
     page.keyboard.press("Space")
-    expect(page.locator("#state")).to_have_text(re.compile("setup|hold"))
+    expect(page.locator("#state")).to_have_attribute("data-state", re.compile("setup|hold"))
 
 
 def test_now_shows_the_next_hold_and_the_strap_band_and_ceiling(
@@ -239,7 +241,7 @@ def test_now_shows_the_next_hold_and_the_strap_band_and_ceiling(
         loop.schedule(at + 1.5, box.commands.press)
         loop.schedule(at + 1.8, box.commands.press)  # a double press: into the hold
         loop.schedule(at + 2.0, lambda: box.strap.set_level(5.0))
-        expect(page.locator("#state")).to_have_text("hold")
+        expect(page.locator("#state")).to_have_attribute("data-state", "hold")
         expect(page.locator("#next-hold")).to_have_text("–")
         # once the hold's level is known: up to the over-pull line max(1.5 x 5, 5 + 2)
         expect(page.locator("#tension-band")).to_have_text(
@@ -252,14 +254,18 @@ def test_now_shows_the_next_hold_and_the_strap_band_and_ceiling(
 
 def test_bad_setting_shows_the_message_and_changes_nothing(page: Page, rig: Rig) -> None:
     paired(page, rig)
+    page.click("#tab-settings")
     field = page.locator("#f-session\\.hold_seconds")
     expect(field).to_have_value("90")
     before = rig.config_path.read_bytes()
     field.fill("30")
     page.click("#save")
     expect(page.locator("#m-session\\.hold_seconds")).to_have_text(
-        "session.hold_seconds = 30: must be a number from 60 to 300")
-    expect(page.locator("#settings-msg")).to_have_text("Not saved.")
+        "Hold length: choose from 60 to 300 s.")
+    expect(page.locator("#settings-msg")).to_have_text(
+        "Not saved. Hold length: choose from 60 to 300 s.")
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_be_focused()
     assert rig.config_path.read_bytes() == before
     assert rig.box.loop.config.session.hold_seconds == 90
 
@@ -267,35 +273,52 @@ def test_bad_setting_shows_the_message_and_changes_nothing(page: Page, rig: Rig)
 def test_good_setting_lands_in_the_file_and_the_next_session(page: Page, rig: Rig) -> None:
     paired(page, rig)
     page.locator("#button").click()  # a session in progress: it must not change
-    expect(page.locator("#state")).to_have_text("setup")
+    expect(page.locator("#state")).to_have_attribute("data-state", "setup")
     page.locator("#button").click()  # two quick presses in the set-up: straight to the hold
     page.wait_for_timeout(100)  # 0.3 s of box time: the first press has been let go
     page.locator("#button").click()
-    expect(page.locator("#state")).to_have_text("hold")
+    expect(page.locator("#state")).to_have_attribute("data-state", "hold")
     expect(page.locator("#planned")).to_have_text("1:30")
-    page.locator("#f-session\\.hold_seconds").fill("120")
+    page.click("#tab-settings")
+    more = page.get_by_role("button", name="Hold length: more")
+    more.click()  # the stepper: 90 -> 105 -> 120 s
+    more.click()
+    expect(page.locator("#f-session\\.hold_seconds")).to_have_value("120")
+    page.get_by_role("button", name="Rounds: less").click()  # stays at its lowest, 1
+    expect(page.locator("#f-session\\.rounds")).to_have_value("1")
     page.select_option("#f-session\\.legs", "left,right")
+    page.locator("#f-breath\\.exhale").fill("7.5")  # a slider
+    expect(page.locator("#o-breath\\.exhale")).to_have_text("7.5 s")
+    page.locator("#f-voice\\.volume").fill("0.5")
+    expect(page.locator("#o-voice\\.volume")).to_have_text("50 %")
+    page.get_by_role("switch", name="Voice").uncheck()  # a toggle
+    page.locator("#f-history\\.nudge_at").fill("19:30")  # a time picker
     page.click("#save")
     expect(page.locator("#settings-msg")).to_have_text(
         "Saved. It applies from the next session.")
     config = load_config(rig.config_path)
     assert config.session.hold_seconds == 120 and config.session.legs == ("left", "right")
+    assert (config.breath.exhale, config.voice.volume, config.voice.enabled,
+            config.history.nudge_at, config.session.rounds) == (7.5, 0.5, False, "19:30", 1)
+    page.click("#tab-now")
     assert rig.config_path.with_name("config.toml.bak").read_text() == CONFIG
     view = rig.box.view()
     assert (view.state, view.leg, view.hold_planned_s) == ("hold", "right", 90)  # undisturbed
     rig.box.commands.long_press()
-    expect(page.locator("#state")).to_have_text("idle", timeout=10_000)
+    expect(page.locator("#state")).to_have_attribute("data-state", "idle", timeout=10_000)
     page.locator("#button").click()  # the next session
-    expect(page.locator("#state")).to_have_text("setup")
+    expect(page.locator("#state")).to_have_attribute("data-state", "setup")
     page.locator("#button").click()
     page.wait_for_timeout(100)
     page.locator("#button").click()
-    expect(page.locator("#state")).to_have_text("hold")
+    expect(page.locator("#state")).to_have_attribute("data-state", "hold")
     expect(page.locator("#planned")).to_have_text("2:00")
-    expect(page.locator("#leg")).to_have_text("left")
+    expect(page.locator("#leg")).to_have_text("left leg")
     assert rig.box.view().hold_planned_s == 120
-    page.reload()
+    page.click("#tab-settings")
+    page.reload()  # the tab is kept in the address (#settings)
     expect(page.locator("#f-session\\.hold_seconds")).to_have_value("120")
+    expect(page.locator("#f-history\\.nudge_at")).to_have_value("19:30")
 
 
 def test_history_chart_renders_with_data(page: Page, rig: Rig, tmp_path: Path) -> None:
@@ -315,7 +338,7 @@ def test_history_chart_renders_with_data(page: Page, rig: Rig, tmp_path: Path) -
             h.record(SessionRecord(start, start + timedelta(minutes=6), "complete",
                                    "hamstring", holds))
     paired(page, rig)
-    page.click("nav a[href='#history']")
+    page.click("#tab-history")
     chart = page.locator("#chart svg")
     expect(chart).to_be_visible()
     expect(page.locator("#chart svg circle.dot.right")).to_have_count(20 + 1)
@@ -337,7 +360,7 @@ def test_page_reconnects_after_the_server_restarts(page: Page, rig: Rig) -> None
     rig.restart()  # the whole box, like a service restart; the phone stays paired
     expect(page.locator("body")).to_have_attribute("data-link", "live", timeout=10_000)
     rig.box.commands.press()
-    expect(page.locator("#state")).to_have_text(re.compile("setup|hold"))
+    expect(page.locator("#state")).to_have_attribute("data-state", re.compile("setup|hold"))
 
 
 def test_no_data_without_the_cookie(page: Page, rig: Rig) -> None:

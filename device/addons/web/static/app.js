@@ -181,7 +181,7 @@ function render(v) {
   $("where").hidden = idle;
   $("planned").textContent = fmtS(v.hold_planned_s);
   $("next-hold").textContent = fmtS(v.next_hold_s);
-  $("plan").hidden = $("planned").textContent === "–" && $("next-hold").textContent === "–";
+  $("plan").hidden = idle || ($("planned").textContent === "–" && $("next-hold").textContent === "–");
   if (cycleT0 === null) {
     $("phase").textContent = { in: "breathe in", full: "hold full", out: "breathe out",
       empty: "hold empty" }[v.breath_phase] || (v.state === "hold" ? "breathe" : "–");

@@ -27,11 +27,12 @@ function isShell(request) {
 // Everything else goes straight to the network, untouched.
 self.addEventListener("fetch", (ev) => {
   if (!isShell(ev.request)) return;
+  const key = new URL(ev.request.url).pathname;  // one entry a path (no #now, no query)
   ev.respondWith(fetch(ev.request).then((response) => {
     if (response.ok && response.type === "basic") {
       const copy = response.clone();
-      caches.open(CACHE).then((cache) => cache.put(ev.request, copy));
+      caches.open(CACHE).then((cache) => cache.put(key, copy));
     }
     return response;
-  }).catch(() => caches.match(ev.request)));
+  }).catch(() => caches.match(key)));
 });

@@ -26,7 +26,7 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2; httpx still w
 from device.addons.web import parse_listen, web_code_main, web_forget_main
 from device.addons.web.auth import LOCK_S, MAX_WRONG, PairingStore, store_path
 from device.addons.web.server import COOKIE, MAX_BODY, WebApp, WebOptions
-from device.addons.web.settings import BY_KEY, set_key
+from device.addons.web.settings import BY_KEY, human, set_key
 from tests.tools import need
 from tests.web_support import FakeBox
 
@@ -205,7 +205,9 @@ def test_page_is_served_with_strict_headers_and_no_outside_resources(client: Tes
 def test_no_data_without_the_cookie(client: TestClient, path: str) -> None:
     r = client.get(path)
     assert r.status_code == 401
-    assert r.json() == {"error": "not paired", "paired": False}
+    body = r.json()
+    assert {k: body[k] for k in ("error", "paired")} == {"error": "not paired", "paired": False}
+    assert set(body) <= {"error", "paired", "code_command"}  # nothing of the box's data
     client.cookies.set(COOKIE, "made-up-token")
     assert client.get(path).status_code == 401
 
@@ -379,7 +381,9 @@ def test_bad_setting_gives_the_config_message_and_changes_nothing(
         parse_config(data)
     r = post_settings(client, csrf, changes)
     assert r.status_code == 422
-    assert r.json() == {"key": key, "message": str(expected.value)}
+    assert r.json() == {"key": key, "detail": str(expected.value),
+                        "message": human(key, str(expected.value))}
+    assert r.json()["message"].startswith(BY_KEY[key].label)  # said for a person
     assert config_file.read_bytes() == before
     assert not config_file.with_name("config.toml.bak").exists()
     assert box.commands.reloaded == []

@@ -114,7 +114,13 @@ def test_state_time_breath_and_button_fit_one_screen_in_every_state(
                     rig.box.strap.set_level(5.0)
                     expect(phone.locator("#phase")).to_have_text(re.compile("breathe|hold"))
                     expect(phone.locator("#left")).to_have_text(re.compile(r"\d:\d\d|\d+ s"))
+                    expect(phone.locator("#tension")).not_to_have_text(re.compile("^-?0.0"))
+                    phone.wait_for_timeout(500)  # a set-up line said late (the safety line
+                    # after a skip) must not bring a set-up picture back into the hold
+                    expect(phone.locator("#pose")).to_have_attribute("data-pose", "hold")
                 assert_fits(phone, f"{orientation} {state}")
+                if state == "setup":  # the picture and its line, for the screenshot
+                    expect(phone.locator("#said")).not_to_contain_text("pair your phone")
                 if state in ("idle", "setup", "hold"):
                     phone.screenshot(path=str(out / f"phone-{state}-{orientation}.png"))
             if state == "done":

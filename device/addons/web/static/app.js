@@ -143,7 +143,13 @@ function showPose(name) {
   $("pose-title").textContent = POSES[name];
 }
 
+let setupStep = null;  // the set-up step the voice is on (1-based), from its line's key
+
 function poseForKey(key) {
+  if (!view) return;
+  const step = /^setup\.(?:switch\.)?(\d+)$/.exec(key || "");
+  if (view.state === "setup" && step) { setupStep = Number(step[1]); tickLeft(); }
+  if (view.state !== "setup") return;  // a hold shows the hold, whatever is being said
   const hit = POSE_OF_KEY.find(([re]) => re.test(key || ""));
   if (hit) showPose(hit[1]);
 }
@@ -171,6 +177,7 @@ function render(v) {
     stateEl.dataset.state = v.state;
     stateEl.dataset.at = String(now());
     if (POSE_OF_STATE[v.state]) showPose(POSE_OF_STATE[v.state]);
+    setupStep = null;
     if (prev && prev.state !== "hold" && v.state === "hold") tone("hold-start");
     if (prev && prev.state === "hold" && v.state !== "hold") tone("hold-end");
     syncWake();
@@ -237,6 +244,11 @@ function tickLeft() {
   }
   // in a hold: the time left; before it: the hold to come; idle: the next session's hold
   let label = "left";
+  if (view.state === "setup") {
+    $("left").textContent = setupStep ? `Step ${setupStep}` : "Get ready";
+    $("left-label").textContent = "";
+    return;
+  }
   if (left === null || left === undefined) {
     left = view.state === "idle" ? view.next_hold_s : view.hold_planned_s;
     label = view.state === "idle" ? "a leg, next session" : "hold to come";
@@ -609,7 +621,7 @@ function renderSettings(list) {
     el("legend", { textContent: g.name }),
     ...g.fields.map((f) => {
       const label = el("label", { for: `f-${f.key}`,
-        textContent: f.unit && f.control === "stepper" ? `${f.label} (${f.unit})` : f.label });
+        textContent: f.label });
       const doc = el("p", { class: "doc", id: `d-${f.key}`,
         textContent: f.min !== undefined && f.control === "stepper" ?
           `${f.help} From ${f.min} to ${f.max}${f.unit ? " " + f.unit : ""}.` : f.help });

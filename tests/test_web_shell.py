@@ -184,3 +184,51 @@ def test_stopped_holds_are_marks_not_hold_lengths() -> None:
     marks = re.findall(r'<path class="mark right"[^>]*><title>([^<]+)</title>', svg)
     assert len(marks) == 4 and all("stopped after 8 s" in m for m in marks)
     assert "stopped early" in svg and "4 stopped early" in svg
+
+
+# ---- the simulator's own settings -----------------------------------------------------
+
+
+def test_simulator_page_writes_the_sims_own_settings_never_the_real_config(
+        tmp_path: Path) -> None:
+    """The simulator runs from the user's config but its page saves to sim-config.toml,
+    starting from that config's text; the real file is not touched."""
+    import os
+
+    from device.addons.web import attach
+    from device.apps.cli import _config_file
+    from device.apps.cli import _parser as build_parser
+
+    real_dir = Path(os.environ["XDG_CONFIG_HOME"]) / "stretch-companion"
+    real_dir.mkdir(parents=True)
+    real = real_dir / "config.toml"
+    real.write_text("# mine\n[session]\nhold_seconds = 90\n\n[voice]\nrate = 150\n")
+    before = real.read_bytes()
+    args = build_parser().parse_args(["sim"])
+    own = _config_file(args)
+    assert own == real_dir / "sim-config.toml"
+    box = FakeBox(settings.current(real))
+    handle = attach(box, "127.0.0.1:0", config_path=own, simulator=True,
+                    state_dir=tmp_path / "state")
+    try:
+        client = TestClient(handle.server.web.app)
+        headers = {"origin": "http://testserver"}
+        r = client.post("/api/pair", json={"code": handle.code}, headers=headers)
+        csrf = r.json()["csrf"]
+        shown = {f["key"]: f["value"] for f in client.get("/api/settings").json()["fields"]}
+        assert shown["session.hold_seconds"] == 90  # what the simulator runs
+        r = client.post("/api/settings", json={"changes": {"session.hold_seconds": 120}},
+                        headers={**headers, "x-csrf-token": csrf})
+        assert r.status_code == 200, r.text
+    finally:
+        handle.close()
+    assert real.read_bytes() == before
+    saved = own.read_text()
+    assert "hold_seconds = 120" in saved and "rate = 150" in saved and "# mine" in saved
+    assert box.commands.reloaded[-1].voice.rate == 150  # the rest of what it ran, kept
+    # the next simulator start runs from its own file; the box still from the real one
+    from device.apps.cli import _sim_config
+    from device.core.config import config_source
+
+    assert _sim_config(args) == own and config_source(None) == real
+

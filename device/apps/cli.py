@@ -201,6 +201,14 @@ def _history_file(config: Any, override: str | None, simulator: bool) -> Path:
     return path
 
 
+def _sim_config(args: argparse.Namespace) -> Path | None:
+    """The simulator's config: ``--config``, its own settings file (the page's saves),
+    else the box's (read only)."""
+    from device.addons.web.settings import sim_config_source
+
+    return sim_config_source(args.config)
+
+
 def cmd_sim(args: argparse.Namespace) -> int:
     """The simulator: headless (scripted) or on screen."""
     from device.apps import lean
@@ -209,7 +217,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from device.core.config import load_config
     from device.core.routine import load_routine
 
-    config = load_config(args.config)
+    config = load_config(_sim_config(args))
     mqtt_wanted = bool(args.mqtt or config.mqtt.url)
     if not args.headless and args.web is None and not mqtt_wanted:
         lean.without_tls()  # the screen alone talks no TLS: OpenSSL stays out (4 MiB)
@@ -268,9 +276,12 @@ def _start_time(text: str) -> datetime:
 
 
 def _config_file(args: argparse.Namespace) -> Path:
-    """The config file the phone page edits (only looked up when the page is on)."""
-    from device.addons.web.settings import settings_path
+    """The config file the phone page edits (only looked up when the page is on): the
+    simulator's own unless ``--config`` names one, so trying never changes the box's."""
+    from device.addons.web.settings import settings_path, sim_settings_path
 
+    if args.command == "sim":
+        return sim_settings_path(args.config)
     return settings_path(args.config, service=args.command == "run")
 
 

@@ -87,12 +87,18 @@ def attach(
         raise ConfigError(f"web.enabled = true needs the web extra ({exc.name} is missing): "
                           f"{INSTALL_HINT}") from None
     from device.addons.web.auth import PairingStore, store_path
-    from device.addons.web.settings import settings_path
+    from device.addons.web.settings import settings_path, sim_config_source, sim_settings_path
 
     host, port = parse_listen(listen)
     store = PairingStore(store_path(state_dir, simulator=simulator), clock=clock)
+    if simulator:  # the simulator's own settings file, first written from what it runs
+        page_config = sim_settings_path(config_path)
+        own = page_config == sim_settings_path(None)
+        seed = sim_config_source(None if own else config_path)
+    else:
+        page_config, seed = settings_path(config_path, service=True), None
     options = WebOptions(
-        host=host, port=port, config_path=settings_path(config_path, service=not simulator),
+        host=host, port=port, config_path=page_config, settings_seed=seed,
         history_path=Path(history_path) if history_path else None, store=store, clock=clock,
         on_config_saved=box.reload, simulator=simulator,
     )

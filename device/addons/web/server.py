@@ -85,6 +85,7 @@ class WebOptions:
     weeks: int = 12  # history shown
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     simulator: bool = False  # the page names the simulator's web-code command
+    settings_seed: Path | None = None  # a settings file not there yet starts from this one
 
 
 def _json_view(box: Any) -> dict[str, Any]:
@@ -501,7 +502,7 @@ class WebApp:
             return _unpaired()
         path = self._config_path()
         try:
-            config = settings_mod.current(path)
+            config = settings_mod.current(path, self.options.settings_seed)
             problem = ""
         except Exception as exc:  # an unreadable file: show what runs, say why
             config, problem = self.box.config, str(exc)
@@ -517,7 +518,8 @@ class WebApp:
             return JSONResponse({"error": "changes must be an object"}, status_code=400)
         path = self._config_path()
         try:
-            config = await asyncio.to_thread(settings_mod.save, path, changes)
+            config = await asyncio.to_thread(settings_mod.save, path, changes,
+                                             self.options.settings_seed)
         except settings_mod.SettingsError as exc:
             return JSONResponse({"key": exc.key, "message": exc.human, "detail": exc.message},
                                 status_code=422)

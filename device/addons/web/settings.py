@@ -90,6 +90,29 @@ def settings_path(explicit: str | Path | None, service: bool = False) -> Path:
     return paths[-1] if service else paths[0]
 
 
+SIM_CONFIG = "sim-config.toml"  # the simulator's own settings, beside the user's config
+
+
+def sim_settings_path(explicit: str | Path | None) -> Path:
+    """The file the simulator's page edits: ``--config``, else the simulator's own
+    (``~/.config/stretch-companion/sim-config.toml``), so trying never changes the box's."""
+    return Path(explicit) if explicit else config_paths()[0].with_name(SIM_CONFIG)
+
+
+def sim_config_source(explicit: str | Path | None) -> Path | None:
+    """The config the simulator starts from: ``--config``, else its own file once the page
+    has saved one, else the user's config as the box would read it (read, never written)."""
+    if explicit:
+        return Path(explicit)
+    own = sim_settings_path(None)
+    try:
+        if own.is_file():
+            return own
+    except OSError:
+        pass
+    return config_source(None)
+
+
 def _plain(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 
@@ -183,13 +206,22 @@ def read_text(path: Path) -> str:
                             "fix it by hand first") from None
 
 
-def current(path: Path) -> Config:
+def _text(path: Path, seed: Path | None) -> str:
+    """``path``'s text; while it does not exist yet, ``seed``'s (the file the running box
+    started from: the simulator's first save starts from the config it runs)."""
+    if seed is not None and seed != path and not path.exists():
+        return read_text(seed)
+    return read_text(path)
+
+
+def current(path: Path, seed: Path | None = None) -> Config:
     """The config as the file says now (defaults where it says nothing)."""
-    text = read_text(path)
+    text = _text(path, seed)
     return parse_config(tomllib.loads(text)) if text else Config()
 
 
-def validate(path: Path, changes: dict[str, Any]) -> tuple[str, Config]:
+def validate(path: Path, changes: dict[str, Any],
+             seed: Path | None = None) -> tuple[str, Config]:
     """The new file text and its config, or ``SettingsError`` naming the field.
 
     Only page fields may change; the check is ``parse_config`` on the whole edited file,
@@ -199,7 +231,7 @@ def validate(path: Path, changes: dict[str, Any]) -> tuple[str, Config]:
     for key in changes:
         if key not in BY_KEY:
             raise SettingsError(key, f"unknown setting {key}; allowed: {', '.join(BY_KEY)}")
-    text = read_text(path)
+    text = _text(path, seed)
     try:
         data = tomllib.loads(text) if text else {}
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -264,9 +296,10 @@ def set_key(text: str, section: str, name: str, value: str) -> str:
     return "".join(lines)
 
 
-def save(path: Path, changes: dict[str, Any]) -> Config:
-    """Validate ``changes`` and write them; the new config (``SettingsError`` if refused)."""
-    text, config = validate(path, changes)
+def save(path: Path, changes: dict[str, Any], seed: Path | None = None) -> Config:
+    """Validate ``changes`` and write them; the new config (``SettingsError`` if refused).
+    A file not there yet starts from ``seed``'s text (see ``current``)."""
+    text, config = validate(path, changes, seed)
     try:
         write_atomic(path, text, backup=True)
     except OSError as exc:

@@ -163,6 +163,26 @@ def test_a_command_starts_a_session_when_on(broker: Mosquitto, tmp_path: Path) -
         watch.close()
 
 
+def test_a_next_hold_set_over_mqtt_is_reported_in_stats_and_said(
+        broker: Mosquitto, tmp_path: Path) -> None:
+    """Home Assistant's "Next hold" number: the stats that follow show it (not the 60 s it
+    showed before) and the box says it, as for a hold length chosen on the box."""
+    stats = "stretch-companion/box1/stats"
+    watch = Watch(broker.port, [stats])
+    box, thread = _running_box(broker.url, tmp_path, commands=True)
+    try:
+        assert watch.wait(lambda w: w.on(stats))
+        assert watch.json(stats)[-1]["next_hold_s"] == {"right": 60.0, "left": 60.0}
+        watch.send("stretch-companion/box1/command", '{"next_hold_seconds": 90}')
+        assert watch.wait(lambda w: w.json(stats)[-1]["next_hold_s"]
+                          == {"right": 90.0, "left": 90.0})
+        assert wait_until(lambda: any("Next session: ninety seconds a leg" in t
+                                      for t in box.speaker.spoken)), box.speaker.spoken
+    finally:
+        _stop(box, thread)
+        watch.close()
+
+
 def test_a_command_is_ignored_when_off(broker: Mosquitto, tmp_path: Path) -> None:
     watch = Watch(broker.port, ["homeassistant/+/+/session_state/config"])
     box, thread = _running_box(broker.url, tmp_path)

@@ -877,6 +877,7 @@ class Publisher:
             if self.next_hold is not None:
                 self.next_hold(command.seconds)
                 self._echo(command)
+                self.publish_stats()  # Home Assistant shows the hold it set
             else:
                 log.info("MQTT: next_hold_seconds is not supported here; ignored")
         else:
@@ -929,8 +930,25 @@ class NextHold:
         return self.seconds if self.seconds is not None else float(self._plan(leg))
 
     def set(self, seconds: float) -> None:
-        """Thread-safe: applied in the loop's thread."""
-        self.loop.call_soon(lambda: setattr(self, "seconds", float(seconds)))
+        """Thread-safe: known at once (so the ``stats`` sent next report it), and confirmed
+        by voice from the loop's thread ("Next session: ninety seconds a leg.")."""
+        self.seconds = float(seconds)
+        self.loop.call_soon(self._confirm)
+
+    def _confirm(self) -> None:
+        if self.seconds is None:
+            return
+        from device.core.routine import fill, spoken_duration
+
+        try:
+            template = self.loop.machine.routine.idle["hold_length"]
+        except (AttributeError, KeyError, TypeError):
+            template = "Next session: {duration} a leg."
+        try:
+            self.loop.say(fill(template, duration=spoken_duration(self.seconds)),
+                          "mqtt.next_hold")
+        except Exception:  # noqa: BLE001 - a failing voice never stops anything
+            log.warning("MQTT: could not confirm the next hold by voice", exc_info=True)
 
     def _session_over(self, event: SessionEvent) -> None:
         self.seconds = None

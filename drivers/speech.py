@@ -27,6 +27,7 @@ import os
 import queue
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -435,6 +436,7 @@ class Pyttsx3Speaker:
         max_failures: int = 3,
         live_say: bool = False,
         mute_fd: bool = False,
+        which: Callable[[str], str | None] | None = None,
     ) -> None:
         self._factory = engine_factory or (lambda: _default_engine(rate, volume, voice))
         self._rate = rate
@@ -449,6 +451,7 @@ class Pyttsx3Speaker:
         self._popen = process_factory or subprocess.Popen
         if self._popen is subprocess.Popen:
             shared_lifeline().start()  # ready before the first player starts
+        self._which = which or shutil.which  # is a program there (aplay, for espeak)?
         self._timeout_margin_s = timeout_margin_s
         self._timeout_factor = timeout_factor
         self._play_margin_s = play_margin_s
@@ -478,6 +481,9 @@ class Pyttsx3Speaker:
 
         self.available: bool | None = None
         self.last_error = ""
+        # what happened to the last line: True heard (played, or spoken by the engine),
+        # False not (the player failed), None nothing said yet
+        self.last_line_ok: bool | None = None
         self.lines_spoken = 0
         self.renders = 0
 
@@ -671,8 +677,12 @@ class Pyttsx3Speaker:
         if self._can_render() and self._render_and_play(text) == "done":
             return
         if self.available and not self._closed.is_set():
-            if self._run_job(_Job("say", text)) == "ok":
+            outcome = self._run_job(_Job("say", text))
+            if outcome == "ok":
                 self.lines_spoken += 1
+                self.last_line_ok = True
+            elif outcome in ("error", "hung"):
+                self.last_line_ok = False
 
     def _render_and_play(self, text: str) -> str:
         """'done' (played, failed or dropped) or 'fallback' (say it with the engine)."""
@@ -786,6 +796,14 @@ class Pyttsx3Speaker:
                                stderr=subprocess.PIPE, start_new_session=True)
         except OSError as exc:
             self._use_player = False
+            if self._engine_plays_through_aplay():
+                # pyttsx3's espeak driver plays its own lines with `aplay` (and ignores
+                # its failure): speaking through it would only print "aplay: not found"
+                self.last_line_ok = False
+                self._give_up(f"cannot run the player {argv[0]!r} ({exc}) and the espeak "
+                              "engine plays through aplay too: nothing can be heard "
+                              "(install alsa-utils)")
+                return "failed"
             self._warn_once("player-missing", f"cannot run the player {argv[0]!r} ({exc}); "
                             "speaking through the engine instead")
             return "missing"
@@ -824,10 +842,19 @@ class Pyttsx3Speaker:
             return self._player_failed(msg)
         self._player_failures = 0
         self.lines_spoken += 1
+        self.last_line_ok = True
         return "ok"
+
+    def _engine_plays_through_aplay(self) -> bool:
+        """True when the engine's own ``say`` needs ``aplay`` and there is none (pyttsx3's
+        espeak driver on Linux)."""
+        engine = str(self._key_base[0]).lower() if self._key_base else ""
+        return (sys.platform.startswith("linux") and "espeak" in engine
+                and self._which("aplay") is None)
 
     def _player_failed(self, msg: str) -> str:
         self._player_failures += 1
+        self.last_line_ok = False
         self.last_error = msg
         if self._player_failures >= self._max_failures:
             self._give_up(f"no sound after {self._player_failures} tries ({msg})")

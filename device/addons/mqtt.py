@@ -941,7 +941,7 @@ class NextHold:
         from device.core.routine import fill, spoken_duration
 
         try:
-            template = self.loop.machine.routine.idle["hold_length"]
+            template = self.loop.routine.idle["hold_length"]
         except (AttributeError, KeyError, TypeError):
             template = "Next session: {duration} a leg."
         try:

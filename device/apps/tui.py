@@ -39,6 +39,7 @@ from device.box.events import Event
 from device.box.loop import BoxView
 from device.core.breath import perceived
 from device.core.config import Config
+from device.core.voice_status import screen_words
 from drivers.speech import Speaker
 
 try:
@@ -179,7 +180,6 @@ class SwitchableVoice:
         self._inner = inner
         self._make = make
         self.muted = muted
-        self.available: bool | None = True
         self.notice: str | None = None
         self.on_change: Callable[[], None] | None = None  # told when the voice is up or failed
         self._lock = threading.Lock()
@@ -187,6 +187,20 @@ class SwitchableVoice:
         self._box_closed = False
         if inner is None and make is not None and not muted:
             self._start()
+
+    @property
+    def available(self) -> bool | None:
+        """The real voice's (False once it gave up or could not start): the box's one
+        voice status reads it."""
+        if self.notice:
+            return False
+        inner = self._inner
+        return True if inner is None else getattr(inner, "available", True)
+
+    @property
+    def last_line_ok(self) -> bool | None:
+        """What happened to the real voice's last line (None: nothing said yet)."""
+        return getattr(self._inner, "last_line_ok", None)
 
     @property
     def has_voice(self) -> bool:
@@ -787,10 +801,13 @@ class StretchApp(App[int]):
         self._draw_voice(snap)
 
     def _voice_status(self) -> str:
+        """The box's one voice status (as the page, ``status`` and MQTT show it), unless
+        the screen knows more: muted, starting, or no voice at all."""
         status = self.voice.status
         snap = self._last_snapshot
-        if status == "voice on" and snap is not None and snap.voice_status == "failed":
-            return f"voice failed: {snap.voice_off_reason} (text only)"
+        if snap is not None and status in ("voice on",) or (
+                snap is not None and status.startswith("voice failed")):
+            return screen_words(snap.voice_status, snap.voice_off_reason)
         return status
 
     def _draw_title(self, now_real: float) -> None:

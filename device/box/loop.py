@@ -63,6 +63,7 @@ from device.core.presses import PressTracker
 from device.core.records import HoldRecord
 from device.core.relaxation import FIGURES as RELAXATION_FIGURES
 from device.core.routine import Routine
+from device.core.voice_status import voice_status
 from drivers.parts import Beeper, BreathLight, StrapButton
 from drivers.pins import trim_states
 from drivers.speech import Speaker
@@ -787,14 +788,10 @@ class DeviceLoop:
                 except Exception:  # a planner that fails now fails again at set-up
                     log.debug("next hold not known", exc_info=True)
             speaker = self.parts.speaker
-            reason = self.voice_off_reason or getattr(speaker, "last_error", "") or ""
-            if not self.config.voice.enabled:
-                voice, reason = "off", "voice.enabled = false"
-            elif speaker.available is False or self.voice_off_reason:
-                voice = "failed"
-                reason = reason or "the speech engine did not start"
-            else:
-                voice, reason = "on", ""
+            voice, reason = voice_status(
+                self.config.voice.enabled, speaker.available,
+                getattr(speaker, "last_line_ok", None),
+                str(getattr(speaker, "last_error", "") or ""), self.voice_off_reason)
             return BoxView(
                 state=m.state.value, leg=m.leg, round=m.round,
                 rounds=self.config.session.rounds,

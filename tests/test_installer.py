@@ -171,14 +171,44 @@ def test_system_test_script_is_clean_shell() -> None:
     assert result.returncode == 0, result.stdout
 
 
-@pytest.mark.parametrize(("ci", "code", "word"), [("", 0, "skipped"), ("true", 1, "FAILED")])
-def test_system_test_without_root_skips_or_fails_under_ci(ci: str, code: int, word: str) -> None:
+def _unprivileged_run(script: Path, ci: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as nobody when root (else as is) from a world-readable copy: the
+    clone may sit in a private folder (mode 0700, as ``mktemp -d`` or a home makes) that
+    nobody cannot read (bash would exit 126 before the script says a word)."""
+    import shutil
+    import tempfile
+
     as_user: list[str] = []
     if os.geteuid() == 0:  # drop to nobody to see what an unprivileged run does
         as_user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CI": ci}
-    result = subprocess.run([*as_user, "bash", str(SYSTEM_TEST)], capture_output=True,
-                            text=True, env=env, timeout=60)
+    place = Path(tempfile.mkdtemp(prefix="system-test-"))
+    try:
+        place.chmod(0o755)
+        (place / "scripts").mkdir(mode=0o755)
+        copy = place / "scripts" / script.name
+        shutil.copyfile(script, copy)
+        copy.chmod(0o644)
+        return subprocess.run([*as_user, "bash", str(copy)], capture_output=True,
+                              text=True, env=env, timeout=60, cwd=place)
+    finally:
+        shutil.rmtree(place, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("ci", "code", "word"), [("", 0, "skipped"), ("true", 1, "FAILED")])
+def test_system_test_without_root_skips_or_fails_under_ci(ci: str, code: int, word: str) -> None:
+    result = _unprivileged_run(SYSTEM_TEST, ci)
     assert result.returncode == code, result.stdout + result.stderr
     said = result.stdout + result.stderr
     assert word in said and "needs root" in said
+
+
+def test_system_test_check_passes_from_a_private_clone(tmp_path: Path) -> None:
+    """A clone inside a 0700 folder (``make test`` as root from ``mktemp -d``)."""
+    private = tmp_path / "private"
+    (private / "scripts").mkdir(parents=True)
+    private.chmod(0o700)
+    script = private / "scripts" / "system-test.sh"
+    script.write_bytes(SYSTEM_TEST.read_bytes())
+    result = _unprivileged_run(script, "true")
+    assert result.returncode == 1 and "needs root" in result.stdout + result.stderr

@@ -22,6 +22,23 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SCRIPT = "press@1"
 SAFETY_UNTIL_S = 6 * 3600.0  # a headless run on virtual time never runs past this
+SCRIPT_MARGIN_S = 30 * 60.0  # ... nor (without --until) past its last input plus this,
+# or plus one and a half whole sessions when the config's sessions are longer
+
+
+def script_margin_s(config: Config) -> float:
+    """How long a headless run on virtual time goes on after its script's last input (s):
+    ``SCRIPT_MARGIN_S``, or 1.5 times a whole session of ``config`` if that is longer
+    (each hold with two minutes for its set-up, question and switch)."""
+    s = config.session
+    session = s.rounds * len(s.legs) * (s.hold_seconds + 120.0)
+    return max(SCRIPT_MARGIN_S, 1.5 * session)
+
+
+def _clock_words(seconds: float) -> str:
+    whole = int(round(seconds))
+    h, rest = divmod(whole, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
 def make_sim(
@@ -82,8 +99,21 @@ def run_headless(
 
         stop_on_signals(box.loop.stop)
     limit = until if until is not None else (None if speed else SAFETY_UNTIL_S)
+    last = max((a.at for a in actions), default=0.0)
+    margin = script_margin_s(config)
+    if until is None and not speed:
+        limit = min(SAFETY_UNTIL_S, last + margin)
     try:
         box.loop.run(until=limit, stop_when_done=until is None)
+        state = box.loop.view().state
+        if until is None and not speed and state != "idle" \
+                and not box.loop.stop_event.is_set():
+            log.warning(
+                "headless run stopped at %s of virtual time, %d min after the script's "
+                "last input (at %s): the box was still waiting in %s; that session is kept "
+                "as interrupted. Add the presses it waits for to the script, or give "
+                "--until SECONDS to run longer.", _clock_words(limit or 0.0), margin // 60,
+                _clock_words(last), state)
         box.loop.interrupt()  # a session still going when the run ends is kept, interrupted
         drain = getattr(box.speaker, "drain", None)
         if drain is not None and not box.loop.stop_event.is_set():

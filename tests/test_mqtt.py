@@ -117,13 +117,15 @@ class StandIn:
 
 
 def publisher(url: str, db: Path, box: StandIn | None = None, config: Config | None = None,
+              machine: str | None = None, on_clash: Callable[[str], None] | None = None,
               **mqtt: Any) -> Publisher:
     box = box or StandIn()
     settings = MqttSettings(**{"url": url, "box_id": "box1", **mqtt})
     ep = resolve(settings)
     return Publisher(ep, config or Config(), view=box.view, store=History(db), commands=box,
                      next_hold=box.next_holds.append, wall=lambda: START.replace(day=30),
-                     backoff_s=(0.05, 0.2), version="0.1.0", keepalive_s=5).start()
+                     backoff_s=(0.05, 0.2), version="0.1.0", keepalive_s=5,
+                     machine=machine, on_clash=on_clash).start()
 
 
 def record(db: Path, pub: Publisher | None, *indexes: int) -> None:
@@ -684,3 +686,47 @@ def test_studio_table_and_json(broker: Mosquitto, tmp_path: Path) -> None:
         assert store.summary()[0]["last_tightness"] == {"right": "easy", "left": "tight"}
     finally:
         s.stop()
+
+
+def test_two_boxes_with_one_box_id_stay_connected_and_say_so_once(
+        broker: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Every new Pi is `raspberrypi`: two boxes with that box_id knocked each other off the
+    broker ("connection lost" once a second). Now each has a client id of its own, and the
+    second box's owner message tells both, once, with the fix."""
+    caplog.set_level(logging.WARNING)
+    clashes: list[str] = []
+    first = publisher(broker.url, tmp_path / "a.db", machine="aaaa1111",
+                      on_clash=clashes.append)
+    try:
+        assert wait_until(lambda: first._connected)
+        second = publisher(broker.url, tmp_path / "b.db", machine="bbbb2222",
+                           on_clash=clashes.append)
+        try:
+            assert wait_until(lambda: len(clashes) == 2), clashes
+            assert first.clash and second.clash
+            assert "box_id 'box1'" in first.clash and "[mqtt] box_id" in first.clash
+            time.sleep(1.0)  # a second later: both still connected, nothing said again
+            assert first._connected and second._connected
+            said = [r.getMessage() for r in caplog.records if "uses box_id" in r.getMessage()]
+            assert len(said) == 2  # once per box
+            lost = [r for r in caplog.records if "connection lost" in r.getMessage()]
+            assert lost == []
+        finally:
+            second.close()
+    finally:
+        first.close()
+
+
+def test_the_same_box_restarting_is_not_a_clash(broker: Mosquitto, tmp_path: Path) -> None:
+    clashes: list[str] = []
+    one = publisher(broker.url, tmp_path / "a.db", machine="aaaa1111", on_clash=clashes.append)
+    assert wait_until(lambda: one._connected)
+    one.close()
+    again = publisher(broker.url, tmp_path / "a.db", machine="aaaa1111",
+                      on_clash=clashes.append)
+    try:
+        assert wait_until(lambda: again._connected)
+        time.sleep(0.5)
+        assert clashes == [] and again.clash == ""
+    finally:
+        again.close()

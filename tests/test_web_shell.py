@@ -232,3 +232,19 @@ def test_simulator_page_writes_the_sims_own_settings_never_the_real_config(
 
     assert _sim_config(args) == own and config_source(None) == real
 
+
+
+def test_the_page_is_told_of_a_box_id_clash(tmp_path: Path) -> None:
+    """The MQTT add-on's clash notice reaches the page's view (shown above the button)."""
+    box = FakeBox()
+    store = PairingStore(tmp_path / "pairing.json")
+    client = TestClient(WebApp(box, WebOptions(config_path=tmp_path / "c.toml",
+                                               store=store)).app)
+    client.post("/api/pair", json={"code": store.code}, headers={"origin": "http://testserver"})
+    assert "box_clash" not in client.get("/api/state").json()
+    real = box.view  # the MQTT add-on sets the view's box_clash (box.update_view)
+    box.view = lambda: {**real().to_json(),  # type: ignore[method-assign]
+                        "box_clash": "another box uses box_id 'raspberrypi' on this broker"}
+    assert "raspberrypi" in client.get("/api/state").json()["box_clash"]
+    page = client.get("/static/app.js").text
+    assert "box_clash" in page and 'id="clash"' in client.get("/").text

@@ -26,6 +26,7 @@ and is re-published on every connect and on Home Assistant's birth message.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -34,6 +35,7 @@ import ssl
 import stat
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -92,9 +94,30 @@ class Endpoint:
 
     def topic(self, name: str) -> str:
         """``{base}/{name}``; ``name`` is one of ours, never from outside."""
-        if name not in ("availability", "state", "session", "stats", "command"):
+        if name not in ("availability", "state", "session", "stats", "command", "owner"):
             raise ValueError(f"not a box topic: {name!r}")
         return f"{self.base}/{name}"
+
+
+def machine_tag() -> str:
+    """8 hex digits that tell this machine from others (from /etc/machine-id, else the
+    hostname and a random number): two boxes sharing a ``box_id`` still differ here."""
+    for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text:
+            return hashlib.sha256(text.encode()).hexdigest()[:8]
+    return hashlib.sha256(f"{socket.gethostname()}-{uuid.uuid4()}".encode()).hexdigest()[:8]
+
+
+def clash_message(box_id: str, other_host: str) -> str:
+    """What a person reads when two boxes share a box_id (the log and the page)."""
+    return (f"another box ({other_host or 'another machine'}) uses box_id {box_id!r} on this "
+            "broker: they would overwrite each other's state and stats. Give each box its "
+            "own: [mqtt] box_id = \"a-name\" in the config (the default is the hostname, "
+            "and every new Pi is called raspberrypi).")
 
 
 def box_id_from_hostname(hostname: str | None = None) -> str:
@@ -454,10 +477,16 @@ class Publisher:
                  configuration_url: str | Callable[[], str | None] | None = None,
                  backoff_s: tuple[float, float] = (1.0, 60.0), keepalive_s: int = 30,
                  client_id: str | None = None,
-                 next_hold_of: Callable[[str], float] | None = None) -> None:
+                 next_hold_of: Callable[[str], float] | None = None,
+                 machine: str | None = None,
+                 on_clash: Callable[[str], None] | None = None) -> None:
         import paho.mqtt.client as mqtt
 
         self.ep = ep
+        # box-unique: two boxes with one box_id no longer knock each other off the broker
+        self.machine = machine or machine_tag()
+        self.on_clash = on_clash
+        self.clash = ""  # set once another live box with our box_id is seen
         self._config = config
         self.next_hold_of = next_hold_of
         self._stats_config: Config | None = None  # the config the last stats were made with
@@ -497,7 +526,7 @@ class Publisher:
         self.delivered = 0  # sessions the broker acknowledged (this process)
 
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                        client_id=client_id or f"{NODE}-{ep.box_id}",
+                        client_id=client_id or f"{NODE}-{ep.box_id}-{self.machine}",
                         protocol=mqtt.MQTTv311, clean_session=True)
         if ep.username:
             c.username_pw_set(ep.username, ep.password)
@@ -675,9 +704,36 @@ class Publisher:
     def publish_all(self) -> None:
         """Availability, discovery, state and stats (on connect and on HA's birth)."""
         self._send(self.ep.topic("availability"), "online", qos=1, retain=True)
+        self._announce_owner()
         self.publish_discovery()
         self.publish_state(force=True)
         self.publish_stats()
+
+    def _announce_owner(self) -> None:
+        """Who publishes under this box_id (retained): this machine and its hostname."""
+        self._send(self.ep.topic("owner"), {"machine": self.machine,
+                                            "host": socket.gethostname()}, qos=1, retain=True)
+
+    def _owner_seen(self, payload: bytes, retained: bool) -> None:
+        """Another machine's owner message under our box_id. Sent live (not the retained
+        one of a box long gone) it is a box running now: a clash, said once. The first
+        time, this box announces itself again, so the other one hears of it too."""
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return
+        if not isinstance(data, dict) or data.get("machine") in (None, self.machine):
+            return
+        if retained or self.clash:
+            return
+        self.clash = clash_message(self.ep.box_id, str(data.get("host") or ""))
+        log.warning("MQTT: %s", self.clash)
+        if self.on_clash is not None:
+            try:
+                self.on_clash(self.clash)
+            except Exception:  # noqa: BLE001
+                log.debug("MQTT: clash not handed on", exc_info=True)
+        self._announce_owner()
 
     def drain_now(self, timeout_s: float = 5.0) -> None:
         """Have the outbox thread hand paho what the outbox holds now; wait for it."""
@@ -780,6 +836,7 @@ class Publisher:
         self._outage_logged = False
         self._down_since = None
         subs = [(f"{self.ep.prefix}/status", 1)] if self.ep.discovery else []
+        subs.append((self.ep.topic("owner"), 1))  # another box with our box_id?
         if self.ep.commands:
             subs.append((self.ep.topic("command"), 1))
         if subs:
@@ -829,6 +886,8 @@ class Publisher:
             if msg.topic == f"{self.ep.prefix}/status":
                 if msg.payload.strip() == b"online":
                     self._births.birth()
+            elif msg.topic == self.ep.topic("owner"):
+                self._owner_seen(msg.payload, bool(msg.retain))
             elif self.ep.commands and msg.topic == self.ep.topic("command"):
                 if msg.retain:
                     self._retained_command(msg.payload)
@@ -1015,7 +1074,8 @@ def attach(box: BoxPort, ep: Endpoint, *, history: Path | None = None,
         commands=box.commands if ep.commands else None,
         next_hold=next_hold.set if next_hold is not None else None,
         sensor=box.view().strap_fitted,
-        configuration_url=lambda: page_url(box.find(PageAddress), ep), next_hold_of=box.next_hold)
+        configuration_url=lambda: page_url(box.find(PageAddress), ep), next_hold_of=box.next_hold,
+        on_clash=lambda text: box.update_view(box_clash=text))
     addon = MqttAddon(box, publisher, wait_s)
     publisher.start()
     return addon

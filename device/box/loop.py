@@ -118,6 +118,7 @@ class BoxView:
     tension_ceiling: float | None = None  # ... and the over-pull ceiling, always (None: no strap)
     next_hold_s: float | None = None  # idle: the next session's first hold (s)
     strap_fitted: bool = False  # a strap sensor add-on is attached (found or not)
+    box_clash: str = ""  # MQTT: another live box uses this box_id (what to do about it)
 
     def to_json(self) -> dict[str, Any]:
         """A plain dict (lists for tuples) for JSON."""

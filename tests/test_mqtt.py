@@ -671,9 +671,18 @@ def test_studio_table_and_json(broker: Mosquitto, tmp_path: Path) -> None:
     # retained stats and availability arrive; the sessions were sent before the studio's
     # persistent session existed, so the broker did not keep them for it
     assert rows == [{"box": "box1", "online": False, "last_session": rows[0]["last_session"],
-                     "last_session_id": None, "sessions": 0, "sessions_this_week": 1,
-                     "streak_days": 1, "mean_hold_s": {}, "last_steadiness": None,
-                     "last_tightness": {}}]
+                     "last_session_id": None, "last_outcome": "complete", "sessions": 0,
+                     "sessions_this_week": 1, "streak_days": 1, "mean_hold_s": {},
+                     "last_steadiness": None, "last_tightness": {}}]
+    assert rows[0]["last_session"]  # the retained summary, at once
+    r = subprocess.run([sys.executable, "-m", "device", "studio", "--mqtt", broker.url,
+                        "--db", str(tmp_path / "s.db")],
+                       capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode == 0, r.stderr
+    line = r.stdout.splitlines()[1]
+    assert line.startswith("box1") and " complete " in line  # last session and outcome
+    assert "sessions are those sent since this studio first connected" in r.stdout
+    assert "the broker keeps none from before" in r.stdout
     s, store = studio(broker.url, tmp_path / "s2.db")
     try:
         pub = publisher(broker.url, db)

@@ -60,6 +60,9 @@ SCHEMA = (
         sample TEXT NOT NULL,      -- the start of the last one (at most 200 characters)
         PRIMARY KEY (topic, reason)
     )""",
+    # first_connected: when this studio first reached the broker (ISO time); the broker
+    # keeps sessions for it only from then on
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 )
 MAX_QUARANTINE = 200  # distinct (topic, reason) rows kept; the oldest go first
 MAX_CLIENT_ID = 128
@@ -87,6 +90,20 @@ class StudioStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+    def mark_connected(self) -> None:
+        """Note the first connection (kept: later ones do not move it)."""
+        stamp = datetime.now(UTC).astimezone().isoformat(timespec="seconds")
+        with self._lock:
+            self._conn.execute("INSERT INTO meta (key, value) VALUES ('first_connected', ?) "
+                               "ON CONFLICT DO NOTHING", (stamp,))
+
+    def first_connected(self) -> str | None:
+        """When this studio first reached the broker (ISO), or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key = 'first_connected'").fetchone()
+        return row[0] if row else None
 
     def _box(self, box: str) -> None:
         self._conn.execute("INSERT INTO boxes (box) VALUES (?) ON CONFLICT DO NOTHING", (box,))
@@ -203,6 +220,9 @@ class StudioStore:
                 "online": None if online is None else bool(online),
                 "last_session": last[1] if last else stats.get("last_session"),
                 "last_session_id": last[0] if last else None,
+                # the last session's outcome: from its message, else the box's retained
+                # stats (a session sent before this studio's first connection)
+                "last_outcome": last[2].get("outcome") if last else stats.get("last_outcome"),
                 "sessions": len(mine),
                 "sessions_this_week": stats.get("sessions_this_week"),
                 "streak_days": stats.get("streak_days"),
@@ -231,6 +251,8 @@ def table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         online = {True: "yes", False: "no", None: "?"}[r["online"]]
         last = (r["last_session"] or "-")[:16].replace("T", " ")
+        if r.get("last_outcome"):
+            last += f" {r['last_outcome']}"
         mean = "/".join(f"{r['mean_hold_s'][leg]:.0f}" if leg in r["mean_hold_s"] else "-"
                         for leg in LEGS)
         answers = r.get("last_tightness") or {}
@@ -316,6 +338,7 @@ class Studio:
             log.warning("studio: broker %s refused the connection: %s", self.url, reason)
             return
         self._down_logged = False
+        self.store.mark_connected()
         client.subscribe([(f"{self.root}/+/{name}", 1)
                           for name in ("availability", "stats", "session")])
 
@@ -441,7 +464,11 @@ def studio_main(args: argparse.Namespace) -> int:
             if args.follow:
                 sys.stdout.write("\x1b[H\x1b[2J")
             stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
-            print(f"{table(rows)}\n({len(rows)} box(es), {stamp})", flush=True)
+            since = (store.first_connected() or "now")[:16].replace("T", " ")
+            print(f"{table(rows)}\n({len(rows)} box(es), {stamp}; sessions are those sent "
+                  f"since this studio first connected, {since}: the broker keeps none from "
+                  "before, so earlier ones show only in each box's last session, week and "
+                  "streak)", flush=True)
 
     changed = threading.Event()
     studio = Studio(args.mqtt, store, client_id=args.client_id, root=args.root,

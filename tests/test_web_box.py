@@ -116,6 +116,7 @@ def test_sim_web_prints_the_pairing_line(tmp_path: Path, monkeypatch, capsys) ->
     err = capsys.readouterr().err
     code = json.loads((tmp_path / "sim-web-pairing.json").read_text())["code"]
     assert f"pair with code {code} at http://127.0.0.1:" in err
+    assert err.count(code) == 1  # once, not also as a log line
     capsys.readouterr()
     assert main(["web-code", "--sim"]) == 0
     assert capsys.readouterr().out.strip() == code

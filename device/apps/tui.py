@@ -443,6 +443,7 @@ class StretchApp(App[int]):
     CSS = """
     Screen { layout: vertical; overflow: hidden; }
     #title { height: 1; background: $primary-darken-2; color: $text; padding: 0 1; }
+    #web { height: 1; background: $boost; padding: 0 1; }
     #state { height: auto; border: round $secondary; padding: 0 1; }
     #middle { height: auto; }
     #light-box { width: 1fr; height: auto; border: round $secondary; }
@@ -608,6 +609,7 @@ class StretchApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
+        yield Static(id="web")  # the phone page and its pairing code, on a line of its own
         yield Static(id="state")
         with Horizontal(id="middle"):
             with _Box(id="light-box"):
@@ -794,6 +796,7 @@ class StretchApp(App[int]):
             assert self.screen_log is not None
             self.screen_log.forget()  # the strap is back: its old warning goes
         self._draw_title(now_real)
+        self._draw_web()
         self._draw_state(snap)
         self._draw_light(snap)
         self._draw_buzzer(snap, now_real)
@@ -809,6 +812,35 @@ class StretchApp(App[int]):
                 snap is not None and status.startswith("voice failed")):
             return screen_words(snap.voice_status, snap.voice_off_reason)
         return status
+
+    def _web_handle(self) -> Any:
+        from device.addons.web import WebHandle
+
+        return next((a for a in self.box.addons if isinstance(a, WebHandle)), None)
+
+    def _draw_web(self) -> None:
+        """``phone page http://...  pair with code NNNNNN`` (it changes once a phone pairs);
+        no line without the page."""
+        handle = self._web_handle()
+        widget = self.query_one("#web", Static)
+        if handle is None:
+            widget.display = False
+            return
+        try:
+            code = handle.code
+        except Exception:  # noqa: BLE001 - an unreadable store: the page says why
+            code = "?"
+        key = (handle.url, code)
+
+        def render() -> Text:
+            line = Text("phone page ", style="bold")
+            line.append(handle.url)
+            line.append("  pair with code ")
+            line.append(code, style="bold reverse")
+            line.append("  (web-code --sim prints it)")
+            return line
+
+        self._put("#web", key, render)
 
     def _draw_title(self, now_real: float) -> None:
         speed = self._speed if self._speed is not None else getattr(self.loop.clock, "speed",

@@ -116,7 +116,9 @@ def attach(
     box.provide(PageAddress(server.url))
     box.provide(PairingVoice(server.web.say_fresh_code))
     shown = server.url.replace("0.0.0.0", "BOX-ADDRESS").replace("[::]", "BOX-ADDRESS")
-    log.warning("web page at %s: pair a phone with code %s", shown, store.code)
+    # said once: on ``announce`` (the simulator's stderr) or else in the log
+    log.log(logging.INFO if announce is not None else logging.WARNING,
+            "web page at %s: pair a phone with code %s", shown, store.code)
     if announce is not None:
         print(f"pair with code {store.code} at {shown}", file=announce, flush=True)
     if say_code:

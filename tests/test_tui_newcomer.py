@@ -1,0 +1,58 @@
+"""The simulator's screen for a newcomer (issue 24): the pairing code on a line of its own,
+a voice error that does not fill the title."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("textual")
+pytest.importorskip("uvicorn")
+
+from device.apps.builder import build_box  # noqa: E402
+from device.apps.tui import StretchApp  # noqa: E402
+from device.box.clock import VirtualClock  # noqa: E402
+from device.core.config import Config  # noqa: E402
+from tests.test_tui import until  # noqa: E402
+
+
+def test_the_pairing_code_has_a_line_of_its_own(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    box = build_box(Config(), mode="sim", clock=VirtualClock(), web="127.0.0.1:0",
+                    config_path=tmp_path / "c.toml")
+    app = StretchApp(box.config, box=box)
+    handle = next(a for a in box.addons if hasattr(a, "code"))
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            def line() -> str:
+                return next((row for row in app.screen_text().splitlines()
+                             if "pair with code" in row), "")
+            assert await until(pilot, lambda: handle.code in line())
+            assert line().strip().startswith("phone page http://127.0.0.1:")
+            assert "Stretch Companion" not in line()  # not cut off the end of the title
+            await pilot.press("q")
+
+    try:
+        asyncio.run(go())
+    finally:
+        box.close()
+
+
+def test_no_page_no_line(tmp_path: Path) -> None:
+    box = build_box(Config(), mode="sim", clock=VirtualClock())
+    app = StretchApp(box.config, box=box)
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.pause(0.1)
+            assert "pair with code" not in app.screen_text()
+            await pilot.press("q")
+
+    try:
+        asyncio.run(go())
+    finally:
+        box.close()

@@ -180,6 +180,7 @@ class SwitchableVoice:
         self._inner = inner
         self._make = make
         self.muted = muted
+        self._forced: bool | None = None
         self.notice: str | None = None
         self.on_change: Callable[[], None] | None = None  # told when the voice is up or failed
         self._lock = threading.Lock()
@@ -192,10 +193,17 @@ class SwitchableVoice:
     def available(self) -> bool | None:
         """The real voice's (False once it gave up or could not start): the box's one
         voice status reads it."""
+        if self._forced is not None:
+            return self._forced
         if self.notice:
             return False
         inner = self._inner
         return True if inner is None else getattr(inner, "available", True)
+
+    @available.setter
+    def available(self, value: bool | None) -> None:
+        """A value set here wins (a Speaker's ``available`` is settable)."""
+        self._forced = value
 
     @property
     def last_line_ok(self) -> bool | None:

@@ -47,3 +47,47 @@ def test_a_finished_run_says_nothing_of_a_margin(caplog) -> None:
     caplog.set_level(logging.WARNING)
     assert main(["sim", "--headless", "--quiet", "--no-history"]) == 0  # auto switch
     assert "stopped at" not in " ".join(r.getMessage() for r in caplog.records)
+
+
+# ---- the command-line history ------------------------------------------------------------
+
+
+def _one_session(db: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from device.core.records import HoldRecord, SessionRecord
+    from device.store.sqlite import History
+
+    start = datetime.now(UTC) - timedelta(hours=1)
+    holds = (HoldRecord("right", 1, 60, 59.99999999999999, "complete", tightness="tight"),
+             HoldRecord("left", 1, 60, 45.123456, "early", tightness="very_tight"))
+    with History(db) as h:
+        h.record(SessionRecord(start, start + timedelta(minutes=5), "complete", "hamstring",
+                               holds))
+
+
+def test_history_csv_and_plot_write_the_file_not_also_the_table(tmp_path: Path,
+                                                                capsys) -> None:
+    db = tmp_path / "h.db"
+    _one_session(db)
+    assert main(["history", "--history", str(db), "--csv", str(tmp_path / "x.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "Recent sessions" not in out and out == ""
+
+
+def test_history_csv_numbers_as_a_person_writes_them(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "h.db"
+    _one_session(db)
+    assert main(["history", "--history", str(db), "--csv", "-"]) == 0
+    text = capsys.readouterr().out
+    assert "59.99999999999999" not in text and ",60,complete," in text
+    assert ",45.123,early," in text
+
+
+def test_history_table_has_a_tightness_column(tmp_path: Path, capsys) -> None:
+    db = tmp_path / "h.db"
+    _one_session(db)
+    assert main(["history", "--history", str(db)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].rstrip().endswith("tightness")
+    assert lines[2].rstrip().endswith("R tight L very tight")

@@ -395,7 +395,7 @@ def history_main(args: argparse.Namespace, now: datetime | None = None,
             if want_json:  # streamed: read and written a batch of sessions at a time
                 write_json(h.iter_sessions(), out)
                 print(file=out)
-            elif csv_path != "-":
+            elif not csv_path and not plot_path:  # a file asked for: the file, not the table
                 print(history_table(h, now, tz, getattr(args, "limit", 10),
                                     getattr(args, "weeks", 8)), file=out)
             if csv_path:

@@ -23,10 +23,18 @@ def csv_rows(sessions: Iterable[SessionRecord]) -> Iterator[list[Any]]:
         if not s.holds:
             yield head + [""] * (len(CSV_COLUMNS) - len(head))
         for h in s.holds:
-            yield (head + [h.leg, h.round, h.planned_s, h.held_s, h.ended]
-                   + ["" if v is None else v
+            yield (head + [h.leg, h.round, _num(h.planned_s), _num(h.held_s), h.ended]
+                   + ["" if v is None else _num(v)
                       for v in (h.mean, h.peak, h.steadiness, h.tightness, h.overpull_s,
                                 *(getattr(h, f) for f in RELAX_FIELDS))])
+
+
+def _num(value: Any) -> Any:
+    """A float as a person writes it: at most 3 decimals (59.99999999999999 -> 60)."""
+    if isinstance(value, float):
+        rounded = round(value, 3)
+        return int(rounded) if rounded.is_integer() else rounded
+    return value
 
 
 def write_csv(sessions: Iterable[SessionRecord], out: TextIO) -> int:

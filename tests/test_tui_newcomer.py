@@ -56,3 +56,30 @@ def test_no_page_no_line(tmp_path: Path) -> None:
         asyncio.run(go())
     finally:
         box.close()
+
+
+def test_strap_keys_only_with_a_strap_and_mute_does_not_echo_the_title() -> None:
+    from device.apps.tui import KEY_HELP, key_help
+
+    assert "strap" in key_help(100, True) and "strap" not in key_help(100, False)
+    assert key_help(100, True) == KEY_HELP
+    box = build_box(Config(), mode="sim", clock=VirtualClock())
+    app = StretchApp(box.config, box=box)
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 24)) as pilot:
+            await pilot.pause(0.1)
+            assert "b u strap" not in app.screen_text()
+            await pilot.press("m")
+            assert await until(pilot, lambda: "muted · words on screen only"
+                               in app.screen_text())
+            await pilot.press("m")
+            assert await until(pilot, lambda: "words on screen only" not in app.screen_text())
+            title = app.screen_text().splitlines()[0]
+            assert title.count("voice on") == 1, title
+            await pilot.press("q")
+
+    try:
+        asyncio.run(go())
+    finally:
+        box.close()

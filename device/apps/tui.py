@@ -105,6 +105,13 @@ PHASE_NAMES = {"in": "breathe in", "full": "hold the breath in", "out": "breathe
 PHASE_ARROWS = {"in": "▲", "full": "■", "out": "▼", "empty": "·"}
 KEY_HELP = "space/enter press · l long · m mute · +/- speed · ↑↓ b u strap · q quit"
 KEY_HELP_SHORT = "space press · l long · m mute · +/- speed · ↑↓ b u strap · q quit"
+STRAP_KEYS = " · ↑↓ b u strap"
+
+
+def key_help(width: int, strap: bool) -> str:
+    """The key line: shorter below 80 columns; the strap's keys only with a strap."""
+    text = KEY_HELP_SHORT if width < 80 else KEY_HELP
+    return text if strap else text.replace(STRAP_KEYS, "")
 SHADES = " ░▒▓█"  # the glow's texture by perceived brightness (so a text capture shows it)
 
 
@@ -638,7 +645,7 @@ class StretchApp(App[int]):
         width, height = self.size
         compact = width < 70 or height < 22
         self.screen.set_class(compact, "compact")
-        self.query_one("#help", Static).update(KEY_HELP_SHORT if width < 80 else KEY_HELP)
+        self.query_one("#help", Static).update(key_help(width, self.box.strap is not None))
 
     def on_mount(self) -> None:
         self.query_one("#state").border_title = "state"
@@ -680,7 +687,8 @@ class StretchApp(App[int]):
 
     def action_mute(self) -> None:
         self.voice.set_muted(not self.voice.muted)
-        self.flash("muted: words on screen only" if self.voice.muted else "voice on")
+        # the title's voice status says "muted" or "voice on" itself: no echo of it
+        self.flash("words on screen only" if self.voice.muted else "")
 
     def action_speed(self, step: int) -> None:
         clock = self.loop.clock
@@ -856,7 +864,7 @@ class StretchApp(App[int]):
         extra: tuple[str, str] | None = None
         if self.crashed:
             extra = (f"the box stopped: {self.crashed}", "bold red")
-        elif now_real < self._notice_until:
+        elif now_real < self._notice_until and self._notice:
             extra = (self._notice, "italic")
         elif self.screen_log is not None:
             warning = self.screen_log.current(now_real)

@@ -83,3 +83,21 @@ def test_strap_keys_only_with_a_strap_and_mute_does_not_echo_the_title() -> None
         asyncio.run(go())
     finally:
         box.close()
+
+
+def test_idle_shows_the_next_hold_chosen_with_l() -> None:
+    from tests.test_tui import hand_box
+
+    box, clock, _, _ = hand_box()
+    app = StretchApp(box.config, box=box)
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 24)) as pilot:
+            assert await until(pilot, lambda: "next hold 1:00 a leg" in app.screen_text())
+            await pilot.press("l")
+            clock.tick(1.0)
+            clock.tick(1.5)  # past the long-press time: 1 -> 2 minutes
+            assert await until(pilot, lambda: "next hold 2:00 a leg" in app.screen_text())
+            await pilot.press("q")
+
+    asyncio.run(go())

@@ -891,6 +891,8 @@ class StretchApp(App[int]):
             planned = snap.hold_planned_s or 1.0
             filled = round((1.0 - (snap.hold_left_s or 0.0) / planned) * 160)  # eighths
         hint = STATE_HINTS.get(snap.state, "")
+        if snap.state == "idle" and snap.next_hold_s:  # as chosen with l, or as planned
+            hint = f"{hint} · next hold {format_left(snap.next_hold_s)} a leg (l changes it)"
         line2 = hint
         if self._last_session and snap.state in ("idle", "done", "cancelled"):
             line2 = f"{hint} · {self._last_session}" if hint else self._last_session

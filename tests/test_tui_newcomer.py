@@ -101,3 +101,27 @@ def test_idle_shows_the_next_hold_chosen_with_l() -> None:
             await pilot.press("q")
 
     asyncio.run(go())
+
+
+def test_the_strap_gauge_reaches_the_ceiling_and_says_what_rel_is() -> None:
+    from device.box.events import TensionEvent
+    from tests.test_tui import FakeStrap, hand_box
+
+    box, _, _, _ = hand_box()
+    box.strap = FakeStrap()  # type: ignore[attr-defined]
+    app = StretchApp(box.config, box=box)
+
+    async def go() -> None:
+        async with app.run_test(size=(100, 24)) as pilot:
+            box.port.update_view(tension=12.0, tension_units="rel", sensor_status="ok",
+                                 tension_ceiling=15.0)
+            box.bus.publish(TensionEvent(1.0, 12.0, "rel"))
+            assert await until(pilot, lambda: " 12.0 rel" in app.screen_text())
+            text = app.screen_text()
+            gauge = next(row for row in text.splitlines() if "12.0 rel" in row)
+            assert gauge.rstrip(" │").endswith(" 15")  # not 10: the ceiling is on the scale
+            assert "ceiling 15" in text and "rel: relative units" in text
+            assert "0 rel ·" not in text
+            await pilot.press("q")
+
+    asyncio.run(go())

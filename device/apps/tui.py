@@ -983,23 +983,29 @@ class StretchApp(App[int]):
         units = snap.tension_units
         low, high = self._strap_band(snap, kg)
         width = max(4, self.query_one("#tension", Static).size.width - 22)
-        key = (f"{kg:5.1f}", units, status, width, round(low, 1), round(high, 1))
+        ceiling = snap.tension_ceiling
+        top = max(GAUGE_MAX_KG, ceiling or 0.0, kg)  # the scale reaches the ceiling
+        key = (f"{kg:5.1f}", units, status, width, round(low, 1), round(high, 1), top, ceiling)
 
         def render() -> Text:
             line = Text(f"{kg:5.1f} {units} ")
-            cells = bar(kg / GAUGE_MAX_KG, width)
-            lo = round(low / GAUGE_MAX_KG * width)
-            hi = round(high / GAUGE_MAX_KG * width)
+            cells = bar(kg / top, width)
+            lo = round(low / top * width)
+            hi = round(high / top * width)
             for i, cell in enumerate(cells):
                 inside = lo <= i < hi
                 style = ("green" if inside else "yellow") if cell != "░" else (
                     "green dim" if inside else "dim")
                 line.append(cell, style=style)
-            line.append(f" {GAUGE_MAX_KG:g}", style="dim")
+            line.append(f" {top:g}", style="dim")
             if status != "ok":
                 line.append(f" {status}", style="yellow")
-            line.append(f"\n0 {units} · aim for {low:g}-{high:.1f} {units} (green), steady",
-                        style="dim")
+            second = f"\nscale 0-{top:g} · aim for {low:g}-{high:.1f} {units} (green), steady"
+            if ceiling:
+                second += f" · ceiling {ceiling:g}"
+            if units == "rel":
+                second += " · rel: relative units until the strap is calibrated"
+            line.append(second, style="dim")
             return line
 
         self._put("#tension", key, render)

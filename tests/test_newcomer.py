@@ -91,3 +91,44 @@ def test_history_table_has_a_tightness_column(tmp_path: Path, capsys) -> None:
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].rstrip().endswith("tightness")
     assert lines[2].rstrip().endswith("R tight L very tight")
+
+
+# ---- run outside systemd ---------------------------------------------------------------------
+
+
+def test_run_socket_gives_press_and_status_without_a_config_edit(tmp_path: Path) -> None:
+    """The README's press/status examples from a laptop or an SSH session (no systemd, so
+    no $RUNTIME_DIRECTORY): `run --socket PATH`, then `status --socket PATH`."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parent.parent
+    sock = tmp_path / "c.sock"
+    env = {k: v for k, v in os.environ.items() if k != "RUNTIME_DIRECTORY"}
+    env["GPIOZERO_PIN_FACTORY"] = "mock"
+    config = tmp_path / "config.toml"
+    config.write_text('[pins]\nfactory = "mock"\n[voice]\nenabled = false\n')
+    child = subprocess.Popen([sys.executable, "-m", "device", "run", "--config", str(config),
+                              "--history", str(tmp_path / "h.db"),
+                              "--socket", str(sock)], cwd=root, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        end = time.monotonic() + 20
+        out = None
+        while time.monotonic() < end and child.poll() is None:
+            r = subprocess.run([sys.executable, "-m", "device", "status", "--socket", str(sock)],
+                               cwd=root, env=env, capture_output=True, text=True, timeout=20)
+            if r.returncode == 0:
+                out = json.loads(r.stdout)
+                break
+            time.sleep(0.1)
+        assert out is not None and out["state"] == "idle", child.stderr.read() \
+            if child.poll() is not None else "no answer"
+    finally:
+        child.send_signal(signal.SIGTERM)
+        child.wait(timeout=10)
+    assert main(["run", "--socket", "relative.sock", "--config", str(config)]) == 2

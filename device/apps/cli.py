@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--history", metavar="FILE", help="history database (SQLite)")
     run.add_argument("--mqtt", metavar="URL", help="publish to this MQTT broker "
                      "(mqtt://host:1883, mqtts://host:8883); overrides mqtt.url")
+    run.add_argument("--socket", metavar="PATH",
+                     help="listen for press, long and status on this control socket "
+                     "(overrides control.socket; under systemd it is there by itself)")
 
     sim = sub.add_parser(
         "sim", help="the box on a laptop: mock pins, in the terminal",
@@ -336,6 +339,18 @@ def _headless(args: argparse.Namespace, config: Config) -> int:
     return 1 if failed else 0
 
 
+def _with_socket(config: Any, socket_path: str | None) -> Any:
+    """``run --socket PATH``: the control socket there (checked like control.socket)."""
+    if not socket_path:
+        return config
+    from device.core.config import with_overrides
+
+    try:
+        return with_overrides(config, control={"socket": socket_path, "enabled": True})
+    except ConfigError as exc:
+        raise UsageError(f"--socket {socket_path!r}: {exc}") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The box on real pins, until SIGTERM or Ctrl-C."""
     from device.apps import lean
@@ -348,7 +363,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from device.core.config import load_config
     from drivers.pins import PinFactoryError
 
-    config = load_config(args.config)
+    config = _with_socket(load_config(args.config), args.socket)
     mqtt = endpoint(config, args.mqtt)
     history = _history_file(config, args.history, simulator=False)
     try:

@@ -57,7 +57,7 @@ def new_page(browser: Browser, viewport: dict[str, int], scheme: str = "light",
 
 @pytest.fixture(params=list(VIEWPORTS))
 def phone(request: pytest.FixtureRequest, browser: Browser) -> Iterator[Page]:
-    page = new_page(browser, VIEWPORTS[request.param])
+    page = new_page(browser, VIEWPORTS[request.param], axe=AXE.is_file())  # axe: the strap
     page.orientation = request.param  # type: ignore[attr-defined]
     yield page
     page.context.close()
@@ -118,6 +118,8 @@ def test_state_time_breath_and_button_fit_one_screen_in_every_state(
                     phone.wait_for_timeout(500)  # a set-up line said late (the safety line
                     # after a skip) must not bring a set-up picture back into the hold
                     expect(phone.locator("#pose")).to_have_attribute("data-pose", "hold")
+                    need(AXE.is_file(), f"axe-core ({AXE})", AXE_INSTALL)
+                    _axe(phone, f"{orientation} hold with the strap")  # the meter too
                 assert_fits(phone, f"{orientation} {state}")
                 if state == "setup":  # the picture and its line, for the screenshot
                     expect(phone.locator("#said")).not_to_contain_text("pair your phone")

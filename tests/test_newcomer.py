@@ -132,3 +132,24 @@ def test_run_socket_gives_press_and_status_without_a_config_edit(tmp_path: Path)
         child.send_signal(signal.SIGTERM)
         child.wait(timeout=10)
     assert main(["run", "--socket", "relative.sock", "--config", str(config)]) == 2
+
+
+def test_a_safety_line_cut_by_a_skip_and_said_again_is_listed_once() -> None:
+    """Two quick presses in the set-up cut the safety line; the hold says it again (it is
+    owed once a session). The transcript has both; the spoken list (screen, page) once."""
+    from device.apps.sim import make_sim
+    from tests.conftest import Events
+
+    events = Events()
+    box = make_sim(Config(), listeners=[events])
+    try:
+        box.loop.schedule(1.0, box.press_now)
+        box.loop.schedule(3.0, box.press_now)
+        box.loop.schedule(3.3, box.press_now)  # straight to the hold
+        box.loop.run(until=15.0)
+        safety = [e for e in events.kind("speak") if e["key"] == "setup.safety"]
+        assert len(safety) == 2  # said, cut, said in full
+        spoken = box.view().spoken
+        assert sum("pain is not" in line for line in spoken) == 1, spoken
+    finally:
+        box.close()

@@ -682,7 +682,8 @@ class DeviceLoop:
             self.bus.publish(SpeakDropped(self.stamp(), cue.key, cue.text))
         if started is None:
             return
-        self.spoken.append(started.cue.text)
+        if not self.spoken or self.spoken[-1] != started.cue.text:
+            self.spoken.append(started.cue.text)  # a line cut and said again: listed once
         self.bus.publish(SpeakEvent(self.stamp(), started.cue.text, started.cue.key,
                                     started.duration_s))
         try:

@@ -363,6 +363,9 @@ def test_history_main(db: Path, tmp_path: Path) -> None:
     out = io.StringIO()
     assert history_main(_args(db, csv=str(tmp_path / "o.csv")), now=at(2024, 5, 7, 12),
                         tz=BERLIN, out=out, err=err) == 0
+    assert out.getvalue() == ""  # the file asked for, not the table as well
+    out = io.StringIO()
+    assert history_main(_args(db), now=at(2024, 5, 7, 12), tz=BERLIN, out=out, err=err) == 0
     text = out.getvalue()
     assert "2024-05-07 07:00  cancelled" in text
     assert "2024-05-06 07:00  complete     60 s           60 s           R 80" in text

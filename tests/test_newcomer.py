@@ -80,7 +80,7 @@ def test_history_csv_numbers_as_a_person_writes_them(tmp_path: Path, capsys) -> 
     _one_session(db)
     assert main(["history", "--history", str(db), "--csv", "-"]) == 0
     text = capsys.readouterr().out
-    assert "59.99999999999999" not in text and ",60,complete," in text
+    assert "59.99999999999999" not in text and ",60.0,complete," in text
     assert ",45.123,early," in text
 
 

@@ -8,14 +8,11 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("textual")
-pytest.importorskip("uvicorn")
-
-from device.apps.builder import build_box  # noqa: E402
-from device.apps.tui import StretchApp  # noqa: E402
-from device.box.clock import VirtualClock  # noqa: E402
-from device.core.config import Config  # noqa: E402
-from tests.test_tui import until  # noqa: E402
+from device.apps.builder import build_box
+from device.apps.tui import StretchApp
+from device.box.clock import VirtualClock
+from device.core.config import Config
+from tests.test_tui import until
 
 
 def test_the_pairing_code_has_a_line_of_its_own(tmp_path: Path,

@@ -17,17 +17,14 @@ import pytest
 from device.core.config import Config
 from device.core.records import HoldRecord, SessionRecord
 
-pytest.importorskip("starlette", reason="pip install 'stretch-companion[web]'")
-pytest.importorskip("httpx", reason="pip install httpx")
-
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient  # noqa: E402
+    from starlette.testclient import TestClient
 
-from device.addons.web import charts, settings, shell  # noqa: E402
-from device.addons.web.auth import PairingStore  # noqa: E402
-from device.addons.web.server import WebApp, WebOptions  # noqa: E402
-from tests.web_support import FakeBox  # noqa: E402
+from device.addons.web import charts, settings, shell
+from device.addons.web.auth import PairingStore
+from device.addons.web.server import WebApp, WebOptions
+from tests.web_support import FakeBox
 
 ROOT = Path(__file__).resolve().parent.parent
 UTCZ = ZoneInfo("UTC")

@@ -30,11 +30,8 @@ def csv_rows(sessions: Iterable[SessionRecord]) -> Iterator[list[Any]]:
 
 
 def _num(value: Any) -> Any:
-    """A float as a person writes it: at most 3 decimals (59.99999999999999 -> 60)."""
-    if isinstance(value, float):
-        rounded = round(value, 3)
-        return int(rounded) if rounded.is_integer() else rounded
-    return value
+    """A float as a person writes it: at most 3 decimals (59.99999999999999 -> 60.0)."""
+    return round(value, 3) if isinstance(value, float) else value
 
 
 def write_csv(sessions: Iterable[SessionRecord], out: TextIO) -> int:

@@ -151,3 +151,14 @@ class _FailedInner:
 
     def close(self) -> None:
         pass
+
+
+def test_mqtt_state_carries_the_same_voice_status(tmp_path: Any) -> None:
+    from device.addons.mqtt import state_payload
+
+    view = _run(_speaker(tmp_path, process_factory=FakePlayer(returncode=1, stderr=NO_CARD)),
+                until=2.0)
+    payload = state_payload(view)
+    assert payload["voice_status"] == "failed"
+    assert "audio open error" in payload["voice_off_reason"]
+    assert state_payload(_run(_speaker(tmp_path / "ok")))["voice_status"] == "on"

@@ -233,6 +233,9 @@ def state_payload(view: dict[str, Any]) -> dict[str, Any]:
         out["tension"] = _round(view.get("tension"), 2)
         out["tension_units"] = view.get("tension_units")
         out["sensor_status"] = view.get("sensor_status")
+    if "voice_status" in view:  # the box's one voice status (as the screen and page show)
+        out["voice_status"] = view.get("voice_status")
+        out["voice_off_reason"] = view.get("voice_off_reason") or ""
     return out
 
 

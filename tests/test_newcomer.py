@@ -84,14 +84,6 @@ def test_history_csv_numbers_as_a_person_writes_them(tmp_path: Path, capsys) -> 
     assert ",45.123,early," in text
 
 
-def test_history_table_has_a_tightness_column(tmp_path: Path, capsys) -> None:
-    db = tmp_path / "h.db"
-    _one_session(db)
-    assert main(["history", "--history", str(db)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[1].rstrip().endswith("tightness")
-    assert lines[2].rstrip().endswith("R tight L very tight")
-
 
 # ---- run outside systemd ---------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ from device.core.routine import Routine
 from device.core.streaks import done_today, sessions_this_week, streak_days, zone_of
 from device.core.summary import growth_line, summary_line
 from device.core.tightness import BASELINE_HOLDS, baseline, tightness_index
+from device.store.paths import default_history_path
 from device.store.safe import IN_MEMORY, SafeHistory
 
 log = logging.getLogger(__name__)
@@ -294,7 +295,6 @@ class Habit:
 def history_path(config: Config, override: str | None, simulator: bool) -> Path:
     """Where the history lives: --history, the config, or the default (the simulator
     keeps its own file so trying it out never mixes with real sessions)."""
-    from device.store.paths import default_history_path
 
     if override:
         return Path(override)

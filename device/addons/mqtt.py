@@ -49,12 +49,13 @@ from device.addons.page import PageAddress
 from device.box.clock import wall_clock
 from device.box.events import CATALOGUE, Event, SessionEvent
 from device.box.port import BoxPort
-from device.core.config import Config, MqttSettings
+from device.core.config import Config, MqttSettings, _mqtt_checks, _mqtt_url
 from device.core.errors import ConfigError
 from device.core.machine import State
 from device.core.payload import BadPayload, parse_json
 from device.core.progression import next_hold
 from device.core.records import LEGS, session_to_dict
+from device.core.routine import fill, spoken_duration
 from device.core.streaks import minutes_today, sessions_this_week, streak_days, zone_of
 from device.core.tightness import session_tightness
 from device.store.protocol import SessionStore
@@ -129,7 +130,6 @@ def box_id_from_hostname(hostname: str | None = None) -> str:
 
 def parse_url(url: str) -> tuple[str, int, bool]:
     """``mqtt[s]://host[:port]`` -> (host, port, tls); raises ConfigError."""
-    from device.core.config import _mqtt_url
 
     problem = _mqtt_url(url) if url else "a broker url such as mqtt://127.0.0.1:1883"
     if problem:
@@ -164,7 +164,6 @@ def resolve(settings: MqttSettings, url: str | None = None,
     if url:
         from dataclasses import replace
 
-        from device.core.config import _mqtt_checks
 
         settings = replace(settings, url=url)
         parse_url(url)
@@ -1000,7 +999,6 @@ class NextHold:
     def _confirm(self) -> None:
         if self.seconds is None:
             return
-        from device.core.routine import fill, spoken_duration
 
         try:
             template = self.loop.routine.idle["hold_length"]

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from device.addons.mqtt import parse_url
 from device.core.config import Config, load_config
 from device.core.errors import ConfigError
 
@@ -52,7 +53,6 @@ def name_servers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
 def dropin_text(config: Config, resolve: Resolver = _resolve,
                 servers: Sequence[str] | None = None) -> str | None:
     """The drop-in for ``config``, or None when MQTT is off."""
-    from device.addons.mqtt import parse_url
 
     if not config.mqtt.url:
         return None

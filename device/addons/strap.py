@@ -24,7 +24,9 @@ from device.core.cues import Priority
 from device.core.machine import HoldEnded, State
 from device.core.relaxation import relaxation_figures
 from device.core.tension import CoachThresholds, TensionCoach, strap_loaded
-from drivers.loadcell import Calibration, LoadCell, SensorError
+from device.store.paths import default_history_path
+from drivers.loadcell import Calibration, LoadCell, SensorError, load_calibration
+from drivers.nau7802 import NAU7802, open_bus
 
 log = logging.getLogger(__name__)
 
@@ -505,7 +507,6 @@ def full_scale_of(adc: LoadCell) -> tuple[int, int]:
 
 def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], LoadCell]:
     """Make the real sensor on its I2C bus (the bus is opened once it is there)."""
-    from drivers.nau7802 import NAU7802, open_bus
 
     bus: list[object] = []
 
@@ -521,7 +522,6 @@ def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], Load
 def load_strap_calibration(settings: SensorSettings, simulated: bool = False
                            ) -> Calibration | None:
     """The saved calibration, or None (logged) when there is none or it is unreadable."""
-    from drivers.loadcell import load_calibration
 
     path = calibration_path(settings, simulated)
     try:
@@ -535,7 +535,6 @@ def calibration_path(settings: SensorSettings, simulated: bool = False) -> Path:
     """Where the strap calibration is kept (the simulated strap has a file of its own)."""
     if settings.calibration_file and not simulated:
         return Path(settings.calibration_file)
-    from device.store.paths import default_history_path
 
     name = "sim-strap-calibration.json" if simulated else "strap-calibration.json"
     return default_history_path(service=False).with_name(name)

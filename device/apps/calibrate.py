@@ -7,8 +7,11 @@ from collections.abc import Callable
 from typing import TextIO
 
 from device.addons.strap import calibration_path
+from device.apps.builder import pin_factory
+from device.apps.strap_chips import real_adc_factory, simulated_chip
 from device.box.clock import Clock, RealClock, VirtualClock
 from device.core.config import Config
+from drivers.fake_nau7802 import StrapModel
 from drivers.loadcell import (
     MIN_KNOWN_KG,
     SCALE_RANGE,
@@ -17,6 +20,7 @@ from drivers.loadcell import (
     SensorError,
     save_calibration,
 )
+from drivers.pins import mock_factory
 
 SAMPLES = 20  # averaged for the zero and for the weight
 
@@ -76,9 +80,6 @@ def calibrate_main(
 
 def _mock_chip(config: Config, clock: Clock) -> tuple[object, LoadCell]:
     """The configured chip's fake (on fresh mock pins for the HX711) and its driver."""
-    from device.apps.strap_chips import simulated_chip
-    from drivers.fake_nau7802 import StrapModel
-    from drivers.pins import mock_factory
 
     fake, make = simulated_chip(config.sensor, clock, mock_factory(), StrapModel(seed=7))
     return fake, make()
@@ -86,11 +87,9 @@ def _mock_chip(config: Config, clock: Clock) -> tuple[object, LoadCell]:
 
 def _real_chip(config: Config, clock: Clock) -> LoadCell:
     """The configured chip on the real I2C bus or GPIO pins."""
-    from device.apps.strap_chips import real_adc_factory
 
     settings = config.sensor
     if settings.chip == "hx711":
-        from device.apps.builder import pin_factory
 
         try:
             factory = pin_factory(config, mock=False)

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from device.addons.service import stop_on_signals
 from device.apps.builder import Box, build_box, make_voice
 from device.box.clock import Clock, RealClock, VirtualClock
 from device.box.loop import Listener
@@ -95,7 +96,6 @@ def run_headless(
                    config_path=config_path, mqtt=mqtt)
     box.add_script(actions)
     if handle_signals:
-        from device.addons.service import stop_on_signals
 
         stop_on_signals(box.loop.stop)
     limit = until if until is not None else (None if speed else SAFETY_UNTIL_S)

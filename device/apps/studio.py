@@ -25,9 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from device.addons.mqtt import parse_url, read_password
+from device.core.config import _topic
 from device.core.errors import ConfigError, UsageError
 from device.core.payload import BadPayload, parse_json, session_message, stats_message
 from device.core.records import LEGS, session_from_dict
+from device.store.paths import default_history_path
 
 log = logging.getLogger(__name__)
 
@@ -279,7 +282,6 @@ class Studio:
                  on_change: Callable[[], None] | None = None) -> None:
         import paho.mqtt.client as mqtt
 
-        from device.addons.mqtt import parse_url
 
         self.host, self.port, self.tls = parse_url(url)
         self.url = url
@@ -429,15 +431,12 @@ def add_studio_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_db() -> Path:
-    from device.store.paths import default_history_path
 
     return default_history_path(service=False).with_name("studio.db")
 
 
 def studio_main(args: argparse.Namespace) -> int:
     """``studio``: take what the broker holds, store it, print the table (or follow)."""
-    from device.addons.mqtt import parse_url, read_password
-    from device.core.config import _topic
 
     try:
         parse_url(args.mqtt)

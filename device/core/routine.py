@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from device.core.config import read_toml_file
 from device.core.errors import ConfigError
 
 
@@ -331,7 +332,6 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
 def load_routine(path: str | Path | None = None) -> Routine:
     """The routine at ``path``, or the built-in hamstring routine."""
     if path:
-        from device.core.config import read_toml_file
 
         p = Path(path)
         return parse_routine(read_toml_file(p, f"routine.file = {str(p)!r}"), str(p))

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from device.addons.page import PageAddress, PairingVoice
+from device.addons.web.auth import PairingStore, store_path
+from device.addons.web.settings import settings_path, sim_config_source, sim_settings_path
 from device.box.bus import Subscription
 from device.box.port import BoxPort
-from device.core.errors import ConfigError
+from device.core.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:  # the server needs the web extra: imported in attach, when it is used
     from device.addons.web.auth import PairingStore
@@ -81,13 +83,13 @@ def attach(
     Saved settings reach the box through ``box.reload`` (between sessions). Raises
     ``ConfigError`` (exit 78) when the web extra is missing or the address cannot be
     listened on."""
-    try:
+    try:  # deferred on purpose: the server needs the web extra (Starlette, uvicorn)
         from device.addons.web.server import WebOptions, WebServer
     except ImportError as exc:
+        if (exc.name or "").partition(".")[0] in ("device", "drivers"):
+            raise  # a broken module of ours is not a missing extra
         raise ConfigError(f"web.enabled = true needs the web extra ({exc.name} is missing): "
                           f"{INSTALL_HINT}") from None
-    from device.addons.web.auth import PairingStore, store_path
-    from device.addons.web.settings import settings_path, sim_config_source, sim_settings_path
 
     host, port = parse_listen(listen)
     store = PairingStore(store_path(state_dir, simulator=simulator), clock=clock)
@@ -137,8 +139,6 @@ def web_code_main(simulator: bool = False, state_dir: Path | None = None,
 def _open_store(state_dir: Path | None, simulator: bool) -> PairingStore:
     """The pairing store, or ``UsageError`` in one line when ``state_dir`` is unusable
     (a file, /dev/null, no permission)."""
-    from device.addons.web.auth import PairingStore, store_path
-    from device.core.errors import UsageError
 
     try:
         return PairingStore(store_path(state_dir, simulator=simulator))
@@ -156,7 +156,6 @@ def web_forget_main(simulator: bool = False, state_dir: Path | None = None,
     try:
         n = store.forget()
     except OSError as exc:
-        from device.core.errors import UsageError
 
         raise UsageError(f"cannot write the pairing store ({exc.strerror or exc})") from None
     print(f"forgot {n} paired phone{'s' if n != 1 else ''}; new code {store.code}",

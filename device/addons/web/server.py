@@ -34,10 +34,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from device.addons.web import settings as settings_mod
 from device.addons.web import shell
 from device.addons.web.auth import PairingStore, csrf_for
+from device.addons.web.charts import calendar, hold_chart
 from device.addons.web.guard import Guard, RateLimitedLog, guarded_protocol, quiet_accept_errors
 from device.core.config import Config
 from device.core.export import write_csv
 from device.core.payload import BadPayload, parse_json
+from device.core.streaks import local_zone
+from device.core.tightness import session_tightness
+from device.store.sqlite import History, HistoryError
 
 log = logging.getLogger(__name__)
 _failed = RateLimitedLog(log)  # a request that failed: one line a minute per route
@@ -94,7 +98,6 @@ def _json_view(box: Any) -> dict[str, Any]:
 
 
 def _zone(config: Config) -> tzinfo:
-    from device.core.streaks import local_zone
 
     name = config.history.timezone
     return ZoneInfo(name) if name else local_zone()
@@ -431,7 +434,6 @@ class WebApp:
     def _sessions(self) -> list[Any]:
         from datetime import timedelta
 
-        from device.store.sqlite import History, HistoryError
 
         path = self.options.history_path
         if path is None or not Path(path).is_file():
@@ -447,8 +449,6 @@ class WebApp:
     async def history(self, request: Request) -> Response:
         if self._paired(request) is None:
             return _unpaired()
-        from device.addons.web.charts import calendar
-        from device.core.tightness import session_tightness
 
         sessions = await asyncio.to_thread(self._sessions)
         tz = _zone(self.box.config)
@@ -477,7 +477,6 @@ class WebApp:
     async def chart(self, request: Request) -> Response:
         if self._paired(request) is None:
             return _unpaired()
-        from device.addons.web.charts import hold_chart
 
         sessions = await asyncio.to_thread(self._sessions)
         svg = hold_chart(sessions, self.options.now(), _zone(self.box.config), self.options.weeks)

@@ -47,6 +47,7 @@ from device.core.config import Config
 from device.core.cues import Cue, CueQueue, Priority
 from device.core.machine import (
     Answered,
+    Budget,
     Buzz,
     Effect,
     HoldEnded,
@@ -346,9 +347,21 @@ class DeviceLoop:
         self._hold_clock_running = True
         self.apply(self.machine.resume_hold(now, line))
 
-    def end_hold_early(self, now: float) -> None:
-        """End the hold now, as a press would."""
-        self.apply(self.machine.end_hold_early(now))
+    def end_hold_early(self, now: float, line: str | None = None) -> None:
+        """End the hold now, as a press would (saying ``line``)."""
+        self.apply(self.machine.end_hold_early(now, line))
+
+    def ask_stop(self, now: float) -> None:
+        """The leg went down again: ask whether to stop (see ``SessionMachine.ask_stop``)."""
+        self.apply(self.machine.ask_stop(now))
+
+    def note_mistake(self, topic: str) -> None:
+        """The strap noticed ``topic`` (bounce, knee): its reminder comes next."""
+        self.machine.note(topic)
+
+    def set_strap_fitted(self, fitted: bool = True) -> None:
+        """A strap sensor is fitted: reminders follow what it notices."""
+        self.machine.strap_fitted = fitted
 
     # ---- inputs -----------------------------------------------------------------------
 
@@ -577,6 +590,8 @@ class DeviceLoop:
                     self.cues.clear_quiet()
                 if effect.end > effect.start:
                     self.cues.quiet(effect.start, effect.end, effect.allow)
+            elif isinstance(effect, Budget):
+                self.cues.budget(effect.start, effect.limit_s, effect.reserved)
             elif isinstance(effect, Buzz):
                 self._on_buzz(effect)
             elif isinstance(effect, Light):
@@ -591,6 +606,7 @@ class DeviceLoop:
     def _on_state(self, change: StateChanged) -> None:
         if change.state is not State.HOLD:
             self.cues.clear_quiet()
+            self.cues.clear_budget()
             self._hold_clock_running = None
         else:
             self._hold_clock_running = True

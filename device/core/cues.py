@@ -17,6 +17,8 @@ The rules (issue 11):
 - A reminder is skipped when a strap cue about the same mistake (``topic``) was just said
   or is waiting, and a reminder starts only after ``REMINDER_QUIET_S`` of silence.
 - Nothing starts that would run into a quiet window (the 3-2-1 beeps).
+- A hold's talk budget: coaching and reminders start only while the speech so far plus
+  the timing lines still to come leave room for them (safety and timing always speak).
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ class CueQueue:
         self._said_at: dict[str, float] = {}  # key -> when it last started
         self.dropped: list[Cue] = []  # the latest dropped, for tests and logs
         self.skipped: list[Cue] = []  # reminders skipped for a strap cue on their topic
+        # a hold's talk budget: (from, limit s, reserved (at, s) timing lines to come)
+        self._budget: tuple[float, float, tuple[tuple[float, float], ...]] | None = None
+        self.spent_s = 0.0  # speech since the budget started (s)
 
     # ---- in ------------------------------------------------------------------------------
 
@@ -128,12 +133,33 @@ class CueQueue:
         go")."""
         self._quiet.append((start, end, allow))
 
+    def budget(self, start: float, limit_s: float | None,
+               reserved: tuple[tuple[float, float], ...] = ()) -> None:
+        """From ``start`` (clock s) at most ``limit_s`` of speech, ``reserved`` (clock s,
+        seconds) kept for the timing lines to come; None: no budget."""
+        self._budget = None if limit_s is None else (start, limit_s, reserved)
+        self.spent_s = 0.0
+
+    def clear_budget(self) -> None:
+        """No talk budget (the hold is over)."""
+        self._budget = None
+
+    def _over_budget(self, cue: Cue, now: float) -> bool:
+        if self._budget is None or cue.priority > Priority.COACH:
+            return False
+        _, limit, reserved = self._budget
+        ahead = sum(secs for at, secs in reserved if at > now + 1e-9)
+        length = speech_seconds(cue.text, self.rate_wpm)
+        return self.spent_s + ahead + length > limit + 1e-9
+
     def clear_quiet(self) -> None:
         """Forget all quiet windows (the hold they guarded has ended)."""
         self._quiet.clear()
 
     def stop(self, now: float) -> None:
         """The speaker was stopped: it is free from ``now``."""
+        if self._budget is not None and self.current is not None and now < self.busy_until:
+            self.spent_s -= self.busy_until - now  # the unsaid rest is not spent
         self.busy_until = min(self.busy_until, now)
         self.current = None
 
@@ -180,7 +206,7 @@ class CueQueue:
         dropped: list[Cue] = []
         keep: list[Cue] = []
         for cue in self._pending:
-            if cue.stale(now):
+            if cue.stale(now) or self._over_budget(cue, now):
                 dropped.append(cue)
             elif self._topic_taken(cue, now):
                 self.skipped.append(cue)
@@ -283,6 +309,8 @@ class CueQueue:
         self._pending.remove(cue)
         length = speech_seconds(cue.text, self.rate_wpm)
         self.busy_until = now + length
+        if self._budget is not None and now >= self._budget[0] - 1e-9:
+            self.spent_s += length
         started = Started(cue, now, length)
         self.current = started
         self._said_at[cue.key] = now

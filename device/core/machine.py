@@ -6,12 +6,20 @@ sleeps, reads a clock or touches hardware; the device loop does that.
 
 idle -> setup(leg) -> hold(leg) -> ask -> switch -> setup(other leg) -> hold -> ask
      -> done -> idle
-any state but idle --long press--> cancelled -> idle; idle --long press--> next session's
-hold length cycles (1, 2, 3, 5 minutes).
+any state but idle --long press--> cancelled -> idle (in the question itself a long press
+means "that hurt"); idle --long press--> the next session's hold length cycles (1, 2, 3,
+5 minutes), for that session only.
 
 Set-up is a list of lines, each with its own pause; a short press moves on one line (the
 line being said is cut off), two presses in quick succession go straight to the hold.
-After each leg the box asks how tight it felt (1, 2 or 3 presses).
+After each leg the box says to release it, leaves time to lower it, then asks how
+tight it felt (1, 2 or 3 presses, counted only once the question has been heard for
+``ANSWER_OPEN_S``; a long press: it hurt).
+
+Quiet by design: each hold carries one or two reminders, in turn across holds (the ones the
+strap noticed first), every line of a hold fits a talk budget (a quarter of the hold) and a
+hold of a minute or more keeps a silent stretch free of everything but safety. Plans are
+made in integer milliseconds, so no floating-point tie moves a line.
 """
 
 from __future__ import annotations
@@ -28,6 +36,12 @@ from device.core.config import BreathSettings, SessionSettings
 from device.core.cues import Cue, Priority, speech_seconds
 from device.core.progression import HOLD_CHOICES_S, MIN_HOLD_S, adjust_for_tightness
 from device.core.routine import Routine, fill, spoken_duration
+from device.core.routine import spoken_number as _spoken_number
+
+
+def _ms(seconds: float) -> int:
+    """Seconds as whole milliseconds (plans are made in these: no float ties)."""
+    return int(round(seconds * 1000))
 
 
 class State(Enum):
@@ -112,12 +126,13 @@ class HoldEnded:
     ended: str
     started_at: float
     tightness: str | None = None
+    hurt: bool = False  # a long press during the question: that hold hurt
 
 
 @dataclass(frozen=True)
 class Answered:
-    """How tight ``leg`` felt after its hold: easy, tight, very_tight, or None (no answer);
-    ``next_s`` is that leg's next hold (s)."""
+    """How tight ``leg`` felt after its hold: easy, tight, very_tight, hurt (a long press
+    during the question), or None (no answer); ``next_s`` is that leg's next hold (s)."""
 
     leg: str
     round: int
@@ -135,7 +150,19 @@ class SessionEnded:
     ended_at: float
 
 
-Effect = Cue | Hush | Quiet | Buzz | Light | StateChanged | HoldEnded | Answered | SessionEnded
+@dataclass(frozen=True)
+class Budget:
+    """A hold's talk budget: from ``start`` (clock s) at most ``limit_s`` of speech in all;
+    ``reserved`` are the (clock s, seconds) of the timing lines still to come, kept out of
+    what the strap's coaching and the reminders may use. ``None`` limit: no budget."""
+
+    start: float
+    limit_s: float | None
+    reserved: tuple[tuple[float, float], ...] = ()
+
+
+Effect = (Cue | Hush | Quiet | Buzz | Light | StateChanged | HoldEnded | Answered | SessionEnded
+          | Budget)
 
 # ---- timings (s) ----------------------------------------------------------------------
 
@@ -154,6 +181,14 @@ MARKERS_FROM_S = 90.0  # holds longer than this get "halfway" and "one minute le
 MARKER_MERGE_S = 3.0  # halfway and one minute left this close: one line
 REMINDER_QUIET_S = 2.0  # silence before and after a reminder (s)
 ANSWER_SETTLE_S = 1.5  # after the last press, the answer is taken this much later
+ANSWER_OPEN_S = 1.5  # presses in the question's first 1.5 s (or before it) are no answer
+RELEASE_PAUSE_S = 4.0  # after the release line, time to lower the leg before the question
+STOP_WAIT_S = 10.0  # "do you want to stop?" unanswered this long: the hold ends gently
+TALK_SHARE = 0.25  # at most this share of a hold is speech
+SILENCE_S = 20.0  # every hold of SILENCE_FROM_S or more keeps this long a silence
+SILENCE_FROM_S = 60.0
+REMINDERS_PER_HOLD = 2  # a hold carries one or two reminders (two from LONG_HOLD_S)
+LONG_HOLD_S = 120.0
 QUICK_HOLD_S = 60.0
 ANSWERS = {1: "easy", 2: "tight", 3: "very_tight"}
 
@@ -223,7 +258,17 @@ class SessionMachine:
         # after a leg
         self._presses = 0
         self._ask_until = 0.0
-        self.leg_hold: dict[str, float] = {}  # a leg's next hold set by answers / the cycle
+        self._question_at = math.inf  # when the question starts (clock s)
+        self._hurt = False  # the question was answered with a long press
+        self.leg_hold: dict[str, float] = {}  # a leg's next hold set by answers in this run
+        self.next_session_hold: float | None = None  # an idle long press: next session only
+        # reminders in turn: across holds and sessions; the strap's findings first
+        self.strap_fitted = False  # with a strap, "bounce" only once bouncing was seen
+        self._rotation = 0
+        self._noticed: list[str] = []  # topics the strap noticed this session, newest last
+        self._seen: set[str] = set()  # topics the strap noticed this session
+        self._hold_topics: list[str] = []  # reminders said (or due) in this hold
+        self._stop_asked = False  # "do you want to stop?" is waiting for an answer
 
     # ---- public interface -------------------------------------------------------------
 
@@ -231,6 +276,10 @@ class SessionMachine:
         """New session settings from the next session on (only while idle)."""
         if self.state is not State.IDLE:
             raise RuntimeError("settings change only between sessions")
+        if session.hold_seconds != self.settings.hold_seconds:
+            # what the person set wins: the new length is every leg's base from now on
+            self.leg_hold.clear()
+            self.next_session_hold = None
         self.settings = session
         self.rate_wpm = rate_wpm
         rounds = 1 if self.quick else session.rounds
@@ -257,6 +306,8 @@ class SessionMachine:
         """The length (s) ``leg``'s next hold will have."""
         if self.quick:
             return QUICK_HOLD_S
+        if self.next_session_hold is not None:
+            return self.next_session_hold
         chosen = self.leg_hold.get(leg)
         return float(chosen) if chosen is not None else float(self.plan_hold(leg))
 
@@ -270,6 +321,8 @@ class SessionMachine:
         if event is Press.LONG:
             if self.state is State.IDLE:
                 out += self._cycle_hold(now)
+            elif self.state is State.ASK and now >= self._question_at:
+                out += self._take_hurt(now)
             else:
                 out += self._cancel(now)
             return out + self.tick(now)
@@ -277,6 +330,8 @@ class SessionMachine:
             out += self._start(now)
         elif self.state is State.SETUP:
             out += self._setup_press(now)
+        elif self.state is State.HOLD and self._stop_asked:
+            out += self._go_on(now)  # "do you want to stop?" answered: carry on
         elif self.state is State.HOLD:
             ends = self.hold_ends_at
             if ends is not None and now >= ends and self.paused_at is None:
@@ -285,6 +340,8 @@ class SessionMachine:
                 out += self._end_hold(now, "early")
         elif self.state is State.ASK:
             out += self._answer_press(now)
+        elif self.state is State.SWITCH and self._index >= len(self.plan):
+            out += self._finish(now, beep=False)  # after "that hurt" on the last hold
         elif self.state is State.SWITCH:
             out += self._next_setup(now)
         else:  # done, cancelled: straight back to idle
@@ -316,6 +373,10 @@ class SessionMachine:
             return []
         shift = now - self.paused_at
         self.paused_at = None
+        out_go: list[Effect] = []
+        if self._stop_asked:  # the leg is back up: that answers "do you want to stop?"
+            self._stop_asked = False
+            self._drop_timers("stop_wait")
         assert self.hold_started_at is not None
         self.hold_started_at += shift
         self._reminder_until += shift
@@ -328,13 +389,47 @@ class SessionMachine:
             out.append(self._ten_left_slot(end))
         if line:
             out.append(Cue(line, "hold.resumed", now + REMINDER_GRACE_S, Priority.TIMING))
-        return out
+        return out_go + out
 
-    def end_hold_early(self, now: float) -> list[Effect]:
-        """End the current hold now, as a press would."""
+    def ask_stop(self, now: float) -> list[Effect]:
+        """The leg went down a second time in this hold: ask whether to stop (a long press
+        stops, a press goes on); unanswered for ``STOP_WAIT_S`` after the question, the hold
+        ends gently."""
+        if self.state is not State.HOLD or self._stop_asked:
+            return []
+        self._stop_asked = True
+        text = self._words(self.routine.strap["stop_ask"])
+        self._at(now + self._secs(text) + STOP_WAIT_S, "stop_wait")
+        return [Quiet(now, now, reset=True),
+                Cue(text, "hold.stop_ask", None, Priority.SAFETY)]
+
+    def _go_on(self, now: float) -> list[Effect]:
+        self._stop_asked = False
+        self._drop_timers("stop_wait")
+        return [Hush(), Cue(self._words(self.routine.strap["stop_go_on"]), "hold.stop_go_on",
+                            None, Priority.TIMING)]
+
+    def note(self, topic: str) -> None:
+        """The strap noticed mistake ``topic`` (bounce, knee): its reminder comes first in
+        this session's next reminder slot."""
+        self._seen.add(topic)
+        if topic in self._noticed:
+            self._noticed.remove(topic)
+        self._noticed.append(topic)
+
+    @property
+    def stop_asked(self) -> bool:
+        """Whether "do you want to stop?" waits for an answer."""
+        return self._stop_asked
+
+    def end_hold_early(self, now: float, line: str | None = None) -> list[Effect]:
+        """End the current hold now, as a press would (saying ``line`` first)."""
         if self.state is not State.HOLD:
             return []
-        return self._end_hold(now, "early")
+        out = self._end_hold(now, "early")
+        if line:
+            out.append(Cue(line, "hold.ended_early", None, Priority.TIMING))
+        return out
 
     def interrupt(self, now: float) -> list[Effect]:
         """The program is stopping (SIGTERM, Ctrl-C): end any session as interrupted (the
@@ -401,6 +496,11 @@ class SessionMachine:
             return self._end_hold(now, "complete")
         if kind == "answer":
             return self._take_answer(now)
+        if kind == "question":
+            return self._question(now)
+        if kind == "stop_wait":
+            line = self._words(self.routine.strap["stop_ended"])
+            return self.end_hold_early(now, line)
         if kind == "switch":
             return self._next_setup(now)
         if kind == "idle":
@@ -414,8 +514,8 @@ class SessionMachine:
         first = self.plan[0][0]
         current = self.next_hold_s(first) if not self.quick else self.settings.hold_seconds
         nxt = next((c for c in HOLD_CHOICES_S if c > current + 0.5), HOLD_CHOICES_S[0])
-        for leg in self.settings.legs:
-            self.leg_hold[leg] = nxt
+        # the next session only, both legs (said so); the legs' own holds come back after
+        self.next_session_hold = nxt
         text = fill(self.routine.idle["hold_length"], duration=spoken_duration(nxt))
         return [Cue(text, "idle.hold_length", None, Priority.TIMING)]
 
@@ -438,9 +538,12 @@ class SessionMachine:
             intro = r.quick_intro
         elif first_leg:
             intro = r.intro
+        elif self.round > 1 and self.plan[self._index - 1][1] != self.round:
+            intro = r.round_intro  # a later round's first leg: "Round two. Right leg."
         else:
-            intro = r.switch_intro if self.round == 1 else r.intro
-        lines.append(_Line(self._words(intro), "setup.intro", default_pause))
+            intro = r.switch_intro
+        lines.append(_Line(self._words(intro, round=_spoken_number(self.round)),
+                           "setup.intro", default_pause))
         if first_leg:
             lines.append(_Line(self._words(r.safety), "setup.safety", default_pause,
                                Priority.SAFETY))
@@ -451,7 +554,10 @@ class SessionMachine:
         prefix = "setup" if full else "setup.switch"
         for i, step in enumerate(steps):
             pause = default_pause if step.pause_s is None else step.pause_s
-            lines.append(_Line(self._words(step.text), f"{prefix}.{i + 1}", pause, wait=wait))
+            text = step.text
+            if i == 0 and self.quick and first_leg and r.quick_first:
+                text = r.quick_first  # no strap on any foot yet: hook it, do not move it
+            lines.append(_Line(self._words(text), f"{prefix}.{i + 1}", pause, wait=wait))
         lines.append(_Line(self._words(r.ready), "setup.ready", 0.3))
         return lines
 
@@ -519,7 +625,9 @@ class SessionMachine:
             opening = self._secs(text)
             self._safety_heard_at = now + opening
             out.append(Cue(text, "setup.safety", None, Priority.SAFETY))
-        out.append(Cue(start_text, "hold.start", now + opening + 10.0, Priority.TIMING))
+        # "breathe deeply and relax" opens every hold: never dropped (a safety line may cut
+        # it off; it is then said again)
+        out.append(Cue(start_text, "hold.start", None, Priority.TIMING))
         busy = [(now, now + opening + self._secs(start_text))]  # times the timing lines take
         busy += self._plan_breath(now, end, busy[0][1])
         busy += self._plan_markers(now, planned)
@@ -528,7 +636,7 @@ class SessionMachine:
             self._at(end - TEN_LEFT_S, "ten_left")
             busy.append((end - TEN_LEFT_S, end - TEN_LEFT_S + ten))
             out.append(self._ten_left_slot(end))
-        self._plan_reminders(now, end, busy)
+        out += self._plan_quiet(now, end, planned, busy)
         tick = self.settings.tick_seconds
         if tick > 0:
             k = 1
@@ -588,46 +696,104 @@ class SessionMachine:
             busy.append((now + at, now + at + self._secs(self._words(hold[kind]))))
         return busy
 
-    def _plan_reminders(self, now: float, end: float, busy: list[tuple[float, float]]) -> None:
-        """Spread the reminders through the hold: every topic at least once, none more than
-        twice, about ``reminder_seconds`` apart in long holds, clear of the timing lines."""
-        every = self.settings.reminder_seconds
-        topics = self.routine.reminders
+    def _plan_quiet(self, now: float, end: float, planned: float,
+                    busy: list[tuple[float, float]]) -> list[Effect]:
+        """Plan the hold's reminders (one, or two from ``LONG_HOLD_S``, at least
+        ``reminder_seconds`` apart, clear of the timing lines), its silent stretch and its
+        talk budget. Worked in integer milliseconds from the hold's start, so no
+        floating-point tie can move or drop a line."""
         self._reminders = []
-        if every <= 0 or not topics:
-            return
-        texts = [(f"reminder.{r.key}", self._words(r.text)) for r in topics]
-        longest = max(self._secs(t) for _, t in texts)
-        first = busy[0][1] + REMINDER_QUIET_S + 1.0
-        last = end - TEN_LEFT_S - longest - REMINDER_QUIET_S - 0.1
-        self._reminder_until = last
-        window = last - first
-        if window < 0:
-            return
-        n = len(texts)
-        fit = int(window // (longest + REMINDER_QUIET_S)) + 1
-        count = min(max(n, int(window // every) + 1), 2 * n, fit)
-        step = window / (count - 1) if count > 1 else 0.0
-        at = first
-        for i in range(count):
-            slot = max(first + i * step, at)
-            for start, stop in sorted(busy):  # keep clear of the timing lines
-                if slot < stop + REMINDER_QUIET_S and slot + longest + REMINDER_QUIET_S > start:
-                    slot = stop + REMINDER_QUIET_S
-            if slot > last:
+        self._hold_topics = []
+        limit_ms = _ms(planned * TALK_SHARE)
+        lines = sorted((_ms(a - now), _ms(b - now)) for a, b in busy)
+        timing_ms = sum(b - a for a, b in lines)
+        end_ms = _ms(end - now)
+        every_ms = _ms(self.settings.reminder_seconds)
+        topics = self.routine.reminders
+        quiet_ms = _ms(REMINDER_QUIET_S)
+        slots: list[int] = []
+        longest = 0
+        if every_ms > 0 and topics:
+            longest = max(_ms(self._secs(self._words(r.text))) for r in topics)
+            first = lines[0][1] + quiet_ms + 1000
+            last = end_ms - _ms(TEN_LEFT_S) - longest - quiet_ms - 100
+            self._reminder_until = now + last / 1000
+            count = REMINDERS_PER_HOLD if planned >= LONG_HOLD_S else 1
+            # within the budget, with room left for the strap's coaching
+            count = min(count, max(0, (limit_ms - timing_ms) // max(1, 2 * longest)))
+            if last >= first and count > 0:
+                step = max(every_ms, (last - first) // count)
+                at = first
+                for i in range(count):
+                    slot = max(first + i * step, at)
+                    for a, b in lines:  # keep clear of the timing lines
+                        if slot < b + quiet_ms and slot + longest + quiet_ms > a:
+                            slot = b + quiet_ms
+                    if slot > last:
+                        break
+                    slots.append(slot)
+                    at = slot + max(every_ms, longest + quiet_ms)
+        silence: tuple[int, int] | None = None
+        while planned >= SILENCE_FROM_S:
+            speech = sorted(lines + [(t, t + longest) for t in slots])
+            gap_from, gap = 0, -1
+            edge = 0
+            for a, b in speech:
+                if a - edge > gap:
+                    gap_from, gap = edge, a - edge
+                edge = max(edge, b)
+            if end_ms - edge > gap:
+                gap_from, gap = edge, end_ms - edge
+            if gap >= _ms(SILENCE_S) or not slots:
+                if gap >= _ms(SILENCE_S):
+                    lead = min(1000, (gap - _ms(SILENCE_S)) // 2)
+                    silence = (gap_from + lead, gap_from + lead + _ms(SILENCE_S))
                 break
-            self._reminders.append(texts[i % n])
-            self._at(slot, "reminder", len(self._reminders) - 1)
-            at = slot + longest + REMINDER_QUIET_S
+            slots.pop()  # a reminder less: the silence comes first
+        for i, slot in enumerate(slots):
+            self._at(now + slot / 1000, "reminder", i)
+        out: list[Effect] = []
+        if silence is not None:
+            # nothing but safety in the silent stretch (a strap cue waits or is let go)
+            out.append(Quiet(now + silence[0] / 1000, now + silence[1] / 1000,
+                             allow=Priority.SAFETY))
+        reserved = tuple((now + a / 1000, (b - a) / 1000) for a, b in lines if a > 0)
+        out.append(Budget(now, limit_ms / 1000, reserved))
+        return out
+
+    def _pick_topic(self) -> str | None:
+        """This slot's reminder: what the strap noticed (newest first), else the next in
+        turn (with a strap, bouncing only once it was seen); none twice in a hold."""
+        keys = [r.key for r in self.routine.reminders]
+        for topic in reversed(self._noticed):
+            if topic in keys and topic not in self._hold_topics:
+                self._noticed.remove(topic)
+                return topic
+        n = len(keys)
+        for k in range(n):
+            key = keys[(self._rotation + k) % n]
+            if key in self._hold_topics:
+                continue
+            if self.strap_fitted and key == "bounce" and "bounce" not in self._seen:
+                continue
+            self._rotation = (self._rotation + k + 1) % n
+            return key
+        return None
 
     def _remind(self, i: int) -> list[Effect]:
-        key, text = self._reminders[i]
-        topic = key.split(".", 1)[1]
+        topic = self._pick_topic()
+        if topic is None:
+            return []
+        self._hold_topics.append(topic)
+        text = self._words(next(r.text for r in self.routine.reminders if r.key == topic))
+        key = f"reminder.{topic}"
+        self._reminders.append((key, text))
         # a reminder that cannot start now waits for a later gap in this hold
         return [Cue(text, key, self._reminder_until, Priority.REMINDER, topic=topic)]
 
     def _end_hold(self, now: float, ended: str) -> list[Effect]:
         self._timers.clear()
+        self._stop_asked = False
         assert self.leg is not None and self.hold_started_at is not None
         if self.paused_at is not None:  # ended while paused: the paused time is not held
             self.hold_started_at += now - self.paused_at
@@ -652,14 +818,29 @@ class SessionMachine:
     # ---- how tight was it? ------------------------------------------------------------
 
     def _ask(self, now: float) -> list[Effect]:
+        """Release first: the release line, time to lower the leg, then the question."""
         self._presses = 0
-        text = self._words(self.routine.ask["question"])
-        self._ask_until = now + END_BEEP_S + 0.2 + self._secs(text) + self.settings.answer_seconds
-        self._at(self._ask_until, "answer")
+        self._hurt = False
+        release = self._words(self.routine.ask["release"])
+        self._question_at = now + END_BEEP_S + 0.2 + self._secs(release) + RELEASE_PAUSE_S
+        self._ask_until = math.inf
+        self._at(self._question_at, "question")
         return [self._enter(State.ASK), Light(Pattern.SWITCH, now), self._beep_quiet(now),
+                Cue(release, "ask.release", None, Priority.TIMING)]
+
+    def _question(self, now: float) -> list[Effect]:
+        """How tight was that? Presses count from ``ANSWER_OPEN_S`` into it; nothing else
+        (the strap sensor's news) is said until the answer window has closed."""
+        text = self._words(self.routine.ask["question"])
+        self._question_at = now
+        self._ask_until = now + self._secs(text) + self.settings.answer_seconds
+        self._at(self._ask_until, "answer")
+        return [Quiet(now, self._ask_until, allow=Priority.TIMING),
                 Cue(text, "ask.question", None, Priority.TIMING)]
 
     def _answer_press(self, now: float) -> list[Effect]:
+        if now < self._question_at + ANSWER_OPEN_S - 1e-9:
+            return []  # before the question, or in its first moment: the hold's gesture
         self._presses += 1
         self._drop_timers("answer")
         if self._presses >= 3:
@@ -667,18 +848,34 @@ class SessionMachine:
         self._at(max(self._ask_until, now + ANSWER_SETTLE_S), "answer")
         return []
 
+    def _take_hurt(self, now: float) -> list[Effect]:
+        """A long press during the question: that hold hurt. Recorded with the hold; the
+        next hold of the leg is not lengthened; the voice says what pain means."""
+        self._hurt = True
+        self._presses = 0
+        return self._take_answer(now)
+
     def _take_answer(self, now: float) -> list[Effect]:
-        self._drop_timers("answer")
-        answer = ANSWERS.get(min(self._presses, 3))
+        self._drop_timers("answer", "question")
+        hurt = self._hurt
+        answer = "hurt" if hurt else ANSWERS.get(min(self._presses, 3))
         last = self._holds[-1]
         leg = last.leg
         out: list[Effect] = []
-        if answer is not None:
+        words = self.routine.ask
+        before = self.next_hold_s(leg) if self.next_session_hold is None else last.planned_s
+        if hurt:
+            self._holds[-1] = replace(last, hurt=True)
+            nxt = min(before, last.planned_s)  # never longer after pain
+            self.leg_hold[leg] = nxt
+            out += [Hush(), Cue(self._words(words["hurt"]), "ask.hurt", None, Priority.SAFETY)]
+        elif answer is not None:
             self._holds[-1] = replace(last, tightness=answer)
             nxt = adjust_for_tightness(last.planned_s, answer,
                                        self.settings.tightness_step_seconds)
+            if last.held_s < last.planned_s / 2:
+                nxt = min(nxt, last.planned_s)  # given up before half: never lengthened
             self.leg_hold[leg] = nxt
-            words = self.routine.ask
             text = words[answer]
             if abs(nxt - last.planned_s) > 0.5:
                 text += " " + fill(words["next_hold"], leg=leg,
@@ -688,20 +885,35 @@ class SessionMachine:
         else:
             nxt = self.next_hold_s(leg)
         out.insert(0, Answered(leg, last.round, answer, nxt))
-        return out + self._after_leg(now, beep=False)
+        return out + self._after_leg(now, beep=False, released=True, hurt=hurt)
 
     # ---- between legs and the end ------------------------------------------------------
 
-    def _after_leg(self, now: float, beep: bool) -> list[Effect]:
-        """On to the next leg, or the end; ``beep``: the end beep is sounding now."""
-        if self._index >= len(self.plan):
+    def _after_leg(self, now: float, beep: bool, released: bool = False,
+                   hurt: bool = False) -> list[Effect]:
+        """On to the next leg, or the end; ``beep``: the end beep is sounding now;
+        ``released``: the release line was said already; ``hurt``: the last hold hurt, so
+        the box waits for a press (or a long press to stop), never going on by itself."""
+        if self._index >= len(self.plan) and not hurt:
             return self._finish(now, beep)
-        next_leg, next_round = self.plan[self._index]
         out: list[Effect] = [self._enter(State.SWITCH), Light(Pattern.SWITCH, now)]
         if beep:
             out.append(self._beep_quiet(now))
-        auto = self.settings.switch == "auto"
-        if next_round != self.round:
+        after = self.routine.after_ask
+        if self._index >= len(self.plan):  # the last hold hurt: a press finishes
+            out.append(Cue(self._words(after["ready_hurt_end"]), "switch", None,
+                           Priority.TIMING))
+            return out
+        next_leg, next_round = self.plan[self._index]
+        auto = self.settings.switch == "auto" and not hurt
+        if hurt:
+            text = after["ready_hurt"]
+        elif released:
+            if next_round != self.round:
+                text = after["ready_round_auto" if auto else "ready_round"]
+            else:
+                text = after["ready_auto" if auto else "ready"]
+        elif next_round != self.round:
             text = self.routine.next_round_auto if auto else self.routine.next_round
         else:
             text = self.routine.switch_auto if auto else self.routine.switch
@@ -762,6 +974,10 @@ class SessionMachine:
     def _stop_session(self, now: float, outcome: str) -> list[Effect]:
         started = self.session_started_at if self.session_started_at is not None else now
         self.hold_started_at = None
+        self.next_session_hold = None  # an idle choice was for this session only
+        self._noticed.clear()
+        self._seen.clear()
+        self._stop_asked = False
         return [SessionEnded(outcome, tuple(self._holds), started, now)]
 
     def _to_idle(self, now: float) -> list[Effect]:

@@ -36,7 +36,9 @@ class Step:
 
 
 HOLD_LINES = ("halfway", "minute_left", "halfway_minute", "breath_in", "breath_out")
-ASK_LINES = ("question", "easy", "tight", "very_tight", "next_hold")
+ASK_LINES = ("question", "easy", "tight", "very_tight", "next_hold", "release", "hurt")
+SWITCH_READY = ("ready", "ready_auto", "ready_round", "ready_round_auto", "ready_hurt",
+                "ready_hurt_end")
 IDLE_LINES = ("hold_length",)
 
 
@@ -66,6 +68,9 @@ class Routine:
     press_hint: str = ""  # setup_advance = "press": how to move on
     switch_intro: str = "{Leg} leg."
     quick_intro: str = "{Leg} leg."
+    quick_first: str = ""  # a quick session's first leg: hook the strap (first step)
+    round_intro: str = "Round {round}. {Leg} leg."  # the first leg of every later round
+    after_ask: dict[str, str] = field(default_factory=dict)  # SWITCH_READY: after the question
     switch_steps: tuple[Step, ...] = ()  # later legs: only what changes
     hold: dict[str, str] = field(default_factory=dict)  # HOLD_LINES
     ask: dict[str, str] = field(default_factory=dict)  # ASK_LINES
@@ -77,18 +82,21 @@ class Routine:
         for leg in legs:
             other = "left" if leg == "right" else "right"
             for text in (self.intro, self.switch_intro, self.quick_intro, self.safety,
+                         self.quick_first,
                          *(s.text for s in self.steps), *(s.text for s in self.switch_steps),
                          *(r.text for r in self.reminders)):
                 lines.append(fill(text, leg=leg, other=other))
+            lines.append(fill(self.ask.get("release", ""), leg=leg))
+            lines += [fill(v, next=other) for k, v in self.after_ask.items() if "round" not in k]
             lines.append(fill(self.switch, leg=leg, other=other, next=other))
             lines.append(fill(self.switch_auto, leg=leg, other=other, next=other))
         lines += [self.ready, self.ten_left, self.finish, self.cancel, self.press_hint]
         for seconds in (60, 90, 120, 150, 180, 210, 240, 270, 300):
             lines.append(fill(self.hold_start, duration=spoken_duration(seconds)))
         lines += [v for k, v in self.hold.items() if "{" not in v]
-        lines += [v for k, v in self.ask.items() if k != "next_hold"]
+        lines += [v for k, v in self.ask.items() if k not in ("next_hold", "release")]
         lines += list(self.strap.values())
-        return list(dict.fromkeys(lines))
+        return [line for line in dict.fromkeys(lines) if line]
 
 
 _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
@@ -97,6 +105,11 @@ _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eigh
 
 def _number(n: int) -> str:
     return _NUMBERS[n] if 0 <= n < len(_NUMBERS) else str(n)
+
+
+def spoken_number(n: int) -> str:
+    """``n`` in words up to ten ("two"), else digits."""
+    return _number(n)
 
 
 def spoken_duration(seconds: float) -> str:
@@ -177,6 +190,13 @@ STRAP_LINES: dict[str, str] = {
     "restored": "Strap sensor back.",
     "paused": "The hold clock waits while the strap is loose. Take up the strap again.",
     "resumed": "Good, the clock is running again.",
+    "yank": "Gently. No sudden pulls on the strap; ease into it slowly.",
+    "eased": "Good, that is the pull to stay with.",
+    "stop_ask": "The leg is down again. Do you want to stop? Hold the button to stop, or "
+                "press it to carry on.",
+    "stop_go_on": "Carrying on. Lift the leg gently, knee long.",
+    "stop_ended": "Let's end this hold here. Lower the leg and rest.",
+    "paused_end": "The strap has stayed loose, so this hold ends here. Rest the leg.",
     "saturated": "That pull is more than the strap sensor can measure. Ease right off; "
                  "a stretch never needs that much.",
     "stuck": "The strap sensor's reading has frozen. Check its cable; carrying on without "
@@ -194,11 +214,11 @@ _KNOWN = {
     "name": str,
     "title": str,
     "setup": ("intro", "steps", "ready", "safety", "press_hint", "switch_intro",
-              "quick_intro", "switch_steps"),
+              "quick_intro", "switch_steps", "quick_first", "round_intro"),
     "hold": ("start", "ten_left", "reminders", *HOLD_LINES),
     "ask": ASK_LINES,
     "idle": IDLE_LINES,
-    "switch": ("text", "auto", "next_round", "next_round_auto"),
+    "switch": ("text", "auto", "next_round", "next_round_auto", *SWITCH_READY),
     "finish": ("text",),
     "cancel": ("text",),
     "strap": tuple(STRAP_LINES),
@@ -322,6 +342,9 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
         press_hint=optional("setup", "press_hint"),
         switch_intro=optional("setup", "switch_intro"),
         quick_intro=optional("setup", "quick_intro"),
+        quick_first=optional("setup", "quick_first"),
+        round_intro=optional("setup", "round_intro"),
+        after_ask={key: optional("switch", key) for key in SWITCH_READY},
         switch_steps=steps_of("switch_steps"),
         hold={key: optional("hold", key) for key in HOLD_LINES},
         ask={key: optional("ask", key) for key in ASK_LINES},

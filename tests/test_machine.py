@@ -125,9 +125,8 @@ def test_reminders_spaced_never_twice_in_a_row_and_not_near_the_end() -> None:
         said += [(d - t0, e.key) for e in m.tick(d)
                  if isinstance(e, Speak) and e.key.startswith("reminder.")]
     keys = [k for _, k in said]
-    assert len(keys) == 10  # every topic twice, no more
-    assert all(a != b for a, b in zip(keys, keys[1:], strict=False))
-    assert {k.split(".")[1] for k in keys} == {"breath", "bounce", "knee", "foot", "floor"}
+    assert len(keys) == 2  # a long hold carries two reminders, the rest come later
+    assert keys[0] != keys[1]
     times = [t for t, _ in said]
     assert all(b - a >= 20 - 1e-9 for a, b in zip(times, times[1:], strict=False))
     assert max(times) < 300 - 10
@@ -153,7 +152,7 @@ def test_long_press_cancels_in_each_state(where: str) -> None:
         now += 61
         m.tick(now)
     if where == "switch":
-        now += 20
+        now += 30
         m.tick(now)
     assert m.state.value == where
     out = m.handle(Press.LONG, now + 0.5)
@@ -172,8 +171,10 @@ def test_long_press_in_idle_cycles_the_next_sessions_hold() -> None:
     for t in (5.0, 10.0, 15.0, 20.0):
         said += [e.text for e in m.handle(Press.LONG, t) if isinstance(e, Speak)]
         assert m.state is State.IDLE
-    assert said == ["Next session: two minutes a leg.", "Next session: three minutes a leg.",
-                    "Next session: five minutes a leg.", "Next session: one minute a leg."]
+    assert said == ["Next session only: two minutes, both legs.",
+                    "Next session only: three minutes, both legs.",
+                    "Next session only: five minutes, both legs.",
+                    "Next session only: one minute, both legs."]
     m.handle(Press.LONG, 25.0)  # two minutes
     m.handle(Press.SHORT, 30.0)
     out, _ = run_until(m, 30.0, 2000.0)

@@ -680,7 +680,8 @@ class DeviceLoop:
                 ended=h.ended, mean=figures.get("mean"), peak=figures.get("peak"),
                 steadiness=figures.get("steadiness"), tightness=h.tightness,
                 overpull_s=figures.get("overpull_s"),
-                **{k: figures.get(k) for k in RELAXATION_FIGURES},
+                **{k: figures.get(k) for k in RELAXATION_FIGURES}, hurt=h.hurt,
+                pre_s=figures.get("pre_s"), base_s=self.config.session.hold_seconds,
             ))
         return tuple(results)
 

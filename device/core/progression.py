@@ -27,12 +27,30 @@ def adjust_for_tightness(planned_s: float, answer: str | None, step_s: float,
 
 def tightness_plan(sessions: Sequence[LegSession], step_s: float) -> float | None:
     """The next hold (s) set by the newest answered hold of a leg (its sessions newest
-    first), or None when no hold of it was ever answered."""
+    first), or None when no hold of it was ever answered. A hold that hurt is never
+    followed by a longer one, nor is one given up before half its planned time."""
     for s in sessions:
         for h in reversed(s.holds):
+            if h.hurt:
+                return float(h.planned_s)
             if h.tightness is not None:
-                return adjust_for_tightness(h.planned_s, h.tightness, step_s)
+                nxt = adjust_for_tightness(h.planned_s, h.tightness, step_s)
+                if h.held_s < h.planned_s / 2:
+                    nxt = min(nxt, float(h.planned_s))
+                return nxt
     return None
+
+
+def since_base(sessions: Sequence[LegSession], base_s: float) -> list[LegSession]:
+    """A leg's sessions (newest first) held since the set hold length became ``base_s``:
+    what the person set is the base, and answers and growth move from it. Holds recorded
+    before the base was kept (no ``base_s``) count as held at it."""
+    out = []
+    for s in sessions:
+        if any(h.base_s is not None and abs(h.base_s - base_s) > 0.5 for h in s.holds):
+            break
+        out.append(s)
+    return out
 
 
 @dataclass(frozen=True)
@@ -89,12 +107,14 @@ def next_hold(config: Config, sessions: Callable[[], Sequence[LegSession]]) -> t
     store's ``leg_progress``); it is asked only when the rule needs them.
 
     When the routine asks how tight a hold was, the newest answer sets it; else, with
-    ``history.progression`` off, ``session.hold_seconds``; else ``next_hold_seconds``."""
+    ``history.progression`` off, ``session.hold_seconds``; else ``next_hold_seconds``.
+    What the person set wins: only sessions held since ``session.hold_seconds`` became
+    the base count (``since_base``)."""
     base = config.session.hold_seconds
     h = config.history
     if not config.session.ask_tightness and h.progression == "off":
         return base, False
-    past = sessions()
+    past = since_base(sessions(), base)
     if config.session.ask_tightness:
         answered = tightness_plan(past, config.session.tightness_step_seconds)
         if answered is not None:

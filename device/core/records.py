@@ -49,13 +49,17 @@ class HoldRecord:
     fit: float | None = None  # fit quality 0..100
     tension_s: float | None = None  # time under tension (s)
     index: float | None = None  # tightness index: 100 = this leg's first weeks
+    hurt: bool = False  # a long press during the question: that hold hurt
+    pre_s: float | None = None  # with a strap: s in the stretch before the hold clock
+    base_s: float | None = None  # session.hold_seconds when it was held (the set base)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "round", int(self.round))  # numpy numbers become plain ones
         if self.tightness not in TIGHTNESS:
             raise ValueError(f"hold tightness {self.tightness!r}: must be one of {TIGHTNESS}")
+        object.__setattr__(self, "hurt", bool(self.hurt))
         for name in ("planned_s", "held_s", "mean", "peak", "steadiness", "overpull_s",
-                     *RELAX_FIELDS):
+                     *RELAX_FIELDS, "pre_s", "base_s"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, float(getattr(self, name)))
         if self.leg not in LEGS:
@@ -135,7 +139,8 @@ def session_to_dict(s: SessionRecord) -> dict[str, Any]:
             {"leg": h.leg, "round": h.round, "planned_s": h.planned_s, "held_s": h.held_s,
              "ended": h.ended, "mean": h.mean, "peak": h.peak, "steadiness": h.steadiness,
              "tightness": h.tightness, "overpull_s": h.overpull_s,
-             **{k: getattr(h, k) for k in RELAX_FIELDS}}
+             **{k: getattr(h, k) for k in RELAX_FIELDS}, "hurt": h.hurt,
+             "pre_s": h.pre_s, "base_s": h.base_s}
             for h in s.holds
         ],
     }
@@ -152,7 +157,9 @@ def session_from_dict(d: Mapping[str, Any]) -> SessionRecord:
                    held_s=float(h["held_s"]), ended=h["ended"], mean=h.get("mean"),
                    peak=h.get("peak"), steadiness=h.get("steadiness"),
                    tightness=h.get("tightness"), overpull_s=h.get("overpull_s"),
-                   **{k: h.get(k) for k in RELAX_FIELDS})
+                   **{k: h.get(k) for k in RELAX_FIELDS},
+                   hurt=bool(h.get("hurt", False)), pre_s=h.get("pre_s"),
+                   base_s=h.get("base_s"))
         for h in d["holds"]
     )
     uid = d.get("uid")

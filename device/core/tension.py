@@ -7,7 +7,16 @@ of the tension, which removes single-sample spikes but keeps 1-2 Hz bounces.
 
 Cues: "bounce" (repeated rise and fall), "slack" (tension lost for a few seconds: leg
 lowered or knee bent), "overpull" (held well above the hold's own level: a stretch
-should never hurt).
+should never hurt), "yank" (a sudden pull from slack to well above it), "eased" (back at
+the settled level after an over-pull: praised).
+
+One coach reads the strap from the moment the leg goes up in the set-up to the release.
+It keeps a *reference*: the level the person settled at before any over-pull. A pull
+above the reference's over-pull line is an over-pull for as long as it lasts (the level
+it raises is never taken as the new reference), and slack is judged against the
+reference, so easing back to it after an over-pull is never called slack. The reference
+follows a settled level slowly up (deepening the stretch) and down (the tissue relaxing in
+a still hold), so the slow fall of force in a still hold is never slack either.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ Sample = tuple[float, float]
 """(time s, tension kg)."""
 
 CUES: tuple[str, ...] = ("overpull", "bounce", "slack")
+YANK_S = 1.0  # a rise from slack past the over-pull line within this long is a yank (s)
 # An over-pull ends once no reading has shown it for this long (s): one reading late or a
 # little low does not end it, so it is not cued afresh (the first line, at once) but keeps
 # its every-8-s repeat, and a line waiting to be said about it is not dropped.
@@ -332,6 +342,10 @@ class TensionCoach:
         """Seconds of this hold spent over-pulling."""
         self.active: frozenset[str] = frozenset()
         """Conditions detected at the last sample (cued or not), for display."""
+        self.reference: float | None = None
+        """The level settled at before any over-pull (None until one has settled)."""
+        self._hold_from: float | None = None  # the hold clock started here (s)
+        self._yank_cued = False  # this over-pull episode began with a yank, cued as such
 
     @property
     def filtered(self) -> float | None:
@@ -351,6 +365,26 @@ class TensionCoach:
         if not self._recent:
             return None
         return reference_level(self._recent, self._recent[-1][0], self.thresholds)
+
+    def over_line(self, level: float) -> float:
+        """The over-pull line above ``level``: ``overpull_ratio`` times it and at least
+        ``overpull_margin_kg`` above it."""
+        th = self.thresholds
+        return max(th.overpull_ratio * level, level + th.overpull_margin_kg)
+
+    def start_hold(self, t: float) -> None:
+        """The hold clock starts at ``t`` (s): figures and over-pull seconds count from
+        here; what came before is the set-up."""
+        self._hold_from = t
+        self.overpull_s = 0.0
+
+    def loaded_before_hold(self) -> float:
+        """Seconds the strap was loaded before the hold clock started (time in the
+        stretch before it)."""
+        if self._hold_from is None:
+            return 0.0
+        before = [(t, kg) for t, kg in self._samples if t < self._hold_from]
+        return hold_stats(before, self.thresholds).loaded_s if before else 0.0
 
     def quiet(self, until_t: float) -> None:
         """Return no cue for samples before ``until_t`` (s)."""
@@ -375,7 +409,11 @@ class TensionCoach:
             self._recent.popleft()
 
         previous_t = self._samples[-2][0] if len(self._samples) > 1 else None
+        was_over = "overpull" in self.active
         found = self._detect(t)
+        yank = "yank" in found
+        if yank:
+            found.remove("yank")
         over_now = "overpull" in found
         if over_now:
             if self._over_at_last and previous_t is not None:
@@ -388,15 +426,19 @@ class TensionCoach:
         self.active = frozenset(found)
         self._left_out.append(bool(found))
         self._latched &= self.active
+        self._follow(t)
         if "overpull" in self.active:
             due = (self._last_overpull_t is None or self.overpull_cues == 0
                    or t - self._last_overpull_t >= th.overpull_repeat_s - _EPS)
             if allow_safety and due and over_now and t >= self._quiet_until:
                 self._last_overpull_t = t
                 self.overpull_cues += 1
-                return ["overpull"]
+                # a sudden pull from slack: said as a yank (the same safety, its own words)
+                return ["yank" if yank and self.overpull_cues == 1 else "overpull"]
         else:
             self.overpull_cues = 0
+            if was_over and self._eased(t) and allow_cues and t >= self._quiet_until:
+                return ["eased"]
         if not allow_cues or t < self._quiet_until:
             return []
         if self._last_cue_t is not None and t - self._last_cue_t < th.cue_gap_s - _EPS:
@@ -408,10 +450,34 @@ class TensionCoach:
                 return [cue]
         return []
 
+    def _follow(self, t: float) -> None:
+        """Move the reference to a settled, loaded level that is no over-pull (and no
+        bounce): up as the person deepens the stretch, down as the tissue relaxes."""
+        th, recent = self.thresholds, self._recent
+        if self.active & {"overpull", "bounce"}:
+            return
+        level = reference_level(recent, t, th)
+        if level is None or not strap_loaded(level, th):
+            return
+        ref = self.reference
+        if ref is not None and level > self.over_line(ref):
+            return  # raised by a pull over the line: never the new reference
+        if level_settled(recent, t, level, th):
+            self.reference = level
+
+    def _eased(self, t: float) -> bool:
+        """Back from an over-pull to the reference's band (not slack, not over)."""
+        ref, now = self.reference, self.filtered
+        if ref is None or now is None:
+            return False
+        th = self.thresholds
+        return max(th.slack_floor_kg, th.slack_fraction * ref) <= now <= self.over_line(ref)
+
     def _detect(self, now: float) -> list[str]:
         th, recent = self.thresholds, self._recent
         found: list[str] = []
         level = reference_level(recent, now, th)
+        ref = self.reference
         bounce_level = level
         if bounce_level is None:
             bounce_level = statistics.median(_between(recent, now - th.bounce_window_s, now))
@@ -424,18 +490,35 @@ class TensionCoach:
             top = _between(recent, now - th.ceiling_s, now)
             if len(top) >= 2 and min(top) > th.overpull_max:
                 found.append("overpull")  # above the ceiling: from the first second
-        if level is not None and strap_loaded(level, th) and "overpull" not in found:
+        if ref is not None and "overpull" not in found and turns < 2:
+            # above the line drawn from the settled reference: an over-pull for as long as
+            # it lasts, however long (the level it raises never becomes the reference)
+            if is_overpulling(recent, now, ref, th):
+                found.append("overpull")
+                low = _between(recent, now - YANK_S - th.overpull_s, now)
+                if low and min(low) < max(th.slack_floor_kg, th.slack_fraction * ref):
+                    found.append("yank")  # from slack to over the line within a second
+        if level is not None and strap_loaded(level, th):
             # Over-pull is a rise above a settled hold; within a bounce it is the bounce.
             if (
-                turns < 2
+                "overpull" not in found
+                and turns < 2
                 and is_overpulling(recent, now, level, th)
                 and level_settled(recent, now, level, th)
             ):
                 found.append("overpull")
-            if is_slack(recent, now, level, th):
+            # slack against the settled reference, never a level an over-pull raised
+            against = level if ref is None else min(level, ref)
+            if "overpull" not in found and is_slack(recent, now, against, th):
                 found.append("slack")
         return found
 
     def summary(self) -> HoldSummary:
-        """Mean, peak, steadiness and relaxation over every sample so far."""
-        return hold_stats(self._samples, self.thresholds, self._left_out)
+        """Mean, peak, steadiness and relaxation over the hold's samples (from
+        ``start_hold``; every sample if it was never called)."""
+        start = self._hold_from
+        if start is None:
+            return hold_stats(self._samples, self.thresholds, self._left_out)
+        keep = [i for i, (t, _) in enumerate(self._samples) if t >= start - _EPS]
+        return hold_stats([self._samples[i] for i in keep], self.thresholds,
+                          [self._left_out[i] for i in keep])

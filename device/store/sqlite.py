@@ -105,6 +105,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE holds ADD COLUMN tension_s REAL",
         "ALTER TABLE holds ADD COLUMN tightness_index REAL",
     ),
+    (  # (issue 20): "it hurt" beside the hold, the time in the stretch before the hold
+        # clock, and the hold length set when it was held (what the person set wins)
+        "ALTER TABLE holds ADD COLUMN hurt INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE holds ADD COLUMN pre_s REAL",
+        "ALTER TABLE holds ADD COLUMN base_s REAL",
+    ),
 )
 _RELAX_COLUMNS = ("settled", "relax_30", "relax_45", "relax_end", "tau_s", "fit", "tension_s",
                   "tightness_index")  # RELAX_FIELDS of device.core.records, as columns
@@ -240,11 +246,12 @@ class History(StoreQueries):
                     c.executemany(
                         "INSERT INTO holds (session_id, seq, leg, round, planned_s, held_s,"
                         " ended, mean, peak, steadiness, tightness, overpull_s, "
-                        + ", ".join(_RELAX_COLUMNS) + ")"
-                        " VALUES (" + ", ".join("?" * (12 + len(_RELAX_COLUMNS))) + ")",
+                        + ", ".join(_RELAX_COLUMNS) + ", hurt, pre_s, base_s)"
+                        " VALUES (" + ", ".join("?" * (15 + len(_RELAX_COLUMNS))) + ")",
                         [(cur.lastrowid, i, h.leg, h.round, h.planned_s, h.held_s, h.ended,
                           h.mean, h.peak, h.steadiness, h.tightness, h.overpull_s,
-                          *(getattr(h, f) for f in RELAX_FIELDS))
+                          *(getattr(h, f) for f in RELAX_FIELDS), int(h.hurt), h.pre_s,
+                          h.base_s)
                          for i, h in enumerate(session.holds)])
                     if self.outbox:
                         c.execute("INSERT INTO outbox (session_id, msg_id) VALUES (?, ?)",
@@ -306,7 +313,7 @@ class History(StoreQueries):
                 for hr in c.execute(
                         "SELECT session_id, leg, round, planned_s, held_s, ended, mean, peak,"
                         " steadiness, tightness, overpull_s, " + ", ".join(_RELAX_COLUMNS)
-                        + " FROM holds"
+                        + ", hurt, pre_s, base_s FROM holds"
                         f" WHERE session_id IN ({','.join('?' * len(chunk))})"
                         " ORDER BY session_id, seq", chunk):
                     holds[hr[0]].append(HoldRecord(*hr[1:]))

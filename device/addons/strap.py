@@ -1,13 +1,22 @@
-"""The strap sensor in the box: tare at set-up, coaching in a hold, surviving unplugs.
+"""The strap sensor in the box: tare at set-up, one reading of the strap from the leg going
+up to the release, surviving unplugs.
 
-Reads the NAU7802 from the device loop's own thread on the loop's clock (polling
-only in set-up and holds, so idle stays idle). Any ``SensorError`` means "go on
-without it": the box says so once per session and tries again every few seconds.
-Every timer of the strap's hold clock (pause, re-prompt, give up) is a deadline on the
-loop's clock, not something checked when a sample arrives; a sensor that is lost (or
-stuck on one reading) hands the hold back to the time clock. The sensor's own lines
-(lost, back, saturated, stuck) are each said at most once a session, "back" only once the
-sensor has answered for a few seconds.
+Reads the NAU7802 from the device loop's own thread on the loop's clock (polling in every
+state of a session, so a sensor replugged during the question is noticed there; idle
+stays idle). Any ``SensorError`` means "go on without it": the box says so once per
+session and tries again every few seconds.
+
+One coach per leg: made once the set-up's tare is done (the strap slack), it watches the
+leg go up and the whole hold, so over-pull, yanks and bouncing are cued in the set-up too.
+Lowering the leg in a hold is answered with "lift it back up" once; the second time the
+box asks whether to stop (and ends the hold gently without an answer).
+
+Every timer of the strap's hold clock (pause, give up) is a deadline on the loop's clock,
+not something checked when a sample arrives; a waiting clock is said at once and ends the
+hold after ``sensor.paused_limit_seconds``; a sensor that is lost (or stuck on one
+reading) hands the hold back to the time clock. The sensor's own lines (lost, back,
+saturated, stuck) are each said at most once a session, "back" only once the sensor has
+answered for a few seconds, and never inside the question's answer window.
 """
 
 from __future__ import annotations
@@ -37,8 +46,7 @@ CUE_GRACE_S = 2.0  # a strap cue that cannot start this soon is dropped
 STATUS_GRACE_S = 8.0  # "the clock waits" may wait this long behind another line
 COUNTDOWN_QUIET_S = 11.0  # no strap cue in a hold's last seconds ("ten seconds to go" on)
 PROMPT_CLEAR_S = 12.0  # "clock running again" only with this much hold left (the countdown)
-REPROMPT_S = 20.0  # while the hold clock waits, say why again this often (s)
-GIVE_UP_PAUSED_S = 120.0  # a hold whose clock has waited this long ends early
+IN_STRETCH_S = 3.0  # loaded this long in the set-up: the leg is in the stretch
 RETARE_LIMIT = 1.0  # a re-tare further than this (kg or rel) from the last zero is refused
 RESTORED_STABLE_S = 5.0  # "sensor back" only once it has answered this long (s)
 STUCK_S = 3.0  # the same raw count this long (and STUCK_SAMPLES times) is a stuck reading
@@ -60,9 +68,12 @@ def thresholds_of(settings: SensorSettings, units: str = "kg") -> CoachThreshold
 # What each strap cue is: its priority and the reminder topic it covers.
 CUE_KINDS: dict[str, tuple[Priority, str]] = {
     "overpull": (Priority.SAFETY, "overpull"),
+    "yank": (Priority.SAFETY, "overpull"),
     "bounce": (Priority.COACH, "bounce"),
     "slack": (Priority.COACH, "knee"),
+    "eased": (Priority.COACH, ""),
 }
+SETUP_CUES = ("overpull", "yank", "bounce", "eased")  # the leg is going up: no slack yet
 
 
 class StrapSensor:
@@ -97,7 +108,9 @@ class StrapSensor:
         self._last_emit = float("-inf")
         self._last_t = float("-inf")
         self._slack_since: float | None = None
-        self._prompted_at: float | None = None
+        self._lowered = 0  # times the leg went down in this hold
+        self._loaded_since: float | None = None  # set-up: loaded since (the leg going up)
+        self._in_stretch_told = False
         self._restored_due: float | None = None  # say "sensor back" then, if still up
         self._said: set[str] = set()  # the sensor's lines said this session
         self._last_counts: int | None = None
@@ -110,6 +123,7 @@ class StrapSensor:
         loop.add_ticker(self._deadline, self._on_wake)
         loop.set_hold_figures(self._figures)
         self._show_limits()
+        loop.set_strap_fitted(True)
 
     @property
     def units(self) -> str:
@@ -198,7 +212,9 @@ class StrapSensor:
         th = self.thresholds
         high = None
         coach = self.coach
-        level = coach.level if coach is not None else None
+        level = None
+        if coach is not None:
+            level = coach.reference if coach.reference is not None else coach.level
         if level is not None and strap_loaded(level, th):
             high = max(th.overpull_ratio * level, level + th.overpull_margin_kg)
             if th.overpull_max is not None:
@@ -230,6 +246,10 @@ class StrapSensor:
     # ---- the loop's hooks -------------------------------------------------------------
 
     def _active(self) -> bool:
+        """A session is on: the sensor is read (and looked for) in every state of it."""
+        return self.loop.state in (State.SETUP, State.HOLD, State.ASK, State.SWITCH)
+
+    def _coaching(self) -> bool:
         return self.loop.state in (State.SETUP, State.HOLD)
 
     def _on_state(self, event: StateEvent) -> None:
@@ -243,13 +263,17 @@ class StrapSensor:
             self._tare = []
             self._tare_until = now + TARE_S
             self.coach = None
+            self._loaded_since = None
+            self._in_stretch_told = False
             if self.adc is None and not self._connecting:
                 self._connect_soon()
         elif state is State.HOLD:
             self._finish_tare()  # set-up skipped early: use what was gathered
-            self.coach = TensionCoach(self.thresholds)
+            if self.coach is None:
+                self.coach = TensionCoach(self.thresholds)
+            self.coach.start_hold(now)  # the same coach: the set-up's reading goes on
             self._slack_since = None
-            self._prompted_at = None
+            self._lowered = 0
         else:
             self._tare = None
             self.coach = None
@@ -346,12 +370,14 @@ class StrapSensor:
                 self._tare.append(counts)
             else:
                 self._finish_tare()
+        if state is State.SETUP and self._tare is None and self.coach is None:
+            self.coach = TensionCoach(self.thresholds)  # tared: watch the leg go up
         kg = self.to_units(counts)
         self._show(kg)
         if now - self._last_emit >= 1.0 / TRANSCRIPT_HZ - 1e-6:
             self._last_emit = now
             self.loop.publish(TensionEvent(self.loop.stamp(), round(kg, 3), self.units))
-        if state is State.HOLD and self.coach is not None and now > self._last_t:
+        if self._coaching() and self.coach is not None and now > self._last_t:
             self._last_t = now
             self._coach(now, kg)
 
@@ -377,15 +403,30 @@ class StrapSensor:
         coach = self.coach
         assert coach is not None
         loop = self.loop
+        if loop.state is State.SETUP:
+            # the leg going up is watched too: over-pull, yanks and bouncing, not slack
+            for cue in coach.add(now, kg):
+                if cue in SETUP_CUES:
+                    loop.publish(CoachEvent(loop.stamp(), cue))
+                    self._say_cue(coach, cue, now)
+            self._setup_stretch(now, coach)
+            return
         hold = loop.hold_status()
         paused = hold.paused_at is not None
         countdown = hold.ends_at is not None and now >= hold.ends_at - COUNTDOWN_QUIET_S
+        strap_clock = self.settings.hold_clock == "strap"
         # over-pull is safety: cued from the first second, in the last seconds too, and
         # again while it lasts; bounce and slack keep clear of "ten seconds to go"
         for cue in coach.add(now, kg, allow_cues=not paused and not countdown):
             loop.publish(CoachEvent(loop.stamp(), cue))
+            if cue == "slack":
+                if not strap_clock:  # (with the strap clock, the pause answers it)
+                    self._leg_down(coach, now)
+                continue
+            if cue == "bounce":
+                loop.note_mistake("bounce")
             self._say_cue(coach, cue, now)
-        if self.settings.hold_clock != "strap":
+        if not strap_clock:
             return
         if coach.loaded:
             self._slack_since = None
@@ -397,6 +438,29 @@ class StrapSensor:
         elif self._slack_since is None:
             self._slack_since = now
         self._hold_clock(now)
+
+    def _setup_stretch(self, now: float, coach: TensionCoach) -> None:
+        """The strap shows the leg in the stretch (loaded ``IN_STRETCH_S``): the rest of
+        the set-up goes at once to the hold, so each leg's time in the stretch before its
+        hold clock is about the same."""
+        if not coach.loaded:
+            self._loaded_since = None
+            return
+        if self._loaded_since is None:
+            self._loaded_since = now
+        if not self._in_stretch_told and now - self._loaded_since >= IN_STRETCH_S - 1e-9:
+            self._in_stretch_told = True
+            self.loop.in_stretch(now)
+
+    def _leg_down(self, coach: TensionCoach, now: float) -> None:
+        """The leg went down in a hold: "lift it back up" the first time only; the second
+        time, ask whether to stop."""
+        self._lowered += 1
+        if self._lowered == 1:
+            self.loop.note_mistake("knee")
+            self._say_cue(coach, "slack", now)
+        else:
+            self.loop.ask_stop(now)
 
     def _strap_clock(self) -> bool:
         """True while the hold clock follows the strap: asked for, in a hold, and the
@@ -414,15 +478,13 @@ class StrapSensor:
             return [] if paused_at is None else [self.loop.clock.now()]
         if paused_at is None:
             return [] if self._slack_since is None else [self._slack_since + PAUSE_AFTER_S]
-        times = [paused_at + GIVE_UP_PAUSED_S]
-        if self._prompted_at is not None:
-            times.append(self._prompted_at + REPROMPT_S)
-        return times
+        return [paused_at + self.settings.paused_limit_seconds]
 
     def _hold_clock(self, now: float) -> None:
         """The strap's hold clock, on the loop's clock: pause after the strap has been slack
-        PAUSE_AFTER_S, say why every REPROMPT_S, give up after GIVE_UP_PAUSED_S; a sensor
-        that is lost or stuck hands the hold back to the time clock."""
+        PAUSE_AFTER_S and say so at once (the second time in a hold: ask whether to stop),
+        end the hold after ``paused_limit_seconds``; a sensor that is lost or stuck hands
+        the hold back to the time clock."""
         if self.settings.hold_clock != "strap" or self.loop.state is not State.HOLD:
             return
         loop = self.loop
@@ -441,18 +503,19 @@ class StrapSensor:
             since = max(self._slack_since, hold.started_at or self._slack_since)
             loop.publish(HoldClockEvent(loop.stamp(), False))
             loop.pause_hold(since)
-            self._prompted_at = None
             paused = True
+            self._lowered += 1
+            if self._lowered == 1:  # said at once, in the countdown too: never silent
+                self.loop.note_mistake("knee")
+                loop.say(loop.routine.strap["paused"], "hold.paused", now + STATUS_GRACE_S)
+            else:
+                loop.ask_stop(now)
         paused_at = loop.hold_status().paused_at
-        if paused and paused_at is not None:
-            if now - paused_at >= GIVE_UP_PAUSED_S - 1e-9:
-                # nobody took the strap up again: end the hold rather than wait for ever
-                loop.publish(HoldClockEvent(loop.stamp(), False, gave_up=True))
-                loop.end_hold_early(now)
-            elif self._prompted_at is None or now - self._prompted_at >= REPROMPT_S - 1e-9:
-                self._prompted_at = now
-                if self._hold_left() > PROMPT_CLEAR_S + 8.0:  # never into the countdown
-                    loop.say(loop.routine.strap["paused"], "hold.paused", now + STATUS_GRACE_S)
+        if paused and paused_at is not None \
+                and now - paused_at >= self.settings.paused_limit_seconds - 1e-9:
+            # nobody took the strap up again: end the hold rather than wait for ever
+            loop.publish(HoldClockEvent(loop.stamp(), False, gave_up=True))
+            loop.end_hold_early(now, loop.routine.strap["paused_end"])
 
     def _say_cue(self, coach: TensionCoach, cue: str, now: float) -> None:
         """Say a strap cue at its priority, only while its mistake goes on."""
@@ -473,6 +536,7 @@ class StrapSensor:
             return None if v is None else round(v, 2)
         return {"mean": r(summary.mean_kg), "peak": r(summary.peak_kg),
                 "steadiness": r(summary.steadiness), "overpull_s": r(coach.overpull_s),
+                "pre_s": r(coach.loaded_before_hold()),
                 **relaxation_figures(summary.relaxation, summary.loaded_s)}
 
 

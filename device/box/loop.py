@@ -355,6 +355,11 @@ class DeviceLoop:
         """The leg went down again: ask whether to stop (see ``SessionMachine.ask_stop``)."""
         self.apply(self.machine.ask_stop(now))
 
+    def in_stretch(self, now: float) -> None:
+        """The strap shows the leg in the stretch in the set-up (see
+        ``SessionMachine.in_stretch``)."""
+        self.apply(self.machine.in_stretch(now))
+
     def note_mistake(self, topic: str) -> None:
         """The strap noticed ``topic`` (bounce, knee): its reminder comes next."""
         self.machine.note(topic)
@@ -589,7 +594,7 @@ class DeviceLoop:
                 if effect.reset:
                     self.cues.clear_quiet()
                 if effect.end > effect.start:
-                    self.cues.quiet(effect.start, effect.end, effect.allow)
+                    self.cues.quiet(effect.start, effect.end, effect.allow, effect.allow_from)
             elif isinstance(effect, Budget):
                 self.cues.budget(effect.start, effect.limit_s, effect.reserved)
             elif isinstance(effect, Buzz):

@@ -177,6 +177,8 @@ class SensorSettings:
                               range=(1, 60))
     hold_clock: str = _f("time", "time: holds run by the clock; strap: the hold clock counts "
                          "only while the strap is loaded", choices=("time", "strap"))
+    paused_limit_seconds: float = _f(30, "hold clock strap: a clock waiting this long for the "
+                                     "strap ends the hold early (s)", range=(10, 300))
     loaded_kg: float = _f(1.0, "the strap counts as loaded from this tension (kg)",
                           range=(0.1, 20))
     cue_gap_seconds: float = _f(15, "at most one strap cue this often (s)", range=(5, 120))

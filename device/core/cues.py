@@ -95,7 +95,7 @@ class CueQueue:
     def __init__(self, rate_wpm: float) -> None:
         self.rate_wpm = rate_wpm
         self._pending: list[Cue] = []
-        self._quiet: list[tuple[float, float, Priority | None]] = []
+        self._quiet: list[tuple[float, float, Priority | None, Priority | None]] = []
         self.busy_until = float("-inf")
         self.current: Started | None = None  # the line being said (by the estimate)
         self._topics: dict[str, float] = {}  # topic -> when a strap cue on it started
@@ -127,11 +127,13 @@ class CueQueue:
         self._pending = [c for c in self._pending if c not in gone]
         return gone
 
-    def quiet(self, start: float, end: float, allow: Priority | None = None) -> None:
+    def quiet(self, start: float, end: float, allow: Priority | None = None,
+              allow_from: Priority | None = None) -> None:
         """Keep ``start``..``end`` (clock s) free of speech (e.g. the countdown); with
         ``allow``, free for lines of that priority only (a slot kept for "ten seconds to
-        go")."""
-        self._quiet.append((start, end, allow))
+        go"); with ``allow_from``, for lines of that priority or above (a hold's silent
+        stretch, free of reminders)."""
+        self._quiet.append((start, end, allow, allow_from))
 
     def budget(self, start: float, limit_s: float | None,
                reserved: tuple[tuple[float, float], ...] = ()) -> None:
@@ -180,8 +182,10 @@ class CueQueue:
 
     def _blocked_until(self, now: float, length: float, cue: Cue | None = None
                        ) -> float | None:
-        for start, end, allow in self._quiet:
+        for start, end, allow, allow_from in self._quiet:
             if allow is not None and cue is not None and cue.priority is allow:
+                continue
+            if allow_from is not None and cue is not None and cue.priority >= allow_from:
                 continue
             if now < end and now + length > start:
                 return end

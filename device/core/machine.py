@@ -85,6 +85,7 @@ class Quiet:
     end: float
     reset: bool = False
     allow: Priority | None = None  # lines of this priority may still speak (a kept slot)
+    allow_from: Priority | None = None  # lines of this priority or above may still speak
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ SILENCE_S = 20.0  # every hold of SILENCE_FROM_S or more keeps this long a silen
 SILENCE_FROM_S = 60.0
 REMINDERS_PER_HOLD = 2  # a hold carries one or two reminders (two from LONG_HOLD_S)
 LONG_HOLD_S = 120.0
+IN_STRETCH_PAUSE_S = 0.5  # the leg is in the stretch: set-up lines follow this closely
 QUICK_HOLD_S = 60.0
 ANSWERS = {1: "easy", 2: "tight", 3: "very_tight"}
 
@@ -269,6 +271,7 @@ class SessionMachine:
         self._seen: set[str] = set()  # topics the strap noticed this session
         self._hold_topics: list[str] = []  # reminders said (or due) in this hold
         self._stop_asked = False  # "do you want to stop?" is waiting for an answer
+        self._in_stretch = False  # the strap shows the leg in the stretch (set-up)
 
     # ---- public interface -------------------------------------------------------------
 
@@ -416,6 +419,20 @@ class SessionMachine:
         if topic in self._noticed:
             self._noticed.remove(topic)
         self._noticed.append(topic)
+
+    def in_stretch(self, now: float) -> list[Effect]:
+        """The strap shows the leg in the stretch during the set-up: the rest of the set-up
+        follows without its pauses, so the hold clock starts soon (each leg about as long
+        in the stretch before its clock)."""
+        if self.state is not State.SETUP or self._in_stretch:
+            return []
+        self._in_stretch = True
+        for timer in self._timers:
+            if timer.kind in ("line", "hold") and 0 <= self._line_i < len(self._lines):
+                pause = self._lines[self._line_i].pause_s
+                timer.at = max(now, timer.at - max(0.0, pause - IN_STRETCH_PAUSE_S))
+        heapq.heapify(self._timers)
+        return []
 
     @property
     def stop_asked(self) -> bool:
@@ -567,6 +584,7 @@ class SessionMachine:
         self._lines = self._setup_lines()
         self._line_i = -1
         self._last_setup_press = None
+        self._in_stretch = False
         out: list[Effect] = [self._enter(State.SETUP), Light(Pattern.GLOW, now)]
         return out + self._say_line(0, now)
 
@@ -578,10 +596,11 @@ class SessionMachine:
         secs = self._secs(line.text)
         if line.key == "setup.safety":
             self._safety_heard_at = now + secs
+        pause = min(line.pause_s, IN_STRETCH_PAUSE_S) if self._in_stretch else line.pause_s
         if i == len(self._lines) - 1:  # "ready": the hold follows
-            self._at(now + secs + line.pause_s, "hold")
+            self._at(now + secs + pause, "hold")
         elif not line.wait:
-            self._at(now + secs + line.pause_s, "line", i + 1)
+            self._at(now + secs + pause, "line", i + 1)
         return [Cue(line.text, line.key, None, line.priority)]
 
     def _setup_press(self, now: float) -> list[Effect]:
@@ -754,9 +773,10 @@ class SessionMachine:
             self._at(now + slot / 1000, "reminder", i)
         out: list[Effect] = []
         if silence is not None:
-            # nothing but safety in the silent stretch (a strap cue waits or is let go)
+            # no reminder in the silent stretch (a delayed one waits for after it); only
+            # the strap's word on something happening now may break it
             out.append(Quiet(now + silence[0] / 1000, now + silence[1] / 1000,
-                             allow=Priority.SAFETY))
+                             allow_from=Priority.COACH))
         reserved = tuple((now + a / 1000, (b - a) / 1000) for a, b in lines if a > 0)
         out.append(Budget(now, limit_ms / 1000, reserved))
         return out

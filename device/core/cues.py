@@ -147,8 +147,8 @@ class CueQueue:
         self._budget = None
 
     def _over_budget(self, cue: Cue, now: float) -> bool:
-        if self._budget is None or cue.priority > Priority.COACH:
-            return False
+        if self._budget is None or cue.priority > Priority.COACH or cue.key.startswith("sensor."):
+            return False  # (the sensor's own news is rare, once a session, and always said)
         _, limit, reserved = self._budget
         ahead = sum(secs for at, secs in reserved if at > now + 1e-9)
         length = speech_seconds(cue.text, self.rate_wpm)
@@ -160,7 +160,8 @@ class CueQueue:
 
     def stop(self, now: float) -> None:
         """The speaker was stopped: it is free from ``now``."""
-        if self._budget is not None and self.current is not None and now < self.busy_until:
+        if self._budget is not None and self.current is not None and now < self.busy_until \
+                and self.current.cue.priority < Priority.SAFETY:
             self.spent_s -= self.busy_until - now  # the unsaid rest is not spent
         self.busy_until = min(self.busy_until, now)
         self.current = None
@@ -313,7 +314,8 @@ class CueQueue:
         self._pending.remove(cue)
         length = speech_seconds(cue.text, self.rate_wpm)
         self.busy_until = now + length
-        if self._budget is not None and now >= self._budget[0] - 1e-9:
+        if self._budget is not None and now >= self._budget[0] - 1e-9 \
+                and cue.priority < Priority.SAFETY:  # safety is never held back, nor counted
             self.spent_s += length
         started = Started(cue, now, length)
         self.current = started

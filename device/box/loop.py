@@ -355,6 +355,10 @@ class DeviceLoop:
         """The leg went down again: ask whether to stop (see ``SessionMachine.ask_stop``)."""
         self.apply(self.machine.ask_stop(now))
 
+    def leg_back(self, now: float) -> None:
+        """The strap shows the leg back up (see ``SessionMachine.leg_back``)."""
+        self.apply(self.machine.leg_back(now))
+
     def in_stretch(self, now: float) -> None:
         """The strap shows the leg in the stretch in the set-up (see
         ``SessionMachine.in_stretch``)."""

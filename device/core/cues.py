@@ -67,6 +67,7 @@ class Cue:
     still: Callable[[], bool] | None = field(default=None, compare=False, repr=False)
     topic: str = ""
     cut_before: bool = field(default=False, compare=False)  # cut off once and put back
+    reserve_s: float = 0.0  # talk budget it must leave for others (a strap's cue) (s)
 
     def stale(self, now: float) -> bool:
         """Whether its moment has passed or its reason no longer holds."""
@@ -152,7 +153,7 @@ class CueQueue:
         _, limit, reserved = self._budget
         ahead = sum(secs for at, secs in reserved if at > now + 1e-9)
         length = speech_seconds(cue.text, self.rate_wpm)
-        return self.spent_s + ahead + length > limit + 1e-9
+        return self.spent_s + ahead + length + cue.reserve_s > limit + 1e-9
 
     def clear_quiet(self) -> None:
         """Forget all quiet windows (the hold they guarded has ended)."""

@@ -190,6 +190,8 @@ SILENCE_S = 20.0  # every hold of SILENCE_FROM_S or more keeps this long a silen
 SILENCE_FROM_S = 60.0
 REMINDERS_PER_HOLD = 2  # a hold carries one or two reminders (two from LONG_HOLD_S)
 LONG_HOLD_S = 120.0
+STRAP_RESERVE_S = 6.0  # with a strap, a reminder of its own choosing leaves this much
+# talk budget for the strap's word on what is happening now
 IN_STRETCH_PAUSE_S = 0.5  # the leg is in the stretch: set-up lines follow this closely
 QUICK_HOLD_S = 60.0
 ANSWERS = {1: "easy", 2: "tight", 3: "very_tight"}
@@ -402,7 +404,10 @@ class SessionMachine:
             return []
         self._stop_asked = True
         text = self._words(self.routine.strap["stop_ask"])
-        self._at(now + self._secs(text) + STOP_WAIT_S, "stop_wait")
+        wait_until = now + self._secs(text) + STOP_WAIT_S
+        ends = self.hold_ends_at
+        if self.paused_at is not None or ends is None or wait_until < ends - TEN_LEFT_S:
+            self._at(wait_until, "stop_wait")  # (else the hold ends by itself first)
         return [Quiet(now, now, reset=True),
                 Cue(text, "hold.stop_ask", None, Priority.SAFETY)]
 
@@ -411,6 +416,15 @@ class SessionMachine:
         self._drop_timers("stop_wait")
         return [Hush(), Cue(self._words(self.routine.strap["stop_go_on"]), "hold.stop_go_on",
                             None, Priority.TIMING)]
+
+    def leg_back(self, now: float) -> list[Effect]:
+        """The strap shows the leg back in the stretch: that answers "do you want to
+        stop?" (the hold goes on)."""
+        if self.state is not State.HOLD or not self._stop_asked:
+            return []
+        self._stop_asked = False
+        self._drop_timers("stop_wait")
+        return []
 
     def note(self, topic: str) -> None:
         """The strap noticed mistake ``topic`` (bounce, knee): its reminder comes first in
@@ -444,8 +458,8 @@ class SessionMachine:
         if self.state is not State.HOLD:
             return []
         out = self._end_hold(now, "early")
-        if line:
-            out.append(Cue(line, "hold.ended_early", None, Priority.TIMING))
+        if line:  # said first, after the hush that ends the hold's lines
+            out.insert(1, Cue(line, "hold.ended_early", None, Priority.TIMING))
         return out
 
     def interrupt(self, now: float) -> list[Effect]:
@@ -738,8 +752,8 @@ class SessionMachine:
             last = end_ms - _ms(TEN_LEFT_S) - longest - quiet_ms - 100
             self._reminder_until = now + last / 1000
             count = REMINDERS_PER_HOLD if planned >= LONG_HOLD_S else 1
-            # within the budget, with room left for the strap's coaching
-            count = min(count, max(0, (limit_ms - timing_ms) // max(1, 2 * longest)))
+            # within the budget (the strap's coaching shares what is left: first come)
+            count = min(count, max(0, (limit_ms - timing_ms) // max(1, longest)))
             if last >= first and count > 0:
                 step = max(every_ms, (last - first) // count)
                 at = first
@@ -781,14 +795,15 @@ class SessionMachine:
         out.append(Budget(now, limit_ms / 1000, reserved))
         return out
 
-    def _pick_topic(self) -> str | None:
-        """This slot's reminder: what the strap noticed (newest first), else the next in
-        turn (with a strap, bouncing only once it was seen); none twice in a hold."""
+    def _pick_topic(self) -> tuple[str | None, bool]:
+        """This slot's reminder and whether the strap chose it: what the strap noticed
+        (newest first), else the next in turn (with a strap, bouncing only once it was
+        seen); none twice in a hold."""
         keys = [r.key for r in self.routine.reminders]
         for topic in reversed(self._noticed):
             if topic in keys and topic not in self._hold_topics:
                 self._noticed.remove(topic)
-                return topic
+                return topic, True
         n = len(keys)
         for k in range(n):
             key = keys[(self._rotation + k) % n]
@@ -797,19 +812,22 @@ class SessionMachine:
             if self.strap_fitted and key == "bounce" and "bounce" not in self._seen:
                 continue
             self._rotation = (self._rotation + k + 1) % n
-            return key
-        return None
+            return key, False
+        return None, False
 
     def _remind(self, i: int) -> list[Effect]:
-        topic = self._pick_topic()
+        topic, noticed = self._pick_topic()
         if topic is None:
             return []
+        # with a strap, a reminder of the box's own choosing gives way to the strap's word
+        reserve = STRAP_RESERVE_S if self.strap_fitted and not noticed else 0.0
         self._hold_topics.append(topic)
         text = self._words(next(r.text for r in self.routine.reminders if r.key == topic))
         key = f"reminder.{topic}"
         self._reminders.append((key, text))
         # a reminder that cannot start now waits for a later gap in this hold
-        return [Cue(text, key, self._reminder_until, Priority.REMINDER, topic=topic)]
+        return [Cue(text, key, self._reminder_until, Priority.REMINDER, topic=topic,
+                    reserve_s=reserve)]
 
     def _end_hold(self, now: float, ended: str) -> list[Effect]:
         self._timers.clear()

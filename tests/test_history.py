@@ -316,7 +316,8 @@ def test_json_shape() -> None:
     assert data[0]["holds"][0] == {"leg": "right", "round": 1, "planned_s": 60, "held_s": 60,
                                    "ended": "complete", "mean": 3.2, "peak": 4.1,
                                    "steadiness": 80, "tightness": "tight", "overpull_s": 1.5,
-                                   **dict.fromkeys(RELAX_FIELDS)}  # no relaxation fit here
+                                   **dict.fromkeys(RELAX_FIELDS),  # no relaxation fit here
+                                   "hurt": False, "pre_s": None, "base_s": None}
     assert data[0]["holds"][1]["steadiness"] is None and data[1]["holds"] == []
 
 

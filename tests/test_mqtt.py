@@ -296,7 +296,8 @@ def test_a_session_arrives_once_and_is_marked_delivered(broker: Mosquitto,
         assert message["holds"][1] == {"leg": "left", "round": 1, "planned_s": 60.0,
                                        "held_s": 58.5, "ended": "early", "mean": 2.9,
                                        "peak": 3.8, "steadiness": 77.0, "tightness": "tight",
-                                       "overpull_s": 1.2, **dict.fromkeys(RELAX_FIELDS)}
+                                       "overpull_s": 1.2, **dict.fromkeys(RELAX_FIELDS),
+                                       "hurt": False, "pre_s": None, "base_s": None}
         with History(db) as h:
             assert h.outbox_count() == 0 and h.outbox_count(delivered=True) == 1
         pub.handle(Ev("history", outcome="complete", saved=True))  # nothing new: no resend

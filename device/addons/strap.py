@@ -426,7 +426,7 @@ class StrapSensor:
             if cue == "bounce":
                 loop.note_mistake("bounce")
             self._say_cue(coach, cue, now)
-        if coach.loaded and "slack" not in coach.active and loop.machine.stop_asked \
+        if coach.loaded and "slack" not in coach.active and loop.stop_asked \
                 and not paused:
             loop.leg_back(now)  # the leg is back up: that answers "do you want to stop?"
         if not strap_clock:

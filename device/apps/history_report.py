@@ -11,7 +11,10 @@ JSON (``to_json``): a list of sessions, oldest first, each::
                 "overpull_s": float | null,
                 "settled": float | null, "relax_30": float | null, "relax_45": float | null,
                 "relax_end": float | null, "tau_s": float | null, "fit": float | null,
-                "tension_s": float | null, "index": float | null}],
+                "tension_s": float | null, "index": float | null,
+                "hurt": bool (a long press in the question),
+                "pre_s": float | null (s in the stretch before the hold clock, with a strap),
+                "base_s": float | null (the hold length set when it was held)}],
      "legs": {"right": {"settled", "relax_30", "relax_end", "tau_s", "index"},
               "left": {...},
               "asymmetry": {"settled", "relax_30", "tau_s", "index"}}}   (with a strap fit)

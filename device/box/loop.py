@@ -158,7 +158,9 @@ class DeviceLoop:
 
     Add-ons use only the public API below: ``say``, ``publish``, ``add_ticker``,
     ``set_hold_planner``, ``set_hold_figures``, ``set_summary``, ``set_idle_pattern``,
-    ``pause_hold``/``resume_hold``/``end_hold_early``, ``update_view``, ``state``,
+    ``pause_hold``/``resume_hold``/``end_hold_early``, ``update_view``,
+    ``ask_stop``/``stop_asked``/``leg_back``/``in_stretch``/``note_mistake``/
+    ``set_strap_fitted`` (the strap's reading of the person), ``state``,
     ``hold_status()``, ``first_leg``, ``view()``, ``schedule``/``call_soon``, ``stop``.
     """
 
@@ -354,6 +356,11 @@ class DeviceLoop:
     def ask_stop(self, now: float) -> None:
         """The leg went down again: ask whether to stop (see ``SessionMachine.ask_stop``)."""
         self.apply(self.machine.ask_stop(now))
+
+    @property
+    def stop_asked(self) -> bool:
+        """Whether "do you want to stop?" waits for an answer in the hold."""
+        return self.machine.stop_asked
 
     def leg_back(self, now: float) -> None:
         """The strap shows the leg back up (see ``SessionMachine.leg_back``)."""

@@ -523,8 +523,15 @@ class StrapSensor:
     def _say_cue(self, coach: TensionCoach, cue: str, now: float) -> None:
         """Say a strap cue at its priority, only while its mistake goes on."""
 
+        # a yank is the start of an over-pull; praise holds while the pull stays eased
+        condition = {"yank": "overpull"}.get(cue, cue)
+
         def still() -> bool:
-            return self.coach is coach and cue in coach.active
+            if self.coach is not coach:
+                return False
+            if cue == "eased":
+                return "overpull" not in coach.active
+            return condition in coach.active
 
         say_strap_cue(self.loop, cue, now, still, again=coach.overpull_cues > 1)
 

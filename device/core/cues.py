@@ -277,7 +277,7 @@ class CueQueue:
                 continue
             if self._would_miss(speaking.cue, now, cue):
                 return None  # a timing line is let finish rather than lose its moment
-            if self.busy_until - now <= LET_FINISH_S:
+            if self.busy_until - now <= LET_FINISH_S and cue.priority < Priority.SAFETY:
                 return None  # nearly done: let it finish, the urgent line follows at once
             length = speech_seconds(cue.text, self.rate_wpm)
             if self._blocked_until(now, length, cue) is None:

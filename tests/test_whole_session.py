@@ -141,3 +141,111 @@ def test_a_long_press_after_the_stop_question_stops() -> None:
               "tension@50:0,long@58")
     events = run(script, config)
     assert events.kind("session")[0]["outcome"] == "cancelled"
+
+
+def test_a_long_press_during_the_question_records_it_hurt(tmp_path: Path) -> None:
+    from device.store.sqlite import History
+
+    db = tmp_path / "h.db"
+    config = with_overrides(Config(), session={"hold_seconds": 90})
+    # right hold 16.4 .. 106.4; the question from about 116 s; a long press at 120 s; a
+    # long press at 150 s (waiting to go on) stops the session
+    events = run(SKIP_AFTER_SAFETY + ",long@120,long@150", config, sensor=False, history=db,
+                 until=400)
+    answer = events.kind("tightness")[0]
+    assert answer["answer"] == "hurt" and answer["next_s"] == 90.0  # not lengthened
+    line = next(e["text"] for e in said(events) if e["key"] == "ask.hurt")
+    assert "lower the leg and stop" in line and "physiotherapist" in line
+    assert events.states()[3:5] == ["switch", "cancelled"]  # it waited for a press
+    assert not any(e["key"] == "switch" and "moment" in e["text"] for e in said(events))
+    with History(db) as h:
+        holds = h.recent(1)[0].holds
+    assert holds[0].hurt and holds[0].tightness is None
+    assert holds[0].base_s == 90.0
+    # the next session (a fresh box) holds the right leg no longer than before
+    events = run(SKIP_AFTER_SAFETY + ",long@200", config, sensor=False, history=db, until=300)
+    assert events.kind("hold")[0]["planned_s"] == 90.0
+
+
+def test_release_first_then_the_question() -> None:
+    events = run(SKIP_AFTER_SAFETY, ONE_LEG, sensor=False, until=200)
+    release = next(e for e in said(events) if e["key"] == "ask.release")
+    question = next(e for e in said(events) if e["key"] == "ask.question")
+    end = spans(events, "hold")[0][1]
+    assert end < release["t"] < question["t"]
+    # time to lower the leg between them
+    assert question["t"] - (release["t"] + release["duration_s"]) >= 4.0 - 1e-6
+    assert "Release the right leg slowly" in release["text"]
+    # and the line after the answer does not say release again
+    assert not [e for e in said(events, question["t"]) if "Release" in e["text"]]
+
+
+def test_stray_presses_are_no_answers() -> None:
+    # a double press ends the hold early at 40 s (its second press is part of the gesture),
+    # and a press 1 s into the question: neither is an answer
+    config = with_overrides(ONE_LEG, session={"answer_seconds": 5})
+    probe = run(SKIP_AFTER_SAFETY + ",press@40,press@40.3", config, sensor=False, until=200)
+    question = next(e for e in said(probe) if e["key"] == "ask.question")["t"]
+    events = run(SKIP_AFTER_SAFETY + f",press@40,press@40.3,press@{question + 0.9:.2f}",
+                 config, sensor=False, until=200)
+    assert [a["answer"] for a in events.kind("tightness")] == ["none"]
+    # a press after the first 1.5 s of the question is an answer
+    events = run(SKIP_AFTER_SAFETY + f",press@40,press@40.3,press@{question + 1.7:.2f}",
+                 config, sensor=False, until=200)
+    assert [a["answer"] for a in events.kind("tightness")] == ["easy"]
+
+
+def test_a_hold_given_up_before_half_never_lengthens_the_next() -> None:
+    probe = run(SKIP_AFTER_SAFETY + ",press@43.4", ONE_LEG, sensor=False, until=200)
+    question = next(e for e in said(probe) if e["key"] == "ask.question")["t"]
+    at = question + 2
+    events = run(SKIP_AFTER_SAFETY + f",press@43.4,press@{at:.2f},press@{at + 0.3:.2f},"
+                 f"press@{at + 0.6:.2f}", ONE_LEG, sensor=False, until=200)
+    hold = events.kind("hold")[0]
+    assert hold["ended"] == "early" and hold["held_s"] == pytest.approx(27.0, abs=0.2)
+    answer = events.kind("tightness")[0]
+    assert answer["answer"] == "very_tight" and answer["next_s"] == 60.0
+
+
+# ---- what the person set wins ---------------------------------------------------------------
+
+
+def test_a_saved_hold_length_beats_an_earlier_answer(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    both = with_overrides(Config(), session={"switch": "auto"})
+    probe = run("press@1", both, sensor=False, until=300)
+    question = next(e for e in said(probe) if e["key"] == "ask.question")["t"]
+    # the right leg answered "tight" (keeps 60 s) in the first session
+    run(f"press@1,press@{question + 2:.2f},press@{question + 2.3:.2f}", both, sensor=False,
+        history=db, until=600)
+    # then 90 s saved (file, page or MQTT): both legs hold 90 s from the next session
+    saved = with_overrides(both, session={"hold_seconds": 90})
+    events = run("press@1", saved, sensor=False, history=db, until=900)
+    assert [(h["leg"], h["planned_s"]) for h in events.kind("hold")] == [
+        ("right", 90.0), ("left", 90.0)]
+
+
+def test_a_setting_saved_while_the_box_runs_beats_this_runs_answers() -> None:
+    both = with_overrides(Config(), session={"switch": "auto"})
+    probe = run("press@1", both, sensor=False, until=300)
+    question = next(e for e in said(probe) if e["key"] == "ask.question")["t"]
+    events = Events()
+    box = make_sim(both, listeners=[events])
+    box.add_script(parse_script(f"press@1,press@{question + 2:.2f},press@{question + 2.3:.2f}"))
+    box.loop.run(until=400, stop_when_done=True)
+    assert events.kind("tightness")[0]["answer"] == "tight"
+    assert box.loop.hold_choice("right") == 60.0  # this run's answer
+    box.loop.reload(with_overrides(both, session={"hold_seconds": 90}))
+    box.add_script(parse_script("press@420"))
+    box.loop.run(until=900, stop_when_done=True)
+    box.close()
+    assert [h["planned_s"] for h in events.kind("hold")][2:] == [90.0, 90.0]
+
+
+def test_an_idle_long_press_chooses_the_next_session_only_and_says_both_legs() -> None:
+    config = with_overrides(Config(), session={"legs": ["right"], "ask_tightness": False})
+    events = run("long@1,press@5,press@20,press@20.3,press@400,press@415,press@415.3",
+                 config, sensor=False, until=900)
+    line = next(e["text"] for e in said(events) if e["key"] == "idle.hold_length")
+    assert line == "Next session only: two minutes, both legs."
+    assert [h["planned_s"] for h in events.kind("hold")] == [120.0, 60.0]

@@ -249,3 +249,81 @@ def test_an_idle_long_press_chooses_the_next_session_only_and_says_both_legs() -
     line = next(e["text"] for e in said(events) if e["key"] == "idle.hold_length")
     assert line == "Next session only: two minutes, both legs."
     assert [h["planned_s"] for h in events.kind("hold")] == [120.0, 60.0]
+
+
+# ---- the strap clock never goes silent -------------------------------------------------------
+
+
+def test_a_paused_strap_clock_speaks_within_ten_seconds_even_in_the_countdown() -> None:
+    # the leg lowered 5 s before the end: the clock waits, says so at once, and the hold
+    # ends (early, with the time held) after sensor.paused_limit_seconds
+    config = with_overrides(NO_ASK, sensor={"hold_clock": "strap", "paused_limit_seconds": 20})
+    end = HOLD_AT + 60
+    events = run(SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:6,tension@{end - 5}:0", config)
+    paused = [e["t"] for e in events.kind("hold_clock") if not e["running"]]
+    assert paused
+    prompt = [e["t"] for e in said(events) if e["key"] == "hold.paused"]
+    assert prompt and prompt[0] - (end - 5) <= 10.0
+    hold = events.kind("hold")[0]
+    assert hold["ended"] == "early" and 54 <= hold["held_s"] < 56.5
+    # (the clock waits from when the strap went slack, a second before it is sure)
+    assert hold["t"] - (paused[0] - 1.0) == pytest.approx(20.0, abs=0.3)
+
+
+# ---- same time in the stretch, and the right words ------------------------------------------
+
+
+def test_the_set_up_goes_on_without_pauses_once_the_leg_is_in_the_stretch() -> None:
+    # the right leg goes up (and stays) at "pulling gently on the strap"
+    slow = run("press@1", NO_ASK, sensor=True, until=200)
+    quick = run("press@1,tension@32:6", NO_ASK, sensor=True, until=200)
+    assert spans(quick, "hold")[0][0] < spans(slow, "hold")[0][0] - 8
+    pre = quick.kind("hold")[0]["pre_s"]
+    assert pre == pytest.approx(spans(quick, "hold")[0][0] - 32.5, abs=1.5)
+
+
+def test_round_two_opens_with_its_round_and_leg() -> None:
+    config = with_overrides(Config(), session={"rounds": 2, "switch": "auto",
+                                               "ask_tightness": False})
+    events = run("press@1", config, sensor=False, until=900)
+    intros = [e["text"] for e in said(events) if e["key"] == "setup.intro"]
+    assert intros == ["Right leg first. Let's set up.", "Now the left leg.",
+                      "Round two. Right leg.", "Now the left leg."]
+
+
+def test_a_quick_sessions_first_leg_starts_by_hooking_the_strap() -> None:
+    config = with_overrides(Config(), session={"mode": "quick", "switch": "auto"})
+    events = run("press@1", config, sensor=False, until=400)
+    steps = [e["text"] for e in said(events) if e["key"] == "setup.switch.1"]
+    assert steps[0].startswith("Hook the strap around the ball of your right foot")
+    assert steps[1] == "Move the strap to the ball of your left foot."
+
+
+def test_reminder_plans_are_whole_milliseconds_from_the_hold_start() -> None:
+    from device.core.config import SessionSettings
+    from device.core.machine import Press, SessionMachine
+    from device.core.routine import load_routine
+
+    for k in range(40):  # holds starting at awkward times (a double press at any moment)
+        m = SessionMachine(load_routine(), SessionSettings(hold_seconds=60 + 15 * (k % 17)))
+        t = 1.0 + k * 0.1 + 2.825
+        m.handle(Press.SHORT, 0.0)
+        m.handle(Press.SHORT, t)
+        m.handle(Press.SHORT, t + 0.3)
+        start = m.hold_started_at
+        assert start is not None
+        slots = [x.at - start for x in m._timers if x.kind == "reminder"]
+        assert slots and all(abs(s * 1000 - round(s * 1000)) < 1e-6 for s in slots)
+
+
+def test_a_sensor_replugged_in_the_question_is_noticed_there_and_never_said_inside_it() -> None:
+    # unplugged in the hold, replugged as the question starts (about 86 s)
+    events = run(SKIP_AFTER_SAFETY + f",tension@{HOLD_AT}:6,unplug@40,replug@85", ONE_LEG)
+    ask = spans(events, "ask")[0]
+    restored = [e["t"] for e in events.kind("sensor") if e["status"] == "restored"]
+    assert restored and ask[0] < restored[0] < ask[1]
+    question = next(e for e in said(events) if e["key"] == "ask.question")
+    window_end = question["t"] + question["duration_s"] + 5.0
+    for e in said(events):
+        if e["key"].startswith("sensor."):
+            assert not question["t"] <= e["t"] < window_end, e

@@ -669,7 +669,7 @@ class SessionMachine:
             self._at(end - TEN_LEFT_S, "ten_left")
             busy.append((end - TEN_LEFT_S, end - TEN_LEFT_S + ten))
             out.append(self._ten_left_slot(end))
-        out += self._plan_quiet(now, end, planned, busy)
+        out += self._plan_quiet(now, end, planned, busy, safety_s=opening)
         tick = self.settings.tick_seconds
         if tick > 0:
             k = 1
@@ -730,16 +730,17 @@ class SessionMachine:
         return busy
 
     def _plan_quiet(self, now: float, end: float, planned: float,
-                    busy: list[tuple[float, float]]) -> list[Effect]:
+                    busy: list[tuple[float, float]], safety_s: float = 0.0) -> list[Effect]:
         """Plan the hold's reminders (one, or two from ``LONG_HOLD_S``, at least
         ``reminder_seconds`` apart, clear of the timing lines), its silent stretch and its
-        talk budget. Worked in integer milliseconds from the hold's start, so no
-        floating-point tie can move or drop a line."""
+        talk budget (``safety_s`` of safety opening the hold is outside it). Worked in
+        integer milliseconds from the hold's start, so no floating-point tie can move or
+        drop a line."""
         self._reminders = []
         self._hold_topics = []
         limit_ms = _ms(planned * TALK_SHARE)
         lines = sorted((_ms(a - now), _ms(b - now)) for a, b in busy)
-        timing_ms = sum(b - a for a, b in lines)
+        timing_ms = sum(b - a for a, b in lines) - _ms(safety_s)
         end_ms = _ms(end - now)
         every_ms = _ms(self.settings.reminder_seconds)
         topics = self.routine.reminders

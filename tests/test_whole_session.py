@@ -327,3 +327,78 @@ def test_a_sensor_replugged_in_the_question_is_noticed_there_and_never_said_insi
     for e in said(events):
         if e["key"].startswith("sensor."):
             assert not question["t"] <= e["t"] < window_end, e
+
+
+# ---- quiet by design ---------------------------------------------------------------------------
+
+SAFETY_KEYS = {"setup.safety", "coach.overpull", "coach.yank", "sensor.saturated",
+               "hold.stop_ask", "ask.hurt"}  # never held back, outside the talk budget
+
+
+def _speech(events: list[dict], start: float, end: float) -> list[tuple[float, float, str]]:
+    """(from, to, key) of what was actually said in start..end (cut lines end at the cut)."""
+    cuts = [c["t"] for c in events if c["kind"] == "speak_cut"]
+    out = []
+    for e in events:
+        if e["kind"] != "speak":
+            continue
+        a, b = e["t"], e["t"] + e["duration_s"]
+        b = min([b, *[t for t in cuts if a < t < b]])
+        a, b = max(a, start), min(b, end)
+        if b > a:
+            out.append((a, b, e["key"]))
+    return out
+
+
+def _random_box(k: int) -> tuple[Config, bool, list[str]]:
+    import random
+
+    rng = random.Random(2000 + k)
+    sensor = k % 2 == 1
+    config = with_overrides(Config(), session={
+        "hold_seconds": rng.randrange(60, 301, 5),
+        "legs": rng.choice([["right"], ["right", "left"], ["left", "right"]]),
+        "rounds": rng.choice([1, 1, 2]),
+        "reminder_seconds": rng.choice([0, 10, 20, 45, 60, 120]),
+        "ask_tightness": rng.random() < 0.5, "switch": "auto",
+    }, breath={"voice_breaths": rng.choice([0, 0, 2])}, light={"hz": 20})
+    s = config.session
+    per_session = len(s.legs) * s.rounds * (110 + s.hold_seconds + 40) + 60
+    items = []
+    for n in range(10):
+        base = 1.0 + n * per_session
+        items.append(f"press@{base}")
+        if sensor and n:
+            items.append(f"tension@{base - 30}:0")  # the strap let go between sessions
+        if rng.random() < 0.5:  # straight to the hold at an awkward moment
+            skip = round(base + rng.uniform(16.0, 25.0), 3)
+            items += [f"press@{skip}", f"press@{skip + 0.3:.3f}"]
+        if sensor:
+            items.append(f"tension@{base + 20}:{rng.choice((4, 6, 9))}")
+            for _ in range(rng.randint(0, 3)):
+                at = round(base + rng.uniform(30, per_session - 80), 1)
+                items.append(f"bounce@{at}:{rng.randint(2, 6)}")
+    return config, sensor, items
+
+
+def test_speech_is_at_most_a_quarter_of_every_hold_with_a_long_silence_in_200_sessions() -> None:
+    holds_seen = 0
+    for k in range(20):
+        config, sensor, items = _random_box(k)
+        events = run(",".join(items), config, sensor=sensor, until=10 ** 6)
+        assert len(events.kind("session")) == 10, k
+        for (start, end, _), hold in zip(spans(events, "hold"), events.kind("hold"),
+                                         strict=True):
+            holds_seen += 1
+            planned = hold["planned_s"]
+            talk = _speech(events, start, end)
+            budgeted = sum(b - a for a, b, key in talk if key not in SAFETY_KEYS)
+            assert budgeted <= 0.25 * planned + 1e-6, (k, start, budgeted, planned)
+            if planned >= 60 and hold["ended"] == "complete" and not [
+                    c for c in events.kind("coach") if start <= c["t"] < end]:
+                edges = [start, *[x for a, b, _ in sorted(talk) for x in (a, b)], end]
+                gaps = [edges[i + 1] - edges[i] for i in range(0, len(edges), 2)]
+                assert max(gaps) >= 20.0 - 1e-6, (k, start, gaps)
+            opening = [key for _, _, key in talk][:2]
+            assert "hold.start" in opening, (k, start, opening)  # never dropped
+    assert holds_seen >= 200

@@ -92,7 +92,8 @@ class CoachThresholds:
     ceiling_s: float = 0.15
     """How long above the ceiling counts (two samples at 10 Hz)."""
     overpull_repeat_s: float = 8.0
-    """Over-pull is safety: said again this often while it lasts (not once per episode)."""
+    """Over-pull is safety: said again after this long while it lasts (not once per
+    episode), then after twice and four times as long."""
     steadiness_cv_zero: float = 0.25
     """Steadiness falls linearly from 100 (perfectly steady) to 0 at this coefficient of
     variation (residual standard deviation / mean, around the hold's fitted relaxation
@@ -428,8 +429,11 @@ class TensionCoach:
         self._latched &= self.active
         self._follow(t)
         if "overpull" in self.active:
+            # said again while it lasts, less often the longer it goes on (8, 16, 32 s):
+            # a warning, not a drone over the whole hold
+            repeat = th.overpull_repeat_s * min(4, 2 ** max(0, self.overpull_cues - 1))
             due = (self._last_overpull_t is None or self.overpull_cues == 0
-                   or t - self._last_overpull_t >= th.overpull_repeat_s - _EPS)
+                   or t - self._last_overpull_t >= repeat - _EPS)
             if allow_safety and due and over_now and t >= self._quiet_until:
                 self._last_overpull_t = t
                 self.overpull_cues += 1

@@ -402,3 +402,14 @@ def test_speech_is_at_most_a_quarter_of_every_hold_with_a_long_silence_in_200_se
             opening = [key for _, _, key in talk][:2]
             assert "hold.start" in opening, (k, start, opening)  # never dropped
     assert holds_seen >= 200
+
+
+def test_reminder_seconds_is_the_time_between_reminders() -> None:
+    for every in (20, 60, 120):
+        config = with_overrides(ONE_LEG, session={"hold_seconds": 300, "reminder_seconds": every,
+                                                  "ask_tightness": False})
+        events = run(SKIP_AFTER_SAFETY, config, sensor=False, until=500)
+        start, end, _ = spans(events, "hold")[0]
+        times = [e["t"] for e in said(events, start, end) if e["key"].startswith("reminder.")]
+        assert 1 <= len(times) <= 2, every
+        assert all(b - a >= every - 1e-6 for a, b in zip(times, times[1:], strict=False)), every

@@ -239,8 +239,10 @@ class StrapSensor:
         self._said.add(line)
         # past the sensor's range is a very hard pull: said as safety; the rest is news
         priority = Priority.SAFETY if line == "saturated" else Priority.COACH
+        # news of this session only: never after its last word (the answer window, the
+        # summary and "all done" go first)
         self.loop.say(self.loop.routine.strap[line], f"sensor.{line}", not_after,
-                      priority=priority)
+                      priority=priority, still=self._active)
         return True
 
     # ---- the loop's hooks -------------------------------------------------------------

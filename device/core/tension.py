@@ -385,7 +385,7 @@ class TensionCoach:
         if self._hold_from is None:
             return 0.0
         before = [(t, kg) for t, kg in self._samples if t < self._hold_from]
-        return hold_stats(before, self.thresholds).loaded_s if before else 0.0
+        return float(hold_stats(before, self.thresholds).loaded_s) if before else 0.0
 
     def quiet(self, until_t: float) -> None:
         """Return no cue for samples before ``until_t`` (s)."""

@@ -199,9 +199,36 @@ class BoxPort:
         """Run the hold clock again (saying ``line``)."""
         self._loop.resume_hold(now, line)
 
-    def end_hold_early(self, now: float) -> None:
-        """End the hold now, as a press would."""
-        self._loop.end_hold_early(now)
+    def end_hold_early(self, now: float, line: str | None = None) -> None:
+        """End the hold now, as a press would (saying ``line`` first)."""
+        self._loop.end_hold_early(now, line)
+
+    # ---- the strap's reading of the person ------------------------------------------------
+
+    def ask_stop(self, now: float) -> None:
+        """The leg went down again in the hold: ask whether to stop."""
+        self._loop.ask_stop(now)
+
+    @property
+    def stop_asked(self) -> bool:
+        """Whether "do you want to stop?" waits for an answer."""
+        return self._loop.stop_asked
+
+    def leg_back(self, now: float) -> None:
+        """The leg is back up: that answers "do you want to stop?" (the hold goes on)."""
+        self._loop.leg_back(now)
+
+    def in_stretch(self, now: float) -> None:
+        """The strap shows the leg in the stretch in the set-up: the rest goes at once."""
+        self._loop.in_stretch(now)
+
+    def note_mistake(self, topic: str) -> None:
+        """The strap noticed ``topic`` (bounce, knee): its reminder comes next."""
+        self._loop.note_mistake(topic)
+
+    def set_strap_fitted(self, fitted: bool = True) -> None:
+        """A strap sensor is fitted: the reminders follow what it notices."""
+        self._loop.set_strap_fitted(fitted)
 
     def take_idle_press(self, hook: Callable[[], bool]) -> Callable[[], None]:
         """Offer ``hook`` each short press while the box is idle (loop thread); when it

@@ -274,6 +274,7 @@ class SessionMachine:
         self._hold_topics: list[str] = []  # reminders said (or due) in this hold
         self._stop_asked = False  # "do you want to stop?" is waiting for an answer
         self._in_stretch = False  # the strap shows the leg in the stretch (set-up)
+        self._leg_up_i = -1  # the set-up line that raises the leg (index in _lines)
 
     # ---- public interface -------------------------------------------------------------
 
@@ -435,18 +436,36 @@ class SessionMachine:
         self._noticed.append(topic)
 
     def in_stretch(self, now: float) -> list[Effect]:
-        """The strap shows the leg in the stretch during the set-up: the rest of the set-up
-        follows without its pauses, so the hold clock starts soon (each leg about as long
-        in the stretch before its clock)."""
+        """The strap shows the leg in the stretch during the set-up. At (or just after) the
+        step that raises the leg, what is left of the set-up is said in the routine's few
+        ``stretch_steps`` instead, and the hold follows them; later on, the rest follows
+        without its pauses. Either way the hold clock starts soon, each leg about as long
+        in the stretch before its clock."""
         if self.state is not State.SETUP or self._in_stretch:
             return []
         self._in_stretch = True
+        self._to_stretch_steps()
         for timer in self._timers:
             if timer.kind in ("line", "hold") and 0 <= self._line_i < len(self._lines):
                 pause = self._lines[self._line_i].pause_s
                 timer.at = max(now, timer.at - max(0.0, pause - IN_STRETCH_PAUSE_S))
         heapq.heapify(self._timers)
         return []
+
+    def _to_stretch_steps(self) -> None:
+        """In the stretch, at or just after the step raising the leg: the rest of the
+        set-up becomes the routine's ``stretch_steps`` (once)."""
+        r, up, i = self.routine, self._leg_up_i, self._line_i
+        if (not self._in_stretch or not r.stretch_steps or up < 0 or not up <= i <= up + 1
+                or self.settings.setup_advance == "press"
+                or self._lines[-1].key.startswith("setup.stretch.")):
+            return
+        self._lines = self._lines[:i + 1] + [
+            _Line(self._words(step.text), f"setup.stretch.{k + 1}", IN_STRETCH_PAUSE_S)
+            for k, step in enumerate(r.stretch_steps)]
+        for timer in self._timers:
+            if timer.kind in ("line", "hold"):
+                timer.kind, timer.arg = "line", i + 1
 
     @property
     def stop_asked(self) -> bool:
@@ -583,6 +602,8 @@ class SessionMachine:
         full = first_leg and not self.quick
         steps = r.steps if full else r.switch_steps
         prefix = "setup" if full else "setup.switch"
+        up = r.leg_up if full else r.switch_leg_up
+        self._leg_up_i = len(lines) + up - 1 if up > 0 else -1
         for i, step in enumerate(steps):
             pause = default_pause if step.pause_s is None else step.pause_s
             text = step.text
@@ -607,6 +628,8 @@ class SessionMachine:
         self._drop_timers("line", "hold")
         self._line_i = i
         line = self._lines[i]
+        if self._in_stretch and i == self._leg_up_i:
+            self._to_stretch_steps()  # in the stretch before the leg was asked up
         secs = self._secs(line.text)
         if line.key == "setup.safety":
             self._safety_heard_at = now + secs

@@ -71,6 +71,9 @@ class Routine:
     quick_first: str = ""  # a quick session's first leg: hook the strap (first step)
     round_intro: str = "Round {round}. {Leg} leg."  # the first leg of every later round
     after_ask: dict[str, str] = field(default_factory=dict)  # SWITCH_READY: after the question
+    stretch_steps: tuple[Step, ...] = ()  # the rest of a set-up once the leg is in the stretch
+    leg_up: int = 0  # the (1-based) step of ``steps`` that raises the leg (0: none)
+    switch_leg_up: int = 0  # ... and of ``switch_steps``
     switch_steps: tuple[Step, ...] = ()  # later legs: only what changes
     hold: dict[str, str] = field(default_factory=dict)  # HOLD_LINES
     ask: dict[str, str] = field(default_factory=dict)  # ASK_LINES
@@ -214,7 +217,8 @@ _KNOWN = {
     "name": str,
     "title": str,
     "setup": ("intro", "steps", "ready", "safety", "press_hint", "switch_intro",
-              "quick_intro", "switch_steps", "quick_first", "round_intro"),
+              "quick_intro", "switch_steps", "quick_first", "round_intro",
+              "stretch_steps", "leg_up", "switch_leg_up"),
     "hold": ("start", "ten_left", "reminders", *HOLD_LINES),
     "ask": ASK_LINES,
     "idle": IDLE_LINES,
@@ -302,6 +306,19 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
                 out.append(Step(_need_str(where, item)))
         return tuple(out)
 
+    def step_number(key: str, of: str) -> int:
+        """A 1-based step number of setup.``of`` (0: none); the built-in routine's when
+        this file has no such key and uses the built-in steps' count."""
+        value = sections["setup"].get(key)
+        if value is None:
+            value = _builtin_data()["setup"][key] if of == "switch_steps" or \
+                "steps" not in sections["setup"] else 0
+        count = len(steps_of(of))
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= count:
+            raise ConfigError(f"{source}: setup.{key} = {value!r}: must be a step number of "
+                              f"setup.{of}, 1 to {count} (0: none)")
+        return value
+
     def optional(section: str, key: str) -> str:
         """A line newer than the routine format: this file's, else the built-in one."""
         value = sections[section].get(key)
@@ -345,6 +362,9 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
         quick_first=optional("setup", "quick_first"),
         round_intro=optional("setup", "round_intro"),
         after_ask={key: optional("switch", key) for key in SWITCH_READY},
+        stretch_steps=steps_of("stretch_steps"),
+        leg_up=step_number("leg_up", "steps"),
+        switch_leg_up=step_number("switch_leg_up", "switch_steps"),
         switch_steps=steps_of("switch_steps"),
         hold={key: optional("hold", key) for key in HOLD_LINES},
         ask={key: optional("ask", key) for key in ASK_LINES},

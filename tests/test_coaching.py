@@ -263,9 +263,9 @@ def test_with_a_strap_the_bounce_reminder_comes_only_after_bouncing() -> None:
     plain = run("press@1,tension@20:6", two_legs, sensor=True, until=400)
     assert "reminder.bounce" not in [e["key"] for e in said(plain)]
     # bouncing in the right leg's hold: cued, and the left leg's hold reminds of it
-    bouncy = run("press@1,tension@20:6,bounce@110:5", two_legs, sensor=True, until=400)
+    bouncy = run("press@1,tension@20:6,bounce@75:5", two_legs, sensor=True, until=400)
     right, left = spans(bouncy, "hold")[:2]
-    assert right[0] < 110 < right[1]
+    assert right[0] < 75 < right[1]
     assert "coach.bounce" in [e["key"] for e in said(bouncy, *right[:2])]
     left_keys = [e["key"] for e in said(bouncy, *left[:2]) if e["key"].startswith("reminder.")]
     assert left_keys == ["reminder.bounce"]

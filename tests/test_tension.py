@@ -328,3 +328,53 @@ def test_a_late_reading_does_not_restart_the_overpull_cue(late_every: int) -> No
     gaps = [b - a for a, b in zip(cues, cues[1:], strict=False)]
     assert 8.0 - 1e-6 <= gaps[0] < 8.3 and 16.0 - 1e-6 <= gaps[1] < 16.3, cues
     assert coach.overpull_cues == 3  # one episode: "still pulling" after the first
+
+
+# --- one reading for the whole session (issue 20) -----------------------------------------
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_reference_is_the_settled_level_never_raised_by_an_overpull(seed: int) -> None:
+    model = steady(5.0, seed)
+    model.set_level(20.0, 13.0, ramp_s=0.5)  # held hard for 15 s ...
+    model.set_level(35.0, 5.0, ramp_s=1.0)  # ... then back to where it settled
+    coach = TensionCoach()
+    cues = feed(coach, samples(model, 0.0, 80.0))
+    assert coach.reference is not None and 4.0 < coach.reference < 6.0
+    names = [c for _, c in cues]
+    assert names[0] == "overpull" and "slack" not in names and "eased" in names
+    over = [t for t, c in cues if c == "overpull"]
+    assert over[-1] > 28  # still an over-pull long after the moving level took it in
+
+
+def test_a_yank_from_slack_is_told_apart_within_two_seconds() -> None:
+    model = steady(5.0, 4)
+    model.set_level(20.0, 0.0, ramp_s=0.5)
+    model.set_level(40.0, 12.0, ramp_s=0.3)
+    cues = feed(TensionCoach(), samples(model, 0.0, 50.0))
+    yank = [t for t, c in cues if c == "yank"]
+    assert len(yank) == 1 and 40.0 < yank[0] <= 42.0
+    assert ("slack" in [c for _, c in cues])  # the slack before it was noticed too
+
+
+@pytest.mark.parametrize("drop", [0.3, 0.45])
+def test_the_force_relaxing_in_a_still_hold_is_never_slack(drop: float) -> None:
+    # held at one position the force falls, fast at first (most within 45 s)
+    model = steady(6.0, 5, creep_kg_per_min=0.0)
+    model.set_level(10.0, 6.0 * (1 - 0.7 * drop), ramp_s=15.0)
+    model.set_level(25.0, 6.0 * (1 - drop), ramp_s=60.0)
+    coach = TensionCoach()
+    assert feed(coach, samples(model, 0.0, 120.0)) == []
+    assert coach.reference is not None and coach.reference < 5.0  # it followed the fall
+
+
+def test_figures_count_from_the_hold_clock_and_the_time_before_is_kept() -> None:
+    model = steady(6.0, 6)
+    coach = TensionCoach()
+    data = samples(model, 0.0, 40.0)
+    for t, kg in data:
+        if t == pytest.approx(15.0):
+            coach.start_hold(t)
+        coach.add(t, kg)
+    assert coach.loaded_before_hold() == pytest.approx(15.0, abs=0.2)
+    assert coach.summary().samples == len([t for t, _ in data if t >= 15.0 - 1e-9])

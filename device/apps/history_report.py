@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
-from device.core.export import CSV_COLUMNS, write_csv  # noqa: F401  (CSV_COLUMNS: named here)
+from device.core.export import write_csv
 from device.core.records import LEGS, SessionRecord, session_to_dict
 from device.core.streaks import local_zone
 from device.core.tightness import disagreement, session_tightness

@@ -64,6 +64,10 @@ def test_25_kg_in_the_set_up_is_cued_within_two_seconds() -> None:
     assert setup[0] < 32 < setup[1]
     first = next(e for e in said(events) if e["key"] == "coach.overpull")
     assert first["t"] - 32 <= 2.0 and first["t"] < setup[1]
+    # a step cut off by the safety line is said again before the next one, never after
+    steps = [int(k.split(".")[1]) for k in keys(events, 0, setup[1])
+             if k.startswith("setup.") and k.split(".")[1].isdigit()]
+    assert steps == sorted(steps) and 3 in steps
 
 
 def test_bouncing_in_the_set_up_is_noticed_and_cued() -> None:

@@ -297,7 +297,9 @@ class CueQueue:
             self.dropped = (self.dropped + [cue])[-100:]
             return cue
         if not cue.stale(now) and not any(c.key == cue.key for c in self._pending):
-            self._pending.append(replace(cue, cut_before=True))
+            # first among its priority again: it was started before those queued since
+            # (a set-up step is never heard after the one that follows it)
+            self._pending.insert(0, replace(cue, cut_before=True))
             self._pending.sort(key=lambda c: -c.priority)
         return cue
 

@@ -444,3 +444,21 @@ def test_a_routines_leg_up_step_must_be_one_of_its_steps() -> None:
     data["setup"]["leg_up"] = 12
     with pytest.raises(ConfigError, match="setup.leg_up = 12"):
         parse_routine(data)
+
+
+def test_the_studio_takes_the_holds_new_fields_and_checks_them() -> None:
+    from datetime import UTC, datetime
+
+    from device.core.payload import BadPayload, session_message
+
+    now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    hold = {"leg": "right", "round": 1, "planned_s": 60.0, "held_s": 60.0,
+            "ended": "complete", "hurt": True, "pre_s": 21.0, "base_s": 60.0}
+    msg = {"id": "x1", "started": "2026-01-05T08:00:00+00:00",
+           "ended": "2026-01-05T08:05:00+00:00", "outcome": "complete",
+           "routine": "hamstring", "holds": [hold]}
+    assert session_message(msg, now)["holds"][0]["hurt"] is True
+    with pytest.raises(BadPayload, match="hurt"):
+        session_message({**msg, "holds": [{**hold, "hurt": "yes"}]}, now)
+    with pytest.raises(BadPayload, match="pre_s"):
+        session_message({**msg, "holds": [{**hold, "pre_s": -1}]}, now)

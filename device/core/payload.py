@@ -137,7 +137,8 @@ def _shown(value: Any) -> str:
 STATS_FIELDS = frozenset({"sessions_this_week", "streak_days", "minutes_today", "last_session",
                           "last_outcome", "next_hold_s", "tightness", "updated"})
 HOLD_FIELDS = frozenset({"leg", "round", "planned_s", "held_s", "ended", "mean", "peak",
-                         "steadiness", "tightness", "overpull_s", *RELAX_FIELDS})
+                         "steadiness", "tightness", "overpull_s", *RELAX_FIELDS,
+                         "hurt", "pre_s", "base_s"})
 RELAX_RANGE = 1e6  # relaxation figures: finite and of a sane size (kg, %, s, index)
 MAX_HOLDS = 64
 
@@ -203,4 +204,10 @@ def session_message(value: Any, now: datetime) -> dict[str, Any]:
         for name in RELAX_FIELDS:
             if hold.get(name) is not None:
                 number(hold[name], f"holds[{i}].{name}", -RELAX_RANGE, RELAX_RANGE)
+        for name in ("pre_s", "base_s"):  # time in the stretch before the clock; set base
+            if hold.get(name) is not None:
+                number(hold[name], f"holds[{i}].{name}", 0, MAX_HOLD_S)
+        if hold.get("hurt") is not None and not isinstance(hold["hurt"], bool):
+            raise BadPayload(f"holds[{i}].hurt: must be true or false, not "
+                             f"{_shown(hold['hurt'])}")
     return dict(d)

@@ -176,7 +176,7 @@ def test_a_next_hold_set_over_mqtt_is_reported_in_stats_and_said(
         watch.send("stretch-companion/box1/command", '{"next_hold_seconds": 90}')
         assert watch.wait(lambda w: w.json(stats)[-1]["next_hold_s"]
                           == {"right": 90.0, "left": 90.0})
-        assert wait_until(lambda: any("Next session: ninety seconds a leg" in t
+        assert wait_until(lambda: any("Next session" in t and "ninety seconds" in t
                                       for t in box.speaker.spoken)), box.speaker.spoken
     finally:
         _stop(box, thread)
@@ -225,7 +225,10 @@ def test_a_silent_broker_does_not_slow_the_light_or_the_hold(tmp_path: Path) -> 
         # busy the machine is: up to ~50 a real second); the gaps are the point
         assert len(frames) >= 20 and frames[-1] - frames[0] > 0.9 * (end - start)
         print(f"{len(frames)} frames, largest gap {max(gaps):.3f} loop s")
-        assert max(gaps) < 3.0  # loop seconds: 0.1 s of real time at 30x
+        # loop seconds: 0.5 s of real time at 30x. A loop waiting on the silent broker would
+        # stall for its whole connect or keep-alive time (seconds); a busy machine's own
+        # scheduling delays (two suites at once on 2 cores) stay well under this
+        assert max(gaps) < 15.0
         with History(tmp_path / "h.db") as h:
             assert h.outbox_count() == 1  # the interrupted session waits for a broker
     finally:

@@ -636,6 +636,14 @@ def bench_tui(plan: Plan, scratch: Path, env: dict[str, str], bench: Bench) -> N
     figures: dict[str, Any] = {}
     try:
         peak = _watch_rss(proc, 3.0)  # imports, first draw, the voice starting
+        # the voice renders its fixed lines at start-up (seconds on a loaded machine):
+        # idle is measured once a whole second passes with no CPU tick (30 s at most)
+        settle_end = time.monotonic() + 30
+        while time.monotonic() < settle_end and proc.poll() is None:
+            before = _proc_cpu_s(proc.pid)
+            time.sleep(1.0)
+            if _proc_cpu_s(proc.pid) == before:
+                break
         w0, c0, t0 = _task_switches(proc.pid), _proc_cpu_s(proc.pid), time.monotonic()
         time.sleep(plan.tui_s)
         w1, c1, t1 = _task_switches(proc.pid), _proc_cpu_s(proc.pid), time.monotonic()

@@ -450,7 +450,7 @@ class DeviceLoop:
                             run(now)
                         frame = self._next_frame
                         if virtual:  # the frames up to the next other thing, in one go
-                            frame = self._frames_until(frame, others, end, now)
+                            frame, now = self._frames_until(frame, others, end, now)
                     deadline = others if frame is None else min(others, frame)
                 else:
                     with self.lock:
@@ -482,11 +482,11 @@ class DeviceLoop:
                 self.shutdown()
 
     def _frames_until(self, frame: float | None, others: float, end: float | None,
-                      now: float) -> float | None:
+                      now: float) -> tuple[float | None, float]:
         """On virtual time: draw the light frames due before ``others`` (and ``end``) one
         after another, exactly as the run loop would wake for each (same times, same
         order), without going round it; stop at anything else (a wake, an add-on's
-        change, a stop). Returns the next frame's time."""
+        change, a stop). Returns the next frame's time and the clock's time now."""
         limit = others if end is None else min(others, end)
         clock = self.clock
         while frame is not None and now < frame < limit - 1e-9 \
@@ -495,11 +495,13 @@ class DeviceLoop:
             if clock.wait_until(self.wake, frame):  # jumps straight there (virtual time)
                 break
             now = clock.now()
+            if now >= limit - 1e-9:  # a late wake: the run loop takes what is due first
+                break
             self._frame(now)
             for _, run in self._tickers:
                 run(now)
             frame = self._next_frame
-        return frame
+        return frame, now
 
     @property
     def light_moving(self) -> bool:

@@ -1124,7 +1124,7 @@ def _tui_sim(seconds: float, env: dict[str, str], extra: list[str] | None = None
     import pty
     import select
 
-    if not (REPO / "device" / "tui.py").exists():
+    if not (REPO / "device" / "apps" / "tui.py").exists():
         return {"skipped": "no device/apps/tui.py"}
     master, slave = pty.openpty()
     try:

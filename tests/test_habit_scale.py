@@ -47,10 +47,10 @@ def fill(db: Path) -> list[SessionRecord]:
     with History(db) as h:
         c = h._conn
         c.execute("BEGIN")
-        for s in out:
-            c.execute("INSERT INTO sessions (started_us, started, ended_us, ended, outcome,"
-                      " routine) VALUES (?, ?, ?, ?, ?, ?)",
-                      (int(s.started.timestamp() * 1e6), s.started.isoformat(),
+        for k, s in enumerate(out):
+            c.execute("INSERT INTO sessions (uid, started_us, started, ended_us, ended,"
+                      " outcome, routine) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (f"fill-{k}", int(s.started.timestamp() * 1e6), s.started.isoformat(),
                        int(s.ended.timestamp() * 1e6), s.ended.isoformat(), s.outcome,
                        s.routine))
         c.execute("COMMIT")

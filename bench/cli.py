@@ -87,7 +87,10 @@ def run(names: list[str], plan: suite.Plan, scratch: Path) -> list[Bench]:
     from bench.holds import bench_relaxation
     from bench.web import bench_web
 
-    others = {"exit": suite.bench_exit, "button": suite.bench_button,
+    others = {"overrun": suite.bench_overrun, "addons": suite.bench_addons,
+              "quota": suite.bench_quota,
+              "exit": suite.bench_exit,
+              "button": suite.bench_button,
               "voice": suite.bench_voice, "startup": suite.bench_startup,
               "tui": suite.bench_tui, "history": suite.bench_history,
               "virtual": suite.bench_virtual, "web": bench_web, "fleet": suite.bench_fleet,

@@ -70,6 +70,8 @@ class Figure:
         if self.target_op is None:
             return ""
         if self.target_alt:
+            if self.target_factor > 1.0:
+                return f"{self.target_op} alternative x {self.target_factor:g}"
             if self.target_factor != 1.0:
                 return f"{self.target_op} alternative / {1 / self.target_factor:g}"
             return f"{self.target_op} alternative"

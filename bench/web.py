@@ -29,6 +29,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGES = 3
+CYCLES = 1  # off none one pages, this many times per run (the runs interleave: A B A B)
 
 
 # ---- the worker (the box) ----------------------------------------------------------------
@@ -42,13 +43,14 @@ def _rss_kb() -> int:
     return 0
 
 
-def web_hold(hold_s: float, state_dir: str) -> dict[str, Any]:
-    """A box with the page attached through one real-time hold; waits for "go" on stdin.
+def web_hold(hold_s: float, state_dir: str, page: bool = True) -> dict[str, Any]:
+    """A box with the page attached (``page``; else the page off, the reference) through
+    one real-time hold; waits for "go" on stdin. Every thread's wake-ups are counted.
 
     Prints {"url", "token"} on stdout first, so the driver can open pages."""
     import gc
 
-    from bench.workers import _config_one_hold
+    from bench.workers import _config_one_hold, thread_switches
     from device.apps.builder import build_box
     from device.box.clock import RealClock
 
@@ -57,23 +59,29 @@ def web_hold(hold_s: float, state_dir: str) -> dict[str, Any]:
     rss_box = _rss_kb()
     from device.addons.web import attach
 
-    handle = attach(box.port, "127.0.0.1:0", state_dir=Path(state_dir),
-                    config_path=Path(state_dir) / "config.toml")
-    token, _ = handle.server.web.store.pair(handle.code)
+    handle: Any = None
+    token = ""
+    if page:
+        handle = attach(box.port, "127.0.0.1:0", state_dir=Path(state_dir),
+                        config_path=Path(state_dir) / "config.toml")
+        token, _ = handle.server.web.store.pair(handle.code)
     rss_attached = _rss_kb()
     marks: dict[str, tuple[float, float]] = {}
     clients: list[int] = []
+    switches: list[dict[str, int]] = []
 
     def on_event(event: Any) -> None:
         if event.kind == "state" and event.state == "hold":
             marks["start"] = (time.monotonic(), time.process_time())
+            switches.append(thread_switches())
         elif event.kind == "hold":
             marks["end"] = (time.monotonic(), time.process_time())
-            clients.append(len(handle.server.web.hub.clients))
+            switches.append(thread_switches())
+            clients.append(len(handle.server.web.hub.clients) if handle else 0)
             box.loop.stop()
 
     box.bus.subscribe(on_event, ["state", "hold"], name="bench")
-    print(json.dumps({"url": handle.url, "token": token}), flush=True)
+    print(json.dumps({"url": handle.url if handle else "", "token": token}), flush=True)
     if sys.stdin.readline().strip() != "go":
         raise RuntimeError("the driver did not say go")
     rss_pages = _rss_kb()
@@ -89,7 +97,10 @@ def web_hold(hold_s: float, state_dir: str) -> dict[str, Any]:
     if "start" not in marks or "end" not in marks:
         raise RuntimeError("the hold did not start and end")
     (t0, c0), (t1, c1) = marks["start"], marks["end"]
+    wakes = sum(switches[1][k] - switches[0].get(k, 0) for k in switches[1]) \
+        if len(switches) == 2 else None
     return {"wall_s": t1 - t0, "cpu_s": c1 - c0, "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
+            "wakes_per_s": None if wakes is None else wakes / (t1 - t0),
             "rss_box_kb": rss_box, "rss_attached_kb": rss_attached,
             "rss_pages_kb": rss_pages, "rss_end_kb": rss_end,
             "streams_at_end": clients[0] if clients else 0}
@@ -99,12 +110,13 @@ def web_hold(hold_s: float, state_dir: str) -> dict[str, Any]:
 
 
 class _Worker:
-    def __init__(self, hold_s: float, scratch: Path, env: dict[str, str]) -> None:
+    def __init__(self, hold_s: float, scratch: Path, env: dict[str, str],
+                 page: bool = True) -> None:
         fd, out = tempfile.mkstemp(prefix="web-", suffix=".json", dir=scratch)
         os.close(fd)
         self.out = Path(out)
         state = tempfile.mkdtemp(prefix="web-state-", dir=scratch)
-        params = json.dumps({"hold_s": hold_s, "state_dir": state})
+        params = json.dumps({"hold_s": hold_s, "state_dir": state, "page": page})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bench.web", "web_hold", params, out], cwd=REPO, env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -196,22 +208,24 @@ def bench_web(plan: Any, scratch: Path, env: dict[str, str], bench: Bench) -> No
         bench.status, bench.error = "skipped", "apt-get install chromium"
         return
     hold_s = 1.0 if plan.quick else 20.0
-    order = ["none", "pages"] * (1 if plan.quick else 3)  # A B A B A B (--quick: A B)
-    runs: dict[str, list[dict[str, Any]]] = {"none": [], "pages": []}
+    # off: no page server at all; none: served, no page open; one: one page open;
+    # pages: PAGES open. Interleaved: off none one pages, off none one pages, ...
+    order = ["off", "none", "one", "pages"] * (1 if plan.quick else CYCLES)
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "none": [], "one": [], "pages": []}
     weight: dict[str, int] = {}
     render: dict[str, list[float]] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             for mode in order:
-                worker = _Worker(hold_s, scratch, env)
+                worker = _Worker(hold_s, scratch, env, page=mode != "off")
                 contexts = []
-                if mode == "pages":
+                if mode in ("one", "pages"):
                     if not weight:
                         weight = _page_weight(worker.url, worker.token)
                         render = _first_render(browser, worker.url, worker.token,
                                                1 if plan.quick else 7)
-                    for _ in range(PAGES):
+                    for _ in range(PAGES if mode == "pages" else 1):
                         context = _context(browser, worker.url, worker.token)
                         page = context.new_page()
                         page.goto(worker.url)
@@ -239,7 +253,26 @@ def bench_web(plan: Any, scratch: Path, env: dict[str, str], bench: Bench) -> No
         key="web.first_render_ms", label="paired page: navigation -> box state shown",
         value=statistics.median(shown) if shown else None, unit="ms",
         target_op="<=", target=300.0, note=_spread(shown) if shown else ""))
+    off = [r["cpu_pct"] for r in runs["off"]]
     none = [r["cpu_pct"] for r in runs["none"]]
+    one = [r["cpu_pct"] for r in runs["one"]]
+    bench.figures.append(Figure(
+        key="web.one_page_extra_pct", label=f"box CPU in a {hold_s:g} s hold: one page open "
+        "minus the page off", value=statistics.median(one) - statistics.median(off),
+        unit="% core", alt_label="page off (box CPU)", alt_value=statistics.median(off),
+        target_op="<=", target=0.1, note=f"one: {_spread(one)}; off: {_spread(off)}"))
+
+    def wakes(mode: str) -> float | None:
+        values = [r["wakes_per_s"] for r in runs[mode] if r.get("wakes_per_s") is not None]
+        return statistics.median(values) if values else None
+
+    bench.figures.append(Figure(
+        key="web.one_page_wakes_per_s", label="  wake-ups/s of every thread in that hold, "
+        "one page open", value=wakes("one"), unit="/s", alt_label="page off",
+        alt_value=wakes("off")))
+    bench.figures.append(Figure(
+        key="web.served_no_page_extra_pct", label="  served, no page open, minus the page off",
+        value=statistics.median(none) - statistics.median(off), unit="% core"))
     pages = [r["cpu_pct"] for r in runs["pages"]]
     extra = statistics.median(pages) - statistics.median(none)
     bench.figures.append(Figure(
@@ -252,9 +285,9 @@ def bench_web(plan: Any, scratch: Path, env: dict[str, str], bench: Bench) -> No
         key="web.extra_mb", label=f"server's extra memory (RSS after a hold with {PAGES} pages"
         " - box before attach)", value=max(mem), unit="MiB", target_op="<=", target=15.0,
         note=_spread(mem)))
-    bench.notes.append(f"order {' '.join('B' if m == 'pages' else 'A' for m in order)} "
-                       "(A: page served, none open; B: three pages open and live); a fresh "
-                       "box process per run")
+    bench.notes.append(f"order {' '.join(order)} (off: no page server; none: served, no "
+                       "page open; one: one page open and live; pages: three); a fresh box "
+                       "process per run")
     if any(r["streams_at_end"] != PAGES for r in runs["pages"]):
         bench.notes.append("a page's live stream was not open at the end of a hold")
 

@@ -352,6 +352,299 @@ def session_end(path: str, runs: int) -> dict[str, Any]:
             "bounded_streak_ms": statistics.median(bounded) * 1000}
 
 
+# ---- a line that runs past its estimate ---------------------------------------------------
+
+
+class _SlowPlayer:
+    """A voice whose player runs ``overrun_s`` real seconds past each line's estimate (a
+    slow card, a long WAV); with ``tells`` it says when it goes idle, as the real voice
+    does, else the loop can only poll ``busy()``."""
+
+    def __init__(self, rate: float, overrun_s: float, tells: bool) -> None:
+        self.rate = rate
+        self.overrun_s = overrun_s
+        self.tells_idle = tells
+        self.available: bool | None = True
+        self.started: list[float] = []
+        self.ended: list[float] = []
+        self._busy = False
+        self._hooks: list[Callable[[], None]] = []
+        self.said = threading.Event()
+        self.first_done = threading.Event()
+        self.second = threading.Event()
+
+    def on_idle(self, callback: Callable[[], None]) -> None:
+        self._hooks.append(callback)
+
+    def say(self, text: str) -> None:
+        from device.core.cues import speech_seconds
+
+        self._busy = True
+        self.started.append(time.monotonic())
+        (self.second if self.said.is_set() else self.said).set()
+        timer = threading.Timer(speech_seconds(text, self.rate) + self.overrun_s, self._done)
+        timer.daemon = True
+        timer.start()
+
+    def _done(self) -> None:
+        self.ended.append(time.monotonic())
+        self._busy = False
+        self.first_done.set()
+        if self.tells_idle:
+            for hook in self._hooks:
+                hook()
+
+    def busy(self) -> bool:
+        return self._busy
+
+    def stop(self) -> None:
+        """Nothing to cut in this benchmark."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
+def voice_overrun(speed: float, overrun_s: float, tells: bool = True,
+                  first: str = "Welcome back. This first line is rather long, so the player "
+                  "takes a while.") -> dict[str, Any]:
+    """The real device loop (RealClock at ``speed``) while a line runs ``overrun_s`` real
+    seconds past its estimate with a second line waiting: the process's CPU and the loop's
+    wakes from the estimate's end to the line's real end."""
+    from device.apps.sim import make_sim
+    from device.box.clock import RealClock
+    from device.core.config import Config
+    from device.core.cues import speech_seconds
+
+    config = Config()
+    voice = _SlowPlayer(config.voice.rate, overrun_s, tells)
+    clock = RealClock(speed)
+    box = make_sim(config, clock=clock, speaker=voice, listeners=[])  # type: ignore[arg-type]
+    wakes: list[float] = []
+    box.loop.add_ticker(lambda now: None, lambda now: wakes.append(time.monotonic()))
+    thread = threading.Thread(target=box.loop.run, name="loop", daemon=True)
+    thread.start()
+    time.sleep(0.3)
+    box.loop.call_soon(lambda: (box.loop.say(first, "one"), box.loop.say("And then.", "two")))
+    limit = overrun_s + 60
+    if not voice.said.wait(limit):
+        raise RuntimeError("the first line was never said")
+    # the estimate runs on the box's clock: at ``speed`` it is over ``speed`` times sooner
+    estimate_end = voice.started[0] + speech_seconds(first, config.voice.rate) / speed
+    time.sleep(max(0.0, estimate_end - time.monotonic()) + 0.05)
+    c0, t0, n0 = time.process_time(), time.monotonic(), len(wakes)
+    voice.first_done.wait(limit)  # this thread sleeps on an Event: no wakes of its own
+    c1, t1, n1 = time.process_time(), time.monotonic(), len(wakes)
+    voice.second.wait(10)
+    second_late = (voice.started[1] - voice.ended[0]) if len(voice.started) > 1 else None
+    box.loop.stop()
+    thread.join(5)
+    box.close()
+    return {"speed": speed, "overrun_s": overrun_s, "tells_idle": tells,
+            "wall_s": t1 - t0, "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
+            "loop_wakes_per_s": (n1 - n0) / (t1 - t0),
+            "second_line_after_ms": None if second_late is None else second_late * 1000}
+
+
+def _status_kb(field: str, pid: str = "self") -> int | None:
+    """A ``kB`` field of /proc/PID/status (VmRSS, VmHWM)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def habit_box(path: str, url: str | None, sessions: int, stats_runs: int) -> dict[str, Any]:
+    """The box as ``run`` builds it (``build_box``: history with its tally, MQTT publisher
+    with the outbox when ``url``), sessions on virtual time in this (the loop's) thread.
+
+    Start-up: ``build_box`` wall time and RSS after it. Session end: the loop's own
+    ``_on_session_end`` (the summary's week and streak, the tally, the bus), timed in the
+    loop thread. Stats: the MQTT ``stats`` message as the publisher makes it, on its own
+    connection to the file, timed ``stats_runs`` times (and every one MQTT's thread made)."""
+    from device.apps.builder import build_box
+    from device.box.clock import VirtualClock
+    from device.core.config import Config, with_overrides
+    from device.core.script import Action
+
+    gc.collect()
+    rss0 = _status_kb("VmRSS")
+    mqtt: dict[str, Any] = {"url": url, "box_id": "bench"} if url else {}
+    config = with_overrides(Config(), session={"switch": "auto"}, mqtt=mqtt)
+    endpoint = None
+    if url:
+        from device.addons.mqtt import endpoint as make_endpoint
+
+        endpoint = make_endpoint(config)
+    t0 = time.perf_counter()
+    box = build_box(config, mode="sim", clock=VirtualClock(), history=Path(path),
+                    mqtt=endpoint)
+    startup_s = time.perf_counter() - t0
+    rss_built = _status_kb("VmRSS")
+    loop = box.loop
+    ends: list[float] = []
+    real_end = loop._on_session_end
+
+    def timed_end(ended: Any) -> None:
+        t = time.perf_counter()
+        real_end(ended)
+        ends.append(time.perf_counter() - t)
+
+    loop._on_session_end = timed_end  # type: ignore[method-assign]
+    publisher = next((a.publisher for a in box.addons if hasattr(a, "publisher")), None)
+    made: list[float] = []
+    if publisher is not None:
+        real_stats = publisher.publish_stats
+
+        def timed_stats() -> None:
+            t = time.perf_counter()
+            real_stats()
+            made.append(time.perf_counter() - t)
+
+        publisher.publish_stats = timed_stats  # type: ignore[method-assign]
+        deadline = time.monotonic() + 10
+        while not publisher._ever_connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+    box.add_script([Action("press", 1 + k * 600.0) for k in range(sessions)])
+    loop.run(until=600.0 * sessions, stop_when_done=False)
+    stats: list[float] = []
+    if publisher is not None and publisher.store is not None:
+        from device.addons.mqtt import stats_payload
+
+        for _ in range(stats_runs):
+            t = time.perf_counter()
+            stats_payload(publisher.store, config, publisher.wall(), publisher.tz,
+                          publisher.next_hold_of)
+            stats.append(time.perf_counter() - t)
+        publisher.wait_delivered(10)
+    habit = next((a for a in box.addons if hasattr(a, "tally")), None)
+    rows = habit.tally.rows_read if habit is not None else None
+    connected = bool(publisher and publisher._ever_connected)
+    box.close()
+    return {
+        "startup_s": startup_s, "rss_before_kb": rss0, "rss_built_kb": rss_built,
+        "rss_peak_kb": _status_kb("VmHWM"), "sessions_ended": len(ends),
+        "end_ms": [e * 1000 for e in ends],
+        "end_median_ms": statistics.median(ends) * 1000 if ends else None,
+        "stats_ms": [x * 1000 for x in stats],
+        "stats_median_ms": statistics.median(stats) * 1000 if stats else None,
+        "stats_by_mqtt_thread_ms": [x * 1000 for x in made],
+        "tally_rows_read": rows, "mqtt_connected": connected,
+    }
+
+
+# ---- add-ons asleep -----------------------------------------------------------------------
+
+
+def thread_switches() -> dict[str, int]:
+    """Voluntary context switches (wake-ups) of each thread of this process, by
+    ``name:tid``, from /proc/self/task/TID/status."""
+    out: dict[str, int] = {}
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            name = names.get(int(tid), "?")
+            with open(f"/proc/self/task/{tid}/status", encoding="ascii") as f:
+                for line in f:
+                    if line.startswith("voluntary_ctxt_switches:"):
+                        out[f"{name}:{tid}"] = int(line.split()[1])
+        except OSError:
+            continue
+    return out
+
+
+def addons_idle(idle_s: float, web: bool, mqtt_url: str | None,
+                settle_s: float = 3.0) -> dict[str, Any]:
+    """The box as ``run`` builds it (RealClock, mock pins, recording voice) with the page
+    (no client) and/or MQTT (connected, no traffic) on, idle for ``idle_s``: wake-ups of
+    every thread (voluntary context switches from /proc), the measuring thread's own
+    single sleep left out, and the process's CPU."""
+    from device.apps.builder import build_box
+    from device.box.clock import RealClock
+    from device.core.config import Config, with_overrides
+
+    mqtt: dict[str, Any] = {"url": mqtt_url, "box_id": "idle"} if mqtt_url else {}
+    config = with_overrides(Config(), mqtt=mqtt)
+    endpoint = None
+    if mqtt_url:
+        from device.addons.mqtt import endpoint as make_endpoint
+
+        endpoint = make_endpoint(config)
+    state = Path(os.environ.get("XDG_STATE_HOME", "/tmp")) / f"idle-{os.getpid()}"
+    box = build_box(config, mode="sim", clock=RealClock(),
+                    web="127.0.0.1:0" if web else None,
+                    config_path=state / "config.toml" if web else None,
+                    history=state / "history.db", mqtt=endpoint)
+    thread = threading.Thread(target=box.loop.run, name="loop", daemon=True)
+    thread.start()
+    publisher = next((a.publisher for a in box.addons if hasattr(a, "publisher")), None)
+    time.sleep(settle_s)  # the page's server up, MQTT connected and its first messages out
+    me = f"{threading.current_thread().name}:{threading.get_native_id()}"
+    s0, c0, t0 = thread_switches(), time.process_time(), time.monotonic()
+    time.sleep(idle_s)
+    s1, c1, t1 = thread_switches(), time.process_time(), time.monotonic()
+    connected = bool(publisher and publisher._connected)
+    box.loop.stop()
+    thread.join(5)
+    box.close()
+    per_thread = {k: s1[k] - s0.get(k, 0) for k in s1 if k != me}
+    wakes = sum(per_thread.values())
+    return {"idle_s": t1 - t0, "wakes": wakes, "wakes_per_s": wakes / (t1 - t0),
+            "per_thread": {k: v for k, v in per_thread.items() if v},
+            "threads": len(s1), "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
+            "web": web, "mqtt": bool(mqtt_url), "mqtt_connected": connected}
+
+
+def stock_idle(idle_s: float, mqtt_url: str | None, settle_s: float = 3.0) -> dict[str, Any]:
+    """The libraries alone, as their docs run them: ``uvicorn.Server`` serving a bare ASGI
+    app in a thread, and a paho client connected with ``loop_start()``; idle wake-ups."""
+    import asyncio
+    import socket
+
+    import uvicorn
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                          http="h11", ws="none", loop="asyncio"))
+    web = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
+                           name="uvicorn", daemon=True)
+    web.start()
+    client = None
+    if mqtt_url:
+        from urllib.parse import urlsplit
+
+        import paho.mqtt.client as mqtt
+
+        parts = urlsplit(mqtt_url)
+        client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+        client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, keepalive=30)
+        client.loop_start()
+    time.sleep(settle_s)
+    me = f"{threading.current_thread().name}:{threading.get_native_id()}"
+    s0, c0, t0 = thread_switches(), time.process_time(), time.monotonic()
+    time.sleep(idle_s)
+    s1, c1, t1 = thread_switches(), time.process_time(), time.monotonic()
+    server.should_exit = True
+    web.join(5)
+    if client is not None:
+        client.disconnect()
+        client.loop_stop()
+    per_thread = {k: s1[k] - s0.get(k, 0) for k in s1 if k != me}
+    wakes = sum(per_thread.values())
+    return {"idle_s": t1 - t0, "wakes": wakes, "wakes_per_s": wakes / (t1 - t0),
+            "per_thread": {k: v for k, v in per_thread.items() if v},
+            "cpu_pct": 100 * (c1 - c0) / (t1 - t0)}
+
+
 # ---- the obvious alternatives -----------------------------------------------------------
 
 
@@ -834,10 +1127,21 @@ def virtual_session(runs: int) -> dict[str, Any]:
             "holds": [[h.leg, h.round, h.held_s, h.ended] for h in box.loop.holds],
         }
 
+    import hashlib
+    import io
+
     timed = []
     for _ in range(runs):
         with open(os.devnull, "w") as sink:
             timed.append(one([JsonLines(sink)]))
+    # the same session into memory (untimed), through the writer and through json.dumps:
+    # the cheaper writer's transcript is the encoder's, byte for byte
+    text, plain = io.StringIO(), io.StringIO()
+    one([JsonLines(text), lambda e: plain.write(json.dumps(e, separators=(",", ":")) + "\n")])
+    for r in timed:
+        r["transcript_sha256"] = hashlib.sha256(text.getvalue().encode()).hexdigest()
+        r["transcript_lines"] = text.getvalue().count("\n")
+    timed[0]["encoder_sha256"] = hashlib.sha256(plain.getvalue().encode()).hexdigest()
     bare = [one([]) for _ in range(max(1, runs // 2))]
     # one more, untimed, to count the events and see when the session really ended
     seen: dict[str, Any] = {"events": 0, "end_t": None, "kinds": {}}
@@ -877,6 +1181,10 @@ WORKERS: dict[str, Callable[..., dict[str, Any]]] = {
     "voice_cold": voice_cold,
     "voice_wav": voice_wav,
     "virtual_session": virtual_session,
+    "voice_overrun": voice_overrun,
+    "habit_box": habit_box,
+    "addons_idle": addons_idle,
+    "stock_idle": stock_idle,
 }
 
 

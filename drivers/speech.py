@@ -75,6 +75,10 @@ class Speaker(Protocol):
         """Stop the worker; silent from now on."""
         ...
 
+    # Optional: ``on_idle(callback)``: ``callback()`` is called (from any thread) each time
+    # the voice goes from busy to idle, while ``tells_idle`` is True; the loop then sleeps
+    # until it instead of polling ``busy()`` while a line runs past its estimate.
+
 
 class SilentSpeaker:
     """No voice at all (voice.enabled = false, or --mute)."""
@@ -478,6 +482,7 @@ class Pyttsx3Speaker:
         self._use_player = True
         self._warned: set[str] = set()
         self._dispatcher: threading.Thread | None = None
+        self._idle_hooks: list[Callable[[], None]] = []
 
         self.available: bool | None = None
         self.last_error = ""
@@ -516,6 +521,23 @@ class Pyttsx3Speaker:
         """True from ``say`` until the line has been played (or given up on)."""
         return self._pending > 0
 
+    tells_idle = True  # on_idle callbacks come: the loop need not poll busy()
+
+    def on_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (from the voice's thread) whenever the voice goes idle:
+        every line given to ``say`` played, cut off or given up on."""
+        self._idle_hooks.append(callback)
+
+    def _went_idle(self) -> None:
+        """Tell the idle hooks (call without ``_cond`` held)."""
+        if self._pending:
+            return
+        for hook in list(self._idle_hooks):
+            try:
+                hook()
+            except Exception:  # a broken listener never stops the voice
+                log.exception("voice idle hook failed")
+
     def stop(self) -> None:
         """Cut off the line playing (its player is killed) and forget the queued ones;
         the voice goes on with the next ``say``."""
@@ -540,6 +562,7 @@ class Pyttsx3Speaker:
         if proc is not None:
             with contextlib.suppress(Exception):
                 proc.kill()
+        self._went_idle()
 
     def close(self) -> None:
         """Stop: the line playing is cut off, nothing more is said."""
@@ -624,12 +647,14 @@ class Pyttsx3Speaker:
                         self._current = None
                         self._pending = max(0, self._pending - 1)
                         self._cond.notify_all()
+                    self._went_idle()
         finally:
             if self._worker is not None:
                 self._worker.retire()
             with self._cond:
                 self._pending = 0
                 self._cond.notify_all()
+            self._went_idle()
 
     def _next_item(self) -> Any:
         while True:
@@ -911,6 +936,7 @@ class Pyttsx3Speaker:
                 break
         if proc is not None:
             _kill_group(proc)
+        self._went_idle()
 
 
 def _kill_group(proc: Any) -> None:

@@ -25,7 +25,13 @@ from device.core.machine import State
 from device.core.progression import next_hold
 from device.core.records import HoldRecord, LegSession, SessionRecord, instant_us
 from device.core.routine import Routine
-from device.core.streaks import done_today, sessions_this_week, streak_days, zone_of
+from device.core.streaks import (
+    done_today,
+    sessions_this_week,
+    streak_days,
+    streak_days_bounded,
+    zone_of,
+)
 from device.core.summary import growth_line, summary_line
 from device.core.tightness import BASELINE_HOLDS, baseline, tightness_index
 from device.store.paths import default_history_path
@@ -35,30 +41,50 @@ log = logging.getLogger(__name__)
 
 NUDGE_CHECK_S = 600.0  # while idle with a nudge set, look at the time every 10 minutes
 RECENT = 30  # sessions kept in memory for progression
+KEEP_STARTS = 200  # the tally forgets starts the streak and week no longer need past this
 WRITE_WAIT_S = 30.0  # virtual time / closing: wait this long (real s) for the writer
 
 
 class Tally:
     """What the loop asks of the history, in memory (thread-safe): the start times of
-    complete sessions and the latest ``RECENT`` sessions."""
+    the complete sessions that the week, today and the streak can still need, and the
+    latest ``RECENT`` sessions.
 
-    def __init__(self) -> None:
+    Never the whole history: at start-up it reads back only as far as the streak goes
+    (``streaks.streak_days_bounded``: 40 days, then four times more while the streak
+    reaches the edge), then counts each session as it ends and forgets starts older
+    than both the week and the day before the streak began. Its size and every answer's
+    cost follow the streak, not the years."""
+
+    def __init__(self, tz: tzinfo | None = None) -> None:
         self._starts: dict[int, datetime] = {}
         self._recent: dict[int, SessionRecord] = {}
         self._lock = threading.Lock()
+        self.tz = tz
         self.loaded = False  # the store answered once
+        self.rows_read = 0  # complete starts read from the store (for tests and the bench)
 
-    def load(self, history: SafeHistory) -> bool:
-        """Merge what the store (and its pending sessions) holds; True if it answered.
+    def load(self, history: SafeHistory, now: datetime | None = None) -> bool:
+        """Merge what the store (and its pending sessions) holds back to the start of the
+        streak as of ``now`` (default: the system's time); True if it answered.
         Blocking: call before the loop runs, or from the writer's thread."""
-        starts, recent = history.complete_starts(), history.recent(RECENT)
+        now = now or datetime.now().astimezone()
+        read: list[datetime] = []
+
+        def since(at: datetime) -> list[datetime]:
+            read[:] = history.complete_starts(at)
+            return read
+
+        streak_days_bounded(since, now, self.tz)
+        recent = history.recent(RECENT)
         ok = history.ok
         with self._lock:
-            for t in starts:
+            self.rows_read += len(read)
+            for t in read:
                 self._starts.setdefault(instant_us(t), t)
             for r in recent:
                 self._recent.setdefault(instant_us(r.started), r)
-            self._trim()
+            self._trim(now)
             self.loaded = self.loaded or ok
         return ok
 
@@ -69,15 +95,22 @@ class Tally:
             if session.outcome == "complete":
                 self._starts[key] = session.started
             self._recent[key] = session
-            self._trim()
+            self._trim(session.ended)
 
-    def _trim(self) -> None:
+    def _trim(self, now: datetime) -> None:
         if len(self._recent) > RECENT:
             keep = sorted(self._recent.items(), key=lambda kv: kv[1].started)[-RECENT:]
             self._recent = dict(keep)
+        if len(self._starts) < KEEP_STARTS:
+            return
+        # forget what neither the week (9 days back covers any zone) nor the streak needs
+        starts = list(self._starts.values())
+        n = streak_days(starts, now, self.tz)
+        horizon = now - timedelta(days=max(9, n + 2))
+        self._starts = {k: t for k, t in self._starts.items() if t >= horizon}
 
     def starts(self) -> list[datetime]:
-        """Start times of the complete sessions."""
+        """Start times of the complete sessions the week, today and the streak need."""
         with self._lock:
             return list(self._starts.values())
 
@@ -115,8 +148,8 @@ class Habit:
         self._outstanding = 0  # sessions handed to the writer, not yet published
         self._lock = threading.Lock()
         self.history.flush()  # once, before the loop runs
-        self.tally = Tally()
-        self.tally.load(history)
+        self.tally = Tally(self.tz)
+        self.tally.load(history, self.wall())
         loop.set_hold_planner(self.plan_hold)
         loop.on(StateEvent, self._on_state, name="habit")
         loop.on(SessionEvent, self._on_session, name="habit")
@@ -218,7 +251,7 @@ class Habit:
                       "memory and retried while the box runs", record.started.isoformat(),
                       self.history.path, self.history.fallback_path)
         if not self.tally.loaded:
-            self.tally.load(self.history)  # the store was down at start-up
+            self.tally.load(self.history, self.wall())  # the store was down at start-up
         with self._lock:
             self._written.append((record.outcome, how))
         if not self._virtual:

@@ -56,7 +56,7 @@ from device.core.payload import BadPayload, parse_json
 from device.core.progression import next_hold
 from device.core.records import LEGS, session_to_dict
 from device.core.routine import fill, spoken_duration
-from device.core.streaks import minutes_today, sessions_this_week, streak_days, zone_of
+from device.core.streaks import minutes_today, zone_of
 from device.core.tightness import session_tightness
 from device.store.protocol import SessionStore
 from device.store.sqlite import History, HistoryError, OutboxEntry
@@ -260,12 +260,11 @@ def stats_payload(history: SessionStore, config: Config, now: datetime,
                   next_hold_of: Callable[[str], float] | None = None) -> dict[str, Any]:
     """The retained ``stats`` message (days and weeks in ``tz``; the next holds from
     ``next_hold_of`` when given, see ``next_holds``)."""
-    starts = history.complete_starts()
     recent = history.recent(1)
     today = history.sessions(since=now - timedelta(days=2))
-    return {
-        "sessions_this_week": sessions_this_week(starts, now, tz),
-        "streak_days": streak_days(starts, now, tz),
+    return {  # every read bounded by date: the cost follows the streak, not the years
+        "sessions_this_week": history.sessions_this_week(now, tz),
+        "streak_days": history.streak_days(now, tz),
         "minutes_today": round(minutes_today(today, now, tz), 1),
         "last_session": recent[0].ended.isoformat() if recent else None,
         "last_outcome": recent[0].outcome if recent else None,
@@ -461,6 +460,23 @@ class CommandPort(Protocol):
 # --------------------------------------------------------------------------- publisher
 
 
+def quiet_client(base: type, keepalive_s: float) -> type:
+    """paho's ``Client`` whose network thread (``loop_start``) waits in ``select`` up to
+    the keep-alive instead of paho's 1 s: with no traffic it wakes only to send the
+    keep-alive ping and read its answer (paho wakes it at once for anything to send, and
+    ``disconnect`` too, through its socket pair). Reconnecting is paho's own."""
+
+    class QuietClient(base):
+        def _thread_main(self) -> None:  # paho's loop_start thread body, longer select
+            try:
+                self.loop_forever(timeout=max(1.0, float(keepalive_s)),
+                                  retry_first_connection=True)
+            finally:
+                self._thread = None
+
+    return QuietClient
+
+
 class Publisher:
     """The box's MQTT client: hand it bus events with ``handle``; ``close`` at the end.
 
@@ -527,7 +543,8 @@ class Publisher:
         self._tick = threading.Event()
         self.delivered = 0  # sessions the broker acknowledged (this process)
 
-        c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+        c: mqtt.Client = quiet_client(mqtt.Client, keepalive_s)(
+                        callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
                         client_id=client_id or f"{NODE}-{ep.box_id}-{self.machine}",
                         protocol=mqtt.MQTTv311, clean_session=True)
         if ep.username:

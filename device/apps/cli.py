@@ -37,7 +37,10 @@ SIM_KEYS = (  # the terminal simulator's keys, for `sim --help`
 )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line; with ``command`` (the subcommand given) the options of the
+    history and studio commands, whose modules ``run`` does not need, are added only
+    for those commands (issue 23: ``run`` imports only what it uses)."""
     parser = argparse.ArgumentParser(
         prog="stretch-companion",
         description="A box that coaches a hamstring stretch: button, breathing light, "
@@ -94,15 +97,17 @@ def _parser() -> argparse.ArgumentParser:
                      "2026-11-26T07:30:00+01:00 (default: now)")
 
     history = sub.add_parser("history", help="past sessions, streak, progress; export")
-    from device.apps.history_report import add_history_arguments
+    if command in (None, "history"):
+        from device.apps.history_report import add_history_arguments
 
-    add_history_arguments(history)
+        add_history_arguments(history)
 
     studio = sub.add_parser("studio", help="every box's sessions and stats, from an MQTT "
                             "broker (a studio or a household with several boxes)")
-    from device.apps.studio import add_studio_arguments
+    if command in (None, "studio"):
+        from device.apps.studio import add_studio_arguments
 
-    add_studio_arguments(studio)
+        add_studio_arguments(studio)
 
     cal = sub.add_parser("calibrate", help="calibrate the strap sensor with a known weight")
     cal.add_argument("--config", metavar="FILE", help="config file (TOML)")
@@ -356,6 +361,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from device.apps import lean
 
     lean.lazy_metadata()
+    lean.uvicorn_without_cli()  # the page's server without uvicorn's command line
     from device.addons.mqtt import endpoint
     from device.apps.builder import build_box
     from device.apps.runner import run_service
@@ -464,7 +470,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"stretch-companion: the argument {arg!r} is not UTF-8 text: give names "
                   "and values in UTF-8 (rename the file if it is a path)", file=sys.stderr)
             return UsageError.exit_code
-    parser = _parser()
+    given = next((a for a in argv if not a.startswith("-")), None)
+    parser = _parser(given if given in COMMANDS else None)
     args = parser.parse_args(argv)
     _logging(args.verbose)
     if not args.command:

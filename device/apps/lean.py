@@ -14,6 +14,10 @@ process (``python -m bench`` repeats it under ``startup``):
 tries first) that imports the real ``importlib.metadata`` on first use.
 ``without_tls()`` makes ``ssl`` and ``_hashlib`` unimportable for this process: only for the
 terminal simulator, called before anything imports them.
+``uvicorn_without_cli()`` (issue 23): ``import uvicorn`` runs ``uvicorn.main``, its command
+line, which imports ``click`` (3.5 MiB) for a server the box starts from code; a stand-in
+``uvicorn.main`` hands over ``Server`` and loads the real module only if its ``main`` or
+``run`` is called.
 """
 
 from __future__ import annotations
@@ -60,4 +64,48 @@ def without_tls() -> bool:
         return False
     for name in ("ssl", "_ssl", "_hashlib"):
         sys.modules[name] = None  # type: ignore[assignment]
+    return True
+
+
+def uvicorn_without_cli() -> bool:
+    """``import uvicorn`` without its command line (click); False when uvicorn is loaded
+    already or is not installed."""
+    if "uvicorn" in sys.modules or "uvicorn.main" in sys.modules:
+        return False
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("uvicorn") is None:
+            return False
+    except (ImportError, ValueError):
+        return False
+    stand_in = types.ModuleType("uvicorn.main")
+    stand_in.__doc__ = "device.apps.lean: uvicorn's command line, imported on first use"
+
+    def real() -> Any:
+        import importlib
+
+        if sys.modules.get("uvicorn.main") is stand_in:
+            del sys.modules["uvicorn.main"]
+        return importlib.import_module("uvicorn.main")
+
+    def main(*args: Any, **kwargs: Any) -> Any:
+        return real().main(*args, **kwargs)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return real().run(*args, **kwargs)
+
+    def __getattr__(name: str) -> Any:  # Server (for uvicorn/__init__), anything else
+        if name == "Server":
+            from uvicorn.server import Server
+
+            return Server
+        if name.startswith("__"):  # the import system asking (__path__...): not a package
+            raise AttributeError(name)
+        return getattr(real(), name)
+
+    stand_in.main = main  # type: ignore[attr-defined]
+    stand_in.run = run  # type: ignore[attr-defined]
+    setattr(stand_in, "__getattr__", __getattr__)  # noqa: B010 (a module-level __getattr__)
+    sys.modules["uvicorn.main"] = stand_in
     return True

@@ -193,6 +193,7 @@ class SwitchableVoice:
         self._lock = threading.Lock()
         self._starting = False
         self._box_closed = False
+        self._idle_hooks: list[Callable[[], None]] = []
         if inner is None and make is not None and not muted:
             self._start()
 
@@ -271,14 +272,36 @@ class SwitchableVoice:
                 inner.close()
             else:
                 self._inner = inner
+                self._pass_idle_hooks(inner)
         if self.on_change is not None:
             self.on_change()
+
+    @property
+    def tells_idle(self) -> bool:
+        """True when ``on_idle`` callbacks will come (the voice behind it sends them)."""
+        return bool(getattr(self._inner, "tells_idle", False))
+
+    def on_idle(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` whenever the voice goes idle (the loop sleeps until then)."""
+        self._idle_hooks.append(callback)
+        if self._inner is not None:
+            self._pass_idle_hooks(self._inner, [callback])
+
+    def _pass_idle_hooks(self, inner: Speaker,
+                         hooks: list[Callable[[], None]] | None = None) -> None:
+        hook = getattr(inner, "on_idle", None)
+        if hook is not None:
+            for callback in self._idle_hooks if hooks is None else hooks:
+                hook(callback)
 
     def set_muted(self, muted: bool) -> None:
         """Mute (drop lines) or unmute (and start the real voice if not yet done)."""
         self.muted = muted
         if not muted and self._inner is None:
             self._start()
+        if muted:
+            for callback in self._idle_hooks:
+                callback()  # busy() is False from now on
 
     def say(self, text: str) -> None:
         """Say ``text`` unless muted or voiceless."""
@@ -489,6 +512,18 @@ class StretchApp(App[int]):
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
     ]
+
+    def get_driver_class(self) -> Any:
+        """Textual's terminal driver, with an input thread that sleeps until a key comes
+        (``device/apps/quiet_driver.py``) where Textual would use its ``LinuxDriver``."""
+        driver = super().get_driver_class()
+        from textual.drivers.linux_driver import LinuxDriver
+
+        if driver is LinuxDriver:
+            from device.apps.quiet_driver import QuietLinuxDriver
+
+            return QuietLinuxDriver
+        return driver
 
     def __init__(
         self,

@@ -227,6 +227,9 @@ class DeviceLoop:
         self.strap_figures: dict[tuple[str, int], dict[str, float | None]] = {}
         if parts.button is not None:
             parts.button.listen(self.button_edge)
+        on_idle = getattr(parts.speaker, "on_idle", None)
+        if on_idle is not None:
+            on_idle(self.wake_now)  # a line that ran past its estimate ends: look again
 
     # ---- the add-on API ----------------------------------------------------------------
 
@@ -430,6 +433,7 @@ class DeviceLoop:
         # frame: the cheapest wake the loop has, and most wakes in a hold are these.
         others: float | None = None
         deadline: float | None
+        virtual = self._is_virtual()
         try:
             while not self.stop_event.is_set():
                 now = self.clock.now()
@@ -445,6 +449,8 @@ class DeviceLoop:
                         for _, run in self._tickers:
                             run(now)
                         frame = self._next_frame
+                        if virtual:  # the frames up to the next other thing, in one go
+                            frame, now = self._frames_until(frame, others, end, now)
                     deadline = others if frame is None else min(others, frame)
                 else:
                     with self.lock:
@@ -474,6 +480,28 @@ class DeviceLoop:
                 if self.stop_event.is_set():
                     self.interrupt()
                 self.shutdown()
+
+    def _frames_until(self, frame: float | None, others: float, end: float | None,
+                      now: float) -> tuple[float | None, float]:
+        """On virtual time: draw the light frames due before ``others`` (and ``end``) one
+        after another, exactly as the run loop would wake for each (same times, same
+        order), without going round it; stop at anything else (a wake, an add-on's
+        change, a stop). Returns the next frame's time and the clock's time now."""
+        limit = others if end is None else min(others, end)
+        clock = self.clock
+        while frame is not None and now < frame < limit - 1e-9 \
+                and not self._dirty and not self.wake.is_set() \
+                and not self.stop_event.is_set():
+            if clock.wait_until(self.wake, frame):  # jumps straight there (virtual time)
+                break
+            now = clock.now()
+            if now >= limit - 1e-9:  # a late wake: the run loop takes what is due first
+                break
+            self._frame(now)
+            for _, run in self._tickers:
+                run(now)
+            frame = self._next_frame
+        return frame, now
 
     @property
     def light_moving(self) -> bool:
@@ -538,20 +566,26 @@ class DeviceLoop:
         self.call_soon(lambda: self._press(press, self.clock.now(), injected=True))
 
     def _deadline(self, now: float, frames: bool = True) -> float | None:
+        speaker = self.parts.speaker
+        talking = bool(self.cues.pending) and speaker.busy()
+        if talking and self._is_virtual():
+            self._wait_for_voice()
+            talking = speaker.busy()
         times = [
             self.machine.next_deadline(),
             self.presses.deadline(),
             self._buzz_off_at,
             self._next_frame if frames else None,
-            self.cues.deadline(now),
+            self.cues.deadline(now, speaker_busy=talking),
             self._inputs[0][0] if self._inputs else None,
         ]
         if self.cues.busy_until > now:
             times.append(self.cues.busy_until)  # the line being said ends
-        if self.cues.pending and self.parts.speaker.busy():
-            if self._is_virtual():
-                self._wait_for_voice()
-            times.append(now + 0.05)  # a real voice still talking: look again soon
+        if talking and (self._is_virtual() or not getattr(speaker, "tells_idle", False)):
+            # a real voice still talking that cannot say when it stops: look again in
+            # 50 ms of real time (on virtual time: 50 ms of it, after a real wait above)
+            speed = 1.0 if self._is_virtual() else self.clock.speed
+            times.append(now + 0.05 * max(1.0, speed))
         for ticker_due, _ in self._tickers:
             times.append(ticker_due(now))
         due = [t for t in times if t is not None]
@@ -755,6 +789,7 @@ class DeviceLoop:
         t = now - self._since
         light = self.parts.light
         at: float | None = None
+        speed = max(1.0, self.clock.speed)
         if self._animated:
             if self._chain_key is not pattern:
                 self._chain_key = pattern
@@ -763,7 +798,6 @@ class DeviceLoop:
             step = self.config.light.step
             level, at = level_and_next(t, step, period, chain)
             last, last_t = self._last_level, self._last_t
-            speed = max(1.0, getattr(self.clock, "speed", 1.0))
             if not force and last is not None and last_t is not None \
                     and abs(level - last) > step * LATE_SLACK \
                     and t - (self._frame_due or t) <= CATCH_UP_S * speed:
@@ -785,13 +819,13 @@ class DeviceLoop:
         shown = round(light.duty, 4)
         if shown != self._last_led:
             self._last_led = shown
-            if self._led_wanted:
-                self.bus.publish(LedEvent(self.stamp(), shown))
+            if self.bus.wants("led"):
+                self.bus.publish(LedEvent(round(now - self.origin, 4), shown))
         if at is None:
             self._next_frame = self._frame_due = None
             return
         # light.hz frames per real second at most: sped-up clocks (the simulator) get no more
-        gap = max(1.0, getattr(self.clock, "speed", 1.0)) / self.config.light.hz
+        gap = speed / self.config.light.hz
         self._frame_due = max(at, t + gap)
         self._next_frame = self._since + self._frame_due
         self._frames += 1

@@ -191,10 +191,12 @@ def level_and_next(t: float, step: float, period: float, chain: list[Piece]
     together (one piece lookup per light frame)."""
     if not chain or period <= 0:
         return 0.0, None
-    cycle = math.floor(t / period)
-    base = cycle * period
+    base = math.floor(t / period) * period
     p = t - base
-    i = next((k for k, piece in enumerate(chain) if p < piece.end), len(chain) - 1)
+    last = len(chain) - 1
+    i = 0
+    while i < last and p >= chain[i].end:  # the piece ``p`` falls in (a plain loop: this
+        i += 1  # runs at every light frame)
     here = chain[i].level(p)
     return here, _next_after(t, here, i, base, step, period, chain)
 

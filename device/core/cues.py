@@ -327,12 +327,17 @@ class CueQueue:
             self._topics[cue.topic] = now
         return started, dropped
 
-    def deadline(self, now: float) -> float | None:
-        """When the queue next needs a look (clock s), or None if nothing is waiting."""
+    def deadline(self, now: float, speaker_busy: bool = False) -> float | None:
+        """When the queue next needs a look (clock s), or None if nothing is waiting.
+
+        ``speaker_busy``: the voice is still talking. Past the line's estimate nothing can
+        start until it stops (the loop is told then): only a waiting cue's expiry is due."""
         if not self._pending:
             return None
         if self.interrupting(now) is not None:
             return now
+        if speaker_busy and now >= self.busy_until - 1e-9:
+            return self._next_expiry(now)
         start = max(self.busy_until, now)
         cue, soonest = self._startable(start)
         times = [start if cue is not None else soonest, self._next_expiry(now)]

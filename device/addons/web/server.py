@@ -36,6 +36,7 @@ from device.addons.web import shell
 from device.addons.web.auth import PairingStore, csrf_for
 from device.addons.web.charts import calendar, hold_chart
 from device.addons.web.guard import Guard, RateLimitedLog, guarded_protocol, quiet_accept_errors
+from device.addons.web.quiet import quiet_server
 from device.core.config import Config
 from device.core.export import write_csv
 from device.core.payload import BadPayload, parse_json
@@ -560,7 +561,7 @@ class WebServer:
                                 lifespan="off", ws="none", http=guarded_protocol(self.guard),
                                 loop="asyncio", timeout_graceful_shutdown=1,
                                 timeout_keep_alive=5, h11_max_incomplete_event_size=16384)
-        self.server = uvicorn.Server(config)
+        self.server = quiet_server(config)  # no 0.1 s tick: asleep with no page open
         self._started = threading.Event()
         self.thread = threading.Thread(target=self._run, name="web", daemon=True)
 
@@ -598,7 +599,7 @@ class WebServer:
     def close(self) -> None:
         """Stop serving (open pages reconnect once a server is back)."""
         self.web.hub.close_all()
-        self.server.should_exit = True
+        self.server.stop()
         if self.thread.is_alive():
             self.thread.join(5)
         try:

@@ -98,6 +98,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
 
     history = sub.add_parser("history", help="past sessions, streak, progress; export")
     if command in (None, "history"):
+        # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
         from device.apps.history_report import add_history_arguments
 
         add_history_arguments(history)
@@ -105,6 +106,7 @@ def _parser(command: str | None = None) -> argparse.ArgumentParser:
     studio = sub.add_parser("studio", help="every box's sessions and stats, from an MQTT "
                             "broker (a studio or a household with several boxes)")
     if command in (None, "studio"):
+        # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
         from device.apps.studio import add_studio_arguments
 
         add_studio_arguments(studio)
@@ -156,6 +158,7 @@ def _logging(verbose: int) -> None:
 
 def cmd_config(args: argparse.Namespace) -> int:
     """``config``: the configuration in effect; ``--default``; ``--check FILE``."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.core.config import (
         config_source,
         default_config_text,
@@ -190,6 +193,7 @@ def _short(text: str, most: int = 60) -> str:
 def _history_file(config: Any, override: str | None, simulator: bool) -> Path:
     """Where the history goes; a folder, FIFO or device there stops start-up in one line
     (a FIFO would block the store)."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.addons.habit import history_path
 
     path = history_path(config, override, simulator)
@@ -212,6 +216,7 @@ def _history_file(config: Any, override: str | None, simulator: bool) -> Path:
 def _sim_config(args: argparse.Namespace) -> Path | None:
     """The simulator's config: ``--config``, its own settings file (the page's saves),
     else the box's (read only)."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.addons.web.settings import sim_config_source
 
     return sim_config_source(args.config)
@@ -219,9 +224,11 @@ def _sim_config(args: argparse.Namespace) -> Path | None:
 
 def cmd_sim(args: argparse.Namespace) -> int:
     """The simulator: headless (scripted) or on screen."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.apps import lean
 
     lean.lazy_metadata()
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.core.config import load_config
     from device.core.routine import load_routine
 
@@ -236,6 +243,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
         raise UsageError(f"--until {args.until:g}: must be a number of seconds from 0 to "
                           "604800 (a week)")
     if args.web is not None:
+        # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
         from device.addons.web import parse_listen
 
         try:
@@ -251,6 +259,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
         args.mqtt_endpoint = endpoint(config, args.mqtt)
     if not args.headless:
+        # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
         from device.apps.tui import run_tui
 
         history = None if args.no_history else _history_file(config, args.history, True)
@@ -286,6 +295,7 @@ def _start_time(text: str) -> datetime:
 def _config_file(args: argparse.Namespace) -> Path:
     """The config file the phone page edits (only looked up when the page is on): the
     simulator's own unless ``--config`` names one, so trying never changes the box's."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.addons.web.settings import settings_path, sim_settings_path
 
     if args.command == "sim":
@@ -294,6 +304,7 @@ def _config_file(args: argparse.Namespace) -> Path:
 
 
 def _headless(args: argparse.Namespace, config: Config) -> int:
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.addons.transcript import JsonLines, Readable
     from device.apps.sim import run_headless
     from device.apps.streams import GuardedStream
@@ -348,6 +359,7 @@ def _with_socket(config: Any, socket_path: str | None) -> Any:
     """``run --socket PATH``: the control socket there (checked like control.socket)."""
     if not socket_path:
         return config
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.core.config import with_overrides
 
     try:
@@ -358,10 +370,12 @@ def _with_socket(config: Any, socket_path: str | None) -> Any:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """The box on real pins, until SIGTERM or Ctrl-C."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.apps import lean
 
     lean.lazy_metadata()
     lean.uvicorn_without_cli()  # the page's server without uvicorn's command line
+    # only now: gpiozero (through the builder) must find the stand-ins above
     from device.addons.mqtt import endpoint
     from device.apps.builder import build_box
     from device.apps.runner import run_service
@@ -392,6 +406,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_selftest(args: argparse.Namespace) -> int:
     """``selftest``: each part once, pass/fail and the fix."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.apps.selftest import selftest_main
     from device.core.config import load_config
 
@@ -400,6 +415,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     """``calibrate --kg X``: tare, then a known weight."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.apps.calibrate import calibrate_main
     from device.core.config import load_config
 
@@ -408,6 +424,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def cmd_web_code(args: argparse.Namespace) -> int:
     """``web-code``: the pairing code, as the box says it."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.addons.web import web_code_main
 
     return web_code_main(args.sim, Path(args.state_dir) if args.state_dir else None)
@@ -415,6 +432,7 @@ def cmd_web_code(args: argparse.Namespace) -> int:
 
 def cmd_web_forget(args: argparse.Namespace) -> int:
     """``web-forget``: every paired phone must pair again."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.addons.web import web_forget_main
 
     return web_forget_main(args.sim, Path(args.state_dir) if args.state_dir else None)
@@ -422,6 +440,7 @@ def cmd_web_forget(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """``history``: a table, JSON, CSV or a plot of past sessions."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.apps.history_report import history_main
 
     return history_main(args)
@@ -429,6 +448,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_studio(args: argparse.Namespace) -> int:
     """``studio``: the boxes seen through the broker."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.apps.studio import studio_main
 
     return studio_main(args)
@@ -437,6 +457,7 @@ def cmd_studio(args: argparse.Namespace) -> int:
 def cmd_control(args: argparse.Namespace) -> int:
     """``press``, ``long``, ``status``, ``pair``: one request to the running box's control
     socket."""
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.addons.control import ControlError, default_socket_path, request
 
     path = args.socket or default_socket_path()
@@ -477,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 0
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.apps.streams import StreamUnwritable
 
     if sys.stdout is None and args.command != "sim":  # started with >&-: nobody to tell

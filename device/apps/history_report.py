@@ -410,6 +410,7 @@ def history_main(args: argparse.Namespace, now: datetime | None = None,
                 print(f"Wrote chart to {plot_path}.", file=err)
             report_path = getattr(args, "report", None)
             if report_path:
+                # deferred: the report's module only for --report
                 from device.apps.strap_report import write_report
 
                 write_report(h.sessions(), report_path, tz, now)

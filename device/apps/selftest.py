@@ -168,6 +168,7 @@ def check_gpio(config: Config, mock: bool, host: Host,
 
 def check_light(config: Config, factory: Any, clock: Clock, host: Host) -> PartResult:
     """Blink the LED three times, then fade it up and down; the PWM duty must read back."""
+    # deferred: a part's driver is loaded when that part is tried
     from drivers.parts import BreathLight
 
     pin = config.pins.led
@@ -205,6 +206,7 @@ def check_light(config: Config, factory: Any, clock: Clock, host: Host) -> PartR
 
 def check_buzzer(config: Config, factory: Any, clock: Clock, host: Host) -> PartResult:
     """One beep (a tone on a passive buzzer)."""
+    # deferred: a part's driver is loaded when that part is tried
     from drivers.parts import Beeper
 
     pin, kind = config.pins.buzzer, config.buzzer.kind
@@ -230,6 +232,7 @@ def check_buzzer(config: Config, factory: Any, clock: Clock, host: Host) -> Part
 
 def check_button(config: Config, factory: Any, host: Host) -> PartResult:
     """The button must read released (nobody is pressing it)."""
+    # deferred: a part's driver is loaded when that part is tried
     from drivers.parts import StrapButton
 
     pin = config.pins.button
@@ -270,6 +273,7 @@ def _no_card_fix(host: Host) -> str:
 
 
 def _real_speaker(config: Config) -> Any:
+    # deferred: a part's driver is loaded when that part is tried
     from device.apps.builder import make_voice
 
     return make_voice(config)  # exactly the voice ``run`` makes
@@ -288,6 +292,7 @@ def check_voice(config: Config, mock: bool, host: Host, clock: Clock,
         return PartResult("voice", False, "no sound card: `aplay -l` lists none",
                           _no_card_fix(host))
     if speaker is None:
+        # deferred: a part's driver is loaded when that part is tried
         from drivers.speech import RecordingSpeaker
 
         speaker = RecordingSpeaker() if mock else _real_speaker(config)
@@ -345,6 +350,7 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
     address = int(getattr(settings, "address", 0x2A))
     chip_options = {k: getattr(settings, k) for k in ("gain", "sps") if hasattr(settings, k)}
     try:
+        # deferred: a part's driver is loaded when that part is tried
         from drivers.nau7802 import NAU7802, SensorError, open_bus
     except ImportError:
         return PartResult("sensor", None, "driver not installed", required=False)
@@ -354,6 +360,7 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
     faked = bus is None and mock
     if faked:
         try:
+            # deferred: a part's driver is loaded when that part is tried
             from drivers.fake_nau7802 import FakeNAU7802, StrapModel
         except ImportError:
             return PartResult("sensor", None, "fake sensor not installed", required=False)
@@ -400,6 +407,7 @@ def check_hx711(config: Config, mock: bool, *, clock: Clock | None = None,
     """Reset the HX711 on ``sensor.data_pin``/``clock_pin`` and read it for a second; with
     ``mock``, the pin-level fake on mock pins. Says how many readings the plausibility
     filter refused (bit-banging glitches)."""
+    # deferred: a part's driver is loaded when that part is tried
     from device.apps.strap_chips import make_hx711
     from drivers.loadcell import SensorError
 
@@ -412,6 +420,7 @@ def check_hx711(config: Config, mock: bool, *, clock: Clock | None = None,
            f"{settings.sps} samples/s")
     if factory is None:
         if mock:
+            # deferred: a part's driver is loaded when that part is tried
             from drivers.fake_hx711 import FakeHX711
             from drivers.fake_nau7802 import StrapModel
             from drivers.pins import mock_factory
@@ -420,6 +429,7 @@ def check_hx711(config: Config, mock: bool, *, clock: Clock | None = None,
             FakeHX711(factory, clock, StrapModel(), data_pin=settings.data_pin,
                       clock_pin=settings.clock_pin, sps=settings.sps)
         else:
+            # deferred: a part's driver is loaded when that part is tried
             from device.apps.builder import pin_factory
 
             try:
@@ -468,6 +478,7 @@ def selftest_main(
     """Check every part, print one line each (and the fix for a failure); 0 if every
     required part passed, else 1. ``make_factory`` makes the pin factory (default: mock
     pins with ``mock``, else gpiozero's real backend per ``pins.factory``)."""
+    # deferred: a part's driver is loaded when that part is tried
     from device.apps.builder import pin_factory
 
     out = out or sys.stdout  # looked up now: the stdout of this call, not of the import

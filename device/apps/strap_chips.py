@@ -38,6 +38,7 @@ def hx711_max_rate(settings: SensorSettings, calibration: Calibration | None = N
 def make_hx711(settings: SensorSettings, clock: Clock, factory: Any,
                calibration: Calibration | None = None) -> Any:
     """The HX711 driver on ``factory``'s pins (not yet begun)."""
+    # deferred: only the configured chip's driver is loaded
     from drivers.hx711 import HX711
 
     return HX711(factory, clock, data_pin=settings.data_pin, clock_pin=settings.clock_pin,
@@ -53,6 +54,7 @@ def real_adc_factory(settings: SensorSettings, clock: Clock, factory: Any = None
     if settings.chip == "hx711":
         adc = make_hx711(settings, clock, factory, calibration)
         return lambda: adc
+    # deferred: only the configured chip's driver is loaded
     from drivers.nau7802 import NAU7802, open_bus
 
     bus: list[object] = []
@@ -72,6 +74,7 @@ def simulated_chip(settings: SensorSettings, clock: Clock, factory: Any, strap: 
     """The fake chip reading ``strap`` (a ``StrapModel``) and a maker of its driver. The
     fake has ``unplug()``/``replug()`` either way."""
     if settings.chip == "hx711":
+        # deferred: only the configured chip's driver is loaded
         from drivers.fake_hx711 import FakeHX711
         from drivers.hx711 import POWER_DOWN_S
 
@@ -80,6 +83,7 @@ def simulated_chip(settings: SensorSettings, clock: Clock, factory: Any, strap: 
                               power_down_s=SIM_POWER_DOWN_S if real_clock else POWER_DOWN_S)
         adc = make_hx711(settings, clock, factory, calibration)
         return fake, lambda: adc
+    # deferred: only the configured chip's driver is loaded
     from drivers.fake_nau7802 import FakeNAU7802
     from drivers.nau7802 import NAU7802
 

@@ -520,6 +520,7 @@ class StretchApp(App[int]):
         from textual.drivers.linux_driver import LinuxDriver
 
         if driver is LinuxDriver:
+            # deferred: only when the screen (Textual) or the page (web extra) is used
             from device.apps.quiet_driver import QuietLinuxDriver
 
             return QuietLinuxDriver
@@ -865,6 +866,7 @@ class StretchApp(App[int]):
         return status
 
     def _web_handle(self) -> Any:
+        # deferred: only when the screen (Textual) or the page (web extra) is used
         from device.addons.web import WebHandle
 
         return next((a for a in self.box.addons if isinstance(a, WebHandle)), None)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar
 
 from device.core.records import HoldRecord
+from device.core.tightness import session_tightness
 
 # Kinds a slow subscriber may lose when it falls behind (the newest value replaces them).
 LOSSY_KINDS = frozenset({"led", "tension"})
@@ -201,7 +202,6 @@ class SessionEvent(Event):
 
     def transcript(self) -> dict[str, Any]:
         out = {"t": self.t, "kind": self.kind, "outcome": self.outcome, "holds": self.holds}
-        from device.core.tightness import session_tightness
 
         legs = session_tightness(self.results)  # with a strap fit: each leg and R-L
         if legs is not None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from device.core.tightness import session_tightness
+
 LEGS = ("right", "left")
 OUTCOMES = ("complete", "cancelled", "interrupted")
 HOLD_ENDS = ("complete", "early", "cancelled", "interrupted")
@@ -128,7 +130,6 @@ def instant_us(dt: datetime) -> int:
 
 def session_to_dict(s: SessionRecord) -> dict[str, Any]:
     """The stable JSON shape of a session (see ``history_report`` for the documentation)."""
-    from device.core.tightness import session_tightness
 
     out: dict[str, Any] = {
         "started": s.started.isoformat(),

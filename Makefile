@@ -2,6 +2,9 @@
 # The `stretch-companion` command is installed in .venv/bin; `make cli ARGS="..."` runs it.
 PYTHON ?= python3
 VENV ?= .venv
+# system-test: the Debian architecture of the booted root, from the command line only
+# (make system-test ARCH=arm64; empty: this machine's)
+ARCH =
 BIN = $(VENV)/bin
 
 $(BIN)/.installed: pyproject.toml
@@ -39,8 +42,8 @@ test: $(BIN)/.installed  ## lint, type check (mypy over device/ and drivers/) an
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-system-test: $(BIN)/.installed  ## install and run the service under a real systemd (root; nspawn)
-	scripts/system-test.sh
+system-test: $(BIN)/.installed  ## install and run the service under a real systemd (root; nspawn; ARCH=arm64|armhf emulated)
+	scripts/system-test.sh $(if $(ARCH),--arch $(ARCH))
 
 bench: $(BIN)/.installed  ## benchmarks (ARGS=--quick for a smoke run)
 	$(BIN)/python -m bench $(ARGS)

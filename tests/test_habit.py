@@ -164,3 +164,120 @@ def test_nudge_line_is_the_routines(tmp_path: Path) -> None:
 
     assert spoken_nudges(None) == ["Your hamstrings are waiting. One short stretch today?"]
     assert spoken_nudges("Strap time, whenever you like.") == ["Strap time, whenever you like."]
+
+
+# ---- a box with no clock (issue 25): stamped, corrected at sync, counted only when trusted --
+
+
+def _trusting_box(path: Path, config: Config, synced: bool):  # noqa: ANN202 - test helper
+    from dataclasses import dataclass
+
+    from device.core.timetrust import TimeTrust
+    from tests.test_timetrust import FakeSource
+
+    events = Events()
+    clock = VirtualClock()
+
+    @dataclass
+    class LoopSource(FakeSource):
+        """The fake source's monotonic clock is the box's virtual one."""
+
+        def monotonic(self) -> float:
+            return clock.now()
+
+    src = LoopSource(saved=datetime(2026, 2, 1, 22, 15, tzinfo=BERLIN),
+                     true_boot=datetime(2026, 11, 23, 18, 0, tzinfo=BERLIN), synced=synced)
+    box = make_sim(config, clock=clock, listeners=[events])
+    box.port.provide(TimeTrust(src, recheck_s=0.0))  # as build_box does for ``run``
+    habit = attach_history(box.port, path, src.wall)
+    return box, habit, src, events
+
+
+def _session_at(box, at: float) -> None:  # noqa: ANN001
+    for dt in (0.0, 1.0, 1.3, 89.0, 90.0, 90.3):  # as SESSION, from ``at``
+        box.loop.schedule(at + dt, box.press_now)
+
+
+def test_untrusted_session_is_kept_marked_and_counted_nowhere(tmp_path: Path) -> None:
+    config = with_overrides(Config(), history={"nudge_at": "19:00",
+                                               "timezone": "Europe/Berlin"})
+    box, habit, src, events = _trusting_box(tmp_path / "h.db", config, synced=False)
+    _session_at(box, 10.0)
+    box.loop.run(until=600)
+    habit.wait_for_writes()
+    [stored] = habit.history.recent()
+    assert stored.outcome == "complete" and stored.clock == "untrusted"
+    assert stored.started.date() == src.saved.date()  # the wrong date, kept as recorded
+    assert habit.tally.starts() == [] and habit.history.complete_starts() == []
+    summary = [e["text"] for e in events.kind("speak") if e["key"] == "summary"]
+    assert summary and "this week" not in summary[0] and "streak" not in summary[0]
+    box.loop.run(until=2 * 86400)  # past 19:00 by its wrong clock, twice: no date, no nudge
+    assert events.kind("nudge") == []
+    box.close()
+
+
+def test_sessions_before_sync_are_dated_again_at_sync(tmp_path: Path) -> None:
+    config = with_overrides(Config(), history={"timezone": "Europe/Berlin"})
+    box, habit, src, events = _trusting_box(tmp_path / "h.db", config, synced=False)
+    _session_at(box, 10.0)
+    box.loop.run(until=600)
+    habit.wait_for_writes()
+    src.synced = True  # the network came: the wall clock jumps to the truth
+    box.loop.run(until=700)  # the box notices on its own (CLOCK_CHECK_S), off the loop
+    import time
+
+    for _ in range(500):  # the correcting thread (real time; no virtual time passes)
+        if habit.tally.starts():  # the thread dates them again, then counts them
+            break
+        time.sleep(0.01)
+    [fixed] = habit.history.recent()
+    assert fixed.clock == "corrected"
+    assert abs((fixed.started - (src.true_boot + timedelta(seconds=10))).total_seconds()) < 1
+    assert habit.tally.starts() == [fixed.started]  # in the streak from now on
+    _session_at(box, 800.0)
+    box.loop.run(until=1400)
+    habit.wait_for_writes()
+    newest = habit.history.recent()[0]
+    assert newest.clock == "synced"
+    summary = [e["text"] for e in events.kind("speak") if e["key"] == "summary"]
+    assert "2 sessions this week" in summary[-1]
+    box.close()
+
+
+def test_a_phone_lends_its_time_and_the_session_is_dated_by_it(tmp_path: Path) -> None:
+    from device.core.timetrust import TimeTrust
+
+    config = with_overrides(Config(), history={"timezone": "Europe/Berlin"})
+    box, habit, src, events = _trusting_box(tmp_path / "h.db", config, synced=False)
+    trust = box.port.find(TimeTrust)
+    assert trust is not None
+    box.loop.run(until=5)
+    trust.phone_time(src.truth())  # the page sent the phone's Date.now()
+    _session_at(box, 10.0)
+    box.loop.run(until=600)
+    habit.wait_for_writes()
+    [stored] = habit.history.recent()
+    assert stored.clock == "phone"
+    assert abs((stored.started - (src.true_boot + timedelta(seconds=10))).total_seconds()) < 1
+    assert habit.tally.starts() == [stored.started]  # counted: its date is trusted
+    summary = [e["text"] for e in events.kind("speak") if e["key"] == "summary"]
+    assert "first session this week" in summary[-1]  # with a date, the week is counted
+    box.close()
+
+
+def test_a_phone_lending_its_time_dates_the_earlier_sessions_at_once(tmp_path: Path) -> None:
+    from device.core.timetrust import TimeTrust
+
+    config = with_overrides(Config(), history={"timezone": "Europe/Berlin"})
+    box, habit, src, events = _trusting_box(tmp_path / "h.db", config, synced=False)
+    _session_at(box, 10.0)
+    box.loop.run(until=600)
+    habit.wait_for_writes()
+    assert habit.history.recent()[0].clock == "untrusted"
+    trust = box.port.find(TimeTrust)
+    assert trust is not None
+    trust.phone_time(src.truth())  # as the page's POST /api/clock does, from its thread
+    [fixed] = habit.history.recent()
+    assert fixed.clock == "corrected"
+    assert abs((fixed.started - (src.true_boot + timedelta(seconds=10))).total_seconds()) < 1
+    box.close()

@@ -311,7 +311,8 @@ def _sample() -> list[SessionRecord]:
 def test_json_shape() -> None:
     data = json.loads(to_json(_sample()))
     assert [s["outcome"] for s in data] == ["complete", "cancelled"]
-    assert set(data[0]) == {"started", "ended", "outcome", "routine", "holds"}
+    assert set(data[0]) == {"started", "ended", "outcome", "routine", "clock", "holds"}
+    assert data[0]["clock"] == "synced"
     assert data[0]["started"] == "2024-05-06T07:00:00+02:00"
     assert data[0]["holds"][0] == {"leg": "right", "round": 1, "planned_s": 60, "held_s": 60,
                                    "ended": "complete", "mean": 3.2, "peak": 4.1,

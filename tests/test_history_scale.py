@@ -17,7 +17,7 @@ import pytest
 from device.apps.history_report import history_main, to_json, write_json
 from device.core import streaks
 from device.core.records import HoldRecord, SessionRecord
-from device.store.sqlite import MIGRATIONS, History
+from device.store.sqlite import COMPLETE_STARTS, MIGRATIONS, History
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 12, 2, 20, 0, tzinfo=BERLIN)
@@ -164,8 +164,6 @@ def test_migration_adds_the_covering_index_and_the_streak_query_uses_it(tmp_path
     c.commit()
     c.close()
     with History(db) as h:
-        plan = h._conn.execute(
-            "EXPLAIN QUERY PLAN SELECT started FROM sessions WHERE outcome = 'complete'"
-            " AND started_us >= ? ORDER BY started_us", (0,)).fetchall()
+        plan = h._conn.execute("EXPLAIN QUERY PLAN " + COMPLETE_STARTS, (0,)).fetchall()
         assert "COVERING INDEX" in plan[0][-1]
         assert h.count() == 1 and len(h.complete_starts()) == 1

@@ -212,3 +212,17 @@ def test_system_test_check_passes_from_a_private_clone(tmp_path: Path) -> None:
     script.write_bytes(SYSTEM_TEST.read_bytes())
     result = _unprivileged_run(script, "true")
     assert result.returncode == 1 and "needs root" in result.stdout + result.stderr
+
+
+def test_system_test_takes_a_pi_architecture_and_refuses_others() -> None:
+    bad = subprocess.run(["bash", str(SYSTEM_TEST), "--arch", "sparc"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown --arch sparc (arm64, armhf or amd64)" in bad.stderr
+    text = SYSTEM_TEST.read_text()
+    # emulation relaxes only what it cannot do, in a drop-in of the test's own, and says so
+    relaxed = text.split('RELAXED="[Service]\n', 1)[1].split('"', 1)[0].split()
+    assert relaxed == ["PrivateNetwork=no", "PrivateIPC=no"]
+    assert 'relaxes only: ' in text and "not proven under emulation" in text
+    makefile = (ROOT / "Makefile").read_text()
+    assert "scripts/system-test.sh $(if $(ARCH),--arch $(ARCH))" in makefile
+    assert "make system-test ARCH=arm64" in (ROOT / ".ci" / "run").read_text()

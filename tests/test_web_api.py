@@ -564,3 +564,39 @@ def test_root_forgetting_leaves_the_store_to_the_service_user(tmp_path: Path) ->
     PairingStore(store.path).forget()
     st = store.path.stat()
     assert (st.st_uid, st.st_gid) == (1234, 1234)
+
+
+# ---- the phone lends its time (issue 25) -------------------------------------------------
+
+
+def test_clock_takes_the_phone_time_only_while_the_box_clock_is_unsynchronized(
+        client: TestClient, box: FakeBox, store: PairingStore) -> None:
+    from device.core.timetrust import PHONE, SYNCED, TimeTrust
+    from tests.test_timetrust import TRUE_BOOT, FakeSource
+
+    src = FakeSource(mono=50.0)
+    trust = TimeTrust(src)
+    box.provide(trust)  # as build_box offers it to the add-ons (run)
+    now_ms = int(src.truth().timestamp() * 1000)
+    assert client.post("/api/clock", json={"now_ms": now_ms}, headers=ORIGIN).status_code == 401
+    csrf = pair(client, store)
+    headers = {**ORIGIN, "x-csrf-token": csrf}
+    for bad in ({"now_ms": "soon"}, {"now_ms": True}, {"now_ms": -5}, {}):
+        r = client.post("/api/clock", json=bad, headers=headers)
+        assert r.status_code == 400 and "Date.now()" in r.json()["error"], bad
+    r = client.post("/api/clock", json={"now_ms": now_ms}, headers=headers)
+    assert r.status_code == 200 and r.json() == {"clock": PHONE, "used_phone": True}
+    assert trust.stamp().clock == PHONE
+    src.synced, src.mono = True, 80.0
+    r = client.post("/api/clock", json={"now_ms": now_ms + 3_600_000}, headers=headers)
+    assert r.json() == {"clock": SYNCED, "used_phone": False}  # its own clock wins
+    assert trust.now() == TRUE_BOOT + timedelta(seconds=80)
+
+
+def test_page_sends_the_phone_time_and_says_when_it_was_used() -> None:
+    static = Path(__file__).resolve().parent.parent / "device" / "addons" / "web" / "static"
+    page = (static / "index.html").read_text()
+    script = (static / "app.js").read_text()
+    assert 'id="clock-note"' in page
+    assert '"/api/clock", { body: { now_ms: Date.now() } }' in script
+    assert "took the date and time" in script and "lendTime();" in script

@@ -143,6 +143,9 @@ class FakeBox:
         self.idle_press_hooks.append(hook)
         return lambda: self.idle_press_hooks.remove(hook)
 
+    def find(self, kind: type) -> Any:
+        return next((s for s in self.provided if isinstance(s, kind)), None)
+
     def reload(self, config: Config) -> None:
         self.commands.reloaded.append(config)
         self.config = config

@@ -34,12 +34,14 @@ from device.core.streaks import (
 )
 from device.core.summary import growth_line, summary_line
 from device.core.tightness import BASELINE_HOLDS, baseline, tightness_index
+from device.core.timetrust import PHONE, UNTRUSTED, TimeTrust
 from device.store.paths import default_history_path
 from device.store.safe import IN_MEMORY, SafeHistory
 
 log = logging.getLogger(__name__)
 
 NUDGE_CHECK_S = 600.0  # while idle with a nudge set, look at the time every 10 minutes
+CLOCK_CHECK_S = 30.0  # with sessions waiting for a trusted date: look at the clock this often
 RECENT = 30  # sessions kept in memory for progression
 KEEP_STARTS = 200  # the tally forgets starts the streak and week no longer need past this
 WRITE_WAIT_S = 30.0  # virtual time / closing: wait this long (real s) for the writer
@@ -92,7 +94,7 @@ class Tally:
         """Count a session that just ended (before it is written)."""
         key = instant_us(session.started)
         with self._lock:
-            if session.outcome == "complete":
+            if session.outcome == "complete" and session.trusted:
                 self._starts[key] = session.started
             self._recent[key] = session
             self._trim(session.ended)
@@ -132,8 +134,14 @@ class Habit:
         routine: Routine,
         wall: Callable[[], datetime],
         tz: tzinfo | None = None,
+        trust: TimeTrust | None = None,
     ) -> None:
         self.loop = loop
+        # Without ``trust`` (the simulator, tests) ``wall`` is believed; with it each
+        # session is stamped and the untrusted ones corrected once time can be trusted.
+        self.trust = trust
+        self._uncorrected = trust is not None  # a restart may find this boot's untrusted
+        self._clock_due = 0.0  # loop clock s of the next look at the clock
         self.history = history
         self.config = config
         self.routine = routine
@@ -149,7 +157,7 @@ class Habit:
         self._lock = threading.Lock()
         self.history.flush()  # once, before the loop runs
         self.tally = Tally(self.tz)
-        self.tally.load(history, self.wall())
+        self.tally.load(history, self.now() or self.wall())
         loop.set_hold_planner(self.plan_hold)
         loop.on(StateEvent, self._on_state, name="habit")
         loop.on(SessionEvent, self._on_session, name="habit")
@@ -158,6 +166,9 @@ class Habit:
         loop.set_summary(self._summary)
         if config.history.nudge_at:
             loop.add_ticker(self._nudge_deadline, self._nudge_check)
+        if trust is not None:
+            loop.add_ticker(self._clock_deadline, self._clock_check)
+            trust.when_lent(lambda ref: self.correct_dates())  # a phone's time, at once
 
     def reload(self, config: Config) -> None:
         """New settings (nudge time, progression, base hold) from the next session on (call
@@ -219,12 +230,34 @@ class Habit:
     def _wall_at(self, clock_t: float) -> datetime:
         return self.wall() - timedelta(seconds=self.loop.clock.now() - clock_t)
 
+    def now(self) -> datetime | None:
+        """The time days and weeks are counted in: the wall clock, or with a ``trust`` the
+        trusted time (None while there is none: no streak, week or nudge is judged)."""
+        if self.trust is None:
+            return self.wall()
+        return self.trust.now()
+
     def _on_session(self, ended: SessionEvent) -> None:
         """In the loop: the session's record, counted at once and handed to the writer."""
+        started, stopped = self._wall_at(ended.started_at), self._wall_at(ended.ended_at)
+        clock, boot_id, mono = "synced", None, None
+        if self.trust is not None:
+            mono_now = self.trust.source.monotonic()
+            stamp = self.trust.stamp(mono_now - (self.loop.clock.now() - ended.started_at))
+            clock, boot_id, mono = stamp.clock, stamp.boot_id, stamp.mono_s
+            if clock == PHONE:  # dated by the phone's time, not the (wrong) wall clock
+                moved = self.trust.date(started, stamp)
+                started, stopped = moved, moved + (stopped - started)
+            if clock == UNTRUSTED:
+                self._uncorrected = True
+                log.warning("the clock is not synchronized and no phone lent its time: the "
+                            "session is kept, marked untrusted, until its date can be "
+                            "corrected (this boot only)")
         record = SessionRecord(
-            started=self._wall_at(ended.started_at), ended=self._wall_at(ended.ended_at),
+            started=started, ended=stopped,
             outcome=ended.outcome, routine=self.routine.name,
             holds=tuple(records_of(ended)), uid=uuid.uuid4().hex,
+            clock=clock, boot_id=boot_id, mono_s=mono,
         )
         self.tally.add(record)
         with self._lock:
@@ -251,7 +284,8 @@ class Habit:
                       "memory and retried while the box runs", record.started.isoformat(),
                       self.history.path, self.history.fallback_path)
         if not self.tally.loaded:
-            self.tally.load(self.history, self.wall())  # the store was down at start-up
+            self.tally.load(self.history, self.now() or self.wall())  # the store was down at start
+        self.correct_dates()
         with self._lock:
             self._written.append((record.outcome, how))
         if not self._virtual:
@@ -271,6 +305,39 @@ class Habit:
         holds = tuple(replace(h, index=tightness_index(h, bases[h.leg])) for h in record.holds)
         return replace(record, holds=holds)
 
+    def correct_dates(self) -> int:
+        """Blocking (the writer's thread): once time can be trusted, date again this boot's
+        untrusted sessions and count them from then on. Returns how many were moved."""
+        if self.trust is None or not self._uncorrected or not self.trust.check():
+            return 0
+        ref = self.trust.reference
+        if ref is None:
+            return 0
+        moved = self.history.correct_dates(ref.boot_id, ref.offset_s)
+        if moved is None:
+            return 0  # the store is down: tried again at the next session or check
+        self._uncorrected = False
+        if moved:
+            log.warning("the clock can be trusted now (%s): %d session(s) of this boot dated "
+                        "again", ref.kind, moved)
+            tally = Tally(self.tz)
+            tally.load(self.history, self.now() or self.wall())
+            self.tally = tally
+        return moved
+
+    def _clock_deadline(self, now_clock: float) -> float | None:
+        return max(self._clock_due, now_clock) if self._uncorrected else None
+
+    def _clock_check(self, now_clock: float) -> None:
+        """In the loop, every ``CLOCK_CHECK_S``: when time has become trusted, correct off
+        the loop (a thread)."""
+        if not self._uncorrected or now_clock < self._clock_due:
+            return
+        self._clock_due = now_clock + CLOCK_CHECK_S
+        if self.trust is not None and self.trust.check():
+            threading.Thread(target=self.correct_dates, name="clock-correct",
+                             daemon=True).start()
+
     def _deliver(self) -> None:
         """Publish what the writer wrote (in the loop, or the closing thread)."""
         with self._lock:
@@ -284,8 +351,10 @@ class Habit:
     def _summary(self, ended: SessionEvent) -> str | None:
         """The spoken summary of a complete session, with the week and the streak (from
         the tally: no database call on the loop)."""
-        now = self.wall()
+        now = self.now()
         starts = self.tally.starts()
+        if now is None:  # no trusted date: the holds alone, no week or streak
+            return summary_line(self.routine, records_of(ended), 0, 0)
         return summary_line(self.routine, records_of(ended),
                             sessions_this_week(starts, now, self.tz),
                             streak_days(starts, now, self.tz))
@@ -300,7 +369,8 @@ class Habit:
 
     def _nudge_check(self, now_clock: float) -> None:
         idle = self.loop.state is State.IDLE
-        due = idle and self._nudge_due(self.wall())
+        now = self.now() if idle else None  # no trusted date: no nudge (the day is unknown)
+        due = now is not None and self._nudge_due(now)
         if due and not self._nudging:
             self._nudging = True
             self.loop.nudge_light(True)
@@ -357,12 +427,15 @@ def attach(
     loop: BoxPort, path: Path, wall: Callable[[], datetime], outbox: bool = False,
 ) -> Habit:
     """Wire a (fault-proof) history at ``path`` into ``loop``; ``outbox``: each session
-    is also queued for MQTT, in the same transaction."""
+    is also queued for MQTT, in the same transaction. With a ``TimeTrust`` provided on the
+    port (``run``), sessions are stamped with how their dates were known
+    (device.core.timetrust)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         log.warning("history folder %s: %s (sessions kept in memory)", path.parent, exc)
-    habit = Habit(loop, SafeHistory(path, outbox=outbox), loop.config, loop.routine, wall)
+    habit = Habit(loop, SafeHistory(path, outbox=outbox), loop.config, loop.routine, wall,
+                  trust=loop.find(TimeTrust))
     loop.provide(habit)
     loop.on_reload(habit.reload)
     return habit

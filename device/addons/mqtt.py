@@ -58,6 +58,7 @@ from device.core.records import LEGS, session_to_dict
 from device.core.routine import fill, spoken_duration
 from device.core.streaks import minutes_today, zone_of
 from device.core.tightness import session_tightness
+from device.core.timetrust import TimeTrust
 from device.store.protocol import SessionStore
 from device.store.sqlite import History, HistoryError, OutboxEntry
 
@@ -1086,9 +1087,14 @@ def attach(box: BoxPort, ep: Endpoint, *, history: Path | None = None,
         except HistoryError as exc:
             log.warning("MQTT: history file unavailable (%s); no sessions are published", exc)
     next_hold = NextHold(box) if ep.commands else None
+    wall = wall_clock(box.clock, wall_start)
+    trust = box.find(TimeTrust)
+    if trust is not None:  # days and weeks counted from a trusted date when there is one
+        system_wall = wall
+        wall = lambda: trust.now() or system_wall()  # noqa: E731
     publisher = Publisher(
         ep, lambda: box.config, view=lambda: box.view().to_json(), store=store,
-        wall=wall_clock(box.clock, wall_start), tz=zone_of(box.config.history.timezone),
+        wall=wall, tz=zone_of(box.config.history.timezone),
         commands=box.commands if ep.commands else None,
         next_hold=next_hold.set if next_hold is not None else None,
         sensor=box.view().strap_fitted,

@@ -32,6 +32,7 @@ from device.core.config import Config, SensorSettings
 from device.core.machine import Press
 from device.core.routine import Routine, load_routine
 from device.core.script import PRESS_S, Action, ScriptError
+from device.core.timetrust import TimeTrust
 from drivers.fake_nau7802 import StrapModel
 from drivers.loadcell import Calibration, LoadCell
 from drivers.parts import Beeper, BreathLight, StrapButton
@@ -261,6 +262,7 @@ def build_box(
     config_path: Path | None = None,
     mqtt: Endpoint | None = None,
     notifier: Notifier | None = None,
+    trust: TimeTrust | None = None,
 ) -> Box:
     """Build the box for ``mode``: ``sim`` (mock pins, simulated strap with ``sensor``,
     a recording voice unless ``speaker`` is given) or ``run`` (``factory`` pins, the real
@@ -268,7 +270,8 @@ def build_box(
     ``listeners`` read the transcript; ``history`` keeps sessions there (else only the
     plain spoken summary). ``web`` (HOST:PORT) serves the phone page there, as ``[web]
     enabled`` does at ``[web] listen``; its settings are read from and saved to
-    ``config_path``. ``mqtt`` publishes to a broker.
+    ``config_path``. ``mqtt`` publishes to a broker. ``trust`` (``run``) is offered to the
+    add-ons: sessions are stamped with how their dates were known (device.core.timetrust).
 
     Every add-on is attached here, the same way: ``attach(port, ...)`` returns a handle
     the box closes."""
@@ -285,6 +288,8 @@ def build_box(
     commands: PinCommands | LoopCommands = LoopCommands(loop)
     port = BoxPort(loop, commands, simulated=simulated)
     box = Box(loop=loop, port=port, factory=factory, speaker=speaker, commands=commands)
+    if trust is not None:
+        port.provide(trust)
     if simulated:
         box.commands = port.commands = PinCommands(box)
     box.handlers["press"] = lambda a: box.press_now()

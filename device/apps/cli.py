@@ -380,7 +380,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from device.apps.builder import build_box
     from device.apps.runner import run_service
     from device.box.clock import RealClock
+    from device.box.timesource import SystemTimeSource
     from device.core.config import load_config
+    from device.core.timetrust import TimeTrust
     from drivers.pins import PinFactoryError
 
     config = _with_socket(load_config(args.config), args.socket)
@@ -388,7 +390,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     history = _history_file(config, args.history, simulator=False)
     try:
         box = build_box(config, mode="run", clock=RealClock(), history=history,
-                        config_path=_config_file(args), mqtt=mqtt)
+                        config_path=_config_file(args), mqtt=mqtt,
+                        trust=TimeTrust(SystemTimeSource()))
     except PinFactoryError as exc:
         print(f"stretch-companion: {exc}", file=sys.stderr)
         return 1

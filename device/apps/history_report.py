@@ -4,6 +4,7 @@ JSON (``to_json``): a list of sessions, oldest first, each::
 
     {"started": ISO 8601 with offset, "ended": ISO 8601 with offset,
      "outcome": "complete" | "cancelled" | "interrupted", "routine": str,
+     "clock": "synced" | "phone" | "corrected" | "untrusted",
      "holds": [{"leg": "right" | "left", "round": int (1-based), "planned_s": float,
                 "held_s": float, "ended": "complete" | "early" | "cancelled" | "interrupted",
                 "mean": float | null, "peak": float | null, "steadiness": float | null,

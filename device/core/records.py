@@ -91,8 +91,22 @@ class SessionRecord:
     # once per id, so two sessions that began at the same instant are two (issue 22);
     # None: the start instant stands in for it
     uid: str | None = field(default=None, compare=False)
+    # How its dates were known (device.core.timetrust): synced, phone, corrected or untrusted
+    # (kept and marked; never in a streak or a week). boot_id and mono_s (monotonic s at
+    # the start) let an untrusted session be corrected later in the same boot.
+    clock: str = "synced"
+    boot_id: str | None = None
+    mono_s: float | None = None
+
+    @property
+    def trusted(self) -> bool:
+        """Its dates can be believed (streaks, weeks and the nudge count only these)."""
+        return self.clock != "untrusted"
 
     def __post_init__(self) -> None:
+        if self.clock not in ("synced", "phone", "corrected", "untrusted"):
+            raise ValueError(f"session clock {self.clock!r}: synced, phone, corrected or "
+                             "untrusted")
         for name in ("started", "ended"):
             if is_naive(getattr(self, name)):
                 raise ValueError(f"session {name} must be an aware datetime")
@@ -136,6 +150,7 @@ def session_to_dict(s: SessionRecord) -> dict[str, Any]:
         "ended": s.ended.isoformat(),
         "outcome": s.outcome,
         "routine": s.routine,
+        "clock": s.clock,
         "holds": [
             {"leg": h.leg, "round": h.round, "planned_s": h.planned_s, "held_s": h.held_s,
              "ended": h.ended, "mean": h.mean, "peak": h.peak, "steadiness": h.steadiness,
@@ -166,4 +181,6 @@ def session_from_dict(d: Mapping[str, Any]) -> SessionRecord:
     uid = d.get("uid")
     return SessionRecord(datetime.fromisoformat(d["started"]), datetime.fromisoformat(d["ended"]),
                          d["outcome"], d["routine"], holds,
-                         uid if isinstance(uid, str) and 0 < len(uid) <= 64 else None)
+                         uid if isinstance(uid, str) and 0 < len(uid) <= 64 else None,
+                         clock=d.get("clock", "synced"), boot_id=d.get("boot_id"),
+                         mono_s=d.get("mono_s"))

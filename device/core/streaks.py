@@ -116,9 +116,10 @@ def sessions_this_week(complete_starts: Iterable[datetime], now: datetime,
 
 def minutes_today(sessions: Iterable[SessionRecord], now: datetime,
                   tz: tzinfo | None = None) -> float:
-    """Minutes held today in ``tz``: every hold of every session started today, any outcome."""
+    """Minutes held today in ``tz``: every hold of every session started today, any outcome
+    (a session whose date cannot be trusted is in no day)."""
     zone = _zone(now, tz)
     today = local_day(now, zone)
     return sum(h.held_s for s in sessions
-               if s.started <= now and local_day(s.started, zone) == today
+               if s.trusted and s.started <= now and local_day(s.started, zone) == today
                for h in s.holds) / 60.0

@@ -154,8 +154,9 @@ class SafeHistory(StoreQueries):
         """Append ``session`` to the fallback file; False if it cannot be written."""
         try:
             self.fallback_path.parent.mkdir(parents=True, exist_ok=True)
+            line = {**session_to_dict(session), "boot_id": session.boot_id,
+                    "mono_s": session.mono_s}  # so an untrusted one can still be corrected
             with open(self.fallback_path, "a", encoding="utf-8") as f:
-                line = session_to_dict(session)
                 if session.uid is not None:
                     line["uid"] = session.uid  # imported once, under its own id
                 f.write(json.dumps(line, separators=(",", ":")) + "\n")
@@ -197,6 +198,18 @@ class SafeHistory(StoreQueries):
             self._log.debug("cannot remove fallback file %s: %s", self.fallback_path, e)
         return written
 
+    def correct_dates(self, boot_id: str, offset_s: float) -> int | None:
+        """See ``History.correct_dates`` (pending sessions written first); None while the
+        store is down."""
+        with self._lock:
+            if not self._drain():
+                return None
+            try:
+                return self._open().correct_dates(boot_id, offset_s)
+            except Exception as e:  # noqa: BLE001 - nothing may raise into the session
+                self._fail(e)
+                return None
+
     # ----------------------------------------------------------------- queries
 
     def _stored(self, fetch: Callable[[History], list[Any]]) -> list[Any]:
@@ -211,7 +224,7 @@ class SafeHistory(StoreQueries):
         """Start times of complete sessions (from ``since``), stored or pending."""
         starts = {instant_us(t): t for t in self._stored(lambda h: h.complete_starts(since))}
         for s in self._pending:
-            if s.outcome == "complete" and (since is None or s.started >= since):
+            if s.outcome == "complete" and s.trusted and (since is None or s.started >= since):
                 starts.setdefault(instant_us(s.started), s.started)
         return sorted(starts.values())
 

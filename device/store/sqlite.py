@@ -16,7 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,10 +111,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE holds ADD COLUMN pre_s REAL",
         "ALTER TABLE holds ADD COLUMN base_s REAL",
     ),
+    (  # (issue 25): how each session's dates were known (device.core.timetrust); a session
+        # from before this knew nothing better than its clock, as then: 'synced'
+        "ALTER TABLE sessions ADD COLUMN clock TEXT NOT NULL DEFAULT 'synced'",
+        "ALTER TABLE sessions ADD COLUMN boot_id TEXT",  # the boot it was recorded in
+        "ALTER TABLE sessions ADD COLUMN mono_s REAL",  # monotonic seconds at its start
+        # the streak and week queries still read the index alone, the marker included
+        "DROP INDEX sessions_outcome_started",
+        "CREATE INDEX sessions_outcome_started_clock"
+        " ON sessions(outcome, started_us, started, clock)",
+    ),
 )
 _RELAX_COLUMNS = ("settled", "relax_30", "relax_45", "relax_end", "tau_s", "fit", "tension_s",
                   "tightness_index")  # RELAX_FIELDS of device.core.records, as columns
 SCHEMA_VERSION = len(MIGRATIONS)
+# the start times streaks and weeks are counted from (read from the covering index alone)
+COMPLETE_STARTS = ("SELECT started FROM sessions WHERE outcome = 'complete' AND started_us >= ?"
+                   " AND clock != 'untrusted' ORDER BY started_us")
 
 
 @dataclass(frozen=True)
@@ -234,12 +247,14 @@ class History(StoreQueries):
                 try:
                     cur = c.execute(
                         "INSERT INTO sessions (uid, started_us, started, ended_us, ended,"
-                        " outcome, routine) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                        " outcome, routine, clock, boot_id, mono_s)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                         " ON CONFLICT (uid) DO NOTHING",
                         (session.uid or f"started-{instant_us(session.started)}",
                          instant_us(session.started), session.started.isoformat(),
                          instant_us(session.ended), session.ended.isoformat(),
-                         session.outcome, session.routine))
+                         session.outcome, session.routine, session.clock, session.boot_id,
+                         session.mono_s))
                     if cur.rowcount == 0:
                         c.execute("ROLLBACK")
                         return False
@@ -303,7 +318,8 @@ class History(StoreQueries):
     def _load(self, where: str, args: Sequence[Any], order: str,
               limit: int | None) -> list[SessionRecord]:
         def run(c: sqlite3.Connection) -> list[SessionRecord]:
-            sql = f"SELECT id, started, ended, outcome, routine FROM sessions {where} {order}"
+            sql = ("SELECT id, started, ended, outcome, routine, clock, boot_id, mono_s"
+                   f" FROM sessions {where} {order}")
             rows = c.execute(sql + (f" LIMIT {int(limit)}" if limit is not None else ""),
                              args).fetchall()
             holds: dict[int, list[HoldRecord]] = {r[0]: [] for r in rows}
@@ -318,7 +334,9 @@ class History(StoreQueries):
                         " ORDER BY session_id, seq", chunk):
                     holds[hr[0]].append(HoldRecord(*hr[1:]))
             return [SessionRecord(datetime.fromisoformat(r[1]), datetime.fromisoformat(r[2]),
-                                  r[3], r[4], tuple(holds[r[0]])) for r in rows]
+                                  r[3], r[4], tuple(holds[r[0]]), clock=r[5], boot_id=r[6],
+                                  mono_s=r[7])
+                    for r in rows]
         return self._query(run)
 
     def first_fitted(self, leg: str, limit: int) -> list[HoldRecord]:
@@ -398,8 +416,37 @@ class History(StoreQueries):
         return self._query(lambda c: c.execute("SELECT count(*) FROM sessions").fetchone()[0])
 
     def complete_starts(self, since: datetime | None = None) -> list[datetime]:
-        """Start times of complete sessions (from ``since``), oldest first."""
+        """Start times of complete sessions (from ``since``), oldest first; only those whose
+        dates can be trusted (an ``untrusted`` one counts in no streak or week)."""
         lo = instant_us(since) if since is not None else -(2**62)
         return self._query(lambda c: [datetime.fromisoformat(r[0]) for r in c.execute(
-            "SELECT started FROM sessions"
-            " WHERE outcome = 'complete' AND started_us >= ? ORDER BY started_us", (lo,))])
+            COMPLETE_STARTS, (lo,))])
+
+    def correct_dates(self, boot_id: str, offset_s: float) -> int:
+        """The ``untrusted`` sessions of boot ``boot_id``, dated again now that true time
+        there is monotonic seconds + ``offset_s``: both dates moved by the same amount,
+        marked ``corrected``. Returns how many (0 when none)."""
+        with self._lock:
+            c = self._conn
+            try:
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    rows = c.execute(
+                        "SELECT id, started, ended, mono_s FROM sessions WHERE clock ="
+                        " 'untrusted' AND boot_id = ? AND mono_s IS NOT NULL",
+                        (boot_id,)).fetchall()
+                    for sid, started, ended, mono in rows:
+                        t0, t1 = datetime.fromisoformat(started), datetime.fromisoformat(ended)
+                        shift = timedelta(seconds=mono + offset_s - t0.timestamp())
+                        t0, t1 = t0 + shift, t1 + shift
+                        c.execute("UPDATE sessions SET started_us = ?, started = ?, ended_us = ?,"
+                                  " ended = ?, clock = 'corrected' WHERE id = ?",
+                                  (instant_us(t0), t0.isoformat(), instant_us(t1),
+                                   t1.isoformat(), sid))
+                    c.execute("COMMIT")
+                    return len(rows)
+                except BaseException:
+                    self._rollback()
+                    raise
+            except sqlite3.Error as e:
+                raise HistoryError(f"cannot write history file {self.path}: {e}") from e

@@ -135,10 +135,12 @@ def hold_chart(sessions: Sequence[SessionRecord], now: datetime, tz: tzinfo,
 def calendar(sessions: Sequence[SessionRecord], now: datetime, tz: tzinfo,
              weeks: int = 12) -> dict[str, Any]:
     """Stretch days for the page's calendar: Monday-first weeks, each day 0/1/2
-    (nothing / started but not complete / complete), and the streak."""
+    (nothing / started but not complete / complete), and the streak. A session whose date
+    cannot be trusted (device.core.timetrust) is on no day."""
     today = local_day(now, tz)
     first = today - timedelta(days=today.weekday(), weeks=weeks - 1)
     marks: dict[date, int] = {}
+    sessions = [s for s in sessions if s.trusted]
     for s in sessions:
         day = local_day(s.started, tz)
         if day >= first:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, tzinfo
 from importlib import resources
 from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from starlette.applications import Starlette
@@ -42,7 +42,10 @@ from device.core.export import write_csv
 from device.core.payload import BadPayload, parse_json
 from device.core.streaks import local_zone
 from device.core.tightness import session_tightness
+from device.core.timetrust import TimeTrust
 from device.store.sqlite import History, HistoryError
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 _failed = RateLimitedLog(log)  # a request that failed: one line a minute per route
@@ -234,6 +237,7 @@ class WebApp:
             Route("/api/state", self.state),
             Route("/api/events", self.events),
             Route("/api/press", self.press, methods=["POST"]),
+            Route("/api/clock", self.clock, methods=["POST"]),
             Route("/api/history", self.history),
             Route("/api/history/chart.svg", self.chart),
             Route("/api/history.csv", self.csv),
@@ -430,7 +434,39 @@ class WebApp:
             return JSONResponse({"error": "kind must be 'short' or 'long'"}, status_code=400)
         return JSONResponse({"ok": True})
 
+    async def clock(self, request: Request) -> Response:
+        """The paired phone's time (``{"now_ms": Date.now()}``): lent to a box whose clock
+        is not synchronized (device.core.timetrust). Answers how the box dates sessions now."""
+        body = await self._authorised_post(request)
+        if isinstance(body, Response):
+            return body
+        from datetime import UTC, datetime
+
+        now_ms = body.get("now_ms")
+        if isinstance(now_ms, bool) or not isinstance(now_ms, int | float) or not (
+                0 < now_ms < 2**53):
+            return JSONResponse({"error": "now_ms must be the phone's Date.now()"},
+                                status_code=400)
+        trust = self._find(TimeTrust)
+        if trust is None:  # the simulator: its clock is the one it was given
+            return JSONResponse({"clock": "synced", "used_phone": False})
+        # (taking it also dates this boot's untrusted sessions: the history asked to be told)
+        ref = await asyncio.to_thread(trust.phone_time,
+                                      datetime.fromtimestamp(now_ms / 1000, UTC))
+        kind = ref.kind if ref is not None else "untrusted"
+        return JSONResponse({"clock": kind, "used_phone": kind == "phone"})
+
+    def _find(self, kind: type[T]) -> T | None:
+        """Another add-on's service, found through the port."""
+        return self.box.find(kind)
+
     # ---- history ----------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        """Days and weeks are counted from a trusted date when the box has one."""
+        trust = self._find(TimeTrust)
+        trusted = trust.now() if trust is not None else None
+        return trusted or self.options.now()
 
     def _sessions(self) -> list[Any]:
         from datetime import timedelta
@@ -439,7 +475,7 @@ class WebApp:
         path = self.options.history_path
         if path is None or not Path(path).is_file():
             return []
-        since = self.options.now() - timedelta(weeks=self.options.weeks, days=1)
+        since = self._now() - timedelta(weeks=self.options.weeks, days=1)
         try:
             with History(path, read_only=True) as store:
                 return store.sessions(since=since)
@@ -453,7 +489,7 @@ class WebApp:
 
         sessions = await asyncio.to_thread(self._sessions)
         tz = _zone(self.box.config)
-        cal = calendar(sessions, self.options.now(), tz, self.options.weeks)
+        cal = calendar(sessions, self._now(), tz, self.options.weeks)
         recent = []
         for s in sessions[-10:][::-1]:
             legs = {}
@@ -480,7 +516,7 @@ class WebApp:
             return _unpaired()
 
         sessions = await asyncio.to_thread(self._sessions)
-        svg = hold_chart(sessions, self.options.now(), _zone(self.box.config), self.options.weeks)
+        svg = hold_chart(sessions, self._now(), _zone(self.box.config), self.options.weeks)
         return Response(svg, media_type="image/svg+xml")
 
     async def csv(self, request: Request) -> Response:

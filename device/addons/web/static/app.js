@@ -706,9 +706,23 @@ async function start() {
   $("tab-history").hidden = !s.history;
   selectTab(location.hash.slice(1), false);
   render(s.view);  // at once; the live stream follows
+  lendTime();
   connect();
   loadSettings();
   if (s.history) loadHistory();
+}
+
+// A box without a real-time clock and without a network may not know the date: it
+// takes this phone's (it uses it only while its own clock is not synchronized).
+async function lendTime() {
+  let result;
+  try { result = await api("/api/clock", { body: { now_ms: Date.now() } }); } catch (e) { return; }
+  const used = result.status === 200 && result.data && result.data.used_phone;
+  $("clock-note").hidden = !used;
+  if (used) {
+    $("clock-note").textContent = "The box's clock was not set: it took the date and time " +
+      "from this phone (" + new Date().toLocaleString() + ").";
+  }
 }
 
 $("tones").checked = localStorage.getItem("sc.tones") === "on";   // off unless chosen

@@ -96,9 +96,9 @@ class TimeTrust:
         self._ref: Reference | None = None
         self._boot = source.boot_id()
         self._asked: float | None = None
-        self._lent: list[Callable[[Reference], None]] = []
+        self._lent: list[Callable[[Reference], object]] = []
 
-    def when_lent(self, call: Callable[[Reference], None]) -> None:
+    def when_lent(self, call: Callable[[Reference], object]) -> None:
         """Call ``call(reference)`` each time a phone's time is taken (in the thread that
         handed it in, never the box's loop): the history dates this boot's sessions."""
         self._lent.append(call)

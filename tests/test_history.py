@@ -657,3 +657,23 @@ def test_the_id_migration_keeps_every_hold_and_outbox_row(tmp_path: Path) -> Non
         assert h.outbox_pending()[0].session == old
         assert h.record(old) is False  # the old row's id is its start instant
         assert h.record(replace(old, uid="new")) and h.count() == 2
+
+
+def test_plot_shows_each_leg_s_tightness_index_when_the_strap_gave_one(tmp_path: Path) -> None:
+    """Issue 21: the plot carries the strap's measure too: a row of each leg's tightness
+    index (100 = its first weeks) under hold time and steadiness."""
+    from device.apps.history_report import figure
+
+    plain = figure(_sample(), BERLIN)
+    assert len(plain.axes) == 2  # hold time, steadiness
+    measured = [session(at(2024, 5, 6 + d), holds=(
+        replace(hold("right", steadiness=90), index=100.0 - 4 * d),
+        replace(hold("left", steadiness=88), index=110.0 - 2 * d))) for d in range(3)]
+    fig = figure(measured, BERLIN)
+    assert len(fig.axes) == 3
+    index_ax = fig.axes[-1]
+    assert "tightness index" in index_ax.get_ylabel()
+    lines = {line.get_label(): list(line.get_ydata()) for line in index_ax.get_lines()}
+    assert lines["right leg"] == [100.0, 96.0, 92.0] and lines["left leg"] == [110.0, 108.0, 106.0]
+    plot(measured, tmp_path / "m.png", BERLIN)
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

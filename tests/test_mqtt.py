@@ -674,7 +674,8 @@ def test_studio_table_and_json(broker: Mosquitto, tmp_path: Path) -> None:
     assert rows == [{"box": "box1", "online": False, "last_session": rows[0]["last_session"],
                      "last_session_id": None, "last_outcome": "complete", "sessions": 0,
                      "sessions_this_week": 1, "streak_days": 1, "mean_hold_s": {},
-                     "last_steadiness": None, "last_tightness": {}}]
+                     "last_steadiness": None, "last_tightness": {},
+                     "tightness_index": {"right": None, "left": None, "asymmetry": None}}]
     assert rows[0]["last_session"]  # the retained summary, at once
     r = subprocess.run([sys.executable, "-m", "device", "studio", "--mqtt", broker.url,
                         "--db", str(tmp_path / "s.db")],

@@ -213,3 +213,30 @@ def test_the_box_s_own_messages_pass_the_studio_s_checks() -> None:
     stats = {"sessions_this_week": 1, "tightness": {"right": 98.0, "left": 104.0,
                                                      "asymmetry": -5.9}}
     assert stats_message(stats, now) == stats
+
+
+def test_the_table_shows_each_leg_s_tightness_index_and_the_asymmetry(tmp_path: Path) -> None:
+    """Issue 21: the strap's measure in the studio: from a box's sessions (each leg's latest
+    index, their asymmetry), else from its retained stats (a box whose sessions came before
+    the studio's first connection)."""
+    from device.apps.studio import table
+
+    db = tmp_path / "studio.db"
+    StudioStore(db).close()
+    with_index = message(1)
+    for h, idx in zip(with_index["holds"], (96.0, 104.0), strict=False):
+        h["index"] = idx
+    with sqlite3.connect(db) as c:
+        c.execute("INSERT INTO boxes (box, online, stats) VALUES ('box1', 1, NULL), ('box2', 1,"
+                  " '{\"tightness\": {\"right\": 90.0, \"left\": 99.0, \"asymmetry\": -9.5}}')")
+    store = StudioStore(db)
+    assert store.add_session("box1", with_index)
+    rows = {r["box"]: r for r in store.summary()}
+    legs = [h["leg"] for h in with_index["holds"]]
+    want = dict(zip(legs, (96.0, 104.0), strict=False))
+    assert rows["box1"]["tightness_index"] == {**want, "asymmetry": -8.0 if legs[0] == "right"
+                                               else 8.0}
+    assert rows["box2"]["tightness_index"] == {"right": 90.0, "left": 99.0, "asymmetry": -9.5}
+    text = table(list(rows.values()))
+    assert "index R/L (asym %)" in text and "90/99 (-10)" in text
+    store.close()

@@ -206,8 +206,9 @@ MIN_SPAN_DAYS = 7.0  # the date axis shows at least a week, so its ticks are dis
 
 
 def figure(sessions: Sequence[SessionRecord], tz: tzinfo, now: datetime | None = None) -> Any:
-    """The chart as a matplotlib Figure: hold seconds per leg over time, and strap
-    steadiness when recorded. With no sessions: the last weeks, empty, and says so."""
+    """The chart as a matplotlib Figure: hold seconds per leg over time, strap steadiness
+    when recorded, and each leg's tightness index (100 = its first weeks) when the strap's
+    fit gave one. With no sessions: the last weeks, empty, and says so."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.dates import MO, AutoDateLocator, DateFormatter, WeekdayLocator
@@ -221,14 +222,19 @@ def figure(sessions: Sequence[SessionRecord], tz: tzinfo, now: datetime | None =
         return dt.astimezone(tz).replace(tzinfo=None)
 
     steady = any(h.steadiness is not None for s in sessions for h in s.holds)
-    fig = Figure(figsize=(9, 6.5 if steady else 4.5), layout="constrained")
+    indexed = any(h.index is not None for s in sessions for h in s.holds)
+    rows = 1 + steady + indexed
+    fig = Figure(figsize=(9, 2.2 + 2.2 * rows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(2 if steady else 1, 1, sharex=True, squeeze=False)[:, 0]
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+    index_ax = axes[-1] if indexed else None
     fig.suptitle("Stretch Companion: hold time per leg")
     early_labelled = False
     top = 60.0
     for leg in LEGS:
         xs, held, planned, early_x, early_y, sx, sy = [], [], [], [], [], [], []
+        ix: list[datetime] = []
+        iy: list[float] = []
         for s in sessions:
             hs = [h for h in s.holds if h.leg == leg]
             if not hs:
@@ -244,6 +250,10 @@ def figure(sessions: Sequence[SessionRecord], tz: tzinfo, now: datetime | None =
             if vals:
                 sx.append(x)
                 sy.append(sum(vals) / len(vals))
+            index = [h.index for h in hs if h.index is not None]
+            if index:
+                ix.append(x)
+                iy.append(sum(index) / len(index))
         top = max([top, *held, *planned])
         style = LEG_STYLE[leg]
         axes[0].plot(xs, held, label=f"{leg} leg, held", **style)
@@ -255,12 +265,18 @@ def figure(sessions: Sequence[SessionRecord], tz: tzinfo, now: datetime | None =
             early_labelled = True
         if steady:
             axes[1].plot(sx, sy, label=f"{leg} leg", **style)
+        if index_ax is not None:
+            index_ax.plot(ix, iy, label=f"{leg} leg", **style)
     axes[0].set_ylabel("hold (seconds)")
     axes[0].set_ylim(0, top * 1.1)
     if steady:
         axes[1].set_ylabel("strap steadiness (0-100)")
         axes[1].set_ylim(0, 100)
         axes[1].legend(loc="lower right", fontsize="small")
+    if index_ax is not None:
+        index_ax.axhline(100, color="grey", linewidth=0.8, linestyle=":")
+        index_ax.set_ylabel("tightness index\n(100 = first weeks)")
+        index_ax.legend(loc="lower right", fontsize="small")
     times = [local(s.started) for s in sessions]
     last = max(times) if times else local(now)
     first = min(times) if times else last - timedelta(days=4 * MIN_SPAN_DAYS)

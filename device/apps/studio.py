@@ -30,6 +30,7 @@ from device.core.config import _topic
 from device.core.errors import ConfigError, UsageError
 from device.core.payload import BadPayload, parse_json, session_message, stats_message
 from device.core.records import LEGS, session_from_dict
+from device.core.tightness import asymmetry
 from device.store.paths import default_history_path
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,9 @@ class StudioStore:
 
     def summary(self) -> list[dict[str, Any]]:
         """One object per box: online, last session, counts, streak, mean hold per leg,
-        the last steadiness and each leg's latest tightness answer."""
+        the last steadiness, each leg's latest tightness answer, and each leg's latest
+        tightness index (the strap's measure; 100 = its first weeks) with the left/right
+        asymmetry (%), from the sessions or else the box's retained stats."""
         with self._lock:
             boxes = self._conn.execute(
                 "SELECT box, online, stats FROM boxes ORDER BY box").fetchall()
@@ -208,6 +211,7 @@ class StudioStore:
             held: dict[str, list[float]] = {}
             steadiness = None
             tightness: dict[str, str] = {}  # each leg's latest answer to "how tight?"
+            index: dict[str, float] = {}  # each leg's latest tightness index
             for _, _, message in mine:
                 steady = [h["steadiness"] for h in message.get("holds", [])
                           if h.get("steadiness") is not None]
@@ -217,6 +221,8 @@ class StudioStore:
                     held.setdefault(h["leg"], []).append(float(h["held_s"]))
                     if h.get("tightness"):
                         tightness[h["leg"]] = h["tightness"]
+                    if h.get("index") is not None:
+                        index[h["leg"]] = float(h["index"])
             last = mine[-1] if mine else None
             out.append({
                 "box": box,
@@ -232,8 +238,18 @@ class StudioStore:
                 "mean_hold_s": {leg: round(sum(v) / len(v), 1) for leg, v in held.items()},
                 "last_steadiness": steadiness,
                 "last_tightness": tightness,
+                "tightness_index": _index_of(index, stats.get("tightness") or {}),
             })
         return out
+
+
+def _index_of(index: dict[str, float], stats: dict[str, Any]) -> dict[str, float | None]:
+    """Each leg's tightness index and the asymmetry (right - left over their mean, %): from
+    the sessions this studio has, else from the box's retained stats."""
+    if index:  # the studio's own sessions
+        legs = {leg: index.get(leg) for leg in LEGS}
+        return {**legs, "asymmetry": asymmetry(legs["right"], legs["left"])}
+    return {leg: stats.get(leg) for leg in (*LEGS, "asymmetry")}
 
 
 def _stored_stats(stats_text: str | None) -> dict[str, Any]:
@@ -249,7 +265,7 @@ def _stored_stats(stats_text: str | None) -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> str:
     """The studio table, one line per box."""
     head = ("box", "online", "last session", "week", "streak", "mean hold R/L (s)",
-            "steadiness", "tightness R/L")
+            "steadiness", "tightness R/L", "index R/L (asym %)")
     lines = [head]
     for r in rows:
         online = {True: "yes", False: "no", None: "?"}[r["online"]]
@@ -260,9 +276,16 @@ def table(rows: list[dict[str, Any]]) -> str:
                         for leg in LEGS)
         answers = r.get("last_tightness") or {}
         tight = "/".join(answers.get(leg, "-").replace("_", " ") for leg in LEGS)
+        idx = r.get("tightness_index") or {}
+        measure = "-"
+        if idx.get("right") is not None or idx.get("left") is not None:
+            measure = "/".join(f"{idx[leg]:.0f}" if idx.get(leg) is not None else "-"
+                               for leg in LEGS)
+            if idx.get("asymmetry") is not None:
+                measure += f" ({idx['asymmetry']:+.0f})"
         lines.append((r["box"], online, last, _show(r["sessions_this_week"]),
                       _show(r["streak_days"]), mean, _show(r["last_steadiness"]),
-                      "-" if not answers else tight))
+                      "-" if not answers else tight, measure))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths,
                                                                   strict=True)).rstrip()

@@ -35,7 +35,6 @@ from device.core.relaxation import relaxation_figures
 from device.core.tension import CoachThresholds, TensionCoach, strap_loaded
 from device.store.paths import default_history_path
 from drivers.loadcell import Calibration, LoadCell, SensorError, load_calibration
-from drivers.nau7802 import NAU7802, open_bus
 
 log = logging.getLogger(__name__)
 
@@ -579,20 +578,6 @@ def full_scale_of(adc: LoadCell) -> tuple[int, int]:
     """The lowest and highest raw counts ``adc`` can report (a reading there is clipped)."""
     limits = getattr(adc, "full_scale", None)
     return limits if limits is not None else (-(1 << 23), (1 << 23) - 1)
-
-
-def pi_adc_factory(settings: SensorSettings, clock: object) -> Callable[[], LoadCell]:
-    """Make the real sensor on its I2C bus (the bus is opened once it is there)."""
-
-    bus: list[object] = []
-
-    def make() -> LoadCell:
-        if not bus:
-            bus.append(open_bus(settings.i2c_bus))
-        return NAU7802(bus[0], clock, settings.address, gain=settings.gain,  # type: ignore[arg-type]
-                       sps=settings.sps)
-
-    return make
 
 
 def load_strap_calibration(settings: SensorSettings, simulated: bool = False

@@ -383,7 +383,7 @@ def _attach_mqtt(port: BoxPort, ep: Endpoint, history: Path | None,
 def strap_adc_factory(settings: SensorSettings, clock: Clock, factory: Any = None,
                       calibration: Calibration | None = None) -> Callable[[], LoadCell]:
     """Make the real strap sensor (``sensor.chip``): the NAU7802 on its I2C bus (opened
-    once it is there) or the HX711 on ``factory``'s pins; see ``addons/strap_chips.py``."""
+    once it is there) or the HX711 on ``factory``'s pins; see ``apps/strap_chips.py``."""
     return real_adc_factory(settings, clock, factory, calibration)
 
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from drivers.clock import Clock
-from drivers.loadcell import SensorError
+from drivers.loadcell import SensorError, read_within
 
 FULL_SCALE = (-(1 << 23), (1 << 23) - 1)
 """The lowest and highest counts a conversion can give (an input beyond reads as these)."""
@@ -309,12 +309,4 @@ class HX711:
         settling time and three conversions, room for a glitch that reset the chip)."""
         if timeout_s is None:
             timeout_s = self.stall_s + self.settle_s + 3.0 / self.sps
-        deadline = self._clock.now() + timeout_s
-        while True:
-            value = self.read()
-            if value is not None:
-                return value
-            now = self._clock.now()
-            if now >= deadline:
-                raise SensorError(f"{self._where()}: no conversion within {timeout_s:g} s")
-            self._clock.sleep(min(self.POLL_S * 5, deadline - now))
+        return read_within(self.read, self._clock, timeout_s, self.POLL_S * 5, self._where())

@@ -14,7 +14,7 @@ import json
 import os
 import statistics
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -56,6 +56,29 @@ at gain 128 and a 3.3 V LDO, so uncalibrated thresholds stay in a sensible range
 MAX_OFFSET = 2 ** 24  # counts: a 24-bit converter's zero lies within its range
 SCALE_RANGE = (100.0, 2 ** 22)  # counts per kg: a full scale of 2 kg to some 84 tonnes
 MIN_KNOWN_KG = 1.0  # a lighter reference weight is lost in the noise of a strap
+
+
+class Sleeper(Protocol):
+    """The part of a clock a blocking read needs (``drivers.clock.Clock`` has it)."""
+
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+def read_within(read: Callable[[], int | None], clock: Sleeper, timeout_s: float,
+                poll_s: float, where: str) -> int:
+    """Call ``read()`` every ``poll_s`` (clock s) until it gives a conversion; a
+    ``SensorError`` naming ``where`` after ``timeout_s``. One blocking read for every chip."""
+    deadline = clock.now() + timeout_s
+    while True:
+        value = read()
+        if value is not None:
+            return value
+        now = clock.now()
+        if now >= deadline:
+            raise SensorError(f"{where}: no conversion within {timeout_s:g} s")
+        clock.sleep(min(poll_s, deadline - now))
 
 
 def counts_to_units(counts: float, offset: float, scale: float) -> float:

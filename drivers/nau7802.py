@@ -21,7 +21,7 @@ from enum import IntEnum
 from typing import Protocol
 
 from drivers.clock import Clock
-from drivers.loadcell import SensorError
+from drivers.loadcell import SensorError, read_within
 
 DEFAULT_ADDRESS = 0x2A
 """The NAU7802's fixed 7-bit I2C address."""
@@ -322,14 +322,5 @@ class NAU7802:
         """Wait for the next conversion (default time-out: 3 conversion periods + 0.1 s)."""
         if timeout_s is None:
             timeout_s = 3.0 / self.sps + 0.1
-        deadline = self._clock.now() + timeout_s
-        while True:
-            value = self.read()
-            if value is not None:
-                return value
-            now = self._clock.now()
-            if now >= deadline:
-                raise SensorError(
-                    f"NAU7802 at 0x{self.address:02X}: no conversion within {timeout_s:g} s"
-                )
-            self._clock.sleep(min(self.POLL_S * 5, deadline - now))
+        return read_within(self.read, self._clock, timeout_s, self.POLL_S * 5,
+                           f"NAU7802 at 0x{self.address:02X}")

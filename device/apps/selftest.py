@@ -335,6 +335,16 @@ def check_voice(config: Config, mock: bool, host: Host, clock: Clock,
 # ---- the strap sensor -----------------------------------------------------------------
 
 
+def read_for_a_second(chip: Any, clock: Clock) -> list[int]:
+    """Start a load-cell chip and read it for one second of ``clock`` (raw counts)."""
+    chip.begin()
+    samples: list[int] = []
+    end = clock.now() + 1.0
+    while clock.now() < end:
+        samples.append(chip.read_blocking())
+    return samples
+
+
 def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
                  host: Host | None = None, bus: Any = None) -> PartResult:
     """Find the NAU7802 and read it for a second; optional unless ``sensor.enabled``
@@ -380,10 +390,7 @@ def check_sensor(config: Config, mock: bool, *, clock: Clock | None = None,
     chip = NAU7802(bus, clock, address, **chip_options)
     samples: list[int] = []
     try:
-        chip.begin()
-        end = clock.now() + 1.0
-        while clock.now() < end:
-            samples.append(chip.read_blocking())
+        samples = read_for_a_second(chip, clock)
     except SensorError as exc:
         return PartResult("sensor", False, f"no NAU7802 answering at {where}: {exc}",
                           FIX_SENSOR_WIRING, required)
@@ -440,10 +447,7 @@ def check_hx711(config: Config, mock: bool, *, clock: Clock | None = None,
     chip = make_hx711(settings, clock, factory)
     samples: list[int] = []
     try:
-        chip.begin()
-        end = clock.now() + 1.0
-        while clock.now() < end:
-            samples.append(chip.read_blocking())
+        samples = read_for_a_second(chip, clock)
     except SensorError as exc:
         return PartResult("sensor", False, f"no HX711 answering on {where}: {exc}", fix,
                           required)

@@ -17,7 +17,7 @@ SCHEMA = {
     "speak": {"text", "key", "duration_s"},
     "buzz": {"name", "seconds"},
     "led": {"value"},
-    "hold": {"leg", "round", "planned_s", "held_s", "ended"},
+    "hold": {"leg", "round", "planned_s", "held_s", "ended", "pre_s"},
     "session": {"outcome", "holds"},
     "speak_dropped": {"key", "text"},
     "speak_cut": {"key", "why"},

@@ -319,7 +319,7 @@ def test_second_leg_hears_only_what_changes() -> None:
     assert "setup.1" in first and "setup.safety" in first
     n = len(ROUTINE.switch_steps)
     assert second == ["setup.intro", *[f"setup.switch.{i}" for i in range(1, n + 1)],
-                      "setup.ready"]
+                      "setup.settle", "setup.ready"]  # settle: as long in the stretch
     assert len(second) < len(first)
     assert not [e for e in said(events, *setups[1][:2]) if "Lie down" in e["text"]]
 

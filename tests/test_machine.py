@@ -8,7 +8,9 @@ import pytest
 
 from device.core.breath import Pattern
 from device.core.config import SessionSettings
+from device.core.cues import CueQueue
 from device.core.machine import (
+    Budget,
     Buzz,
     HoldEnded,
     Light,
@@ -272,3 +274,31 @@ def test_no_hold_is_recorded_when_the_session_stops_outside_a_hold() -> None:
     out = m.handle(Press.LONG, 3.0)
     assert not any(isinstance(e, HoldEnded) for e in out)
     assert next(e for e in out if isinstance(e, SessionEnded)).holds == ()
+
+
+def test_a_paused_hold_clock_moves_its_talk_budget_with_it() -> None:
+    # the timing lines reserved in the budget wait with the clock and come as much later
+    # as it stood still; the speech already spent in the hold still counts
+    m = SessionMachine(ROUTINE, SessionSettings(hold_seconds=60))
+    m.handle(Press.SHORT, 0.0)
+    out = m.handle(Press.SHORT, 0.5) + m.handle(Press.SHORT, 0.7)  # double press: the hold
+    assert m.state is State.HOLD
+    start = m.hold_started_at
+    assert start is not None
+    planned = next(e for e in out if isinstance(e, Budget))
+    ten_left = max(at for at, _ in planned.reserved)
+    assert ten_left == pytest.approx(start + 50.0)
+    paused = next(e for e in m.pause_hold(start + 20.0) if isinstance(e, Budget))
+    assert paused.keep_spent and max(at for at, _ in paused.reserved) == float("inf")
+    resumed = next(e for e in m.resume_hold(start + 32.0) if isinstance(e, Budget))
+    assert resumed.keep_spent
+    assert max(at for at, _ in resumed.reserved) == pytest.approx(ten_left + 12.0)
+    assert [at for at, _ in resumed.reserved if at <= start + 20.0] == [
+        at for at, _ in planned.reserved if at <= start + 20.0]  # lines already said
+    queue = CueQueue(rate_wpm=160)
+    queue.budget(planned.start, planned.limit_s, planned.reserved)
+    queue.spent_s = 7.5
+    queue.budget(resumed.start, resumed.limit_s, resumed.reserved, resumed.keep_spent)
+    assert queue.spent_s == 7.5
+    queue.budget(start + 200, 15.0)
+    assert queue.spent_s == 0.0  # a new hold's budget starts from nothing

@@ -195,7 +195,7 @@ def test_pictures_follow_the_setup_steps_as_the_voice_says_them(page: Page, rig:
     said = dict(reversed([(p, t) for p, t in poses]))  # the first line each picture came with
     assert "strap around the ball" in said["strap"]
     assert "ninety degrees" in said["raise"]
-    assert "toes straight up" in said["long"]
+    assert "toes pointing straight up" in said["long"]
     title = page.locator("#pose-title").text_content() or ""
     assert "hold" in title.lower()
     size = len(re.search(r'<svg id="pose".*?</svg>', page.content(), re.S).group(0))  # type: ignore[union-attr]

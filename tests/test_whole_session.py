@@ -301,6 +301,42 @@ def test_both_legs_are_about_as_long_in_the_stretch_before_their_hold_clocks() -
     assert pre[1] == pytest.approx(before[1], abs=1.5)
 
 
+def test_without_a_strap_every_leg_gets_the_same_set_up_timing() -> None:
+    # the first leg's set-up teaches more: later legs wait (quietly, after one "settle"
+    # line) until each is as long in the stretch, from the step raising it, as the first
+    config = with_overrides(Config(), session={"rounds": 2, "switch": "auto",
+                                               "ask_tightness": False})
+    events = run("press@1", config, sensor=False, until=1500)
+    ups = [e["t"] for e in said(events) if e["key"] in ("setup.3", "setup.switch.2")]
+    holds = [s[0] for s in spans(events, "hold")]
+    assert len(ups) == len(holds) == 4
+    before = [h - u for u, h in zip(ups, holds, strict=True)]
+    assert max(before) - min(before) <= 0.01, before  # (was 57.6 s and 27.9 s)
+    assert 35 <= before[0] <= 60
+    # the wait is quiet: one short line opens it, nothing else until "ready"
+    for span in spans(events, "setup")[1:]:
+        lines = said(events, *span[:2])
+        settle = next(i for i, e in enumerate(lines) if e["key"] == "setup.settle")
+        assert [e["key"] for e in lines[settle:]] == ["setup.settle", "setup.ready"]
+        gap = lines[settle + 1]["t"] - lines[settle]["t"] - lines[settle]["duration_s"]
+        assert gap >= 5.0
+    # the time in the stretch before each clock is recorded with the hold
+    assert [h["pre_s"] for h in events.kind("hold")] == pytest.approx(before, abs=0.01)
+
+
+def test_a_strap_in_the_stretch_cuts_a_later_legs_quiet_wait_short() -> None:
+    both = with_overrides(Config(), session={"switch": "auto", "ask_tightness": False})
+    plain = run("press@1", both, sensor=True, until=600)
+    settle = next(e["t"] for e in said(plain) if e["key"] == "setup.settle")
+    left_hold = spans(plain, "hold")[1][0]
+    assert left_hold - settle > 8  # untouched strap: the full quiet wait
+    right_hold = spans(plain, "hold")[0]
+    events = run(f"press@1,tension@{right_hold[1] + 0.5}:0,tension@{settle + 1}:6", both,
+                 sensor=True, until=600)
+    # the leg is in the stretch: "settle" ends, then "ready" and the hold, no quiet wait
+    assert left_hold - spans(events, "hold")[1][0] > 8
+
+
 def test_round_two_opens_with_its_round_and_leg() -> None:
     config = with_overrides(Config(), session={"rounds": 2, "switch": "auto",
                                                "ask_tightness": False})

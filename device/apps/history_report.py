@@ -14,7 +14,8 @@ JSON (``to_json``): a list of sessions, oldest first, each::
                 "relax_end": float | null, "tau_s": float | null, "fit": float | null,
                 "tension_s": float | null, "index": float | null,
                 "hurt": bool (a long press in the question),
-                "pre_s": float | null (s in the stretch before the hold clock, with a strap),
+                "pre_s": float | null (s in the stretch before the hold clock: measured by the
+                          strap, else from the set-up step raising the leg),
                 "base_s": float | null (the hold length set when it was held)}],
      "legs": {"right": {"settled", "relax_30", "relax_end", "tau_s", "index"},
               "left": {...},

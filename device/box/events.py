@@ -150,7 +150,8 @@ class LedEvent(Event):
 @dataclass(frozen=True)
 class HoldEvent(Event):
     """A hold is over: planned and held (s), how it ended, and the strap's figures
-    (mean and peak in kg or rel, steadiness 0..100) when a strap was read."""
+    (mean and peak in kg or rel, steadiness 0..100) when a strap was read; ``pre_s`` (s in
+    the stretch before the hold clock) from the strap, else from the set-up's plan."""
 
     leg: str
     round: int

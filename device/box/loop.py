@@ -641,7 +641,8 @@ class DeviceLoop:
                 if effect.end > effect.start:
                     self.cues.quiet(effect.start, effect.end, effect.allow, effect.allow_from)
             elif isinstance(effect, Budget):
-                self.cues.budget(effect.start, effect.limit_s, effect.reserved)
+                self.cues.budget(effect.start, effect.limit_s, effect.reserved,
+                                 effect.keep_spent)
             elif isinstance(effect, Buzz):
                 self._on_buzz(effect)
             elif isinstance(effect, Light):
@@ -699,9 +700,12 @@ class DeviceLoop:
         if figures:
             self.strap_figures[(hold.leg, hold.round)] = {
                 k: v for k, v in figures.items() if v is not None}
+        shown = dict(figures)
+        if shown.get("pre_s") is None and hold.raised_s is not None:
+            shown["pre_s"] = hold.raised_s  # no strap: the time in the stretch the set-up gave
         self.bus.publish(HoldEvent(
             self.stamp(), hold.leg, hold.round, round(hold.planned_s, 3), round(hold.held_s, 3),
-            hold.ended, tuple(figures.items())))
+            hold.ended, tuple(shown.items())))
 
     def _on_session_end(self, ended: SessionEnded) -> None:
         self.sessions_ended += 1
@@ -731,7 +735,8 @@ class DeviceLoop:
                 steadiness=figures.get("steadiness"), tightness=h.tightness,
                 overpull_s=figures.get("overpull_s"),
                 **{k: figures.get(k) for k in RELAXATION_FIGURES}, hurt=h.hurt,
-                pre_s=figures.get("pre_s"), base_s=self.config.session.hold_seconds,
+                pre_s=_first(figures.get("pre_s"), h.raised_s),
+                base_s=self.config.session.hold_seconds,
             ))
         return tuple(results)
 
@@ -890,3 +895,8 @@ class DeviceLoop:
             if self._last_led != 0.0:
                 self._last_led = 0.0
                 self.bus.publish(LedEvent(self.stamp(), 0.0))
+
+
+def _first(*values: float | None) -> float | None:
+    """The first value that is there (the strap's measure before the set-up's plan)."""
+    return next((v for v in values if v is not None), None)

@@ -137,11 +137,14 @@ class CueQueue:
         self._quiet.append((start, end, allow, allow_from))
 
     def budget(self, start: float, limit_s: float | None,
-               reserved: tuple[tuple[float, float], ...] = ()) -> None:
+               reserved: tuple[tuple[float, float], ...] = (), keep_spent: bool = False
+               ) -> None:
         """From ``start`` (clock s) at most ``limit_s`` of speech, ``reserved`` (clock s,
-        seconds) kept for the timing lines to come; None: no budget."""
+        seconds) kept for the timing lines to come; None: no budget. ``keep_spent``: the
+        same hold's budget moved (its clock paused), the speech so far still counts."""
         self._budget = None if limit_s is None else (start, limit_s, reserved)
-        self.spent_s = 0.0
+        if not keep_spent:
+            self.spent_s = 0.0
 
     def clear_budget(self) -> None:
         """No talk budget (the hold is over)."""

@@ -128,6 +128,7 @@ class HoldEnded:
     started_at: float
     tightness: str | None = None
     hurt: bool = False  # a long press during the question: that hold hurt
+    raised_s: float | None = None  # s from the set-up step raising the leg to the hold clock
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,14 @@ class Budget:
     start: float
     limit_s: float | None
     reserved: tuple[tuple[float, float], ...] = ()
+    keep_spent: bool = False  # the same hold's budget moved (clock paused): spent stays
+
+
+def _moved(budget: Budget, after: float, shift: float) -> Budget:
+    """``budget`` with its timing lines after ``after`` (clock s) ``shift`` s later (inf:
+    waiting for a paused hold clock), the speech spent so far kept."""
+    return replace(budget, keep_spent=True, reserved=tuple(
+        (at + shift if at > after else at, secs) for at, secs in budget.reserved))
 
 
 Effect = (Cue | Hush | Quiet | Buzz | Light | StateChanged | HoldEnded | Answered | SessionEnded
@@ -193,6 +202,7 @@ LONG_HOLD_S = 120.0
 STRAP_RESERVE_S = 6.0  # with a strap, a reminder of its own choosing leaves this much
 # talk budget for the strap's word on what is happening now
 IN_STRETCH_PAUSE_S = 0.5  # the leg is in the stretch: set-up lines follow this closely
+SETTLE_MIN_QUIET_MS = 5000  # a later leg waits this long or more: "settle" opens the wait
 QUICK_HOLD_S = 60.0
 ANSWERS = {1: "easy", 2: "tight", 3: "very_tight"}
 
@@ -275,6 +285,9 @@ class SessionMachine:
         self._stop_asked = False  # "do you want to stop?" is waiting for an answer
         self._in_stretch = False  # the strap shows the leg in the stretch (set-up)
         self._leg_up_i = -1  # the set-up line that raises the leg (index in _lines)
+        self._raised_at: float | None = None  # when that line was said (clock s)
+        self._raised_s: float | None = None  # the hold's: s from that line to its clock
+        self._budget: Budget | None = None  # the hold's talk budget as the queue has it
 
     # ---- public interface -------------------------------------------------------------
 
@@ -369,6 +382,8 @@ class SessionMachine:
         self.paused_at = now
         self._paused_timers, self._timers = self._timers, []
         out: list[Effect] = [Quiet(now, now, reset=True)]
+        if self._budget is not None:  # the timing lines to come wait with the clock
+            out.append(_moved(self._budget, now, math.inf))
         if line:
             out.append(Cue(line, "hold.paused", now + REMINDER_GRACE_S, Priority.TIMING))
         return out
@@ -391,6 +406,9 @@ class SessionMachine:
         self._paused_timers = []
         end = self.hold_started_at + self.hold_planned_s
         out: list[Effect] = [Quiet(end - COUNTDOWN_S - 0.2, end + END_BEEP_S + 0.2, reset=True)]
+        if self._budget is not None:  # ... and come as much later as the clock stood still
+            self._budget = _moved(self._budget, now - shift, shift)
+            out.append(self._budget)
         if any(t.kind == "ten_left" for t in self._timers):
             out.append(self._ten_left_slot(end))
         if line:
@@ -611,7 +629,34 @@ class SessionMachine:
                 text = r.quick_first  # no strap on any foot yet: hook it, do not move it
             lines.append(_Line(self._words(text), f"{prefix}.{i + 1}", pause, wait=wait))
         lines.append(_Line(self._words(r.ready), "setup.ready", 0.3))
+        if not wait and not full and not self.quick:
+            self._even_out(lines)
         return lines
+
+    def _stretch_plan_s(self, lines: list[_Line], up_i: int) -> float:
+        """Planned seconds from line ``up_i`` (the leg goes up) to the hold clock."""
+        return sum(self._secs(line.text) + line.pause_s for line in lines[up_i:])
+
+    def _even_out(self, lines: list[_Line]) -> None:
+        """Every leg as long in the stretch before its hold clock: a later leg's set-up
+        (fewer words) waits quietly after its last step until it has taken as long from
+        the step raising the leg as the first leg's full set-up plans (whole ms)."""
+        r = self.routine
+        if r.leg_up <= 0 or self._leg_up_i < 0 or len(lines) < 2:
+            return
+        default_pause = self.settings.setup_pause_seconds
+        first = [_Line(self._words(step.text), "", default_pause if step.pause_s is None
+                       else step.pause_s) for step in r.steps[r.leg_up - 1:]]
+        first.append(lines[-1])  # "ready"
+        pad_ms = round(1000 * (self._stretch_plan_s(first, 0)
+                               - self._stretch_plan_s(lines, self._leg_up_i)))
+        settle_ms = round(1000 * self._secs(self._words(r.settle))) if r.settle else 0
+        if settle_ms and pad_ms >= settle_ms + SETTLE_MIN_QUIET_MS:
+            pause_s = (pad_ms - settle_ms) / 1000  # the line, then quiet until "ready"
+            lines.insert(len(lines) - 1, _Line(self._words(r.settle), "setup.settle", pause_s))
+        elif pad_ms > 0:
+            last = lines[-2]
+            lines[-2] = replace(last, pause_s=(round(1000 * last.pause_s) + pad_ms) / 1000)
 
     def _setup(self, now: float) -> list[Effect]:
         self._timers.clear()
@@ -620,6 +665,7 @@ class SessionMachine:
         self._line_i = -1
         self._last_setup_press = None
         self._in_stretch = False
+        self._raised_at = None
         out: list[Effect] = [self._enter(State.SETUP), Light(Pattern.GLOW, now)]
         return out + self._say_line(0, now)
 
@@ -628,6 +674,8 @@ class SessionMachine:
         self._drop_timers("line", "hold")
         self._line_i = i
         line = self._lines[i]
+        if i == self._leg_up_i:
+            self._raised_at = now
         if self._in_stretch and i == self._leg_up_i:
             self._to_stretch_steps()  # in the stretch before the leg was asked up
         secs = self._secs(line.text)
@@ -667,6 +715,7 @@ class SessionMachine:
         planned = self.next_hold_s(self.leg)
         self.hold_planned_s = planned
         self.hold_started_at = now
+        self._raised_s = None if self._raised_at is None else round(now - self._raised_at, 3)
         end = now + planned
         start_text = self._words(self.routine.hold_start, duration=spoken_duration(planned))
         out: list[Effect] = [
@@ -816,7 +865,8 @@ class SessionMachine:
             out.append(Quiet(now + silence[0] / 1000, now + silence[1] / 1000,
                              allow_from=Priority.COACH))
         reserved = tuple((now + a / 1000, (b - a) / 1000) for a, b in lines if a > 0)
-        out.append(Budget(now, limit_ms / 1000, reserved))
+        self._budget = Budget(now, limit_ms / 1000, reserved)
+        out.append(self._budget)
         return out
 
     def _pick_topic(self) -> tuple[str | None, bool]:
@@ -855,6 +905,7 @@ class SessionMachine:
 
     def _end_hold(self, now: float, ended: str) -> list[Effect]:
         self._timers.clear()
+        self._budget = None
         self._stop_asked = False
         assert self.leg is not None and self.hold_started_at is not None
         if self.paused_at is not None:  # ended while paused: the paused time is not held
@@ -868,6 +919,7 @@ class SessionMachine:
             held_s=now - self.hold_started_at,
             ended=ended,
             started_at=self.hold_started_at,
+            raised_s=self._raised_s,
         )
         self._holds.append(record)
         out: list[Effect] = [Hush()] if ended == "early" else []
@@ -1028,7 +1080,7 @@ class SessionMachine:
         record = HoldEnded(
             leg=self.leg, round=self.round, planned_s=self.hold_planned_s,
             held_s=max(0.0, (paused if paused is not None else now) - started),
-            ended=ended, started_at=started,
+            ended=ended, started_at=started, raised_s=self._raised_s,
         )
         self._holds.append(record)
         return [record]

@@ -52,7 +52,7 @@ class HoldRecord:
     tension_s: float | None = None  # time under tension (s)
     index: float | None = None  # tightness index: 100 = this leg's first weeks
     hurt: bool = False  # a long press during the question: that hold hurt
-    pre_s: float | None = None  # with a strap: s in the stretch before the hold clock
+    pre_s: float | None = None  # s in the stretch before the hold clock (strap, else set-up)
     base_s: float | None = None  # session.hold_seconds when it was held (the set base)
 
     def __post_init__(self) -> None:

@@ -69,6 +69,7 @@ class Routine:
     switch_intro: str = "{Leg} leg."
     quick_intro: str = "{Leg} leg."
     quick_first: str = ""  # a quick session's first leg: hook the strap (first step)
+    settle: str = ""  # a later leg's quiet wait before its hold (the legs' set-ups even out)
     round_intro: str = "Round {round}. {Leg} leg."  # the first leg of every later round
     after_ask: dict[str, str] = field(default_factory=dict)  # SWITCH_READY: after the question
     stretch_steps: tuple[Step, ...] = ()  # the rest of a set-up once the leg is in the stretch
@@ -218,7 +219,7 @@ _KNOWN = {
     "title": str,
     "setup": ("intro", "steps", "ready", "safety", "press_hint", "switch_intro",
               "quick_intro", "switch_steps", "quick_first", "round_intro",
-              "stretch_steps", "leg_up", "switch_leg_up"),
+              "stretch_steps", "leg_up", "switch_leg_up", "settle"),
     "hold": ("start", "ten_left", "reminders", *HOLD_LINES),
     "ask": ASK_LINES,
     "idle": IDLE_LINES,
@@ -360,6 +361,7 @@ def parse_routine(data: dict, source: str = "routine") -> Routine:
         switch_intro=optional("setup", "switch_intro"),
         quick_intro=optional("setup", "quick_intro"),
         quick_first=optional("setup", "quick_first"),
+        settle=optional("setup", "settle"),
         round_intro=optional("setup", "round_intro"),
         after_ask={key: optional("switch", key) for key in SWITCH_READY},
         stretch_steps=steps_of("stretch_steps"),

@@ -124,9 +124,10 @@ const POSES = {
 const POSE_OF_KEY = [
   [/^setup\.(intro|safety|press_hint|1)$/, "lie"],
   [/^setup\.2$/, "strap"], [/^setup\.[34]$/, "raise"], [/^setup\.5$/, "long"],
-  [/^setup\.([6-9]|ready)$/, "firm"],
-  [/^setup\.switch\.1$/, "strap"], [/^setup\.switch\.2$/, "raise"],
-  [/^setup\.switch\.3$/, "long"], [/^setup\.switch\.4$/, "firm"],
+  [/^setup\.([6-9]|settle|ready)$/, "firm"],
+  [/^setup\.switch\.1$/, "strap"], [/^setup\.switch\.[23]$/, "raise"],
+  [/^setup\.switch\.4$/, "long"], [/^setup\.switch\.5$/, "firm"],
+  [/^setup\.stretch\.1$/, "long"], [/^setup\.stretch\.2$/, "firm"],
   [/^hold\./, "hold"],
 ];
 const POSE_OF_STATE = { idle: "lie", setup: "lie", hold: "hold", switch: "lie", done: "lie",

@@ -700,9 +700,10 @@ class DeviceLoop:
         if figures:
             self.strap_figures[(hold.leg, hold.round)] = {
                 k: v for k, v in figures.items() if v is not None}
-        shown = dict(figures)
-        if shown.get("pre_s") is None and hold.raised_s is not None:
-            shown["pre_s"] = hold.raised_s  # no strap: the time in the stretch the set-up gave
+        # no strap: the time in the stretch the set-up gave (as the history keeps it)
+        shown = {**figures, "pre_s": _first(figures.get("pre_s"), hold.raised_s)}
+        if shown["pre_s"] is None:
+            del shown["pre_s"]
         self.bus.publish(HoldEvent(
             self.stamp(), hold.leg, hold.round, round(hold.planned_s, 3), round(hold.held_s, 3),
             hold.ended, tuple(shown.items())))

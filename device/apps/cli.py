@@ -375,6 +375,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     lean.lazy_metadata()
     lean.uvicorn_without_cli()  # the page's server without uvicorn's command line
+    lean.builtin_hashes()  # SHA-256 without OpenSSL's _hashlib (0.5 MB)
     # only now: gpiozero (through the builder) must find the stand-ins above
     from device.addons.mqtt import endpoint
     from device.apps.builder import build_box

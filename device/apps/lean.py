@@ -14,6 +14,8 @@ process (``python -m bench`` repeats it under ``startup``):
 tries first) that imports the real ``importlib.metadata`` on first use.
 ``without_tls()`` makes ``ssl`` and ``_hashlib`` unimportable for this process: only for the
 terminal simulator, called before anything imports them.
+``builtin_hashes()`` (issue 23) keeps only ``_hashlib`` out, for ``run``: its page server
+imports ``ssl`` regardless.
 ``uvicorn_without_cli()`` (issue 23): ``import uvicorn`` runs ``uvicorn.main``, its command
 line, which imports ``click`` (3.5 MiB) for a server the box starts from code; a stand-in
 ``uvicorn.main`` hands over ``Server`` and loads the real module only if its ``main`` or
@@ -64,6 +66,18 @@ def without_tls() -> bool:
         return False
     for name in ("ssl", "_ssl", "_hashlib"):
         sys.modules[name] = None  # type: ignore[assignment]
+    return True
+
+
+def builtin_hashes() -> bool:
+    """``hashlib`` on CPython's built-in hashes, without OpenSSL's ``_hashlib``: the same
+    digests (the WAV cache's keys, the page's ETags and cookies, the MQTT machine id). For
+    ``run``, whose page server (uvicorn) loads ``ssl`` anyway: OpenSSL's library is mapped
+    all the same, but ``_hashlib``'s start (every digest fetched from OpenSSL's providers)
+    is 0.5 MB of resident memory. False when ``hashlib`` or ``_hashlib`` is already loaded."""
+    if any(name in sys.modules for name in ("hashlib", "_hashlib", "hmac")):
+        return False
+    sys.modules["_hashlib"] = None  # type: ignore[assignment]
     return True
 
 

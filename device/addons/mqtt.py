@@ -31,7 +31,6 @@ import json
 import logging
 import os
 import socket
-import ssl
 import stat
 import threading
 import time
@@ -41,7 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import partial
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from device.addons.mqtt_inbound import Debounce, quiet_paho
@@ -62,6 +61,9 @@ from device.core.tightness import session_tightness
 from device.core.timetrust import TimeTrust
 from device.store.protocol import SessionStore
 from device.store.sqlite import History, HistoryError, OutboxEntry
+
+if TYPE_CHECKING:  # imported where used: plain mqtt:// never loads OpenSSL
+    import ssl
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,8 @@ def resolve(settings: MqttSettings, url: str | None = None,
 
 def tls_context(ep: Endpoint) -> ssl.SSLContext:
     """Verifies the broker against ``ca_file`` (or the system store) and its host name."""
+    import ssl  # only mqtts:// needs OpenSSL (lean.without_tls keeps it out of plain `run`)
+
     context = ssl.create_default_context(cafile=ep.ca_file)
     if ep.cert_file and ep.key_file:
         context.load_cert_chain(ep.cert_file, ep.key_file)
@@ -196,11 +200,19 @@ def tls_context(ep: Endpoint) -> ssl.SSLContext:
 
 def _why_not(ep: Endpoint, timeout_s: float = 3.0) -> str:
     """One attempt at the TCP connection and TLS handshake, to say why connecting fails."""
+    if not ep.tls:
+        try:
+            with socket.create_connection((ep.host, ep.port), timeout=timeout_s):
+                pass
+        except OSError as exc:
+            return exc.strerror or str(exc) or type(exc).__name__
+        return "the broker closed the connection"
+    import ssl  # only mqtts:// needs OpenSSL (lean.without_tls keeps it out of plain `run`)
+
     try:
         with socket.create_connection((ep.host, ep.port), timeout=timeout_s) as sock:
-            if ep.tls:
-                with tls_context(ep).wrap_socket(sock, server_hostname=ep.host):
-                    pass
+            with tls_context(ep).wrap_socket(sock, server_hostname=ep.host):
+                pass
     except ssl.SSLCertVerificationError as exc:
         hint = f"mqtt.ca_file = {ep.ca_file!r}" if ep.ca_file else "the system's CA store"
         return (f"the broker's TLS certificate is not trusted ({exc.verify_message}); "

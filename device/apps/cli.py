@@ -368,25 +368,37 @@ def _with_socket(config: Any, socket_path: str | None) -> Any:
         raise UsageError(f"--socket {socket_path!r}: {exc}") from None
 
 
+def _wants_tls(url: str) -> bool:
+    """True unless the MQTT URL is empty or plain ``mqtt://`` (a URL that is neither is
+    refused later, in one line, by ``endpoint``)."""
+    return bool(url) and not url.strip().lower().startswith("mqtt://")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """The box on real pins, until SIGTERM or Ctrl-C."""
     # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.apps import lean
 
+    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
+    from device.core.config import load_config
+
     lean.lazy_metadata()
     lean.uvicorn_without_cli()  # the page's server without uvicorn's command line
-    lean.builtin_hashes()  # SHA-256 without OpenSSL's _hashlib (0.5 MB)
+    config = _with_socket(load_config(args.config), args.socket)
+    if not _wants_tls(args.mqtt or config.mqtt.url):
+        # plain mqtt:// (or none) and the page over HTTP: no OpenSSL at all (4 MB)
+        lean.without_tls()
+        lean.imports_without_tls()
+    lean.builtin_hashes()  # mqtts://: SHA-256 without OpenSSL's _hashlib (0.5 MB)
     # only now: gpiozero (through the builder) must find the stand-ins above
     from device.addons.mqtt import endpoint
     from device.apps.builder import build_box
     from device.apps.runner import run_service
     from device.box.clock import RealClock
     from device.box.timesource import SystemTimeSource
-    from device.core.config import load_config
     from device.core.timetrust import TimeTrust
     from drivers.pins import PinFactoryError
 
-    config = _with_socket(load_config(args.config), args.socket)
     mqtt = endpoint(config, args.mqtt)
     history = _history_file(config, args.history, simulator=False)
     try:

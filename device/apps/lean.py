@@ -24,6 +24,10 @@ line, which imports ``click`` (3.5 MiB) for a server the box starts from code; a
 
 from __future__ import annotations
 
+import builtins
+import importlib.abc
+import importlib.machinery
+import importlib.util
 import sys
 import types
 from typing import Any
@@ -78,6 +82,104 @@ def builtin_hashes() -> bool:
     if any(name in sys.modules for name in ("hashlib", "_hashlib", "hmac")):
         return False
     sys.modules["_hashlib"] = None  # type: ignore[assignment]
+    return True
+
+
+class _NoTLS(types.ModuleType):
+    """The ``ssl`` that uvicorn's config and paho's client see in a process without TLS:
+    what they read of it at import (the defaults of uvicorn's ``Config``, in CPython's own
+    numbering in ``_ssl``, not OpenSSL's) and the exceptions paho catches around every read
+    and write, which only a TLS socket raises. Anything else (a TLS context: mqtts://, or a
+    certificate for the page, neither of which such a process has) raises, loudly."""
+
+    PROTOCOL_TLS_SERVER = 17  # ssl.PROTOCOL_TLS_SERVER
+    CERT_NONE = 0  # ssl.CERT_NONE
+
+    class SSLError(OSError):
+        """Never raised: there is no TLS socket."""
+
+    class SSLWantReadError(SSLError):
+        """Never raised: there is no TLS socket."""
+
+    class SSLWantWriteError(SSLError):
+        """Never raised: there is no TLS socket."""
+
+    class CertificateError(SSLError, ValueError):
+        """Never raised: there is no TLS socket."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise RuntimeError(f"ssl.{name}: TLS is off in this process (device.apps.lean)")
+
+
+NO_TLS_IMPORTERS = ("uvicorn.config", "paho.mqtt.client")
+"""The modules that need an ``ssl`` to import or to run without TLS (everything else in
+``run``, asyncio, anyio, http.client, does without one)."""
+
+
+class _ImportWithoutTLS(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds each of ``NO_TLS_IMPORTERS`` as usual and runs its code with ``_NoTLS`` as the
+    ``ssl`` of its own ``import ssl`` only; the modules it imports see none."""
+
+    def __init__(self) -> None:
+        self.stand_in = _NoTLS("ssl")
+        self.specs: dict[str, importlib.machinery.ModuleSpec | None] = {}
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None
+                  ) -> importlib.machinery.ModuleSpec | None:
+        if fullname not in NO_TLS_IMPORTERS or fullname in self.specs:
+            return None
+        self.specs[fullname] = real = _real_spec(self, fullname)
+        if real is None or not hasattr(real.loader, "get_code"):
+            return None
+        spec = importlib.util.spec_from_loader(fullname, self, origin=real.origin)
+        if spec is not None:
+            spec.has_location = real.has_location
+        return spec
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType | None:
+        return None
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        real = self.specs[module.__name__]
+        assert real is not None  # find_spec answered for it
+        code = real.loader.get_code(module.__name__)  # type: ignore[union-attr]
+        module.__file__ = real.origin
+        real_import = builtins.__import__
+        stand_in = self.stand_in
+
+        def import_(name: str, globals: Any = None, locals: Any = None,
+                    fromlist: Any = (), level: int = 0) -> Any:
+            if name == "ssl" and level == 0:
+                return stand_in
+            return real_import(name, globals, locals, fromlist, level)
+
+        module.__dict__["__builtins__"] = dict(vars(builtins), __import__=import_)
+        exec(code, module.__dict__)  # noqa: S102 (the module's own code, as its loader would)
+
+
+def _real_spec(finder: Any, fullname: str) -> importlib.machinery.ModuleSpec | None:
+    """The spec the other finders give ``fullname``."""
+    package = fullname.rpartition(".")[0]
+    path = getattr(sys.modules[package], "__path__", None) if package else None
+    for other in sys.meta_path:
+        if other is finder or not hasattr(other, "find_spec"):
+            continue
+        spec = other.find_spec(fullname, path)
+        if spec is not None:
+            return spec
+    return None
+
+
+def imports_without_tls() -> bool:
+    """After ``without_tls()``: uvicorn (the page, plain HTTP) and paho (plain mqtt://)
+    import and run all the same; each reads a few names of ``ssl`` (``NO_TLS_IMPORTERS``).
+    False when ``ssl`` is not kept out or one of them is loaded already."""
+    if sys.modules.get("ssl", True) is not None or any(
+            name in sys.modules for name in NO_TLS_IMPORTERS):
+        return False
+    sys.meta_path.insert(0, _ImportWithoutTLS())
     return True
 
 

@@ -12,10 +12,12 @@ process (``python -m bench`` repeats it under ``startup``):
 
 ``lazy_metadata()`` stands a small module in for ``importlib_metadata`` (which gpiozero
 tries first) that imports the real ``importlib.metadata`` on first use.
-``without_tls()`` makes ``ssl`` and ``_hashlib`` unimportable for this process: only for the
-terminal simulator, called before anything imports them.
-``builtin_hashes()`` (issue 23) keeps only ``_hashlib`` out, for ``run``: its page server
-imports ``ssl`` regardless.
+``without_tls()`` makes ``ssl`` and ``_hashlib`` unimportable for this process: for the
+terminal simulator and ``run``, called before anything imports them.
+For ``run`` (issue 23), with MQTT off or plain ``mqtt://``: ``without_tls()`` and then
+``imports_without_tls()``, which lets uvicorn's config and paho's client import with a
+stand-in ``ssl`` holding only the names they read without TLS (4 MB: libcrypto, its start,
+``_ssl``). With ``mqtts://``, ``builtin_hashes()`` keeps only ``_hashlib`` out (0.5 MB).
 ``uvicorn_without_cli()`` (issue 23): ``import uvicorn`` runs ``uvicorn.main``, its command
 line, which imports ``click`` (3.5 MiB) for a server the box starts from code; a stand-in
 ``uvicorn.main`` hands over ``Server`` and loads the real module only if its ``main`` or

@@ -121,7 +121,7 @@ def test_run_over_mqtts_still_talks_tls_with_sha256_built_in(tmp_path: Path) -> 
     from tests.broker import MOSQUITTO, Mosquitto
 
     if not MOSQUITTO:
-        pytest.skip("mosquitto is not installed")
+        pytest.skip("mosquitto is not installed")  # justified: a TLS broker is what it talks to
     broker = Mosquitto(tmp_path / "broker", tls=True).start()
     try:
         maps, _ = _run_box(tmp_path, [

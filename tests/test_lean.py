@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.tools import need
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,8 +120,7 @@ def test_run_over_plain_mqtt_maps_no_openssl_and_serves_the_page_and_publishes(
 def test_run_over_mqtts_still_talks_tls_with_sha256_built_in(tmp_path: Path) -> None:
     from tests.broker import MOSQUITTO, Mosquitto
 
-    if not MOSQUITTO:
-        pytest.skip("mosquitto is not installed")  # justified: a TLS broker is what it talks to
+    need(bool(MOSQUITTO), "mosquitto", "apt-get install mosquitto")
     broker = Mosquitto(tmp_path / "broker", tls=True).start()
     try:
         maps, _ = _run_box(tmp_path, [
@@ -163,3 +162,42 @@ def test_the_version_is_the_one_in_the_package_metadata() -> None:
     from device.core import VERSION
 
     assert VERSION == version("stretch-companion")
+
+
+def test_the_terminal_simulator_as_started_maps_no_openssl(tmp_path: Path) -> None:
+    """``sim`` on a terminal, started as a person starts it (the sim's own config read
+    first, which loads hashlib): no OpenSSL in the process once the screen is drawn."""
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="100", LINES="30",
+               XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_CACHE_HOME=str(tmp_path / "c"),
+               XDG_STATE_HOME=str(tmp_path / "state"), HOME=str(tmp_path))
+    child = subprocess.Popen([sys.executable, "-m", "device", "sim", "--no-history", "--mute"],
+                             cwd=REPO, env=env, stdin=slave, stdout=slave, stderr=slave,
+                             start_new_session=True)
+    os.close(slave)
+    screen = b""
+    try:
+        deadline = time.monotonic() + 60
+        while b"IDLE" not in screen and time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                screen += os.read(master, 65536)
+        maps = Path(f"/proc/{child.pid}/maps").read_text()
+        os.write(master, b"q")
+        while child.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                try:
+                    os.read(master, 65536)
+                except OSError:
+                    break
+        child.wait(timeout=15)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        os.close(master)
+    assert b"IDLE" in screen, screen[-2000:]
+    assert child.returncode == 0
+    assert not re.findall(r"\S*(?:libssl|libcrypto|_ssl\.cpython|_hashlib\.cpython)\S*", maps)

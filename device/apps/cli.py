@@ -228,6 +228,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from device.apps import lean
 
     lean.lazy_metadata()
+    # the sim's own config (device.addons.web.settings) loads hashlib: on its built-in
+    # hashes, so that OpenSSL can still be kept out below
+    lean.builtin_hashes()
     # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.core.config import load_config
     from device.core.routine import load_routine
@@ -378,8 +381,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The box on real pins, until SIGTERM or Ctrl-C."""
     # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.apps import lean
-
-    # deferred: a command loads only its own modules (a quick --help; run's start-up and RSS)
     from device.core.config import load_config
 
     lean.lazy_metadata()

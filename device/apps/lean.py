@@ -67,9 +67,13 @@ def lazy_metadata() -> None:
 
 def without_tls() -> bool:
     """No OpenSSL in this process (asyncio then runs without TLS support, hashlib on its
-    built-in hashes); False when something already loaded it."""
-    if any(name in sys.modules for name in ("ssl", "_ssl", "_hashlib", "hashlib", "asyncio")):
+    built-in hashes); False when something already loaded it (``hashlib`` may be loaded
+    already on built-in hashes: ``builtin_hashes()``)."""
+    if any(name in sys.modules for name in ("ssl", "_ssl", "asyncio")):
         return False
+    if sys.modules.get("_hashlib") is not None or (
+            "hashlib" in sys.modules and "_hashlib" not in sys.modules):
+        return False  # hashlib holds OpenSSL's digests
     for name in ("ssl", "_ssl", "_hashlib"):
         sys.modules[name] = None  # type: ignore[assignment]
     return True

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
+from device.apps.builder import build_box
 from device.apps.calibrate import calibrate_main
 from device.apps.cli import main
 from device.apps.sim import make_sim
+from device.box.clock import VirtualClock
 from device.core.config import Config, with_overrides
 from device.core.script import SENSOR_ACTIONS, parse_script
 from drivers.fake_nau7802 import COUNTS_PER_KG
+from drivers.pins import mock_factory
+from drivers.speech import RecordingSpeaker
 from tests.conftest import Events
 
 # press at 1 s starts, a double press at 8 s skips to the hold (8.4 .. 68.4); the person
@@ -242,3 +247,24 @@ def test_each_leg_relaxes_as_configured() -> None:
     assert right["tau_s"] == pytest.approx(10, rel=0.2) and left["tau_s"] == pytest.approx(
         30, rel=0.2)
     assert right["relax_end"] < left["relax_end"]
+
+
+def test_shutting_the_box_down_releases_the_strap_chip(caplog) -> None:
+    """``run`` with a strap: closing the box closes the chip once, and logs no failure."""
+    class Chip:
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    config = with_overrides(Config(), sensor={"enabled": True, "chip": "hx711"})
+    box = build_box(config, mode="run", clock=VirtualClock(), factory=mock_factory(),
+                    speaker=RecordingSpeaker(), history=None)
+    assert box.sensor is not None
+    chip = Chip()
+    box.sensor.adc = chip  # type: ignore[assignment]  # whatever the pins gave, this one now
+    with caplog.at_level(logging.DEBUG):
+        box.close()
+        box.sensor.close()  # twice is harmless
+    assert chip.closed == 1 and box.sensor.adc is None
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]

@@ -13,6 +13,8 @@ from device.apps import tui
 from device.apps.cli import main
 from device.apps.tui import LIGHT_FPS, WARNING_S, ScreenLog, StretchApp, SwitchableVoice
 from device.box.events import SpeakEvent, TensionEvent
+from device.core.breath import breath_level, duty
+from device.core.config import Config
 from tests.test_tui import hand_box, into_hold, shows, until
 
 
@@ -53,13 +55,15 @@ def test_only_changed_panels_are_redrawn() -> None:
                 return real(self, *args, **kwargs)
 
             tui.Static.update = counting  # type: ignore[method-assign]
+            light = [app.query_one(f"#{name}", tui.KeptLines) for name in ("glow", "light-value")]
             try:
                 draws = app.draws
+                shows = sum(panel.shows for panel in light)
                 for _ in range(8):
                     clock.tick(0.4)
                     await pilot.pause(0.12)
                 assert app.draws > draws + 3
-                assert updates.get("glow", 0) + updates.get("light-value", 0) > 3
+                assert sum(panel.shows for panel in light) > shows + 3  # the light moved
                 assert updates.get("voice", 0) <= 1 and updates.get("help", 0) == 0
                 assert updates.get("title", 0) == 0
             finally:
@@ -153,3 +157,97 @@ def test_sim_help_lists_the_keys(capsys) -> None:
     assert "keys on screen" in out
     for key in ("space", "long press", "mute", "faster", "strap", "quit"):
         assert key in out
+
+
+def _breath_duties(frames: int = 380) -> list[float]:
+    """The light's PWM duty over one slow breath, as the box's frames set it."""
+    config = Config()
+    period = config.breath.period
+    return [duty(breath_level(period * i / frames, config.breath, config.light))
+            for i in range(frames)]
+
+
+def test_the_glow_changes_once_per_colour_the_terminal_can_draw() -> None:
+    duties = _breath_duties()
+    true = {tui.glow_shown(d, "truecolor") for d in duties}
+    eight_bit = {tui.glow_shown(d, "256") for d in duties}
+    plain = {tui.glow_shown(d, None) for d in duties}
+    assert len(true) > 100  # a new colour nearly every frame
+    assert 2 < len(eight_bit) <= 30  # the palette's steps of amber
+    assert 2 <= len(plain) <= 5  # no colour: only the shade
+    assert tui.glow_shown(0.0, "256") is None  # off
+    for d in duties:  # the 256-colour glow is the palette colour nearest what truecolor draws
+        shown = tui.glow_shown(d, "256")
+        if shown is not None:
+            assert shown[0] == tui.glow_shown(d, "truecolor")[0]
+
+
+def test_a_256_colour_screen_redraws_the_glow_only_when_its_colour_steps() -> None:
+    box, clock, _, _ = hand_box()
+    app = StretchApp(box.config, box=box)
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            app.palette = "256"
+            await into_hold(pilot, app, clock)
+            glow = app.query_one("#glow", tui.KeptLines)
+            value = app.query_one("#light-value", tui.KeptLines)
+            seen: set[object] = set()
+            glows, values = glow.shows, value.shows
+            for _ in range(40):
+                clock.tick(0.1)
+                await pilot.pause(0.03)
+                seen.add(tui.glow_shown(float(box.led_pin.state or 0.0), "256"))
+            await pilot.pause(0.15)
+            moved = value.shows - values  # the duty's digits: nearly every frame
+            assert moved > 10
+            assert 1 <= glow.shows - glows <= len(seen) + 1 < moved
+            await pilot.press("q")
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("size", [(80, 24), (50, 14)])
+def test_the_light_and_buzzer_panels_at_full_and_compact_sizes(size) -> None:
+    box, clock, _, _ = hand_box()
+    app = StretchApp(box.config, box=box)
+
+    async def go() -> None:
+        async with app.run_test(size=size) as pilot:
+            await into_hold(pilot, app, clock)
+            clock.tick(1.0)
+            if size[0] >= 70:  # the start beep's flash has gone: the buzzer is quiet again
+                assert await until(pilot, shows(app, "quiet"))
+            duty = tui.format_duty(float(box.led_pin.state or 0.0))
+            assert await until(pilot, shows(app, duty))
+            text = app.screen_text()
+            glow = app.query_one("#glow", tui.KeptLines)
+            shade = tui.glow_shown(float(box.led_pin.state or 0.0), app.palette)
+            assert shade is not None and shade[0] * 4 in text  # the glow, a row of its shade
+            assert glow.size.width >= 4
+            if size[0] >= 70:
+                assert f"PWM {duty}" in text and "quiet" in text
+            else:
+                assert duty in text and "PWM" not in text  # compact: the value alone
+            await pilot.press("q")
+
+    asyncio.run(go())
+
+
+def test_a_failing_frame_ends_the_screen_with_its_error() -> None:
+    box, clock, _, _ = hand_box()
+    app = StretchApp(box.config, box=box)
+
+    def broken(*_args: object) -> None:
+        raise ValueError("frame broke")
+
+    async def go() -> None:
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await until(pilot, shows(app, "IDLE"))
+            app._draw = broken  # type: ignore[method-assign]
+            app.schedule_refresh(0.0)
+            await pilot.pause(0.3)
+
+    with pytest.raises(ValueError, match="frame broke"):
+        asyncio.run(go())
+    assert app._timer is None

@@ -175,6 +175,16 @@ class StrapSensor:
                 # said from the loop once it has stayed up (a flapping plug says nothing)
                 self._restored_due = self.loop.clock.now() + RESTORED_STABLE_S
 
+    def close(self) -> None:
+        """Release the chip (its bus or pins) when the box shuts down; safe to call twice."""
+        with self._lock:
+            adc, self.adc = self.adc, None
+        if adc is not None:
+            try:
+                adc.close()
+            except Exception as exc:  # closing is best effort: the box is going away
+                log.debug("closing the strap's chip failed: %s", exc)
+
     def _failed(self, exc: BaseException) -> None:
         with self._lock:
             self.adc = None

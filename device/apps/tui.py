@@ -43,22 +43,31 @@ from device.core.voice_status import screen_words
 from drivers.speech import Speaker
 
 try:
+    from rich.color import Color, ColorSystem
     from rich.console import Console
+    from rich.segment import Segment
+    from rich.style import Style
     from rich.text import Text
     from textual.app import App, ComposeResult
     from textual.binding import Binding
     from textual.containers import Horizontal, Vertical
+    from textual.geometry import Region
+    from textual.strip import Strip
+    from textual.widget import Widget
     from textual.widgets import Static
 
+    BOLD: Style | None = Style(bold=True)
+    DIM: Style | None = Style(dim=True)
     HAVE_TEXTUAL = True
 except ImportError:  # the `sim` extra is not installed: run_tui says so
     HAVE_TEXTUAL = False
+    BOLD = DIM = None
 
     class App:  # type: ignore[no-redef]  # a stand-in, so the classes below still define
         def __class_getitem__(cls, item: Any) -> Any:
             return cls
 
-    Static = Horizontal = Vertical = object  # type: ignore[assignment,misc]
+    Static = Horizontal = Vertical = Widget = object  # type: ignore[assignment,misc]
 
     def Binding(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef]  # noqa: N802
         return None
@@ -159,6 +168,31 @@ def led_rgb(duty: float) -> tuple[int, int, int]:
     duty = min(1.0, max(0.0, duty))
     rgb = (round(255 * _srgb_encode(_srgb_decode(c / 255) * duty)) for c in LED_RGB)
     return tuple(rgb)  # type: ignore[return-value]
+
+
+PALETTES = {"standard": "STANDARD", "256": "EIGHT_BIT", "truecolor": "TRUECOLOR",
+            "windows": "WINDOWS"}  # Rich's colour systems by the name its Console gives
+
+
+def glow_shown(duty: float, palette: str | None) -> tuple[str, tuple[int, int, int]] | None:
+    """What the glow panel shows at PWM ``duty`` (0-1) on a terminal with ``palette`` (Rich's
+    name for its colours: "truecolor", "256", "standard"; None: no colour): the shade
+    character and the colour the terminal really draws; None while the light is off.
+
+    A 256-colour terminal has about a dozen steps of the LED's amber, so the panel is
+    redrawn once per step, not on every frame of the light."""
+    if duty <= 0:
+        return None
+    shade = SHADES[max(1, min(4, math.ceil(perceived(duty) * 4 - 1e-9)))]
+    rgb = led_rgb(duty)
+    if palette is None:
+        return shade, (0, 0, 0)  # no colour: only the shade shows
+    system = PALETTES.get(palette, "TRUECOLOR")
+    if system != "TRUECOLOR":
+        drawn = Color.from_rgb(*rgb).downgrade(getattr(ColorSystem, system))
+        triplet = drawn.get_truecolor()
+        rgb = (triplet.red, triplet.green, triplet.blue)
+    return shade, rgb
 
 
 def bar(fraction: float, width: int) -> str:
@@ -471,6 +505,63 @@ class _Box(Vertical):
     """A bordered column (the light: its glow above its value)."""
 
 
+Row = tuple[tuple[str, "Style | None"], ...]  # a line as (text, Rich style) pieces
+
+
+class KeptLines(Widget):
+    """A panel drawn from the rows it keeps: each a line of (text, style) pieces, turned into
+    a Textual strip once and kept. New rows repaint only the lines that changed and skip
+    Textual's content pipeline (the light's panels change up to ``LIGHT_FPS`` times a
+    second); rows longer than the panel are cut, shorter ones padded."""
+
+    DEFAULT_CSS = "KeptLines { height: 1; }"
+
+    def __init__(self, *, id: str, center: bool = False) -> None:  # noqa: A002 - Textual's
+        super().__init__(id=id)
+        self.center = center  # one short row in the middle of the panel (the glow's "off")
+        self.rows: tuple[Row, ...] = ()
+        self.shows = 0  # rows shown that differed from the last (tests count them)
+        self._strips: dict[tuple[int, int, int], Strip] = {}  # (y, width, height) -> line
+
+    def show(self, rows: tuple[Row, ...]) -> None:
+        """Show ``rows`` (one per line); a no-op when they are what is shown."""
+        if rows == self.rows:
+            return
+        old = self.rows
+        self.rows = rows
+        self.shows += 1
+        self._strips.clear()
+        width, height = self.size
+        if self.center or len(rows) != len(old):
+            self.refresh()
+            return
+        changed = [Region(0, y, width, 1) for y in range(min(height, len(rows)))
+                   if rows[y] != old[y]]
+        if changed:
+            self.refresh(*changed)
+
+    def render_line(self, y: int) -> Strip:
+        width, height = self.size
+        key = (y, width, height)
+        strip = self._strips.get(key)
+        if strip is not None:
+            return strip
+        base = self.rich_style
+        rows = self.rows
+        top = 0
+        if self.center and rows:
+            top = max(0, (height - len(rows)) // 2)
+        row = rows[y - top] if 0 <= y - top < len(rows) else ()
+        pieces = [Segment(text, base + style if style is not None else base)
+                  for text, style in row if text]
+        if self.center and pieces:
+            used = sum(len(text) for text, _ in row)
+            pieces.insert(0, Segment(" " * max(0, (width - used) // 2), base))
+        strip = Strip(pieces).adjust_cell_length(width, base)
+        self._strips[key] = strip
+        return strip
+
+
 class StretchApp(App[int]):
     """The box in the terminal: light, buzzer, voice, state, strap, and keys for the button.
 
@@ -485,7 +576,7 @@ class StretchApp(App[int]):
     #state { height: auto; border: round $secondary; padding: 0 1; }
     #middle { height: auto; }
     #light-box { width: 1fr; height: auto; border: round $secondary; }
-    #glow { height: 2; content-align: center middle; }
+    #glow { height: 2; }
     #light-value { height: 1; padding: 0 1; }
     #buzzer { width: 1fr; height: 4; border: round $secondary; padding: 0 1; }
     #buzzer.sounding { background: $warning 40%; }
@@ -586,6 +677,7 @@ class StretchApp(App[int]):
         self._shown: dict[str, Any] = {}  # panel -> what it shows now (redraw on change)
         self._lines: dict[str, int] = {}  # panel -> its line breaks (layout when they change)
         self.draws = 0  # refreshes so far (tests count them)
+        self.palette: str | None = "truecolor"  # the terminal's colours (Rich's name), at mount
         self._levels: deque[float] = deque(maxlen=100)  # strap readings of this hold
         self._level_state = ""
         self.voice.on_change = self.poke
@@ -616,20 +708,29 @@ class StretchApp(App[int]):
 
     def schedule_refresh(self, delay: float) -> None:
         """Refresh in ``delay`` s of real time (no sooner than 1/FPS after the last one),
-        unless one is due sooner already."""
+        unless one is due sooner already. A plain asyncio timer on the screen's loop: a
+        Textual timer costs a task and a message per frame."""
+        aio = self._aio
+        if aio is None or aio.is_closed() or self._box_closed:
+            return
         now = time.monotonic()
         at = max(now + max(0.0, delay), self._drawn_at + 1.0 / self.fps)
         if self._timer is not None:
             if self._timer_at <= at + 1e-4:
                 return
-            self._timer.stop()
+            self._timer.cancel()
         self._timer_at = at
-        self._timer = self.set_timer(max(0.001, at - now), self._on_timer)  # 0 divides by 0
+        self._timer = aio.call_later(max(0.0, at - now), self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = math.inf
-        self.refresh_view()
+        if self._box_closed or not self.is_running:
+            return
+        try:
+            self.refresh_view()
+        except Exception as exc:  # as Textual does with its own callbacks: exit and show it
+            self._handle_exception(exc)
 
     def _run_loop(self) -> None:
         try:
@@ -664,8 +765,8 @@ class StretchApp(App[int]):
         yield Static(id="state")
         with Horizontal(id="middle"):
             with _Box(id="light-box"):
-                yield Static(id="glow")
-                yield Static(id="light-value")
+                yield KeptLines(id="glow", center=True)
+                yield KeptLines(id="light-value")
             yield Static(id="buzzer")
         yield Static(id="tension")
         yield Static(id="voice")
@@ -690,6 +791,7 @@ class StretchApp(App[int]):
         self.query_one("#tension").border_title = "strap tension"
         self.query_one("#voice").border_title = "voice"
         self._aio = asyncio.get_running_loop()
+        self.palette = self.console.color_system  # what the glow's colour is brought to
         self.fit_to_size()
         self.start_box()
         self.refresh_view()
@@ -698,6 +800,9 @@ class StretchApp(App[int]):
         self.schedule_refresh(0.0)
 
     def on_unmount(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.stop_box()
 
     # ---- keys -----------------------------------------------------------------------------
@@ -953,31 +1058,21 @@ class StretchApp(App[int]):
 
     def _draw_light(self, snap: BoxView) -> None:
         value = float(self.led_pin.state or 0.0)  # the pin itself, not what the loop meant
-        glow = self.query_one("#glow", Static)
-        size = (glow.size.width, glow.size.height)
-        rgb = led_rgb(value)
-        shade = SHADES[max(1, min(4, math.ceil(perceived(value) * 4 - 1e-9)))] if value > 0 \
-            else ""
-
-        def render_glow() -> Text:
-            if not shade:
-                return Text("off", style="dim")
-            fill = "\n".join([shade * max(1, size[0])] * (size[1] or 1))
-            return Text(fill, style=f"rgb({','.join(map(str, rgb))})")
-
-        self._put("#glow", (shade, rgb, size), render_glow)
+        glow = self.query_one("#glow", KeptLines)
+        width, height = glow.size
+        shown = glow_shown(value, self.palette)
+        if shown is None:
+            glow.show(((("off", DIM),),))
+        else:
+            shade, rgb = shown
+            style = Style(color=Color.from_rgb(*rgb)) if self.palette else None
+            glow.show((((shade * max(1, width), style),),) * max(1, height))
         compact = self.screen.has_class("compact")
         phase = snap.breath_phase
-        shown = format_duty(value)
-
-        def render_value() -> Text:
-            line = Text("" if compact else "PWM ")
-            line.append(shown, style="bold")
-            if phase is not None:
-                line.append(f"  {PHASE_ARROWS[phase]} {PHASE_NAMES[phase]}", style="bold")
-            return line
-
-        self._put("#light-value", (compact, shown, phase), render_value)
+        row: Row = (("" if compact else "PWM ", None), (format_duty(value), BOLD))
+        if phase is not None:
+            row += ((f"  {PHASE_ARROWS[phase]} {PHASE_NAMES[phase]}", BOLD),)
+        self.query_one("#light-value", KeptLines).show((row,))
 
     def _draw_buzzer(self, snap: BoxView, now_real: float) -> None:
         on = bool(self.buzzer_pin.state) or snap.buzzing is not None

@@ -55,15 +55,15 @@ def test_only_changed_panels_are_redrawn() -> None:
                 return real(self, *args, **kwargs)
 
             tui.Static.update = counting  # type: ignore[method-assign]
-            light = [app.query_one(f"#{name}", tui.KeptLines) for name in ("glow", "light-value")]
+            light = app.query_one("#light", tui.KeptLines)
             try:
                 draws = app.draws
-                shows = sum(panel.shows for panel in light)
+                shows = sum(light.redrawn.values())
                 for _ in range(8):
                     clock.tick(0.4)
                     await pilot.pause(0.12)
                 assert app.draws > draws + 3
-                assert sum(panel.shows for panel in light) > shows + 3  # the light moved
+                assert sum(light.redrawn.values()) > shows + 3  # the light moved
                 assert updates.get("voice", 0) <= 1 and updates.get("help", 0) == 0
                 assert updates.get("title", 0) == 0
             finally:
@@ -190,18 +190,18 @@ def test_a_256_colour_screen_redraws_the_glow_only_when_its_colour_steps() -> No
         async with app.run_test(size=(80, 24)) as pilot:
             app.palette = "256"
             await into_hold(pilot, app, clock)
-            glow = app.query_one("#glow", tui.KeptLines)
-            value = app.query_one("#light-value", tui.KeptLines)
+            light = app.query_one("#light", tui.KeptLines)
             seen: set[object] = set()
-            glows, values = glow.shows, value.shows
+            glows, lower, values = light.redrawn[0], light.redrawn[1], light.redrawn[2]
             for _ in range(40):
                 clock.tick(0.1)
                 await pilot.pause(0.03)
                 seen.add(tui.glow_shown(float(box.led_pin.state or 0.0), "256"))
             await pilot.pause(0.15)
-            moved = value.shows - values  # the duty's digits: nearly every frame
+            moved = light.redrawn[2] - values  # the duty's digits: nearly every frame
             assert moved > 10
-            assert 1 <= glow.shows - glows <= len(seen) + 1 < moved
+            assert 1 <= light.redrawn[0] - glows <= len(seen) + 1 < moved
+            assert light.redrawn[1] - lower == light.redrawn[0] - glows  # both glow rows
             await pilot.press("q")
 
     asyncio.run(go())
@@ -221,10 +221,10 @@ def test_the_light_and_buzzer_panels_at_full_and_compact_sizes(size) -> None:
             duty = tui.format_duty(float(box.led_pin.state or 0.0))
             assert await until(pilot, shows(app, duty))
             text = app.screen_text()
-            glow = app.query_one("#glow", tui.KeptLines)
+            light = app.query_one("#light", tui.KeptLines)
             shade = tui.glow_shown(float(box.led_pin.state or 0.0), app.palette)
-            assert shade is not None and shade[0] * 4 in text  # the glow, a row of its shade
-            assert glow.size.width >= 4
+            assert shade is not None  # the glow: rows of its shade, the panel's width
+            assert shade[0] * light.size.width in text and light.size.width >= 16
             if size[0] >= 70:
                 assert f"PWM {duty}" in text and "quiet" in text
             else:

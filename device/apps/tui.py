@@ -28,7 +28,7 @@ import signal
 import sys
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ try:
     from rich.text import Text
     from textual.app import App, ComposeResult
     from textual.binding import Binding
-    from textual.containers import Horizontal, Vertical
+    from textual.containers import Horizontal
     from textual.geometry import Region
     from textual.strip import Strip
     from textual.widget import Widget
@@ -67,7 +67,7 @@ except ImportError:  # the `sim` extra is not installed: run_tui says so
         def __class_getitem__(cls, item: Any) -> Any:
             return cls
 
-    Static = Horizontal = Vertical = Widget = object  # type: ignore[assignment,misc]
+    Static = Horizontal = Widget = object  # type: ignore[assignment,misc]
 
     def Binding(*args: Any, **kwargs: Any) -> Any:  # type: ignore[no-redef]  # noqa: N802
         return None
@@ -501,64 +501,48 @@ def _quit_on_hang_up(app: StretchApp) -> Callable[[], None]:
 # ---- the screen ---------------------------------------------------------------------------
 
 
-class _Box(Vertical):
-    """A bordered column (the light: its glow above its value)."""
-
-
 Row = tuple[tuple[str, "Style | None"], ...]  # a line as (text, Rich style) pieces
 
 
 class KeptLines(Widget):
     """A panel drawn from the rows it keeps: each a line of (text, style) pieces, turned into
     a Textual strip once and kept. New rows repaint only the lines that changed and skip
-    Textual's content pipeline (the light's panels change up to ``LIGHT_FPS`` times a
+    Textual's content pipeline (the light's panel changes up to ``LIGHT_FPS`` times a
     second); rows longer than the panel are cut, shorter ones padded."""
 
     DEFAULT_CSS = "KeptLines { height: 1; }"
 
-    def __init__(self, *, id: str, center: bool = False) -> None:  # noqa: A002 - Textual's
+    def __init__(self, *, id: str) -> None:  # noqa: A002 - Textual's name
         super().__init__(id=id)
-        self.center = center  # one short row in the middle of the panel (the glow's "off")
         self.rows: tuple[Row, ...] = ()
-        self.shows = 0  # rows shown that differed from the last (tests count them)
-        self._strips: dict[tuple[int, int, int], Strip] = {}  # (y, width, height) -> line
+        self.redrawn: Counter[int] = Counter()  # row -> times it changed (tests read it)
+        self._strips: dict[tuple[int, int], Strip] = {}  # (row, width) -> its line
 
     def show(self, rows: tuple[Row, ...]) -> None:
-        """Show ``rows`` (one per line); a no-op when they are what is shown."""
-        if rows == self.rows:
-            return
+        """Show ``rows`` (one per line); only the lines that differ are repainted."""
         old = self.rows
-        self.rows = rows
-        self.shows += 1
-        self._strips.clear()
-        width, height = self.size
-        if self.center or len(rows) != len(old):
-            self.refresh()
+        if rows == old:
             return
-        changed = [Region(0, y, width, 1) for y in range(min(height, len(rows)))
-                   if rows[y] != old[y]]
-        if changed:
-            self.refresh(*changed)
+        self.rows = rows
+        width = self.size.width
+        changed = [y for y in range(max(len(rows), len(old)))
+                   if y >= len(rows) or y >= len(old) or rows[y] != old[y]]
+        for y in changed:
+            self.redrawn[y] += 1
+            self._strips.pop((y, width), None)
+        self.refresh(*(Region(0, y, width, 1) for y in changed))
 
     def render_line(self, y: int) -> Strip:
-        width, height = self.size
-        key = (y, width, height)
-        strip = self._strips.get(key)
-        if strip is not None:
-            return strip
-        base = self.rich_style
-        rows = self.rows
-        top = 0
-        if self.center and rows:
-            top = max(0, (height - len(rows)) // 2)
-        row = rows[y - top] if 0 <= y - top < len(rows) else ()
-        pieces = [Segment(text, base + style if style is not None else base)
-                  for text, style in row if text]
-        if self.center and pieces:
-            used = sum(len(text) for text, _ in row)
-            pieces.insert(0, Segment(" " * max(0, (width - used) // 2), base))
-        strip = Strip(pieces).adjust_cell_length(width, base)
-        self._strips[key] = strip
+        width = self.size.width
+        strip = self._strips.get((y, width))
+        if strip is None:
+            if len(self._strips) > 64:  # sizes come and go: keep the lines of the latest
+                self._strips.clear()
+            base = self.rich_style
+            row = self.rows[y] if y < len(self.rows) else ()
+            strip = Strip([Segment(text, base + style if style is not None else base)
+                           for text, style in row if text]).adjust_cell_length(width, base)
+            self._strips[(y, width)] = strip
         return strip
 
 
@@ -575,19 +559,17 @@ class StretchApp(App[int]):
     #web { height: 1; background: $boost; padding: 0 1; }
     #state { height: auto; border: round $secondary; padding: 0 1; }
     #middle { height: auto; }
-    #light-box { width: 1fr; height: auto; border: round $secondary; }
-    #glow { height: 2; }
-    #light-value { height: 1; padding: 0 1; }
+    #light { width: 1fr; height: 5; border: round $secondary; }
     #buzzer { width: 1fr; height: 4; border: round $secondary; padding: 0 1; }
     #buzzer.sounding { background: $warning 40%; }
     #tension { height: auto; border: round $secondary; padding: 0 1; }
     #voice { height: 1fr; border: round $secondary; padding: 0 1; }
     #help { dock: bottom; height: auto; background: $panel; padding: 0 1; }
-    Screen.compact #state, Screen.compact #light-box, Screen.compact #buzzer,
+    Screen.compact #state, Screen.compact #light, Screen.compact #buzzer,
     Screen.compact #tension, Screen.compact #voice { border: none; padding: 0; }
-    Screen.compact #glow { height: 1; }
+    Screen.compact #light { height: 2; }
     Screen.compact #buzzer { height: 2; padding: 0 1; }
-    Screen.compact #title, Screen.compact #light-value { padding: 0; }
+    Screen.compact #title { padding: 0; }
     """
     BINDINGS = [
         Binding("space,enter", "press", "press", priority=True),
@@ -764,9 +746,7 @@ class StretchApp(App[int]):
         yield Static(id="web")  # the phone page and its pairing code, on a line of its own
         yield Static(id="state")
         with Horizontal(id="middle"):
-            with _Box(id="light-box"):
-                yield KeptLines(id="glow", center=True)
-                yield KeptLines(id="light-value")
+            yield KeptLines(id="light")  # its glow above its PWM value
             yield Static(id="buzzer")
         yield Static(id="tension")
         yield Static(id="voice")
@@ -786,7 +766,7 @@ class StretchApp(App[int]):
 
     def on_mount(self) -> None:
         self.query_one("#state").border_title = "state"
-        self.query_one("#light-box").border_title = "light"
+        self.query_one("#light").border_title = "light"
         self.query_one("#buzzer").border_title = "buzzer"
         self.query_one("#tension").border_title = "strap tension"
         self.query_one("#voice").border_title = "voice"
@@ -1057,22 +1037,26 @@ class StretchApp(App[int]):
         self._put("#state", key, render)
 
     def _draw_light(self, snap: BoxView) -> None:
+        """The light's panel: rows of its glow (in the colour the terminal draws, so a new
+        row only when that changes), then the pin's PWM duty and the breath's phase."""
         value = float(self.led_pin.state or 0.0)  # the pin itself, not what the loop meant
-        glow = self.query_one("#glow", KeptLines)
-        width, height = glow.size
+        panel = self.query_one("#light", KeptLines)
+        compact = self.screen.has_class("compact")
+        width = max(1, panel.size.width)
+        glow_rows = 1 if compact else 2
         shown = glow_shown(value, self.palette)
         if shown is None:
-            glow.show(((("off", DIM),),))
+            off: Row = (("" if compact else " ", None), ("off", DIM))
+            glow: tuple[Row, ...] = ((),) * (glow_rows - 1) + (off,)
         else:
             shade, rgb = shown
             style = Style(color=Color.from_rgb(*rgb)) if self.palette else None
-            glow.show((((shade * max(1, width), style),),) * max(1, height))
-        compact = self.screen.has_class("compact")
+            glow = (((shade * width, style),),) * glow_rows
         phase = snap.breath_phase
-        row: Row = (("" if compact else "PWM ", None), (format_duty(value), BOLD))
+        row: Row = (("" if compact else " PWM ", None), (format_duty(value), BOLD))
         if phase is not None:
             row += ((f"  {PHASE_ARROWS[phase]} {PHASE_NAMES[phase]}", BOLD),)
-        self.query_one("#light-value", KeptLines).show((row,))
+        panel.show((*glow, row))
 
     def _draw_buzzer(self, snap: BoxView, now_real: float) -> None:
         on = bool(self.buzzer_pin.state) or snap.buzzing is not None

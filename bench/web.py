@@ -71,7 +71,11 @@ def web_hold(hold_s: float, state_dir: str, page: bool = True) -> dict[str, Any]
     switches: list[dict[str, int]] = []
 
     def on_event(event: Any) -> None:
-        if event.kind == "state" and event.state == "hold":
+        if event.kind == "state" and event.state == "setup":
+            # in the set-up (however late the first press came): a double press to the hold
+            box.loop.schedule(box.loop.clock.now() - box.loop.origin + 0.1,
+                              box.commands.double_press)
+        elif event.kind == "state" and event.state == "hold":
             marks["start"] = (time.monotonic(), time.process_time())
             switches.append(thread_switches())
         elif event.kind == "hold":
@@ -86,9 +90,6 @@ def web_hold(hold_s: float, state_dir: str, page: bool = True) -> dict[str, Any]
         raise RuntimeError("the driver did not say go")
     rss_pages = _rss_kb()
     box.loop.schedule(box.loop.clock.now() - box.loop.origin + 0.05, box.commands.press)
-    box.loop.schedule(box.loop.clock.now() - box.loop.origin + 0.3, box.commands.press)
-    # a double press in the set-up goes straight to the hold
-    box.loop.schedule(box.loop.clock.now() - box.loop.origin + 0.5, box.commands.press)
     try:
         box.loop.run(until=box.loop.clock.now() - box.loop.origin + hold_s + 30)
         rss_end = _rss_kb()

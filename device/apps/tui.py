@@ -80,6 +80,9 @@ INSTALL_HINT = (
 )
 SPEEDS = (1.0, 2.0, 5.0, 10.0, 30.0)  # what + and - step through
 FPS = 25.0  # most screen refreshes per second (events coming faster are drawn together)
+READOUT_HZ = 4.0  # the PWM readout's changes per second while the light moves (a meter's rate:
+# three digits changing faster cannot be read; the glow keeps LIGHT_FPS, the last value is
+# always drawn once the light stops)
 LIGHT_FPS = 10.0  # refreshes per second while the light moves (a modest rate: the glow is
 # a few character cells; the pin's exact duty is in the transcript)
 EVENTS_KEPT = 64  # events waiting for the screen (a bounded hand-over from the loop thread)
@@ -656,6 +659,8 @@ class StretchApp(App[int]):
         self._timer: Any = None
         self._timer_at = math.inf  # time.monotonic() the pending refresh is due
         self._drawn_at = -math.inf
+        self._readout: tuple[str, float] = ("", -math.inf)  # the PWM shown, and when (real s)
+        self._readout_due: float | None = None  # a newer PWM to show at this time (real s)
         self._shown: dict[str, Any] = {}  # panel -> what it shows now (redraw on change)
         self._lines: dict[str, int] = {}  # panel -> its line breaks (layout when they change)
         self.draws = 0  # refreshes so far (tests count them)
@@ -905,6 +910,8 @@ class StretchApp(App[int]):
             speed = max(1e-3, float(getattr(self.loop.clock, "speed", 1.0)))
             to_next_second = snap.hold_left_s - (math.ceil(snap.hold_left_s - 1e-6) - 1)
             due.append(max(0.0, to_next_second) / speed + 1e-3)
+        if self._readout_due is not None:
+            due.append(max(0.0, self._readout_due - now_real))
         for until in (self._notice_until, self._buzz_until):
             if until > now_real:
                 due.append(until - now_real)
@@ -1053,10 +1060,26 @@ class StretchApp(App[int]):
             style = Style(color=Color.from_rgb(*rgb)) if self.palette else None
             glow = (((shade * width, style),),) * glow_rows
         phase = snap.breath_phase
-        row: Row = (("" if compact else " PWM ", None), (format_duty(value), BOLD))
+        row: Row = (("" if compact else " PWM ", None), (self._pwm_readout(value), BOLD))
         if phase is not None:
             row += ((f"  {PHASE_ARROWS[phase]} {PHASE_NAMES[phase]}", BOLD),)
         panel.show((*glow, row))
+
+    def _pwm_readout(self, value: float) -> str:
+        """The PWM duty to show: a new value at most ``READOUT_HZ`` times a second while the
+        light moves (a refresh is planned for the newest), at once when it stands still."""
+        text = format_duty(value)
+        shown, at = self._readout
+        now = time.monotonic()
+        if text == shown:
+            self._readout_due = None
+        elif not self.loop.light_moving or now >= at + 1.0 / READOUT_HZ:
+            self._readout = (text, now)
+            self._readout_due = None
+            shown = text
+        else:
+            self._readout_due = at + 1.0 / READOUT_HZ
+        return shown
 
     def _draw_buzzer(self, snap: BoxView, now_real: float) -> None:
         on = bool(self.buzzer_pin.state) or snap.buzzing is not None

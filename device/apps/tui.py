@@ -44,7 +44,7 @@ from drivers.speech import Speaker
 
 try:
     from rich.color import Color, ColorSystem
-    from rich.console import Console
+    from rich.console import COLOR_SYSTEMS, Console
     from rich.segment import Segment
     from rich.style import Style
     from rich.text import Text
@@ -173,10 +173,6 @@ def led_rgb(duty: float) -> tuple[int, int, int]:
     return tuple(rgb)  # type: ignore[return-value]
 
 
-PALETTES = {"standard": "STANDARD", "256": "EIGHT_BIT", "truecolor": "TRUECOLOR",
-            "windows": "WINDOWS"}  # Rich's colour systems by the name its Console gives
-
-
 def glow_shown(duty: float, palette: str | None) -> tuple[str, tuple[int, int, int]] | None:
     """What the glow panel shows at PWM ``duty`` (0-1) on a terminal with ``palette`` (Rich's
     name for its colours: "truecolor", "256", "standard"; None: no colour): the shade
@@ -190,9 +186,9 @@ def glow_shown(duty: float, palette: str | None) -> tuple[str, tuple[int, int, i
     rgb = led_rgb(duty)
     if palette is None:
         return shade, (0, 0, 0)  # no colour: only the shade shows
-    system = PALETTES.get(palette, "TRUECOLOR")
-    if system != "TRUECOLOR":
-        drawn = Color.from_rgb(*rgb).downgrade(getattr(ColorSystem, system))
+    system = COLOR_SYSTEMS.get(palette, ColorSystem.TRUECOLOR)
+    if system != ColorSystem.TRUECOLOR:
+        drawn = Color.from_rgb(*rgb).downgrade(system)
         triplet = drawn.get_truecolor()
         rgb = (triplet.red, triplet.green, triplet.blue)
     return shade, rgb
@@ -519,7 +515,8 @@ class KeptLines(Widget):
         super().__init__(id=id)
         self.rows: tuple[Row, ...] = ()
         self.redrawn: Counter[int] = Counter()  # row -> times it changed (tests read it)
-        self._strips: dict[tuple[int, int], Strip] = {}  # (row, width) -> its line
+        self._strips: dict[int, Strip] = {}  # row -> its line, at ``_strips_width`` cells
+        self._strips_width = 0
 
     def show(self, rows: tuple[Row, ...]) -> None:
         """Show ``rows`` (one per line); only the lines that differ are repainted."""
@@ -532,20 +529,21 @@ class KeptLines(Widget):
                    if y >= len(rows) or y >= len(old) or rows[y] != old[y]]
         for y in changed:
             self.redrawn[y] += 1
-            self._strips.pop((y, width), None)
+            self._strips.pop(y, None)
         self.refresh(*(Region(0, y, width, 1) for y in changed))
 
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        strip = self._strips.get((y, width))
+        if width != self._strips_width:  # a new size: every kept line is the wrong length
+            self._strips.clear()
+            self._strips_width = width
+        strip = self._strips.get(y)
         if strip is None:
-            if len(self._strips) > 64:  # sizes come and go: keep the lines of the latest
-                self._strips.clear()
             base = self.rich_style
             row = self.rows[y] if y < len(self.rows) else ()
             strip = Strip([Segment(text, base + style if style is not None else base)
                            for text, style in row if text]).adjust_cell_length(width, base)
-            self._strips[(y, width)] = strip
+            self._strips[y] = strip
         return strip
 
 
